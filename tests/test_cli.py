@@ -1,0 +1,69 @@
+"""The `workbench` command: fast start, argument parsing, JSON output and clear errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from workbench.cli import main, parse_model_args
+from workbench.errors import ConfigError
+
+
+def test_start_up_imports_nothing_heavy():
+    code = (
+        "import sys, workbench, workbench.cli; "
+        "heavy = [m for m in ('torch', 'graspologic', 'plotly', 'dppy', 'dask', 'sklearn') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("models", "datasets", "profile", "train", "demo"):
+        assert command in out.stdout
+
+
+def test_parse_model_args_reads_json_values():
+    assert parse_model_args(["--width", "0.5", "--resolution=160", "--cfg", "vgg16", "--widths", "[4, 3]"]) == {
+        "width": 0.5, "resolution": 160, "cfg": "vgg16", "widths": [4, 3],
+    }
+    with pytest.raises(ConfigError, match="needs a value"):
+        parse_model_args(["--width"])
+    with pytest.raises(ConfigError, match="unexpected argument"):
+        parse_model_args(["width"])
+
+
+def test_profile_json(capsys):
+    assert main(["profile", "--model", "mlp", "--widths", "[8, 4, 2]", "--json", "--no-latency"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["params"] == 8 * 4 + 4 + 4 * 2 + 2
+    assert row["macs"] == 8 * 4 + 4 * 2
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    assert main(["profile", "--model", "mobilenet_v2", "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'mobilenet_v2'" in err and "mobilenet_v1" in err
+
+
+def test_models_and_datasets_list(capsys):
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert {"lenet300", "mobilenet_v1", "enet", "resnet"} <= set(models)
+    assert main(["datasets", "--json"]) == 0
+    sets = json.loads(capsys.readouterr().out)
+    assert {"digits", "mnist1d", "shapes", "shapes-seg", "idx", "cifar10"} <= set(sets)
+
+
+def test_train_writes_a_checkpoint_that_profiles(tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    assert main(["train", "--model", "mlp", "--data", "digits", "--epochs", "2", "--quiet", "--json",
+                 "--out", str(ckpt)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert ckpt.exists() and 0.0 <= row["test_accuracy"] <= 1.0
+    assert main(["profile", "--checkpoint", str(ckpt), "--json", "--no-latency"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == row["params"]

@@ -1,0 +1,28 @@
+"""Workbench: which neurons and filters of a trained network are redundant, and what merging or dropping them costs.
+
+Subpackages are imported lazily so that ``import workbench`` and ``workbench --help`` stay fast:
+
+- :mod:`workbench.zoo` -- model registry (``create_model``, ``list_models``)
+- :mod:`workbench.datasets` -- embedded and on-disk data sets (``load_dataset``)
+- :mod:`workbench.train` -- fit, evaluate, checkpoints
+- :mod:`workbench.metrics` -- parameters, multiply-adds, storage, latency
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+__version__ = "0.1.0"
+__all__ = ["WorkbenchError", "__version__"]
+
+_SUBMODULES = {
+    "zoo", "datasets", "train", "metrics", "graph", "select", "surgery", "quantize", "viz", "study", "cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"workbench.{name}")
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -1,0 +1,193 @@
+"""The ``workbench`` command.
+
+Sub-commands import what they need when they run, so ``workbench --help`` answers at once.
+Model arguments are given as extra ``--name value`` options (``--width 0.5 --resolution 160``) and are
+passed to :func:`workbench.zoo.create_model`; values are read as JSON where possible (numbers, lists,
+``true``/``false``) and as strings otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.errors import ConfigError, WorkbenchError
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_model_args(extra: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["--width", "0.5", "--depth=20"]`` into ``{"width": 0.5, "depth": 20}``."""
+    kwargs: dict[str, Any] = {}
+    items = list(extra)
+    i = 0
+    while i < len(items):
+        token = items[i]
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"unexpected argument {token!r}: model arguments are given as --name value.")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(items) and not items[i + 1].startswith("--"):
+            value = items[i + 1]
+            i += 2
+        else:
+            raise ConfigError(f"model argument {token} needs a value, e.g. {token} 0.5.")
+        kwargs[key.replace("-", "_")] = _parse_value(value)
+    return kwargs
+
+
+def _emit(args: argparse.Namespace, payload: Any, table: str) -> None:
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        print(table)
+
+
+def _cmd_models(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.zoo import describe_models
+
+    models = describe_models()
+    width = max(map(len, models))
+    _emit(args, models, "\n".join(f"{name:<{width}}  {text}" for name, text in models.items()))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.datasets import describe_datasets
+
+    sets = describe_datasets()
+    width = max(map(len, sets))
+    _emit(args, sets, "\n".join(f"{name:<{width}}  {text}" for name, text in sets.items()))
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.metrics import format_table, profile
+    from workbench.zoo import create_model, example_input
+
+    if args.checkpoint:
+        from workbench.train import load_checkpoint
+
+        if extra:
+            raise ConfigError("model arguments cannot be combined with --checkpoint: the checkpoint fixes the architecture.")
+        model, _ = load_checkpoint(args.checkpoint)
+        label = args.checkpoint
+    elif args.model:
+        model = create_model(args.model, **parse_model_args(extra))
+        label = args.model
+    else:
+        raise ConfigError("name a model (--model mobilenet_v1 --width 0.5) or a checkpoint (--checkpoint PATH).")
+    result = profile(model, example_input(model, args.batch_size), latency=not args.no_latency)
+    row = {"model": label, **result.as_dict()}
+    _emit(args, row, format_table([row]))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.datasets import load_dataset
+    from workbench.metrics import format_table, profile
+    from workbench.train import evaluate, fit, save_checkpoint
+    from workbench.zoo import create_model_for_data, example_input
+
+    train = load_dataset(args.data, root=args.root, split="train")
+    val = load_dataset(args.data, root=args.root, split="val")
+    test = load_dataset(args.data, root=args.root, split="test")
+    model = create_model_for_data(args.model, train.input_shape, train.num_classes, **parse_model_args(extra))
+    history = fit(
+        model, train, val_data=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, random_state=args.seed, quiet=args.quiet,
+    )
+    metrics = evaluate(model, test)
+    prof = profile(model, example_input(model, 1))
+    row = {"model": args.model, "data": args.data, "epochs": args.epochs,
+           **{f"test_{k}": v for k, v in metrics.items() if k != "n"}, **prof.as_dict(),
+           "train_seconds": round(sum(history.seconds), 2)}
+    if args.out:
+        save_checkpoint(args.out, model, metadata={"data": args.data, "test": metrics, "seed": args.seed})
+        row["checkpoint"] = str(args.out)
+    _emit(args, row, format_table([row]))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.demo import run_demo
+
+    rows = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
+    from workbench.metrics import format_table
+
+    _emit(args, rows, format_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``workbench`` command."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Which neurons and filters of a network are redundant, and what merging or dropping them costs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, handler: Any, model_args: bool = False) -> argparse.ArgumentParser:
+        epilog = "Extra --name value options are passed to the model (e.g. --width 0.5)." if model_args else None
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(handler=handler, model_args=model_args)
+        return p
+
+    add("models", "list the models of the zoo", _cmd_models)
+    add("datasets", "list the data sets", _cmd_datasets)
+
+    p = add("profile", "parameters, multiply-adds, storage and CPU latency of a model", _cmd_profile, True)
+    p.add_argument("--model", help="zoo model name (see `workbench models`)")
+    p.add_argument("--checkpoint", help="profile a saved checkpoint instead")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+
+    p = add("train", "train a zoo model on a data set, evaluate it and save a checkpoint", _cmd_train, True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="data set name (see `workbench datasets`)")
+    p.add_argument("--root", help="folder of an on-disk data set (idx, cifar10)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the trained model to this checkpoint file")
+
+    p = add("demo", "the main job: train and profile small models on the embedded data", _cmd_demo)
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.add_argument("--out", default=None, help="folder for the demo's outputs (default: ./workbench-demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` command; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if extra and not args.model_args:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.handler(args, extra) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

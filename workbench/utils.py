@@ -1,0 +1,66 @@
+"""Small shared helpers: random states, seeding and atomic file writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import ConfigError
+
+RandomState = int | np.random.Generator | None
+
+
+def check_random_state(random_state: RandomState) -> np.random.Generator:
+    """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`.
+
+    The same int always gives the same stream; a Generator is used as it is (and advanced).
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ConfigError(f"random_state must be a non-negative int, got {random_state}.")
+        return np.random.default_rng(int(random_state))
+    raise ConfigError(
+        f"random_state must be None, an int or a numpy.random.Generator, got {type(random_state).__name__}."
+    )
+
+
+def seed_from(random_state: RandomState) -> int:
+    """A deterministic 32-bit seed drawn from ``random_state`` (for torch or legacy numpy APIs)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        check_random_state(random_state)  # validates
+        return int(random_state) % (2**32)
+    return int(check_random_state(random_state).integers(0, 2**32 - 1))
+
+
+def legacy_random_state(random_state: RandomState) -> np.random.RandomState:
+    """A legacy :class:`numpy.random.RandomState` (for libraries such as dppy) seeded from ``random_state``."""
+    return np.random.RandomState(seed_from(random_state))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode(encoding))

@@ -1,0 +1,74 @@
+"""Argument checks and weight initialisation shared by the built-in models."""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+from torch import nn
+
+from workbench.errors import ConfigError
+
+# Gains understood by ``nn.init.kaiming_normal_`` for each activation name the models accept.
+_KAIMING_NONLINEARITY = {
+    "relu": "relu",
+    "leaky_relu": "leaky_relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "gelu": "relu",
+    "elu": "relu",
+    "identity": "linear",
+}
+
+
+def check_int(model: str, name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; ConfigError naming ``model`` and ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ConfigError(f"{model}: {name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_positive(model: str, name: str, value: object) -> float:
+    """``value`` as a float ``> 0``; ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise ConfigError(f"{model}: {name} must be a number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_probability(model: str, name: str, value: object) -> float:
+    """``value`` as a float in ``[0, 1)``; ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{model}: {name} must be a probability in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_size2d(model: str, name: str, value: object) -> tuple[int, int]:
+    """An image size given as ``n`` or ``(height, width)``, as a pair of positive ints."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ConfigError(f"{model}: {name} must be an int or a (height, width) pair, got {value!r}.")
+        return check_int(model, f"{name}[0]", value[0]), check_int(model, f"{name}[1]", value[1])
+    size = check_int(model, name, value)
+    return size, size
+
+
+def kaiming_init_(module: nn.Module, nonlinearity: str = "relu") -> nn.Module:
+    """Initialise ``module`` in place (He et al. 2015) and return it.
+
+    Convolutions (also transposed) get ``kaiming_normal_`` with ``mode="fan_out"``, linear layers
+    ``kaiming_normal_`` with ``mode="fan_in"``, biases zero, batch-norm scale one and shift zero.
+    Deterministic given ``torch.manual_seed``.
+    """
+    gain = _KAIMING_NONLINEARITY.get(nonlinearity, "relu")
+    for sub in module.modules():
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(sub.weight, mode="fan_out", nonlinearity=gain)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.Linear):
+            nn.init.kaiming_normal_(sub.weight, mode="fan_in", nonlinearity=gain)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+    return module
