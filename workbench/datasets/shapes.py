@@ -1,0 +1,231 @@
+"""Synthetic images of filled shapes, for classification (``shapes``) and segmentation (``shapes-seg``).
+
+Each shape is drawn as a filled region of an implicit function on the pixel grid, at a random
+position, size and rotation (within +-15 degrees), in a random colour that differs from the random
+background colour by 0.3 to 0.7 in every channel; light Gaussian pixel noise is added and values are
+clipped to [0, 1]. Colour carries no class information, so a model has to recognize the outline.
+Everything is generated with vectorized numpy from ``seed`` and cached in memory.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench.datasets.base import ArrayDataset, make_dataset
+from workbench.datasets.catalog import register_dataset
+from workbench.datasets.options import check_int
+from workbench.datasets.splits import contiguous_split, pick_split, stratified_split
+from workbench.errors import ConfigError, closest
+
+SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
+FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test
+MAX_ANGLE = np.pi / 12  # rotations within +-15 degrees keep squares and diamonds apart
+
+
+def _inside(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Whether shape-frame points ``(u, v)`` (unit radius, ``v`` pointing down) lie inside ``kind``."""
+    au, av = np.abs(u), np.abs(v)
+    if kind == "circle":
+        return u * u + v * v <= 1.0
+    if kind == "square":
+        return np.maximum(au, av) <= 0.8
+    if kind == "triangle":  # equilateral, apex up, centroid at the origin
+        return (v <= 0.5) & (np.sqrt(3.0) * au <= v + 1.0)
+    if kind == "cross":
+        return ((au <= 0.3) & (av <= 1.0)) | ((av <= 0.3) & (au <= 1.0))
+    if kind == "diamond":
+        return au + av <= 1.0
+    if kind == "ring":
+        r2 = u * u + v * v
+        return (r2 <= 1.0) & (r2 >= 0.36)
+    raise AssertionError(kind)
+
+
+def _masks(kinds: np.ndarray, names: Sequence[str], params: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """Boolean masks ``(N, size, size)``: shape ``names[kinds[i]]`` placed with ``params`` row ``i``."""
+    grid = ((np.arange(size) + 0.5) / size * 2.0 - 1.0).astype(np.float32)  # pixel centres in [-1, 1]
+    p = {key: value.astype(np.float32)[:, None, None] for key, value in params.items()}
+    dx = grid[None, None, :] - p["cx"]
+    dy = grid[None, :, None] - p["cy"]
+    cos, sin = np.cos(p["angle"]) / p["scale"], np.sin(p["angle"]) / p["scale"]
+    u, v = cos * dx + sin * dy, cos * dy - sin * dx
+    masks = np.zeros((len(kinds), size, size), dtype=bool)
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(kinds == k)
+        if len(rows):
+            masks[rows] = _inside(name, u[rows], v[rows])
+    return masks
+
+
+def _placement(rng: np.random.Generator, n: int, scale_range: tuple[float, float]) -> dict[str, np.ndarray]:
+    scale = rng.uniform(*scale_range, size=n)
+    return {
+        "scale": scale,
+        "cx": rng.uniform(-1.0 + scale, 1.0 - scale),
+        "cy": rng.uniform(-1.0 + scale, 1.0 - scale),
+        "angle": rng.uniform(-MAX_ANGLE, MAX_ANGLE, size=n),
+    }
+
+
+def _contrasting(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """Colours that differ from ``background`` by 0.3..0.7 in every channel."""
+    return ((background + rng.uniform(0.3, 0.7, size=background.shape)) % 1.0).astype(np.float32)
+
+
+def _finish(rng: np.random.Generator, images: np.ndarray, noise: float) -> np.ndarray:
+    """Add pixel noise of deviation ``noise`` to float32 ``images`` (in place), clip to [0, 1], freeze."""
+    images += np.float32(noise) * rng.standard_normal(images.shape, dtype=np.float32)
+    np.clip(images, 0.0, 1.0, out=images)
+    images.setflags(write=False)
+    return images
+
+
+@functools.lru_cache(maxsize=4)
+def generate_shapes(
+    num_samples: int, size: int, channels: int, classes: tuple[str, ...], seed: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, channels, size, size)`` float32 of one shape each and labels ``(N,)`` int64 (balanced)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(num_samples) % len(classes)).astype(np.int64)
+    masks = _masks(labels, classes, _placement(rng, num_samples, (0.3, 0.6)), size)
+    background = rng.uniform(size=(num_samples, channels)).astype(np.float32)
+    colour = _contrasting(rng, background)
+    images = np.where(masks[:, None], colour[:, :, None, None], background[:, :, None, None])
+    labels.setflags(write=False)
+    return _finish(rng, images, noise), labels
+
+
+@functools.lru_cache(maxsize=4)
+def generate_shape_scenes(
+    num_samples: int, size: int, channels: int, classes: tuple[str, ...], max_shapes: int, seed: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, channels, size, size)`` with 1..``max_shapes`` shapes and masks ``(N, size, size)`` int64.
+
+    Mask value 0 is background and ``k + 1`` is ``classes[k]``; later shapes cover earlier ones.
+    """
+    rng = np.random.default_rng(seed)
+    count = rng.integers(1, max_shapes + 1, size=num_samples)
+    background = rng.uniform(size=(num_samples, channels)).astype(np.float32)
+    images = np.broadcast_to(background[:, :, None, None], (num_samples, channels, size, size)).copy()
+    targets = np.zeros((num_samples, size, size), dtype=np.int64)
+    for slot in range(max_shapes):
+        kinds = rng.integers(0, len(classes), size=num_samples)
+        masks = _masks(kinds, classes, _placement(rng, num_samples, (0.2, 0.5)), size)
+        masks &= (slot < count)[:, None, None]
+        colour = _contrasting(rng, background)
+        np.copyto(images, colour[:, :, None, None], where=masks[:, None])
+        np.copyto(targets, kinds[:, None, None] + 1, where=masks)
+    targets.setflags(write=False)
+    return _finish(rng, images, noise), targets
+
+
+def _check_classes(classes: int | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        if not 2 <= classes <= len(SHAPES):
+            raise ConfigError(f"classes must be between 2 and {len(SHAPES)} (or a list of {SHAPES}), got {classes}.")
+        return SHAPES[: int(classes)]
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise ConfigError(f"classes must be an int or a list of shape names from {SHAPES}, got {classes!r}.")
+    names = tuple(classes)
+    for name in names:
+        if name not in SHAPES:
+            raise ConfigError(f"unknown shape {name!r}.{closest(str(name), SHAPES)} Known shapes: {', '.join(SHAPES)}.")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(f"classes must name at least 2 different shapes, got {list(names)}.")
+    return names
+
+
+def _check_common(num_samples: object, channels: object, seed: object, noise: object) -> tuple[int, int, int, float]:
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 1.0:
+        raise ConfigError(f"noise must be a number in [0, 1] (standard deviation of pixel noise), got {noise!r}.")
+    return (check_int(num_samples, "num_samples", 10), check_int(channels, "channels", 1),
+            check_int(seed, "seed", 0), float(noise))
+
+
+@register_dataset(
+    "shapes",
+    "synthetic filled shapes (circle, square, triangle, cross, diamond, ring): 3x32x32 images, 6 classes; generated",
+)
+def shapes(
+    root: str | os.PathLike | None,
+    split: str,
+    *,
+    num_samples: int = 3000,
+    size: int = 32,
+    channels: int = 3,
+    classes: int | Sequence[str] = len(SHAPES),
+    seed: int = 0,
+    noise: float = 0.05,
+) -> ArrayDataset:
+    """One filled shape per image; the label is its kind.
+
+    Parameters
+    ----------
+    num_samples
+        Images in the whole set (classes balanced); cut per class into 60% train, 20% val and
+        20% test with ``seed`` (1800 / 600 / 600 by default). ``indices`` are generation positions.
+    size, channels
+        Image side in pixels (at least 8) and number of colour channels (1 gives grey images).
+    classes
+        How many of :data:`SHAPES` to use (the first ones), or a list of their names.
+    seed, noise
+        Random seed of the whole set, and standard deviation of the pixel noise.
+    """
+    names = _check_classes(classes)
+    num_samples, channels, seed, noise = _check_common(num_samples, channels, seed, noise)
+    size = check_int(size, "size", 8)
+    images, labels = generate_shapes(num_samples, size, channels, names, seed, noise)
+    train, val, test = stratified_split(labels, FRACTIONS, seed)
+    rows = pick_split(split, {"train": train, "val": val, "test": test})
+    return make_dataset(
+        images, labels, rows, name="shapes", split=split, num_classes=len(names),
+        task="classification", class_names=list(names),
+    )
+
+
+@register_dataset(
+    "shapes-seg",
+    "synthetic scenes of 1-3 shapes with per-pixel masks: 3x64x64 images, background + 6 classes; generated",
+)
+def shapes_seg(
+    root: str | os.PathLike | None,
+    split: str,
+    *,
+    num_samples: int = 1000,
+    size: int = 64,
+    channels: int = 3,
+    classes: int | Sequence[str] = len(SHAPES),
+    max_shapes: int = 3,
+    seed: int = 0,
+    noise: float = 0.05,
+) -> ArrayDataset:
+    """Scenes of 1..``max_shapes`` shapes with a label per pixel (0 background, ``k + 1`` shape ``k``).
+
+    Parameters
+    ----------
+    num_samples
+        Images in the whole set; the first 60% are train, the next 20% val and the last 20% test
+        (600 / 200 / 200 by default; samples are i.i.d.). ``indices`` are generation positions.
+    size
+        Image side in pixels, a multiple of 8 (ENet downsamples three times), at least 16.
+    channels, classes, seed, noise
+        As for ``shapes``; ``num_classes`` is ``len(classes) + 1`` (background).
+    max_shapes
+        Largest number of shapes per image (each image has at least one).
+    """
+    names = _check_classes(classes)
+    num_samples, channels, seed, noise = _check_common(num_samples, channels, seed, noise)
+    size = check_int(size, "size", 16)
+    if size % 8:
+        raise ConfigError(f"size must be a multiple of 8 (ENet and similar networks halve it 3 times), got {size}.")
+    max_shapes = check_int(max_shapes, "max_shapes", 1)
+    images, targets = generate_shape_scenes(num_samples, size, channels, names, max_shapes, seed, noise)
+    train, val, test = contiguous_split(num_samples, FRACTIONS)
+    rows = pick_split(split, {"train": train, "val": val, "test": test})
+    return make_dataset(
+        images, targets, rows, name="shapes-seg", split=split, num_classes=len(names) + 1,
+        task="segmentation", class_names=["background", *names],
+    )

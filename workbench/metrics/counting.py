@@ -1,0 +1,63 @@
+"""Static size and cost of a model: parameters, multiply-adds and stored bytes."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.metrics.forward import checked_forward, evaluation_mode, on_model_device
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (shared parameters counted once).
+
+    Parameters
+    ----------
+    trainable_only
+        Count only parameters with ``requires_grad``.
+    """
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))
+
+
+def count_macs(model: nn.Module, example_input: Any) -> int:
+    """Multiply-accumulate operations of one forward pass of ``model`` on ``example_input`` (the whole batch).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and convolutions,
+    grouped and depthwise ones included; bias additions, activations and pooling are not counted):
+    total floating-point operations // 2. Runs under ``torch.no_grad`` in eval mode and restores the
+    model's mode afterwards. A :class:`~workbench.errors.ModelError` if the input does not fit.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = on_model_device(model, example_input)
+    with evaluation_mode(model), torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            checked_forward(model, inputs)
+    return int(counter.get_total_flops() // 2)
+
+
+def _unique(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    seen: set[int] = set()
+    unique = []
+    for tensor in tensors:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique.append(tensor)
+    return unique
+
+
+def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    return int(sum(t.numel() * t.element_size() for t in _unique(tensors)))
+
+
+def param_bytes(model: nn.Module) -> int:
+    """Bytes the parameters of ``model`` take as stored (their dtype's element size times their size)."""
+    return _nbytes(model.parameters())
+
+
+def dense_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers (e.g. batch-norm statistics) as stored, without any compression."""
+    return _nbytes(list(model.parameters()) + list(model.buffers()))

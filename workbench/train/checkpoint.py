@@ -1,0 +1,238 @@
+"""Checkpoints: a model's architecture spec (JSON) and its weights, loaded without running pickled code.
+
+A checkpoint is a ``torch.save`` file holding one dict::
+
+    {"format": "workbench-checkpoint", "version": 1,
+     "spec": '{"name": "mlp", "kwargs": {...}}',   # JSON text: how to rebuild the architecture
+     "metadata": '{...}',                           # JSON text: anything the caller wants to keep
+     "state_dict": {...}}                           # the weights, as tensors
+
+so that :func:`load_checkpoint` can read it with ``torch.load(..., weights_only=True)`` and rebuild the
+model through :func:`build_from_spec`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.errors import CheckpointError, ConfigError, WorkbenchError
+from workbench.utils import atomic_write_bytes
+
+FORMAT = "workbench-checkpoint"
+VERSION = 1
+_RESAVE = "re-save it with workbench.train.save_checkpoint(path, model)"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, torch.device, torch.dtype)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _to_json(what: str, value: Any) -> str:
+    try:
+        return json.dumps(value, default=_json_default, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the checkpoint {what} must be JSON-serializable (numbers, strings, lists, dicts): {exc}.") from None
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """``spec`` if it is a dict with a string ``name`` and a dict ``kwargs``; ConfigError otherwise."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs", {}), dict):
+        raise ConfigError(
+            f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}}, got {spec!r}."
+        )
+    return spec
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Build the (untrained) model an architecture spec describes.
+
+    ``spec`` is ``{"name": <registered zoo model>, "kwargs": {...}}`` as made by
+    :func:`workbench.zoo.model_spec`; the model is made by :func:`workbench.zoo.create_model`.
+
+    Raises
+    ------
+    UnknownNameError
+        The model name is not registered.
+    ConfigError
+        The spec is malformed or its arguments do not fit the model.
+    """
+    from workbench.zoo import create_model
+
+    spec = check_spec(spec)
+    return create_model(spec["name"], **spec.get("kwargs", {}))
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, *, spec: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model``'s architecture spec, ``metadata`` and weights to ``path`` atomically; return the path.
+
+    Parameters
+    ----------
+    spec
+        How to rebuild the architecture; default :func:`workbench.zoo.model_spec` of the model (a
+        :class:`~workbench.errors.ModelError` for a model that was not built by the zoo).
+    metadata
+        JSON-serializable information kept with the weights (data set, scores, seed...); numpy and
+        tensor scalars are stored as numbers.
+    """
+    from workbench.zoo import model_spec
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"save_checkpoint needs a torch.nn.Module, got {type(model).__name__}.")
+    spec = check_spec(model_spec(model) if spec is None else spec)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": _to_json("spec", spec),
+        "metadata": _to_json("metadata", {} if metadata is None else metadata),
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _unsafe_globals(path: Path, error: Exception) -> list[str]:
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if finder is not None:
+        try:
+            return list(finder(str(path)))
+        except Exception:  # noqa: BLE001 - only a hint for the message
+            pass
+    text = str(error)
+    marker = "GLOBAL "
+    return [text.split(marker, 1)[1].split()[0]] if marker in text else []
+
+
+def _read(path: Path) -> Any:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: check the path, or write one with workbench.train.save_checkpoint.")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file; give the path of a checkpoint file.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        names = _unsafe_globals(path, exc)
+        if any(name.startswith("torch.nn.") for name in names):
+            raise CheckpointError(
+                f"{path}: this file holds a pickled module, not a workbench checkpoint; "
+                f"load it where its code is trusted and {_RESAVE}."
+            ) from None
+        found = f" (it refers to {', '.join(names[:5])})" if names else ""
+        raise CheckpointError(
+            f"{path} holds pickled Python objects that a safe load refuses{found}; it is not a workbench "
+            f"checkpoint. If you trust it, load the model yourself and {_RESAVE}."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file it cannot read
+        raise CheckpointError(
+            f"{path} is not a readable torch file (corrupt, truncated or another format: {type(exc).__name__}: "
+            f"{str(exc)[:200]}); write checkpoints with workbench.train.save_checkpoint."
+        ) from None
+
+
+def _check_format(path: Path, payload: Any) -> None:
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        version = payload.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise CheckpointError(
+                f"{path} is a workbench checkpoint of version {version!r}; this workbench reads version {VERSION}. "
+                "Upgrade the workbench."
+            )
+        missing = [key for key in ("spec", "metadata", "state_dict") if key not in payload]
+        if missing:
+            raise CheckpointError(f"{path} is a damaged workbench checkpoint: it lacks {', '.join(missing)}.")
+        return
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise CheckpointError(
+            f"{path} holds a bare state_dict, not a workbench checkpoint: it has no architecture spec. "
+            f"Load it into a model built with workbench.zoo.create_model (model.load_state_dict(...)) and {_RESAVE}."
+        )
+    keys = f" (keys: {', '.join(map(str, list(payload)[:6]))})" if isinstance(payload, dict) else ""
+    raise CheckpointError(
+        f"{path} is a torch file of type {type(payload).__name__}{keys} without the '{FORMAT}' format marker, "
+        f"so it is not a workbench checkpoint; {_RESAVE}."
+    )
+
+
+def _parse_json(path: Path, payload: dict[str, Any], key: str) -> Any:
+    try:
+        return json.loads(payload[key])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is a damaged workbench checkpoint: its {key} is not valid JSON ({exc}).") from None
+
+
+def _mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
+            parts.append(f"{label} {', '.join(items[:5])}{more}")
+    return "; ".join(parts)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved at ``path``; return ``(model in eval mode, metadata)``.
+
+    The file is read with ``torch.load(..., weights_only=True)`` (no pickled code runs), the architecture
+    rebuilt by :func:`build_from_spec` and the weights loaded strictly.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, unreadable, a pickled module or bare state_dict rather than a workbench
+        checkpoint, names an unknown model, or holds weights that do not fit the architecture.
+    """
+    path = Path(path)
+    payload = _read(path)
+    _check_format(path, payload)
+    spec = _parse_json(path, payload, "spec")
+    metadata = _parse_json(path, payload, "metadata")
+    try:
+        model = build_from_spec(spec)
+    except WorkbenchError as exc:
+        raise CheckpointError(
+            f"{path}: cannot rebuild its architecture {spec!r}: {exc} "
+            "If the model is your own, register it with workbench.zoo.register_model before loading."
+        ) from None
+    state_dict = payload["state_dict"]
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path} is a damaged workbench checkpoint: its state_dict is a {type(state_dict).__name__}.")
+    problems = _mismatch(model, state_dict)
+    if problems:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the architecture {spec.get('name')!r}: {problems}. "
+            "The checkpoint was saved from a different model than its spec describes; re-save it with the right spec."
+        )
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the weights do not load into {spec.get('name')!r}: {exc}") from None
+    model.eval()
+    return model, metadata

@@ -1,0 +1,71 @@
+"""What kind of prediction a model makes, and the default loss for it."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from workbench.errors import ConfigError, DataError
+from workbench.metrics.scores import IGNORE_INDEX
+from workbench.train.batches import data_attribute
+
+TASKS = ("classification", "segmentation")
+
+
+def check_task(task: str | None) -> str | None:
+    """``task`` if it is ``None`` or a known task; ConfigError otherwise."""
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    return task
+
+
+def declared_task(data: Any, model: torch.nn.Module) -> str | None:
+    """The task the data set (``.task``) or else the model (``.task``) declares, if any."""
+    for source in (data_attribute(data, "task"), getattr(model, "task", None)):
+        if source is not None:
+            return check_task(source)
+    return None
+
+
+def task_from_shapes(logits: torch.Tensor, targets: torch.Tensor) -> str:
+    """``classification`` for ``(N, C)`` logits and ``(N,)`` targets, ``segmentation`` for ``(N, C, H, W)`` and ``(N, H, W)``."""
+    if logits.dim() == 2 and targets.dim() == 1:
+        return "classification"
+    if logits.dim() == 4 and targets.dim() == 3:
+        return "segmentation"
+    raise DataError(
+        f"cannot tell the task from logits of shape {tuple(logits.shape)} and targets of shape "
+        f"{tuple(targets.shape)}: expected (N, C) with (N,) for classification or (N, C, H, W) with (N, H, W) "
+        "for segmentation. Pass task=... or a loss_fn."
+    )
+
+
+def check_shapes(logits: torch.Tensor, targets: torch.Tensor, task: str) -> None:
+    """DataError when ``logits`` and ``targets`` do not have the layout ``task`` needs."""
+    ok = (
+        (task == "classification" and logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets))
+        or (task == "segmentation" and logits.dim() == 4 and targets.dim() == 3
+            and logits.shape[:1] + logits.shape[2:] == targets.shape)
+    )
+    if not ok:
+        want = "(N, C) logits with (N,) targets" if task == "classification" else "(N, C, H, W) logits with (N, H, W) targets"
+        raise DataError(
+            f"{task} needs {want}; got logits {tuple(logits.shape)} and targets {tuple(targets.shape)}. "
+            "Check that the model and the data set belong together."
+        )
+
+
+def default_loss(logits: torch.Tensor, targets: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy; per pixel for segmentation, where targets equal to 255 are ignored."""
+    check_shapes(logits, targets, task)
+    ignore = IGNORE_INDEX if task == "segmentation" else -100
+    num_classes = logits.shape[1]
+    valid = targets[targets != ignore]
+    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
+        raise DataError(
+            f"targets must be class indices in [0, {num_classes}) for a model with {num_classes} outputs"
+            f"{' (or 255, ignored)' if task == 'segmentation' else ''}; found values in "
+            f"[{int(valid.min())}, {int(valid.max())}]. Build the model for the data set's number of classes."
+        )
+    return F.cross_entropy(logits, targets, ignore_index=ignore, reduction=reduction)

@@ -1,0 +1,24 @@
+"""Plotly figures. Each function returns a ``plotly.graph_objects.Figure`` (shows in Jupyter, saves as HTML).
+
+Plotly is imported inside the figure functions, so importing this package is cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_FIGURES = {
+    "layered_unit_graph": "workbench.viz.graph_figures",
+    "block_graph": "workbench.viz.graph_figures",
+    "adjacency_heatmap": "workbench.viz.graph_figures",
+    "embedding_scatter": "workbench.viz.selection_figures",
+    "kernel_heatmap": "workbench.viz.selection_figures",
+}
+
+__all__ = sorted(_FIGURES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FIGURES:
+        return getattr(importlib.import_module(_FIGURES[name]), name)
+    raise AttributeError(f"module 'workbench.viz' has no attribute {name!r}")
