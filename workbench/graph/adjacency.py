@@ -1,0 +1,216 @@
+"""The unit graph: a sparse weighted adjacency between the units of a network.
+
+Nodes are the network's input units followed by the units of every group, in ``graph.unit_index``
+order: **one node per group unit**. Layers coupled into one group (a conv and its BatchNorm, the layers
+added together in a residual stage, a depthwise conv and its producer) share nodes; they are not separate
+node sets joined by identity edges. Input units tied into a group (rare: a residual add with the input)
+are nodes of that group.
+
+An edge runs from unit ``i`` to unit ``j`` when a layer producing ``j`` reads ``i`` through its weights.
+Its weight is a norm of the weights connecting them: ``|w_ji|`` for a Linear; the norm of the kernel
+slice ``w[j, i, ...]`` for a convolution; for a conv unit flattened into a Linear, the norm of the whole
+``H*W`` block of columns it feeds (for ``"l2"``/``"fro"`` the Frobenius norm of the block, for ``"l1"``
+the sum of absolute values, for ``"max"`` the largest absolute value). When several layers connect the
+same pair of nodes their contributions combine the same way (squares summed then rooted, absolute values
+summed, maximum). Coupled layers (BatchNorm, depthwise convs) add no edges: their weights are per-unit
+attributes. Zero weights give no edge. Data are float32 and indices int32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from workbench.errors import GraphError
+
+if TYPE_CHECKING:
+    from workbench.graph.network import NetworkGraph
+
+NORMS = ("l2", "fro", "l1", "max")
+_CHUNK = 1 << 22  # weight entries processed at once (bounds temporaries to a few tens of MB)
+
+
+def weight_out_in(module: nn.Module) -> tuple[torch.Tensor, int]:
+    """The weight as (out, in_per_group, *kernel) and the number of groups."""
+    w = module.weight.detach().cpu()
+    groups = int(getattr(module, "groups", 1))
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        # (in, out/g, *k) -> (out, in/g, *k), group by group
+        cin, opg = w.shape[0], w.shape[1]
+        ipg = cin // groups
+        w = w.reshape(groups, ipg, opg, *w.shape[2:]).transpose(1, 2).reshape(groups * opg, ipg, *w.shape[2:])
+    return w, groups
+
+
+def input_columns(out: int, in_per_group: int, groups: int) -> np.ndarray | None:
+    """Input column of each (out, in_per_group) weight entry of a grouped layer (None when groups == 1)."""
+    if groups == 1:
+        return None
+    opg = out // groups
+    return (np.arange(out)[:, None] // opg) * in_per_group + np.arange(in_per_group)[None, :]
+
+
+def _reduce(w: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per (out, in) entry: squared sum ("l2"), absolute sum ("l1") or max ("max") over the kernel."""
+    w = w.float()
+    if w.dim() == 2:
+        return w * w if norm in ("l2", "fro") else w.abs()
+    flat = w.flatten(2)
+    if norm in ("l2", "fro"):
+        return (flat * flat).sum(dim=2)
+    if norm == "l1":
+        return flat.abs().sum(dim=2)
+    return flat.abs().amax(dim=2)
+
+
+@dataclass
+class _Rows:
+    """One consumer's reduced weights in CSR form: row k is source node ``sources[k]``, columns are targets."""
+
+    sources: np.ndarray
+    counts: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    unique: bool  # no (source, target) pair repeated
+
+
+@dataclass
+class ReadPlan:
+    """Weight-independent structure of one consumer read, computed once per graph."""
+
+    layer: str
+    out_nodes: np.ndarray
+    col_nodes: np.ndarray
+    valid: np.ndarray
+    sources: np.ndarray
+    inv: np.ndarray
+    regroup: bool
+    unique_targets: bool
+
+    @classmethod
+    def make(cls, layer: str, out_nodes: np.ndarray, col_nodes: np.ndarray) -> "ReadPlan":
+        valid = np.flatnonzero(col_nodes >= 0)
+        sources, inv = np.unique(col_nodes[valid], return_inverse=True)
+        regroup = len(sources) < len(valid) or not np.array_equal(sources, col_nodes[valid])
+        return cls(layer, out_nodes, col_nodes, valid, sources, inv, regroup, len(np.unique(out_nodes)) == len(out_nodes))
+
+
+def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _Rows:
+    """Reduce one consumer layer's weights to per (source node, target node) values (see the module docstring)."""
+    out, ipg = w.shape[0], w.shape[1]
+    out_nodes, col_nodes = plan.out_nodes, plan.col_nodes
+    cols_of_entry = input_columns(out, ipg, groups)
+    if cols_of_entry is not None:  # grouped convolution: few entries, scatter them directly
+        r = _reduce(w, norm).numpy().reshape(-1)
+        cn = col_nodes[cols_of_entry.reshape(-1)]
+        tn = np.repeat(out_nodes, ipg)
+        keep = np.flatnonzero((cn >= 0) & (r != 0))
+        keep = keep[np.argsort(cn[keep], kind="stable")]
+        sources, counts = np.unique(cn[keep], return_counts=True)
+        return _Rows(sources, counts, tn[keep].astype(np.int32), r[keep].astype(np.float32), unique=False)
+    valid, sources, regroup = plan.valid, plan.sources, plan.regroup
+    all_valid = len(valid) == len(col_nodes)
+    inv_t, valid_t = torch.from_numpy(plan.inv), torch.from_numpy(valid)
+    reduced = torch.empty(out, len(sources), dtype=torch.float32)
+    step = max(1, _CHUNK // max(1, w[0].numel()))
+    for start in range(0, out, step):
+        block = _reduce(w[start:start + step], norm)
+        if not all_valid:
+            block = block.index_select(1, valid_t)
+        if regroup:
+            dest = reduced[start:start + step].zero_()
+            if norm == "max":
+                dest.scatter_reduce_(1, inv_t.expand(block.shape[0], -1), block, reduce="amax")
+            else:
+                dest.index_add_(1, inv_t, block)
+        else:
+            reduced[start:start + step] = block
+    vals = reduced.t().contiguous().numpy()  # (sources, out)
+    keep = vals != 0
+    indices = np.broadcast_to(out_nodes.astype(np.int32), vals.shape)[keep]
+    return _Rows(sources, keep.sum(axis=1), indices, vals[keep], unique=plan.unique_targets)
+
+
+def _combine(pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
+    """Sum (or max) the consumers' rows into one n x n CSR matrix (row = source unit)."""
+    if not pieces:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    lows = np.array([p.sources[0] if len(p.sources) else n for p in pieces])
+    highs = np.array([p.sources[-1] if len(p.sources) else -1 for p in pieces])
+    order = np.argsort(lows, kind="stable")
+    data = np.concatenate([pieces[k].data for k in order]).astype(np.float32, copy=False)
+    indices = np.concatenate([pieces[k].indices for k in order]).astype(np.int32, copy=False)
+    if all(p.unique for p in pieces) and np.all(highs[order][:-1] < lows[order][1:]):
+        # every source row comes from one consumer: the rows are already in order
+        counts = np.zeros(n, dtype=np.int64)
+        for p in pieces:
+            counts[p.sources] = p.counts
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    rows = np.concatenate([np.repeat(pieces[k].sources, pieces[k].counts) for k in order]).astype(np.int32)
+    if norm == "max":  # repeated (source, target) pairs combine by their maximum
+        perm = np.lexsort((indices, rows))
+        rows, indices, data = rows[perm], indices[perm], data[perm]
+        first = np.flatnonzero(np.concatenate([[True], (np.diff(rows) != 0) | (np.diff(indices) != 0)]))
+        rows, indices, data = rows[first], indices[first], np.maximum.reduceat(data, first)
+    matrix = sp.csr_matrix((data, (rows, indices)), shape=(n, n))  # sums repeated pairs
+    matrix.sum_duplicates()
+    return matrix
+
+
+def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
+    """Directed weighted adjacency (n_nodes x n_nodes CSR, float32): ``A[i, j]`` is the weight of unit i -> unit j.
+
+    Rows and columns follow ``graph.unit_index``. See the module docstring for what the weights are.
+    """
+    if norm not in NORMS:
+        raise GraphError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
+    n = graph.n_nodes
+    pieces = [
+        _consumer_rows(*weight_out_in(graph.module_of(plan.layer)), plan, norm) for plan in graph.read_plans()
+    ]
+    total = _combine(pieces, n, norm)
+    if norm in ("l2", "fro"):
+        np.sqrt(total.data, out=total.data)
+    if total.nnz < np.iinfo(np.int32).max:
+        total.indices = total.indices.astype(np.int32, copy=False)
+        total.indptr = total.indptr.astype(np.int32, copy=False)
+    return total
+
+
+def unit_table(graph: "NetworkGraph") -> dict[str, np.ndarray]:
+    """Per node of the unit graph: ``block``, ``index`` (in the block), ``layer`` (first producer), ``norm``, ``bias``.
+
+    ``norm`` is the L2 norm of the unit's incoming weights over all producing layers of its group (conv /
+    linear rows; zero for input units); ``bias`` is the bias of the group's first producer with one (0 otherwise).
+    """
+    n = graph.n_nodes
+    block = np.empty(n, dtype=object)
+    index = np.zeros(n, dtype=np.int64)
+    layer = np.empty(n, dtype=object)
+    sq = np.zeros(n, dtype=np.float64)
+    bias = np.zeros(n, dtype=np.float64)
+    for name, sl in graph.unit_index.items():
+        block[sl] = name
+        index[sl] = np.arange(sl.stop - sl.start)
+        layer[sl] = name
+    from workbench.graph.kinds import PRODUCER_KINDS
+
+    for group in graph.groups.values():
+        offset = graph.unit_index[group.name].start
+        has_bias = False
+        for name in group.layers:
+            if graph.layers[name].kind not in PRODUCER_KINDS:
+                continue
+            module = graph.module_of(name)
+            w, _ = weight_out_in(module)
+            nodes = offset + group.unit_maps[name]
+            np.add.at(sq, nodes, (w.double().flatten(1) ** 2).sum(dim=1).numpy())
+            if module.bias is not None and not has_bias:
+                bias[nodes] = module.bias.detach().cpu().double().numpy()
+                has_bias = True
+    return {"block": block, "index": index, "layer": layer, "norm": np.sqrt(sq), "bias": bias}
