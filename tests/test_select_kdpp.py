@@ -1,0 +1,187 @@
+"""k-DPP numerics: exact sampling (ours and dppy's), exact marginals, greedy MAP."""
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+from workbench.errors import SelectionError
+from workbench.select import KDPP, greedy_map_dpp, k_dpp_marginals, sample_k_dpp, sample_k_dpp_dppy
+from workbench.select.kdpp import greedy_map_details, log_elementary_symmetric
+
+
+def skewed_kernel(n: int = 8, seed: int = 0) -> np.ndarray:
+    """A PSD kernel whose k-DPP marginals are far from uniform (item qualities from 0.2 to 3)."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((n, 4))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    quality = np.linspace(0.2, 3.0, n)
+    return (quality[:, None] * (features @ features.T + 0.05 * np.eye(n))) * quality[None, :]
+
+
+def brute_force_marginals(L: np.ndarray, k: int) -> np.ndarray:
+    n = L.shape[0]
+    total, marginals = 0.0, np.zeros(n)
+    for subset in itertools.combinations(range(n), k):
+        weight = np.linalg.det(L[np.ix_(subset, subset)])
+        total += weight
+        marginals[list(subset)] += weight
+    return marginals / total
+
+
+def max_deviation_in_sigmas(samples: np.ndarray, marginals: np.ndarray) -> float:
+    n_samples = samples.shape[0]
+    frequencies = np.bincount(samples.ravel(), minlength=marginals.size) / n_samples
+    sigma = np.sqrt(np.clip(marginals * (1 - marginals), 1e-12, None) / n_samples)
+    return float(np.max(np.abs(frequencies - marginals) / sigma))
+
+
+@pytest.mark.parametrize("n, k", [(6, 2), (8, 3), (7, 5)])
+def test_marginals_match_brute_force_enumeration(n, k):
+    L = skewed_kernel(n, seed=n)
+    marginals = k_dpp_marginals(L, k)
+    np.testing.assert_allclose(marginals, brute_force_marginals(L, k), atol=1e-10)
+    assert marginals.sum() == pytest.approx(k)
+
+
+def test_log_elementary_symmetric_matches_direct_products_and_does_not_overflow():
+    values = np.array([0.5, 2.0, 3.0, 0.0, 1.5])
+    table = log_elementary_symmetric(values, 3)
+    for j in range(4):
+        direct = sum(np.prod(c) for c in itertools.combinations(values, j)) if j else 1.0
+        assert np.exp(table[j, -1]) == pytest.approx(direct)
+    huge = log_elementary_symmetric(np.full(4096, 1e6), 1024)
+    assert np.isfinite(huge[1024, -1]) and huge[1024, -1] > 700  # e_k itself would overflow a float
+
+
+def test_exact_sampler_inclusion_frequencies_match_marginals_and_uniform_does_not():
+    n, k, n_samples = 8, 3, 6000
+    L = skewed_kernel(n)
+    marginals = k_dpp_marginals(L, k)
+    samples = sample_k_dpp(L, k, random_state=123, n_samples=n_samples)
+    assert samples.shape == (n_samples, k)
+    assert all(np.unique(row).size == k for row in samples)
+    assert np.all(np.diff(samples, axis=1) > 0)  # sorted, distinct
+    assert max_deviation_in_sigmas(samples, marginals) < 4.5
+    # the same test would reject a uniform k-subset sampler on this kernel
+    rng = np.random.default_rng(123)
+    uniform = np.stack([np.sort(rng.choice(n, size=k, replace=False)) for _ in range(n_samples)])
+    assert max_deviation_in_sigmas(uniform, marginals) > 20
+
+
+def test_blocked_phase_two_is_exact_with_several_blocks():
+    """Blocks of 2 force the stale-bound thinning and the block refresh to be used within one sample."""
+    n, k, n_samples = 9, 5, 4000
+    L = skewed_kernel(n, seed=3)
+    dpp = KDPP(L)
+    rng = np.random.default_rng(7)
+    samples = np.stack([dpp.sample(k, rng, block=2) for _ in range(n_samples)])
+    assert max_deviation_in_sigmas(samples, dpp.marginals(k)) < 4.5
+
+
+def test_dppy_backend_matches_marginals():
+    n, k, n_samples = 8, 3, 1500
+    L = skewed_kernel(n)
+    marginals = k_dpp_marginals(L, k)
+    rng = np.random.default_rng(5)
+    samples = np.stack([sample_k_dpp_dppy(L, k, rng) for _ in range(n_samples)])
+    assert max_deviation_in_sigmas(samples, marginals) < 4.5
+
+
+def test_sampler_is_reproducible_and_seed_dependent():
+    L = skewed_kernel(30, seed=1)
+    a = sample_k_dpp(L, 10, random_state=4)
+    assert np.array_equal(a, sample_k_dpp(L, 10, random_state=4))
+    draws = {tuple(sample_k_dpp(L, 10, random_state=s)) for s in range(6)}
+    assert len(draws) > 1
+
+
+def test_sampler_refuses_bad_input():
+    L = skewed_kernel(6)
+    with pytest.raises(SelectionError, match=r"k must be an int in \[1, 6\]"):
+        sample_k_dpp(L, 0)
+    with pytest.raises(SelectionError, match="square"):
+        sample_k_dpp(np.ones((3, 4)), 2)
+    x = np.random.default_rng(0).standard_normal((6, 2))
+    with pytest.raises(SelectionError, match="rank 2 < k = 3"):
+        sample_k_dpp(x @ x.T, 3)
+
+
+def brute_force_best_logdet(L: np.ndarray, k: int) -> float:
+    return max(np.linalg.slogdet(L[np.ix_(s, s)])[1] for s in itertools.combinations(range(L.shape[0]), k))
+
+
+def naive_greedy(L: np.ndarray, k: int) -> list[int]:
+    chosen: list[int] = []
+    for _ in range(k):
+        candidates = [i for i in range(L.shape[0]) if i not in chosen]
+        values = [np.linalg.slogdet(L[np.ix_(chosen + [i], chosen + [i])])[1] for i in candidates]
+        chosen.append(candidates[int(np.argmax(values))])
+    return chosen
+
+
+def test_greedy_map_order_equals_naive_greedy():
+    for seed in range(15):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((12, 8))
+        L = x @ x.T + 0.01 * np.eye(12)
+        assert greedy_map_dpp(L, 6).tolist() == naive_greedy(L, 6)
+        # small blocks exercise the lazy evaluation and the block refresh
+        assert greedy_map_dpp(L, 6, block=2).tolist() == naive_greedy(L, 6)
+
+
+def test_greedy_map_is_close_to_the_brute_force_optimum():
+    gaps = []
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        x = rng.standard_normal((10, 6)) * rng.uniform(0.3, 2.0, size=(10, 1))
+        L = x @ x.T + 0.05 * np.eye(10)
+        for k in (3, 5):
+            order = greedy_map_dpp(L, k)
+            greedy_value = np.linalg.slogdet(L[np.ix_(order, order)])[1]
+            gaps.append(brute_force_best_logdet(L, k) - greedy_value)
+    gaps = np.asarray(gaps)
+    assert np.all(gaps >= -1e-9)  # never better than the optimum
+    # measured on these 60 kernels: greedy is optimal in 57, the worst gap is 0.33 nats (det ratio 0.72)
+    assert np.median(gaps) < 0.05
+    assert gaps.max() < 0.7
+
+
+def test_greedy_map_fills_rank_deficient_kernels_by_diagonal_with_a_warning():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 2))
+    L = x @ x.T
+    with pytest.warns(UserWarning, match="numerical rank 2 < k = 4"):
+        order, gains, _ = greedy_map_details(L, 4)
+    assert len(set(order.tolist())) == 4
+    rest = np.setdiff1d(np.arange(8), order[:2])
+    expected_fill = rest[np.argsort(-np.diag(L)[rest], kind="stable")[:2]]
+    assert order[2:].tolist() == expected_fill.tolist()
+    assert np.all(gains[2:] == 0)
+
+
+def test_greedy_map_gains_are_residual_variances():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((15, 10))
+    L = x @ x.T + 0.1 * np.eye(15)
+    order, gains, _ = greedy_map_details(L, 5)
+    for t in range(1, 5):
+        s = order[: t + 1]
+        ratio = np.linalg.det(L[np.ix_(s, s)]) / np.linalg.det(L[np.ix_(s[:-1], s[:-1])])
+        assert gains[t] == pytest.approx(ratio, rel=1e-8)
+
+
+def test_no_warning_on_well_conditioned_kernels():
+    L = skewed_kernel(20, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        greedy_map_dpp(L, 8)
+        sample_k_dpp(L, 8, random_state=0)
+
+
+def test_dppy_failures_become_selection_errors():
+    x = np.random.default_rng(0).standard_normal((7, 2))
+    with pytest.raises(SelectionError, match="backend='workbench'"):
+        sample_k_dpp_dppy(x @ x.T, 3)  # rank 2 < k: dppy raises a bare ValueError

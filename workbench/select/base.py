@@ -1,0 +1,157 @@
+"""The selector base class and registry.
+
+A selector is an sklearn-style estimator: ``__init__`` stores parameters only, ``fit(view)`` reads a
+:class:`~workbench.unitview.UnitView` (or a raw (n, d) feature array) and sets fitted attributes with
+trailing underscores, ``selection_`` (a :class:`~workbench.select.selection.Selection`) and ``scores_``
+always. Subclasses implement :meth:`Selector._select`; the base class validates the view, resolves
+the budget, assigns dropped units to their most similar kept unit and builds the Selection.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+
+from workbench.errors import ConfigError, SelectionError
+from workbench.registry import Registry
+from workbench.select import validation
+from workbench.select.grouping import assign_to_kept
+from workbench.select.selection import Selection, _json_safe, resolve_budget
+from workbench.unitview import UnitView
+from workbench.utils import RandomState, check_random_state
+
+SELECTORS: Registry[type[Selector]] = Registry("selector")
+
+
+def register_selector(name: str, description: str = ""):
+    """Class decorator registering a :class:`Selector` subclass under ``name``."""
+
+    def decorator(cls: type[Selector]) -> type[Selector]:
+        cls.name = name
+        SELECTORS.register(name, description)(cls)
+        return cls
+
+    return decorator
+
+
+def list_selectors() -> list[str]:
+    """Names of the registered selectors."""
+    return SELECTORS.names()
+
+
+def get_selector(name: str, **params: Any) -> Selector:
+    """An unfitted selector ``name`` with ``params``; UnknownNameError / ConfigError on bad input."""
+    cls = SELECTORS.get(name)
+    allowed = cls._param_names()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"selector {name!r} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(allowed)}.")
+    return cls(**params)
+
+
+class Selector:
+    """Base class: choose ``budget`` units of a group (int k, or a fraction in (0, 1]).
+
+    Subclass attributes
+    -------------------
+    name
+        Registry name (set by :func:`register_selector`).
+    uses_similarity
+        Whether the selection itself depends on unit similarities; such selectors refuse views whose
+        units are indistinguishable (constant features). Magnitude, activation and random selection
+        do not need them (for their assignment of dropped units a degenerate similarity only makes
+        ties, resolved to the lowest kept index).
+    """
+
+    name: ClassVar[str] = ""
+    uses_similarity: ClassVar[bool] = True
+
+    def __init__(self, budget: int | float = 0.5, random_state: RandomState = None) -> None:
+        self.budget = budget
+        self.random_state = random_state
+
+    # -- parameters -----------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, as given."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Selector:
+        """Change constructor parameters; ConfigError for unknown names."""
+        allowed = self._param_names()
+        for key, value in params.items():
+            if key not in allowed:
+                raise ConfigError(f"selector {self.name!r} has no parameter {key!r}; it takes {', '.join(allowed)}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _choice(self, param: str, choices: tuple[str, ...]) -> str:
+        value = getattr(self, param)
+        if value not in choices:
+            raise SelectionError(f"selector {self.name!r}: {param}={value!r} is not one of {', '.join(map(repr, choices))}.")
+        return value
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, view: UnitView | np.ndarray) -> Selector:
+        """Select units of ``view``; sets ``selection_``, ``scores_``, ``keep_`` and selector-specific attributes."""
+        view = validation.as_unit_view(view)
+        validation.check_finite(view.features, "features", view.group)
+        k = resolve_budget(view.n_units, self.budget)
+        if self._uses_similarity():
+            validation.check_not_constant(view, self.name)
+        self._kernel_cache: dict[bool, np.ndarray] = {}
+        rng = check_random_state(self.random_state)
+        keep, scores, labels = self._select(view, k, rng)
+        assign = assign_to_kept(self._assignment_similarity(view), keep, labels)
+        self.selection_ = Selection(
+            group=view.group,
+            n_units=view.n_units,
+            keep=keep,
+            assign=assign,
+            scores=scores,
+            method=self.name,
+            params=_json_safe(self.get_params()),
+        )
+        self.scores_ = self.selection_.scores
+        self.keep_ = self.selection_.keep
+        del self._kernel_cache
+        return self
+
+    def fit_select(self, view: UnitView | np.ndarray) -> Selection:
+        """``fit(view).selection_``."""
+        return self.fit(view).selection_
+
+    # -- for subclasses -------------------------------------------------------------------------
+    def _uses_similarity(self) -> bool:
+        return self.uses_similarity
+
+    def _kernel(self, view: UnitView, psd: bool = False) -> np.ndarray:
+        """The view's checked similarity (symmetric; PSD when asked), computed once per fit."""
+        if psd not in self._kernel_cache:
+            self._kernel_cache[psd] = validation.similarity(view, self.name, psd=psd)
+        return self._kernel_cache[psd]
+
+    def _assignment_similarity(self, view: UnitView) -> np.ndarray:
+        """Similarity used to send dropped units to kept ones (the view's similarity by default)."""
+        if self._kernel_cache:
+            return next(iter(self._kernel_cache.values()))
+        return self._kernel(view)
+
+    def _select(
+        self, view: UnitView, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Return (kept indices, scores (n,), labels to assign within or None)."""
+        raise NotImplementedError

@@ -1,0 +1,401 @@
+"""Numerics of k-determinantal point processes: exact sampling, exact marginals and greedy MAP.
+
+A k-DPP with likelihood kernel L (n x n, symmetric PSD) draws a k-subset S with probability
+proportional to det(L_S) (Kulesza & Taskar 2012).
+
+- :func:`sample_k_dpp` is the exact spectral sampler (Kulesza & Taskar, Alg. 8 then the projection
+  chain rule). Phase 1 selects k eigenvectors using elementary symmetric polynomials computed in the
+  log domain (each row of the table is a cumulative ``logaddexp`` of the previous one), so nothing
+  overflows for n = 4096 and any scale of L. Phase 2 samples from the projection DPP with kernel
+  V Vᵀ by the chain rule, through the blocked pivoted Cholesky engine below.
+- :func:`k_dpp_marginals` gives the exact inclusion probabilities P(i in S).
+- :func:`greedy_map_dpp` is the greedy MAP of Chen, Zhang & Zhou (2018): at each step the item with
+  the largest conditional variance (Schur complement diagonal) joins; this is pivoted Cholesky with
+  diagonal pivoting, computed in blocks.
+
+The blocked engine keeps the partial Cholesky factor C (n x k). Inside a block of b steps only a
+few candidates are evaluated exactly (the residual variances only decrease, so stale values are
+upper bounds: the greedy takes the best bound after checking it, the sampler thins proposals drawn
+from the bounds); at the end of the block all n residuals are refreshed with one matrix product.
+The work is O(n k^2) in level-3 BLAS instead of k memory-bound matrix-vector products.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from workbench.errors import SelectionError
+from workbench.select.greedy import lazy_argmax
+from workbench.utils import RandomState, check_random_state
+
+__all__ = ["KDPP", "sample_k_dpp", "sample_k_dpp_dppy", "k_dpp_marginals", "greedy_map_dpp", "greedy_map_details", "log_elementary_symmetric"]
+
+Columns = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
+
+
+def _check_square(L: np.ndarray, name: str = "L") -> np.ndarray:
+    L = np.asarray(L, dtype=np.float64)
+    if L.ndim != 2 or L.shape[0] != L.shape[1] or L.shape[0] == 0:
+        raise SelectionError(f"{name} must be a non-empty square (n x n) matrix, got shape {L.shape}.")
+    if not np.all(np.isfinite(L)):
+        raise SelectionError(f"{name} contains NaN or infinite values; check the features it was computed from.")
+    return L
+
+
+def _check_k(k: object, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= n:
+        raise SelectionError(f"k must be an int in [1, {n}] (the number of items), got {k!r}.")
+    return int(k)
+
+
+def log_elementary_symmetric(eigenvalues: np.ndarray, k: int) -> np.ndarray:
+    """Log of the elementary symmetric polynomials e_j(λ_1..λ_m), j = 0..k, m = 0..n.
+
+    Returns a (k+1, n+1) array ``logE`` with ``logE[j, m] = log e_j(λ_1, ..., λ_m)`` (-inf where it is 0).
+    Uses e_j(λ_1..λ_m) = Σ_{r<=m} λ_r e_{j-1}(λ_1..λ_{r-1}): each row is a cumulative log-sum-exp of the
+    previous one, so the table never overflows or underflows (Kulesza & Taskar 2012, Alg. 7, in logs).
+    """
+    lam = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None)
+    n = lam.size
+    with np.errstate(divide="ignore"):
+        log_lam = np.log(lam)
+    table = np.full((k + 1, n + 1), -np.inf)
+    table[0, :] = 0.0
+    for j in range(1, k + 1):
+        table[j, 1:] = np.logaddexp.accumulate(log_lam + table[j - 1, :-1])
+    return table
+
+
+def _numerical_rank(eigenvalues: np.ndarray) -> tuple[np.ndarray, int]:
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    top = float(lam.max()) if lam.size else 0.0
+    tol = max(top, 0.0) * lam.size * np.finfo(float).eps
+    lam = np.where(lam > tol, lam, 0.0)
+    return lam, int(np.count_nonzero(lam))
+
+
+class KDPP:
+    """A k-DPP family for one kernel, with the eigendecomposition computed once and reused.
+
+    Parameters
+    ----------
+    L
+        (n, n) symmetric PSD likelihood kernel. Eigenvalues below n * eps * max are treated as zero.
+    eig
+        Optional precomputed ``(eigenvalues, eigenvectors)`` of L (as from ``np.linalg.eigh``).
+    """
+
+    def __init__(self, L: np.ndarray | None = None, eig: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        if eig is None:
+            if L is None:
+                raise SelectionError("KDPP needs a kernel L or its eigendecomposition eig=(values, vectors).")
+            L = _check_square(L)
+            eigenvalues, eigenvectors = np.linalg.eigh((L + L.T) / 2.0)
+        else:
+            eigenvalues, eigenvectors = (np.asarray(a, dtype=np.float64) for a in eig)
+        self.eigenvalues, self.rank = _numerical_rank(eigenvalues)
+        self.eigenvectors = eigenvectors
+        self.n = int(self.eigenvalues.size)
+        self._tables: dict[int, np.ndarray] = {}
+
+    def _table(self, k: int) -> np.ndarray:
+        if k > self.rank:
+            raise SelectionError(
+                f"the kernel has numerical rank {self.rank} < k = {k}: every k-subset has determinant 0. "
+                "Add a ridge to the kernel (L + 1e-6 * mean(diag(L)) * I, the `ridge` option of the dpp selector) "
+                "or lower k."
+            )
+        if k not in self._tables:
+            self._tables[k] = log_elementary_symmetric(self.eigenvalues, k)
+        return self._tables[k]
+
+    def select_eigenvectors(self, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Phase 1: indices of the k eigenvectors of the elementary DPP to sample from."""
+        k = _check_k(k, self.n)
+        table = self._table(k)
+        with np.errstate(divide="ignore"):
+            log_lam = np.log(self.eigenvalues)
+        chosen = []
+        remaining = k
+        uniforms = rng.random(self.n)
+        for m in range(self.n, 0, -1):
+            log_p = log_lam[m - 1] + table[remaining - 1, m - 1] - table[remaining, m]
+            if uniforms[m - 1] < np.exp(log_p):
+                chosen.append(m - 1)
+                remaining -= 1
+                if remaining == 0:
+                    break
+        if remaining:
+            raise SelectionError("phase 1 of the k-DPP sampler failed to select k eigenvectors; the kernel is degenerate.")
+        return np.array(sorted(chosen))
+
+    def sample(self, k: int, random_state: RandomState = None, block: int = 32) -> np.ndarray:
+        """One exact sample: sorted indices of a k-subset drawn with probability ∝ det(L_S)."""
+        rng = check_random_state(random_state)
+        columns = self.select_eigenvectors(k, rng)
+        V = np.ascontiguousarray(self.eigenvectors[:, columns])
+        order, _, _ = _pivoted_cholesky(
+            lambda rows, cols: (V if rows is None else V[rows]) @ V[cols].T,
+            np.einsum("ij,ij->i", V, V),
+            k,
+            rng=rng,
+            block=block,
+            factor=V,
+        )
+        return np.sort(order)
+
+    def marginals(self, k: int) -> np.ndarray:
+        """Exact P(i in S) for the k-DPP (see :func:`k_dpp_marginals`)."""
+        k = _check_k(k, self.n)
+        prefix = self._table(k)  # prefix[j, m] = log e_j(λ_1..λ_m)
+        suffix = log_elementary_symmetric(self.eigenvalues[::-1], k - 1)  # suffix[j, m] = log e_j(last m)
+        n = self.n
+        # log e_{k-1}(all but item r) = logsumexp_a prefix[a, r] + suffix[k-1-a, n-1-r]
+        a = np.arange(k)
+        terms = prefix[a][:, :n] + suffix[k - 1 - a][:, n - 1 - np.arange(n)]
+        log_minus = np.logaddexp.reduce(terms, axis=0)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(self.eigenvalues) + log_minus - prefix[k, n]
+        weights = np.exp(log_weights)
+        return np.clip((self.eigenvectors**2) @ weights, 0.0, 1.0)
+
+
+def sample_k_dpp(
+    L: np.ndarray, k: int, random_state: RandomState = None, n_samples: int | None = None
+) -> np.ndarray:
+    """Exact sample of a k-DPP with likelihood kernel ``L``.
+
+    Parameters
+    ----------
+    L
+        (n, n) symmetric PSD kernel.
+    k
+        Subset size, 1 <= k <= rank(L).
+    random_state
+        Seed or Generator.
+    n_samples
+        None for one sample (a sorted index array of length k); an int for an (n_samples, k) array,
+        reusing one eigendecomposition.
+
+    Raises
+    ------
+    SelectionError
+        L not square / not finite, k out of range, or rank(L) < k.
+    """
+    L = _check_square(L)
+    k = _check_k(k, L.shape[0])
+    rng = check_random_state(random_state)
+    dpp = KDPP(L)
+    if n_samples is None:
+        return dpp.sample(k, rng)
+    return np.stack([dpp.sample(k, rng) for _ in range(int(n_samples))])
+
+
+def k_dpp_marginals(L: np.ndarray, k: int) -> np.ndarray:
+    """Exact inclusion probabilities P(i in S) of the k-DPP with kernel ``L``.
+
+    With L = Σ_m λ_m v_m v_mᵀ: P(i in S) = Σ_m v_m[i]^2 λ_m e_{k-1}(λ without m) / e_k(λ). The
+    leave-one-out polynomials are assembled from prefix and suffix tables of log elementary symmetric
+    polynomials (all terms positive, so no cancellation); the marginals sum to k.
+    """
+    L = _check_square(L)
+    k = _check_k(k, L.shape[0])
+    return KDPP(L).marginals(k)
+
+
+def _pivoted_cholesky(
+    columns: Columns,
+    diag: np.ndarray,
+    k: int,
+    rng: np.random.Generator | None = None,
+    block: int = 32,
+    eps: float = 0.0,
+    factor: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocked pivoted Cholesky of a PSD kernel given by ``columns(rows, cols)`` and its diagonal.
+
+    When the kernel is a projection V Vᵀ with orthonormal columns ``factor`` = V (n x r), the factor
+    is C = V Q with Q an orthonormal basis of the pivots' rows, so a block refresh costs one product
+    V @ (k x s) instead of two.
+
+    With ``rng=None`` the pivot is the largest residual variance (greedy MAP; stops early when that is
+    <= eps). With a Generator the pivot is drawn with probability ∝ residual variance (the chain rule
+    of a projection DPP when the kernel is a projection).
+
+    Returns the pivot order, the residual variance of each pivot when it was chosen, and the final
+    residual variance of every item (selected items get 0).
+    """
+    n = diag.size
+    C = np.zeros((n, k))
+    base = np.array(diag, dtype=np.float64)  # exact residuals at the start of the current block
+    bounds = base.copy()  # upper bounds of the current residuals
+    selected = np.zeros(n, dtype=bool)
+    order: list[int] = []
+    gains: list[float] = []
+    tri_inv = np.zeros((block, block))  # inverse of the current block's Cholesky factor
+    panel_old = np.zeros((block, k))  # rows C[j, :t0] of the block's pivots
+    panel: list[int] = []
+    t0 = 0
+    Q = None if factor is None else np.zeros((factor.shape[1], k))
+
+    def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = len(panel)
+        if s == 0:
+            return base[rows], np.zeros((rows.size, 0))
+        a = columns(rows, np.asarray(panel)) - C[rows, :t0] @ panel_old[:s, :t0].T
+        x = a @ tri_inv[:s, :s].T
+        return base[rows] - np.einsum("ij,ij->i", x, x), x
+
+    def flush() -> None:
+        nonlocal t0, base, bounds
+        s = len(panel)
+        if s == 0:
+            return
+        cols = np.asarray(panel)
+        if factor is None:
+            a = columns(None, cols) - C[:, :t0] @ panel_old[:s, :t0].T
+            new = a @ tri_inv[:s, :s].T
+        else:
+            w = factor[cols].T
+            for _ in range(2):  # block Gram-Schmidt against the earlier pivots' basis, twice for stability
+                w = w - Q[:, :t0] @ (Q[:, :t0].T @ w)
+            Q[:, t0 : t0 + s] = w @ tri_inv[:s, :s].T
+            new = factor @ Q[:, t0 : t0 + s]
+        C[:, t0 : t0 + s] = new
+        base = base - np.einsum("ij,ij->i", new, new)
+        base[selected] = 0.0
+        t0 += s
+        panel.clear()
+        bounds = base.copy()
+
+    def accept(j: int, value: float, row: np.ndarray) -> None:
+        s = len(panel)
+        d = np.sqrt(value)
+        # inverse of the block's lower-triangular factor, grown by one row: [[T, 0], [r, d]]^-1
+        tri_inv[s, :s] = -(row @ tri_inv[:s, :s]) / d
+        tri_inv[s, s] = 1.0 / d
+        panel_old[s, :t0] = C[j, :t0]
+        panel.append(j)
+        selected[j] = True
+        order.append(j)
+        gains.append(value)
+
+    while len(order) < k:
+        if len(panel) == block:
+            flush()
+        if rng is None:
+            j, value, row = lazy_argmax(bounds, selected, evaluate)
+            if value <= eps:
+                break
+        else:
+            j, value, row = _sampled_pivot(bounds, selected, evaluate, rng)
+        accept(j, value, row)
+    flush()
+    return np.asarray(order, dtype=int), np.asarray(gains), np.clip(base, 0.0, None)
+
+
+def _sampled_pivot(bounds, selected, evaluate, rng):
+    """Draw a pivot ∝ exact residual by thinning proposals drawn ∝ the (larger) bounds."""
+    weights = np.where(selected, 0.0, np.clip(bounds, 0.0, None))
+    while True:
+        cumulative = np.cumsum(weights)
+        total = cumulative[-1]
+        if not total > 0:
+            raise SelectionError("the projection kernel has no mass left; the eigenvectors are degenerate.")
+        proposals = np.searchsorted(cumulative, rng.random(8) * total, side="right")
+        proposals = np.minimum(proposals, weights.size - 1)
+        unique, inverse = np.unique(proposals, return_inverse=True)
+        exact, rows = evaluate(unique)
+        exact = np.clip(exact, 0.0, None)
+        accept = rng.random(proposals.size)
+        for t, p in enumerate(proposals):
+            i = inverse[t]
+            bound = weights[p]
+            # weights[p] may already be lowered by an earlier rejection in this batch; the proposal was
+            # drawn with the old value, so the acceptance uses the value it was drawn with.
+            if accept[t] * bound < exact[i]:
+                return int(p), float(exact[i]), rows[i]
+        weights[unique] = exact
+        bounds[unique] = exact
+
+
+def greedy_map_dpp(L: np.ndarray, k: int, eps: float | None = None, block: int = 32) -> np.ndarray:
+    """Greedy MAP of a DPP (Chen, Zhang & Zhou 2018): indices in order of selection.
+
+    Each step adds the item with the largest residual variance L_ii - L_iS L_SS^{-1} L_Si, i.e. the
+    largest increase of log det(L_S). If the best residual is <= ``eps`` (default 1e-10 * max diag)
+    before k items are chosen (rank(L) < k), the rest are filled by the largest remaining diagonal
+    entries L_ii, with a ``UserWarning``.
+    """
+    order, _, _ = greedy_map_details(L, k, eps=eps, block=block)
+    return order
+
+
+def greedy_map_details(
+    L: np.ndarray, k: int, eps: float | None = None, block: int = 32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`greedy_map_dpp`, also returning the gain (residual variance) of each pick and the
+    final residual variance of every item (0 for the picked ones, and for filled ones the gain is 0)."""
+    L = _check_square(L)
+    n = L.shape[0]
+    k = _check_k(k, n)
+    diag = np.diag(L).copy()
+    if eps is None:
+        eps = 1e-10 * max(float(diag.max()), 0.0)
+    order, gains, residual = _pivoted_cholesky(
+        lambda rows, cols: L[cols].T if rows is None else L[np.ix_(rows, cols)], diag, k, block=block, eps=eps
+    )
+    if order.size < k:
+        warnings.warn(
+            f"the kernel has numerical rank {order.size} < k = {k}; the remaining {k - order.size} items are "
+            "the ones with the largest diagonal L_ii.",
+            UserWarning,
+            stacklevel=2,
+        )
+        rest = np.setdiff1d(np.arange(n), order)
+        fill = rest[np.argsort(-diag[rest], kind="stable")[: k - order.size]]
+        order = np.concatenate([order, fill])
+        gains = np.concatenate([gains, np.zeros(fill.size)])
+        residual[fill] = 0.0
+    return order, gains, residual
+
+
+def sample_k_dpp_dppy(L: np.ndarray, k: int, random_state: RandomState = None) -> np.ndarray:
+    """Exact k-DPP sample with dppy (``FiniteDPP('likelihood', L=...).sample_exact_k_dpp``).
+
+    The k-DPP does not change when L is scaled, so L is first divided by
+    c = (tr L / n) * C(n, k)^(1/k); then e_k of the scaled eigenvalues is at most 1 (Maclaurin's
+    inequality) and dppy's plain elementary-symmetric-polynomial table does not overflow. dppy's
+    failures on ill-conditioned kernels are raised as :class:`SelectionError`.
+    """
+    from math import lgamma
+
+    from dppy.finite_dpps import FiniteDPP
+
+    from workbench.utils import legacy_random_state
+
+    L = _check_square(L)
+    n = L.shape[0]
+    k = _check_k(k, n)
+    mean = float(np.trace(L)) / n
+    if not mean > 0:
+        raise SelectionError("the kernel has a non-positive trace; a k-DPP kernel must be PSD and non-zero.")
+    log_binom = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)
+    scaled = (L + L.T) / (2.0 * mean * np.exp(log_binom / k))
+    try:
+        with np.errstate(all="ignore"):
+            sample = FiniteDPP("likelihood", L=scaled).sample_exact_k_dpp(size=k, random_state=legacy_random_state(random_state))
+        sample = np.asarray(sample, dtype=int)
+    except Exception as exc:  # dppy raises bare ValueErrors (e.g. "probabilities do not sum to 1")
+        raise SelectionError(
+            f"dppy could not sample the k-DPP ({type(exc).__name__}: {exc}); the kernel is probably ill-conditioned. "
+            "Use backend='workbench' or regularize the kernel (a ridge, L + eps * I)."
+        ) from exc
+    if sample.size != k or np.unique(sample).size != k or sample.min() < 0 or sample.max() >= n:
+        raise SelectionError(
+            f"dppy returned an invalid k-DPP sample ({sample.size} items, {np.unique(sample).size} distinct, k = {k}); "
+            "the kernel is probably ill-conditioned. Use backend='workbench' or regularize the kernel."
+        )
+    return np.sort(sample)

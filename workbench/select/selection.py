@@ -1,0 +1,176 @@
+"""The result of a selector (:class:`Selection`) and the budget rule (:func:`resolve_budget`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import SelectionError
+
+
+def resolve_budget(n: int, budget: int | float) -> int:
+    """Number of units to keep out of ``n``.
+
+    ``budget`` is an int k in [1, n], or a float fraction in (0, 1] giving k = max(1, round(fraction * n))
+    (rounded half up). Anything else (0, k > n, fraction <= 0 or > 1, NaN, bool, str) raises
+    :class:`SelectionError`.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise SelectionError(f"the number of units must be a positive int, got {n!r}.")
+    n = int(n)
+    if isinstance(budget, (bool, np.bool_)):
+        raise SelectionError(f"budget must be an int k in [1, {n}] or a float fraction in (0, 1], got the bool {budget!r}.")
+    if isinstance(budget, (int, np.integer)):
+        if not 1 <= budget <= n:
+            raise SelectionError(f"budget k = {int(budget)} is out of range: keep between 1 and {n} units (the group size).")
+        return int(budget)
+    if isinstance(budget, (float, np.floating)):
+        fraction = float(budget)
+        if math.isnan(fraction) or not 0.0 < fraction <= 1.0:
+            raise SelectionError(
+                f"budget fraction {budget!r} is out of range: give a fraction in (0, 1] or an int k in [1, {n}]."
+            )
+        return max(1, min(n, int(math.floor(fraction * n + 0.5))))
+    raise SelectionError(
+        f"budget must be an int k in [1, {n}] or a float fraction in (0, 1], got {type(budget).__name__} {budget!r}."
+    )
+
+
+def _index_array(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise SelectionError(f"Selection.{name} must be a 1-d array, got shape {array.shape}.")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise SelectionError(f"Selection.{name} must hold integer unit indices, got {array.dtype} values.")
+    return array.astype(np.int64)
+
+
+@dataclass
+class Selection:
+    """Which units of a group to keep, and where each dropped unit goes.
+
+    Attributes
+    ----------
+    group
+        Name of the prunable group.
+    n_units
+        Number of units in the group.
+    keep
+        Sorted unique indices of the kept units.
+    assign
+        (n_units,) ``assign[i]`` is the kept unit that unit i maps to (kept units map to themselves);
+        merging fuses each dropped unit into its target.
+    scores
+        (n_units,) per-unit scores, higher = more worth keeping unless the selector documents otherwise.
+    method
+        Name of the selector that made it.
+    params
+        The selector's parameters (JSON-safe).
+    """
+
+    group: str
+    n_units: int
+    keep: np.ndarray
+    assign: np.ndarray
+    scores: np.ndarray
+    method: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_units, bool) or not isinstance(self.n_units, (int, np.integer)) or self.n_units < 1:
+            raise SelectionError(f"Selection {self.group!r}: n_units must be a positive int, got {self.n_units!r}.")
+        n = self.n_units = int(self.n_units)
+        keep = _index_array(self.keep, "keep")
+        if keep.size == 0:
+            raise SelectionError(f"Selection {self.group!r}: keep is empty; at least one unit must be kept.")
+        if keep.min() < 0 or keep.max() >= n:
+            raise SelectionError(f"Selection {self.group!r}: keep has indices outside [0, {n - 1}].")
+        if np.unique(keep).size != keep.size:
+            raise SelectionError(f"Selection {self.group!r}: keep has repeated indices.")
+        self.keep = np.sort(keep)
+        assign = _index_array(self.assign, "assign")
+        if assign.size != n:
+            raise SelectionError(f"Selection {self.group!r}: assign has {assign.size} entries for {n} units.")
+        kept = np.zeros(n, dtype=bool)
+        kept[self.keep] = True
+        if assign.min() < 0 or assign.max() >= n or not np.all(kept[assign]):
+            bad = np.flatnonzero((assign < 0) | (assign >= n) | ~kept[np.clip(assign, 0, n - 1)])
+            raise SelectionError(
+                f"Selection {self.group!r}: assign must map every unit to a kept unit; units {bad[:10].tolist()} do not."
+            )
+        if not np.array_equal(assign[self.keep], self.keep):
+            raise SelectionError(f"Selection {self.group!r}: kept units must be assigned to themselves.")
+        self.assign = assign
+        scores = np.asarray(self.scores, dtype=np.float64)
+        if scores.shape != (n,):
+            raise SelectionError(f"Selection {self.group!r}: scores has shape {scores.shape}, expected ({n},).")
+        self.scores = scores
+
+    @property
+    def k(self) -> int:
+        """Number of kept units."""
+        return int(self.keep.size)
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of units kept."""
+        return self.k / self.n_units
+
+    @property
+    def dropped(self) -> np.ndarray:
+        """Sorted indices of the dropped units."""
+        mask = np.ones(self.n_units, dtype=bool)
+        mask[self.keep] = False
+        return np.flatnonzero(mask)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (plain lists and numbers)."""
+        return {
+            "group": self.group,
+            "n_units": self.n_units,
+            "keep": self.keep.tolist(),
+            "assign": self.assign.tolist(),
+            "scores": [float(s) if np.isfinite(s) else None for s in self.scores],
+            "method": self.method,
+            "params": _json_safe(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Selection:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            scores = [np.nan if s is None else s for s in data["scores"]]
+            return cls(
+                group=data["group"],
+                n_units=data["n_units"],
+                keep=np.asarray(data["keep"], dtype=np.int64),
+                assign=np.asarray(data["assign"], dtype=np.int64),
+                scores=np.asarray(scores, dtype=np.float64),
+                method=data.get("method", ""),
+                params=dict(data.get("params", {})),
+            )
+        except KeyError as exc:
+            raise SelectionError(f"a Selection dict needs the key {exc.args[0]!r}.") from None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, np.random.Generator):
+        return "Generator"
+    return repr(value)
