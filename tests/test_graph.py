@@ -301,3 +301,26 @@ def test_layer_on_the_wrong_axis_is_opaque_and_pins_its_inputs():
     assert any("'amax' over the unit dimension" in m for m in messages)
     assert graph.opaque == ["mix"]
     assert not graph.group("conv").prunable and graph.group("conv").fixed.all()
+
+
+class _PoolUnpool(torch.nn.Module):
+    """conv -> max-pool (with indices) -> conv -> max-unpool with those indices -> conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2, return_indices=True)
+        self.mid = torch.nn.Conv2d(6, 6, 3, padding=1)
+        self.unpool = torch.nn.MaxUnpool2d(2)
+        self.head = torch.nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        y, idx = self.pool(self.enc(x))
+        return self.head(self.unpool(self.mid(y), idx))
+
+
+def test_max_unpooling_ties_its_input_to_the_pooled_channels():
+    graph = from_model(_PoolUnpool(), torch.randn(1, 3, 8, 8))
+    group = graph.group("enc")
+    assert {"enc", "mid"} <= set(group.layers)  # mid's channels are placed by enc's pooling indices
+    assert graph.group("mid").name == group.name

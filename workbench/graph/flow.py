@@ -323,7 +323,9 @@ class _Walker:
             return self.reshape(node, lay, self.flatten_dims(node, module))
         if kind == "pad":
             return self.pad(node, lay, list(module.padding) if isinstance(module.padding, (tuple, list)) else [module.padding] * 2)
-        if kind in ("act", "dropout", "identity", "pool", "unpool", "upsample"):
+        if kind == "unpool":
+            return self.unpool(node, lay, node.args[1] if len(node.args) > 1 else node.kwargs.get("indices"))
+        if kind in ("act", "dropout", "identity", "pool", "upsample"):
             return self.passthrough(node, lay)
         return self.give_up(node, f"module {name!r} ({type(module).__name__})")
 
@@ -338,7 +340,9 @@ class _Walker:
         self.record(node, name, kind, str(label))
         args = node.args
         lay = self.layout_of(args[0]) if args else None
-        if kind in ("act", "pool", "unpool"):
+        if kind == "unpool":
+            return self.unpool(node, lay, args[1] if len(args) > 1 else node.kwargs.get("indices"))
+        if kind in ("act", "pool"):
             return self.passthrough(node, lay)
         if kind == "constant":
             return self.constant(node)
@@ -373,6 +377,15 @@ class _Walker:
                     return self.give_up(node, f"operation {node.name!r} changing the shape of per-element input units")
                 return lay
         return self.give_up(node, f"operation {node.name!r}")
+
+    def unpool(self, node: fx.Node, lay: Any, indices: Any) -> Any:
+        """Max-unpooling places each channel by the indices of a pooled channel: the two are one unit."""
+        lay_i = self.layout_of(indices) if indices is not None else None
+        if isinstance(lay, Layout) and isinstance(lay_i, Layout) and lay.ids.shape == lay_i.ids.shape:
+            self.tie(lay.ids, lay_i.ids, f"max-unpooled in {node.name!r} with the indices of an untracked tensor")
+        elif isinstance(lay, Layout):
+            self.pin(lay.ids, f"max-unpooled in {node.name!r} with indices whose channels are not tracked")
+        return self.passthrough(node, lay)
 
     def constant(self, node: fx.Node) -> Any:
         shape = _shape_of(node)

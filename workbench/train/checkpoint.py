@@ -66,6 +66,8 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
 
     ``spec`` is ``{"name": <registered zoo model>, "kwargs": {...}}`` as made by
     :func:`workbench.zoo.model_spec`; the model is made by :func:`workbench.zoo.create_model`.
+    A pruned model's spec also lists the ``plans`` applied to it, and is rebuilt by
+    :func:`workbench.surgery.rebuild` (same architecture, fresh weights).
 
     Raises
     ------
@@ -77,6 +79,10 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     from workbench.zoo import create_model
 
     spec = check_spec(spec)
+    if spec.get("plans") or spec.get("steps"):
+        from workbench.surgery import rebuild
+
+        return rebuild(spec)
     return create_model(spec["name"], **spec.get("kwargs", {}))
 
 

@@ -1,0 +1,289 @@
+"""Rebuild a network physically smaller from a :class:`~workbench.surgery.Plan`.
+
+The coupled edits (the producing layers' outputs, their BatchNorm and PReLU, residual partners, depthwise
+convolutions and the matching inputs of every consumer) are made by torch-pruning's ``DependencyGraph``;
+this module decides what happens to the information of the dropped units first (``fuse``):
+
+- ``"drop"``: the units are deleted.
+- ``"merge"``: neuron merging (Kim et al. 2020): each dropped unit's outgoing weights are added to those
+  of the kept unit it is assigned to, scaled by the ratio of their (BatchNorm-folded) incoming-weight
+  norms. Exact when the dropped unit's incoming weights and bias are a positive multiple of the kept
+  unit's and the nonlinearity is positively homogeneous (ReLU, PReLU with equal slopes).
+- ``"lsq"``: Diversity Networks reweighting (Mariet & Sra 2016): each consumer's weights on the kept units
+  (and its bias) are re-fitted by ridge least squares so that, on a data sample, it reproduces the
+  original network's consumer output from the rebuilt network's kept inputs.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.surgery.fusion import FusionContext, lsq_refit, merge_units
+from workbench.surgery.plan import Plan
+
+FUSE_MODES = ("drop", "merge", "lsq")
+
+
+def _forward_order(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+    """Module name -> position of its first call in a forward pass."""
+    order: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        def hook(mod: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
+            order.setdefault(name, len(order))
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def _out_units(module: nn.Module) -> int:
+    weight = module.weight
+    transposed = isinstance(module, nn.modules.conv._ConvNd) and module.transposed
+    return int(weight.shape[1] * module.groups if transposed else weight.shape[0])
+
+
+def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, np.ndarray]) -> None:
+    """Record which original output units of each Linear / convolution remain after ``group`` is pruned."""
+    for item in group:
+        module = item.dep.target.module
+        if not (dg.is_out_channel_pruning_fn(item.dep.handler) and isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))):
+            continue
+        name = names[module]
+        current = out_index.get(name, np.arange(_out_units(module)))
+        idxs = np.asarray(item.idxs, dtype=int)
+        if idxs.size and idxs.max() < len(current):
+            out_index[name] = np.delete(current, idxs)
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    """torch-pruning's DependencyGraph of ``model``; SurgeryError naming the problem if it cannot be built."""
+    import torch_pruning as tp
+
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    except Exception as exc:  # torch-pruning raises bare errors from deep inside
+        raise SurgeryError(
+            f"torch-pruning could not build the dependency graph of {type(model).__name__}: "
+            f"{type(exc).__name__}: {exc}. Check that the example input fits the model and that custom "
+            "layers are built from standard torch.nn modules."
+        ) from exc
+
+
+def _unsupported_reason(dg, model: nn.Module, group: Any) -> str | None:
+    """Why torch-pruning cannot rebuild ``group`` as the graph couples it (None when it can)."""
+    modules = dict(model.named_modules())
+    names = {module: name for name, module in modules.items()}
+    root = modules.get(group.name)
+    pruner = dg.get_pruner_of_module(root) if root is not None else None
+    if root is None or root not in dg.module2node or pruner is None or pruner.get_out_channels(root) is None:
+        return f"its layer {group.name!r} has no output units torch-pruning can remove"
+    try:
+        full = dg.get_pruning_group(root, pruner.prune_out_channels, list(range(group.n_units)))
+    except Exception as exc:  # torch-pruning fails with bare errors on couplings it cannot map
+        return f"torch-pruning failed to couple it ({type(exc).__name__}: {exc})"
+    seen = set()
+    for item in full:
+        module = item.dep.target.module
+        if not dg.is_out_channel_pruning_fn(item.dep.handler) or module not in names:
+            continue
+        name = names[module]
+        unit_map = group.unit_maps.get(name)
+        if unit_map is None:
+            return f"torch-pruning also removes outputs of {name!r}, which the graph does not couple to it"
+        idxs, roots = np.asarray(item.idxs, dtype=int), np.asarray(item.root_idxs, dtype=int)
+        if idxs.size and (idxs.max() >= len(unit_map) or not np.array_equal(unit_map[idxs], roots)):
+            return f"torch-pruning maps the channels of {name!r} differently from the graph"
+        seen.add(name)
+    missed = [n for n in group.layers if isinstance(modules.get(n), (nn.Linear, nn.modules.conv._ConvNd)) and n not in seen]
+    if missed:
+        return f"torch-pruning does not see the coupling of {missed[0]!r} (e.g. through max-unpooling indices)"
+    return None
+
+
+def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str | None]:
+    """Prunable group name -> None if :func:`apply` can rebuild it, else the reason it cannot."""
+    if example_input is None:
+        from workbench.zoo import example_input as make_input
+
+        example_input = make_input(model, 2)
+    if graph is None:
+        from workbench.graph import from_model
+
+        graph = from_model(model, example_input)
+    probe = copy.deepcopy(model).eval()  # same module names as the user's model
+    dg = dependency_graph(probe, example_input)
+    return {group.name: _unsupported_reason(dg, probe, group) for group in graph.prunable_groups()}
+
+
+def _check_plan(model: nn.Module, plan: Plan, dg, graph: Any) -> dict[str, nn.Module]:
+    modules = dict(model.named_modules())
+    groups = {group.name: group for group in graph.prunable_groups()}
+    roots = {}
+    for name, selection in plan.items():
+        if name not in groups:
+            where = "a prunable group" if name in modules else f"a layer of {type(model).__name__}"
+            raise SurgeryError(
+                f"plan group {name!r} is not {where}.{closest(name, groups)} Prunable groups: "
+                f"{', '.join(groups) or 'none'}. Build plans from this model's NetworkGraph (surgery.plan_from)."
+            )
+        group = groups[name]
+        if selection.n_units != group.n_units:
+            raise SurgeryError(
+                f"plan group {name!r} selects among {selection.n_units} units, but the group has {group.n_units}; "
+                "the plan was made for another model or another width."
+            )
+        keep = np.asarray(selection.keep)
+        if keep.size == 0:
+            raise SurgeryError(f"plan group {name!r} keeps no unit; keep at least one.")
+        dropped_fixed = np.flatnonzero(np.asarray(group.fixed) & ~np.isin(np.arange(group.n_units), keep))
+        if dropped_fixed.size:
+            raise SurgeryError(
+                f"plan group {name!r} drops unit {int(dropped_fixed[0])}, which must stay "
+                f"({'; '.join(group.reasons) or 'fixed by the graph'}); keep the group's fixed units."
+            )
+        reason = _unsupported_reason(dg, model, group)
+        if reason is not None:
+            raise SurgeryError(f"group {name!r} cannot be rebuilt: {reason}. Leave it out of the plan "
+                               "(surgery.supported_groups lists the groups that can be).")
+        roots[name] = modules[name]
+    return roots
+
+
+def apply(
+    model: nn.Module,
+    plan: Plan,
+    fuse: str = "drop",
+    *,
+    example_input: torch.Tensor | None = None,
+    graph: Any = None,
+    data: Any = None,
+    max_samples: int = 1024,
+    max_positions: int = 64,
+    ridge: float = 1e-6,
+    random_state: int = 0,
+) -> nn.Module:
+    """Return a physically smaller copy of ``model`` that keeps the units ``plan`` selects.
+
+    Parameters
+    ----------
+    model
+        The network; it is not modified.
+    plan
+        One Selection per prunable group, keyed by the group's root layer name.
+    fuse
+        ``"drop"``, ``"merge"`` or ``"lsq"`` (see the module docstring).
+    example_input
+        An input batch for tracing; default ``workbench.zoo.example_input(model)``.
+    graph
+        The model's NetworkGraph (built from ``example_input`` when not given); plan groups are its groups.
+    data
+        For ``fuse="lsq"``: the inputs to fit on (a tensor, a Dataset or a DataLoader).
+    max_samples, max_positions
+        Caps for ``lsq``: inputs used, and spatial positions per input for convolutional consumers.
+    ridge
+        Relative ridge of the ``lsq`` solve (times the mean diagonal of the Gram matrix).
+    random_state
+        Seed of the ``lsq`` position subsampling.
+
+    Returns
+    -------
+    nn.Module
+        The rebuilt model, in eval mode, with ``workbench_spec["plans"]`` extended by ``plan`` when the
+        model came from the zoo (so a checkpoint of it can be rebuilt).
+    """
+    if fuse not in FUSE_MODES:
+        raise ConfigError(f"unknown fuse mode {fuse!r}; use one of {', '.join(FUSE_MODES)}.")
+    if fuse == "lsq" and data is None:
+        raise ConfigError("fuse='lsq' re-fits the consumers on data: pass data= (inputs, a Dataset or a DataLoader).")
+    if example_input is None:
+        from workbench.zoo import example_input as make_input
+
+        example_input = make_input(model, 2)
+    reference = model
+    was_training = model.training
+    pruned = copy.deepcopy(model).eval()
+    try:
+        with torch.no_grad():
+            reference_output = reference.eval()(example_input)
+    except Exception as exc:
+        raise SurgeryError(f"the model does not run on the example input of shape {tuple(example_input.shape)}: {exc}") from exc
+    finally:
+        reference.train(was_training)
+    if graph is None:
+        from workbench.graph import from_model
+
+        graph = from_model(model, example_input)
+    dg = dependency_graph(pruned, example_input)
+    roots = _check_plan(pruned, plan, dg, graph)
+    order = _forward_order(pruned, example_input)
+    names = {module: name for name, module in pruned.named_modules()}
+    out_index: dict[str, np.ndarray] = {}  # layer -> original indices of its present outputs (for lsq)
+    context = FusionContext(reference=reference, pruned=pruned, data=data, max_samples=max_samples,
+                            max_positions=max_positions, ridge=ridge, random_state=random_state) if fuse == "lsq" else None
+    for name in sorted(roots, key=lambda n: order.get(n, len(order))):
+        selection = plan[name]
+        dropped = sorted(set(range(selection.n_units)) - {int(i) for i in selection.keep})
+        if not dropped:
+            continue
+        root = roots[name]
+        pruner = dg.get_pruner_of_module(root)
+        full = dg.get_pruning_group(root, pruner.prune_out_channels, list(range(selection.n_units)))
+        with torch.no_grad():
+            if fuse == "merge":
+                merge_units(dg, full, selection)
+            elif fuse == "lsq":
+                lsq_refit(dg, full, selection, context, out_index)
+        group = dg.get_pruning_group(root, pruner.prune_out_channels, dropped)
+        _track_outputs(dg, group, names, out_index)
+        try:
+            group.prune()
+        except Exception as exc:
+            raise SurgeryError(f"torch-pruning failed to remove units of group {name!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        with torch.no_grad():
+            output = pruned(example_input)
+    except Exception as exc:
+        raise SurgeryError(f"the rebuilt model no longer runs: {type(exc).__name__}: {exc}") from exc
+    if tuple(output.shape) != tuple(reference_output.shape):
+        raise SurgeryError(
+            f"the plan changes the network's output shape from {tuple(reference_output.shape)} to "
+            f"{tuple(output.shape)}: a group feeds the output directly; leave the output layer out of the plan."
+        )
+    spec = getattr(model, "workbench_spec", None)
+    if spec is not None:
+        spec = copy.deepcopy(spec)
+        spec["plans"] = [*spec.get("plans", []), plan.to_dict()]
+        pruned.workbench_spec = spec
+    return pruned
+
+
+def rebuild(spec: dict[str, Any]) -> nn.Module:
+    """Build the architecture a spec with ``plans`` (and factorization ``steps``) describes.
+
+    The weights are those of a fresh model. Used by checkpoints: (base architecture, plans, state_dict)
+    restore a pruned model exactly.
+    """
+    from workbench.zoo import create_model
+
+    from workbench.surgery.factorize import refactorize
+
+    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for plan_dict in spec.get("plans", []):
+            model = apply(model, Plan.from_dict(plan_dict), fuse="drop")
+        for step in spec.get("steps", []):
+            model = refactorize(model, step)
+    return model

@@ -1,0 +1,227 @@
+"""Fusion of dropped units into kept ones, done before torch-pruning removes them.
+
+Both functions edit the (copied) model in place, in the original index space of the group, and read
+the group's coupled layers from a torch-pruning group built with all of the group's units.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.errors import ConfigError, DataError
+from workbench.utils import check_random_state
+
+_BN = nn.modules.batchnorm._BatchNorm
+_CONV = nn.modules.conv._ConvNd
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, _CONV) and module.groups > 1 and module.groups == module.out_channels
+
+
+def consumers(dg, group) -> list[tuple[nn.Module, dict[int, list[int]]]]:
+    """The layers that read the group's units: (module, {unit: [input indices of that module]}).
+
+    Only Linear and ungrouped convolution inputs are returned (depthwise convolutions belong to the group).
+    For a transposed convolution the indices address dimension 0 of its weight, otherwise dimension 1.
+    """
+    found = []
+    for item in group:
+        module = item.dep.target.module
+        if not dg.is_in_channel_pruning_fn(item.dep.handler):
+            continue
+        if not isinstance(module, (nn.Linear, _CONV)) or (isinstance(module, _CONV) and module.groups != 1):
+            continue
+        columns: dict[int, list[int]] = defaultdict(list)
+        for idx, root in zip(item.idxs, item.root_idxs):
+            columns[int(root)].append(int(idx))
+        found.append((module, dict(columns)))
+    return found
+
+
+def effective_incoming(dg, group, n_units: int) -> np.ndarray:
+    """Per-unit incoming weights and bias with BatchNorm folded in: (n_units, d).
+
+    Rows of every Linear/convolution that produces the group's units are concatenated (depthwise kernels
+    included); BatchNorm scales multiply the rows and shift the bias.
+    """
+    rows, biases = [], []
+    scale = np.ones(n_units)
+    shift = np.zeros(n_units)
+    for item in group:
+        module = item.dep.target.module
+        if not dg.is_out_channel_pruning_fn(item.dep.handler):
+            continue
+        order = np.argsort(np.asarray(item.root_idxs))
+        idxs = np.asarray(item.idxs)[order]
+        if len(idxs) != n_units:
+            continue
+        if isinstance(module, (nn.Linear, _CONV)):
+            weight = module.weight.detach()
+            if isinstance(module, _CONV) and module.transposed:
+                weight = weight.transpose(0, 1)
+            rows.append(weight[idxs].reshape(len(idxs), -1).double().numpy())
+            if module.bias is not None:
+                biases.append(module.bias.detach()[idxs].double().numpy())
+        elif isinstance(module, _BN) and module.running_var is not None:
+            gamma = module.weight.detach()[idxs].double().numpy() if module.weight is not None else np.ones(n_units)
+            beta = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
+            std = np.sqrt(module.running_var.detach()[idxs].double().numpy() + module.eps)
+            mean = module.running_mean.detach()[idxs].double().numpy()
+            shift = shift * gamma / std + beta - gamma * mean / std
+            scale = scale * gamma / std
+    weights = np.concatenate(rows, axis=1) if rows else np.zeros((n_units, 0))
+    bias = np.sum(biases, axis=0) if biases else np.zeros(n_units)
+    return np.concatenate([weights * scale[:, None], (scale * bias + shift)[:, None]], axis=1)
+
+
+def merge_units(dg, group, selection: Any) -> None:
+    """Neuron merging (Kim et al. 2020): fold dropped units' outgoing weights into their kept partners."""
+    n = selection.n_units
+    incoming = effective_incoming(dg, group, n)
+    norms = np.linalg.norm(incoming, axis=1)
+    assign = np.asarray(selection.assign)
+    dropped = [d for d in range(n) if int(assign[d]) != d]
+    for module, columns in consumers(dg, group):
+        weight = module.weight.data
+        if isinstance(module, _CONV) and module.transposed:
+            weight = weight.transpose(0, 1)
+        for d in dropped:
+            k = int(assign[d])
+            if norms[k] == 0.0 or len(columns.get(d, ())) != len(columns.get(k, ())):
+                continue
+            weight[:, columns[k]] += float(norms[d] / norms[k]) * weight[:, columns[d]]
+
+
+@dataclass
+class FusionContext:
+    """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample."""
+
+    reference: nn.Module
+    pruned: nn.Module
+    data: Any
+    max_samples: int = 1024
+    max_positions: int = 64
+    ridge: float = 1e-6
+    random_state: int = 0
+
+
+def input_batches(data: Any, max_samples: int, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """Input tensors from a tensor, a Dataset of (x, y) pairs or a DataLoader, up to ``max_samples`` rows."""
+    if isinstance(data, torch.Tensor):
+        for start in range(0, min(len(data), max_samples), batch_size):
+            yield data[start:min(start + batch_size, max_samples)]
+        return
+    if isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if not isinstance(data, torch.utils.data.DataLoader):
+        raise ConfigError(f"data must be a tensor, a Dataset or a DataLoader, got {type(data).__name__}.")
+    seen = 0
+    for batch in data:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        take = min(len(x), max_samples - seen)
+        yield x[:take]
+        seen += take
+        if seen >= max_samples:
+            return
+    if seen == 0:
+        raise DataError("the data for lsq fusion is empty; pass a non-empty sample of inputs.")
+
+
+def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positions: np.ndarray | None):
+    """(design rows, target rows without bias) for one batch of a consumer."""
+    target = output - module.bias.view(1, -1, *([1] * (output.dim() - 2))) if module.bias is not None else output
+    if isinstance(module, nn.Linear):
+        return inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
+    if inputs.dim() == 3:  # Conv1d: treat as 2-d with height 1
+        inputs, target = inputs.unsqueeze(2), target.unsqueeze(2)
+        kernel, dilation, padding, stride = ((1, module.kernel_size[0]), (1, module.dilation[0]),
+                                             (0, module.padding[0]), (1, module.stride[0]))
+    else:
+        kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
+    cols = F.unfold(inputs, kernel, dilation=dilation, padding=padding, stride=stride)  # N, C*k, L
+    target = target.flatten(2)  # N, O, L
+    if positions is not None:
+        cols, target = cols[:, :, positions], target[:, :, positions]
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1]), target.transpose(1, 2).reshape(-1, target.shape[1])
+
+
+def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Module, out_index: np.ndarray):
+    """Consumer inputs in the rebuilt model and consumer outputs in the original, on the same data.
+
+    ``out_index`` maps the consumer's present output units to the original ones (earlier groups may
+    already have removed some of its outputs).
+    """
+    captured: dict[str, list[torch.Tensor]] = {"x": [], "y": []}
+    rng = check_random_state(context.random_state)
+
+    def keep_input(mod, inputs, output):
+        captured["x"].append(inputs[0].detach())
+
+    def keep_output(mod, inputs, output):
+        captured["y"].append(output.detach())
+
+    handles = [module.register_forward_hook(keep_input), reference_module.register_forward_hook(keep_output)]
+    design, targets = [], []
+    try:
+        with torch.no_grad():
+            for x in input_batches(context.data, context.max_samples):
+                captured["x"].clear()
+                captured["y"].clear()
+                context.pruned(x)
+                context.reference(x)
+                inputs, output = captured["x"][0], captured["y"][0][:, torch.as_tensor(out_index)]
+                positions = None
+                if isinstance(module, _CONV):
+                    n_pos = int(np.prod(output.shape[2:]))
+                    if n_pos > context.max_positions:
+                        positions = torch.as_tensor(rng.choice(n_pos, context.max_positions, replace=False))
+                rows, target = _rows(module, inputs, output, positions)
+                design.append(rows.double())
+                targets.append(target.double())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.cat(design), torch.cat(targets)
+
+
+def lsq_refit(dg, group, selection: Any, context: FusionContext, out_index: dict[str, np.ndarray]) -> None:
+    """Re-fit every consumer's weights on the kept units by ridge least squares (Mariet & Sra 2016).
+
+    ``out_index`` maps layer names to the original indices of their present output units. Transposed
+    convolutions are left as they are (their inputs are simply dropped).
+    """
+    names = {module: name for name, module in context.pruned.named_modules()}
+    reference_modules = dict(context.reference.named_modules())
+    dropped = {int(d) for d in range(selection.n_units)} - {int(k) for k in selection.keep}
+    for module, columns in consumers(dg, group):
+        if isinstance(module, _CONV) and module.transposed:
+            continue
+        name = names[module]
+        index = out_index.get(name, np.arange(module.weight.shape[0]))
+        design, target = _collect(context, module, reference_modules[name], index)
+        dropped_cols = {c for unit in dropped for c in columns.get(unit, ())}
+        in_features = module.weight.shape[1]
+        kept_cols = [c for c in range(in_features) if c not in dropped_cols]
+        span = 1 if isinstance(module, nn.Linear) else int(np.prod(module.kernel_size))
+        design_cols = [c * span + j for c in kept_cols for j in range(span)]
+        x = design[:, design_cols]
+        if module.bias is not None:
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+        gram = x.T @ x
+        lam = context.ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
+        solution = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ target)
+        weight = module.weight.data
+        flat = weight.reshape(weight.shape[0], -1)
+        new = solution[: len(design_cols)].T.to(weight.dtype)
+        flat[:, design_cols] = new
+        module.weight.data = flat.reshape(weight.shape)
+        if module.bias is not None:
+            module.bias.data += solution[len(design_cols)].to(module.bias.dtype)

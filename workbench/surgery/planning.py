@@ -1,0 +1,106 @@
+"""Build a :class:`Plan` for a whole network from a selector."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.surgery.plan import Plan
+
+
+def _with_budget(selector: Any, budget: float) -> Any:
+    """A copy of ``selector`` (sklearn-style: get_params / constructor) with another budget."""
+    params = dict(selector.get_params())
+    params["budget"] = budget
+    return type(selector)(**params)
+
+
+def _unsupported(graph: Any) -> dict[str, str]:
+    """Group -> reason, for the prunable groups torch-pruning cannot rebuild as the graph couples them."""
+    import torch
+
+    from workbench.surgery.apply import supported_groups
+
+    example = torch.randn(2, *graph.input_shape)
+    return {name: reason for name, reason in supported_groups(graph.model, graph, example).items() if reason}
+
+
+def _keep_fixed(selection: Any, group: Any) -> Any:
+    """``selection`` with the group's fixed units (tied to the network input or output) kept as well."""
+    fixed = np.flatnonzero(np.asarray(group.fixed))
+    if fixed.size == 0 or np.isin(fixed, selection.keep).all():
+        return selection
+    keep = np.union1d(selection.keep, fixed)
+    assign = np.asarray(selection.assign).copy()
+    assign[fixed] = fixed
+    return type(selection)(group=selection.group, n_units=selection.n_units, keep=keep, assign=assign,
+                           scores=selection.scores, method=selection.method, params=selection.params)
+
+
+def plan_from(
+    graph: Any,
+    selector: Any,
+    keep: float = 0.5,
+    per_layer: Mapping[str, float] | None = None,
+    *,
+    source: str = "weights",
+    data: Any = None,
+    metric: str | None = None,
+    groups: list[str] | None = None,
+) -> Plan:
+    """Select units in every prunable group of ``graph`` and collect the selections into a Plan.
+
+    Parameters
+    ----------
+    graph
+        A :class:`workbench.graph.NetworkGraph`.
+    selector
+        A selector instance (``workbench.select.get_selector(name, ...)``); its budget is replaced by
+        ``keep`` or by the group's ``per_layer`` entry.
+    keep
+        Fraction of units kept in each group, in (0, 1].
+    per_layer
+        Group name -> fraction kept, overriding ``keep`` for those groups.
+    source, data, metric
+        Passed to ``graph.unit_view`` (weights or activations; the data for activations; the similarity).
+    groups
+        Restrict the plan to these groups (default: every prunable group that surgery can rebuild; the
+        others are named in a warning).
+
+    Notes
+    -----
+    Fixed units (tied to the network's input or output) are always kept, on top of the budget.
+    """
+    per_layer = dict(per_layer or {})
+    for value in (keep, *per_layer.values()):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
+            raise ConfigError(f"kept fraction {value!r} is outside (0, 1]; give e.g. keep=0.5.")
+    available = {group.name: group for group in graph.prunable_groups()}
+    unsupported = _unsupported(graph)
+    for name in [*per_layer, *(groups or [])]:
+        if name not in available:
+            raise SurgeryError(f"{name!r} is not a prunable group of this graph.{closest(name, available)} "
+                               f"Prunable groups: {', '.join(available)}.")
+    chosen = groups or [name for name in available if name not in unsupported]
+    for name in chosen:
+        if name in unsupported:
+            raise SurgeryError(f"group {name!r} cannot be rebuilt: {unsupported[name]}.")
+    if unsupported and not groups:
+        warnings.warn(
+            "left out of the plan, as surgery cannot rebuild them: "
+            + "; ".join(f"{name!r} ({reason})" for name, reason in unsupported.items()),
+            UserWarning, stacklevel=2,
+        )
+    selections = {}
+    for name in chosen:
+        fraction = float(per_layer.get(name, keep))
+        view_kwargs: dict[str, Any] = {"source": source, "data": data}
+        if metric is not None:
+            view_kwargs["metric"] = metric
+        view = graph.unit_view(name, **view_kwargs)
+        selections[name] = _keep_fixed(_with_budget(selector, fraction).fit(view).selection_, available[name])
+    return Plan(selections=selections, meta={"selector": type(selector).__name__, "keep": keep,
+                                             "per_layer": per_layer, "source": source})
