@@ -24,14 +24,19 @@ class DemoRun:
     epochs: int
     lr: float = 1e-3
     batch_size: int = 64
+    schedule: str = "cosine"
+    train_split: str = "train"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+# MNIST-1D follows the paper's protocol: the 4000 training samples (our "trainval"), Adam at a constant
+# learning rate of 1e-2, batch 100, 6000 steps (150 epochs); its baselines are MLP 68% and CNN 94%.
 DEMO_RUNS = (
     DemoRun("LeNet-300-100 / digits", "lenet300", "digits", epochs=40),
-    DemoRun("MLP 40-100-100-10 / MNIST-1D", "mlp", "mnist1d", epochs=60, lr=2e-3,
-            model_kwargs={"widths": [40, 100, 100, 10]}),
-    DemoRun("CNN-1D / MNIST-1D", "cnn1d", "mnist1d", epochs=60, lr=5e-3),
+    DemoRun("MLP 40-100-100-10 / MNIST-1D", "mlp", "mnist1d", epochs=150, lr=1e-2, batch_size=100,
+            schedule="constant", train_split="trainval", model_kwargs={"widths": [40, 100, 100, 10]}),
+    DemoRun("CNN-1D / MNIST-1D", "cnn1d", "mnist1d", epochs=150, lr=1e-2, batch_size=100,
+            schedule="constant", train_split="trainval"),
 )
 
 
@@ -60,14 +65,14 @@ def run_demo(quick: bool = False, quiet: bool = False, out: str | Path | None = 
     out_dir = Path(out) if out is not None else Path("workbench-demo")
     rows = []
     for run in runs:
-        train = load_dataset(run.data, split="train")
-        val = load_dataset(run.data, split="val")
+        train = load_dataset(run.data, split=run.train_split)
+        val = None if run.train_split == "trainval" else load_dataset(run.data, split="val")
         test = load_dataset(run.data, split="test")
         torch.manual_seed(seed)
         model = create_model_for_data(run.model, train.input_shape, train.num_classes, **run.model_kwargs)
         epochs = max(1, run.epochs // 4) if quick else run.epochs
         history = fit(model, train, val_data=val, epochs=epochs, batch_size=run.batch_size, lr=run.lr,
-                      random_state=seed, quiet=quiet)
+                      schedule=run.schedule, random_state=seed, quiet=quiet)
         metrics = evaluate(model, test)
         prof = profile(model, example_input(model, 1))
         checkpoint = out_dir / f"{run.model}-{run.data}.pt"
