@@ -67,3 +67,18 @@ def test_train_writes_a_checkpoint_that_profiles(tmp_path, capsys):
     assert ckpt.exists() and 0.0 <= row["test_accuracy"] <= 1.0
     assert main(["profile", "--checkpoint", str(ckpt), "--json", "--no-latency"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == row["params"]
+
+
+def test_compress_writes_a_smaller_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    assert main(["train", "--model", "lenet300", "--data", "digits", "--epochs", "3", "--quiet", "--out", str(ckpt)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "small.pt"
+    assert main(["compress", str(ckpt), "--method", "dpp", "--mode", "map", "--keep", "0.5", "--fuse", "lsq",
+                 "--finetune", "1", "--json", "--quiet", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["after"]["params"] < 0.5 * report["before"]["params"]
+    assert report["after"]["macs"] < 0.5 * report["before"]["macs"]
+    assert 0.0 <= report["after"]["accuracy"] <= 1.0
+    assert main(["profile", "--checkpoint", str(out), "--json", "--no-latency"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == report["after"]["params"]

@@ -118,6 +118,34 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from workbench.datasets import load_dataset
+    from workbench.metrics import format_table
+    from workbench.surgery.compress import compress
+    from workbench.train import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    data = args.data or meta.get("data")
+    if data is None:
+        raise ConfigError(f"{args.checkpoint} does not record its data set; name it with --data.")
+    train = load_dataset(data, root=args.root, split="train")
+    test = load_dataset(data, root=args.root, split="test")
+    result = compress(model, method=args.method, keep=args.keep, fuse=args.fuse, train=train, test=test,
+                      finetune=args.finetune, source=args.source, selector_params=parse_model_args(extra),
+                      random_state=args.seed, quiet=args.quiet)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
+        f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
+    save_checkpoint(out, result.model, metadata={**meta, "data": data, "compressed": {
+        "method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
+        "test": {k: v for k, v in result.after.items() if k in ("accuracy", "miou")}})
+    rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
+    payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
+    _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
 
@@ -163,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the trained model to this checkpoint file")
+
+    p = add("compress", "select redundant units of a checkpoint, rebuild it smaller, compare before / after",
+            _cmd_compress, True)
+    p.epilog = "Extra --name value options are passed to the selector (e.g. --mode map for dpp)."
+    p.add_argument("checkpoint", help="a checkpoint written by `workbench train` or save_checkpoint")
+    p.add_argument("--method", default="magnitude", help="selector name (random, magnitude, activation, sbm, "
+                   "spectral, leiden, dpp, submodular)")
+    p.add_argument("--keep", type=float, default=0.5, help="fraction of each group's units kept")
+    p.add_argument("--fuse", default="drop", choices=["drop", "merge", "lsq"])
+    p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tuning epochs after the rebuild")
+    p.add_argument("--source", default="weights", choices=["weights", "activations"], help="what the unit views read")
+    p.add_argument("--data", help="data set (default: the one recorded in the checkpoint)")
+    p.add_argument("--root", help="folder of an on-disk data set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
     p = add("demo", "the main job: train and profile small models on the embedded data", _cmd_demo)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
