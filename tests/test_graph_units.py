@@ -13,14 +13,6 @@ from workbench.graph.adjacency import weight_out_in
 from workbench.zoo import create_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Mixed(nn.Module):
     """Grouped conv, transposed conv, residual add, flatten into a Linear."""
 
