@@ -1,7 +1,6 @@
 """Low-rank and tensor factorization: exact at full rank, optimal SVD truncation, budgets, checkpoints."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
