@@ -1,0 +1,165 @@
+"""Magnitude pruning with masks, dynamic network surgery and group lasso."""
+import pytest
+import torch
+from torch import nn
+
+from workbench.errors import CompressionError
+from workbench.sparse import (
+    GroupLasso,
+    SurgeryHook,
+    dynamic_surgery,
+    finish_surgery,
+    get_masks,
+    iterative_prune,
+    magnitude_masks,
+    prune,
+    structured_report,
+    train_steps,
+)
+from workbench.sparse.surgery import SurgeryMask, surgery_layers
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def _data(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    return x, y
+
+
+def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
+    model = prune(_mlp(), rate={"linear": 0.75})
+    masks = get_masks(model)
+    for name in ("0", "2"):
+        layer = dict(model.named_modules())[name]
+        assert (layer.weight == 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
+    # Adam with weight decay would revive zeros without the hook
+    train_steps(model, _data(), steps=30, lr=1e-2, hooks=[masks.hook()])
+    for name, mask in masks.items():
+        w = dict(model.named_modules())[name].weight
+        assert torch.all(w[~mask] == 0)
+        assert torch.any(w[mask] != 0)
+    unhooked = prune(_mlp(), rate=0.75)
+    train_steps(unhooked, _data(), steps=5, lr=1e-2)
+    assert (unhooked[0].weight != 0).float().mean() > 0.9  # without the hook the zeros move
+
+
+def test_quality_threshold_and_global_scope():
+    model = _mlp()
+    masks = magnitude_masks(model, quality=1.0)
+    w = model[0].weight.detach()
+    assert torch.equal(masks["0"], w.abs() >= w.std())
+    glob = magnitude_masks(model, rate=0.5, scope="global")
+    assert glob.density() == pytest.approx(0.5, abs=0.01)
+    threshold = max(model[0].weight[~glob["0"]].abs().max(), model[2].weight[~glob["2"]].abs().max())
+    assert model[0].weight[glob["0"]].abs().min() >= threshold
+
+
+def test_repeated_pruning_keeps_earlier_zeros():
+    model = prune(_mlp(), rate=0.5)
+    first = get_masks(model)
+    with torch.no_grad():
+        model[0].weight.add_(0.01)  # perturb, then prune further
+        first.apply(model)
+    model = prune(model, rate=0.8)
+    second = get_masks(model)
+    assert torch.all(~second["0"][~first["0"]])
+    assert second.density() == pytest.approx(0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
+def test_bad_rate_names_layer(rate):
+    with pytest.raises(CompressionError, match="rate for layer '0'"):
+        prune(_mlp(), rate=rate)
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    with pytest.raises(CompressionError, match="'1'.*BatchNorm1d"):
+        prune(model, rate=0.5, layers=["1"])
+    with pytest.raises(CompressionError, match="no layer 'fc9'"):
+        prune(model, rate=0.5, layers=["fc9"])
+
+
+def test_dns_pruned_weight_is_spliced_back():
+    model = dynamic_surgery(_mlp(), c_rate=0.5)
+    (_, layer, p), _ = surgery_layers(model)
+    dense = layer.parametrizations.weight.original
+    pruned_before = (p.mask == 0).nonzero()[0]
+    i, j = pruned_before.tolist()
+    assert layer.weight[i, j] == 0  # forward uses W * T
+    # the dense weight receives gradient even where the mask is 0 (straight through)
+    x, y = _data()
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert dense.grad[i, j] != 0
+    with torch.no_grad():
+        dense[i, j] = dense.abs().max() * 3  # training made it large
+    hook = SurgeryHook(interval=1, gamma=0.0)
+    hook.after_step(model)
+    assert p.mask[i, j] == 1 and layer.weight[i, j] != 0
+    assert hook.totals["spliced"] >= 1
+    a, b = p.thresholds(dense)
+    assert a < b
+
+
+def test_dns_training_prunes_and_finishes_to_masks():
+    model = dynamic_surgery(_mlp(), c_rate=1.0)
+    hook = SurgeryHook(interval=2, gamma=1e-3, random_state=0)
+    train_steps(model, _data(), steps=40, lr=1e-2, hooks=[hook])
+    assert hook.totals["pruned"] > 0
+    density_before = float(surgery_layers(model)[0][2].mask.mean())
+    finish_surgery(model)
+    assert not any(isinstance(m, SurgeryMask) for m in model.modules())
+    assert get_masks(model)["0"].float().mean().item() == pytest.approx(density_before)
+    assert (model[0].weight == 0).float().mean().item() == pytest.approx(1 - density_before)
+
+
+def test_group_lasso_drives_filters_to_zero_on_toy_problem():
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    y = (x[:, 0] > 0).long()  # only input 0 matters
+    model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 2))
+    lasso = GroupLasso(strength=0.2, kinds=("channels",), layers=["0"])
+    train_steps(model, (x, y), steps=300, lr=0.05, optimizer="sgd", hooks=[lasso.prox_hook(0.05)])
+    norms = model[0].weight.detach().norm(dim=0)
+    assert norms[0] > 0.1
+    assert torch.all(norms[1:] < 1e-6)
+    report = structured_report(model, tol=1e-4, kinds=("channels", "filters"), layers=["0"])
+    assert report.layers[0].zeroed["channels"] == 7
+    assert report.removable >= 7 * 12
+    penalty = lasso(model)
+    assert penalty.item() == pytest.approx(0.2 * float(norms.sum()), rel=1e-4)
+
+
+def test_group_lasso_penalty_groups_and_removable_counts():
+    conv = nn.Sequential(nn.Conv2d(2, 3, 3))
+    with torch.no_grad():
+        conv[0].weight.fill_(1.0)
+        conv[0].weight[1] = 0  # one filter
+        conv[0].weight[:, 0, 0, 0] = 0  # one shape position across filters
+    report = structured_report(conv, kinds=("filters", "channels", "shapes"))
+    row = report.layers[0]
+    assert row.zeroed == {"filters": 1, "channels": 0, "shapes": 1}
+    assert row.removable == 18 + 2 + 1  # filter (18 weights) + shape entries outside it + bias
+    pen = GroupLasso(strength=1.0, kinds=("filters",))(conv)
+    assert pen.item() == pytest.approx(2 * 17**0.5, rel=1e-5)
+    with pytest.raises(CompressionError, match="depth_layers"):
+        GroupLasso(kinds=("depth",))
+    with pytest.raises(CompressionError, match="unknown group kind"):
+        GroupLasso(kinds=("rows",))
+
+
+def test_iterative_prune_with_fit_keeps_schedule_and_zeros():
+    x, y = _data(256)
+    model = iterative_prune(_mlp(), (x, y), rates=[0.5, 0.8], retrain_epochs=1, quiet=True, lr=1e-2)
+    masks = get_masks(model)
+    assert [e["rate"] for e in model.workbench_prune_log] == [0.5, 0.8]
+    assert masks.density() == pytest.approx(0.2, abs=0.02)
+    for name, mask in masks.items():
+        assert torch.all(dict(model.named_modules())[name].weight[~mask] == 0)
+    with pytest.raises(CompressionError, match="at least one"):
+        iterative_prune(_mlp(), (x, y), rates=[])

@@ -1,0 +1,27 @@
+"""Sparse networks: magnitude pruning with masks, dynamic network surgery, structured sparsity.
+
+- :func:`prune`, :func:`magnitude_masks`, :func:`iterative_prune` -- Han et al. 2015
+- :class:`Masks` (+ ``.hook()`` for retraining with pruned weights held at zero), :func:`get_masks`
+- :func:`dynamic_surgery`, :class:`SurgeryHook`, :func:`finish_surgery` -- Guo et al. 2016
+- :class:`GroupLasso`, :func:`structured_report` -- Wen et al. 2016
+"""
+from workbench.sparse.group_lasso import GROUP_KINDS, GroupLasso, StructuredReport, group_norms, structured_report
+from workbench.sparse.layers import bake, weight_layers
+from workbench.sparse.loop import accuracy, train_steps
+from workbench.sparse.magnitude import iterative_prune, magnitude_masks, prune
+from workbench.sparse.masks import MaskHook, Masks, get_masks
+from workbench.sparse.surgery import (
+    SurgeryHook,
+    SurgeryMask,
+    dense_weight,
+    dynamic_surgery,
+    finish_surgery,
+    surgery_step,
+)
+
+__all__ = [
+    "GROUP_KINDS", "GroupLasso", "MaskHook", "Masks", "StructuredReport", "SurgeryHook", "SurgeryMask",
+    "accuracy", "bake", "dense_weight", "dynamic_surgery", "finish_surgery", "get_masks", "group_norms",
+    "iterative_prune", "magnitude_masks", "prune", "structured_report", "surgery_step", "train_steps",
+    "weight_layers",
+]

@@ -1,0 +1,120 @@
+"""Finding the weight layers a transform works on, and attaching weight parametrizations to them."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from workbench.errors import CompressionError, closest
+
+#: Layer types whose ``weight`` the compression transforms know how to handle.
+WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def layer_kind(module: nn.Module) -> str:
+    """``"conv"`` for convolutions, ``"linear"`` for fully connected layers."""
+    return "conv" if isinstance(module, CONV_LAYERS) else "linear"
+
+
+def weight_layers(
+    model: nn.Module,
+    layers: Iterable[str] | None = None,
+    types: tuple[type[nn.Module], ...] = WEIGHT_LAYERS,
+    what: str = "this transform",
+) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the layers of ``model`` to transform, in definition order.
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``.
+    layers
+        Names of the layers to use (as in ``model.named_modules()``); all layers of ``types`` when None.
+    types
+        The layer types ``what`` supports.
+    what
+        Name of the transform, for error messages.
+
+    Raises
+    ------
+    CompressionError
+        A named layer does not exist or is of a type ``what`` does not support, or no layer qualifies.
+    """
+    modules = dict(model.named_modules())
+    if layers is None:
+        found = [(name, m) for name, m in modules.items() if name and isinstance(m, types)]
+        if not found:
+            kinds = ", ".join(t.__name__ for t in types)
+            raise CompressionError(f"{what} found no layer of a supported type ({kinds}) in {type(model).__name__}.")
+        return found
+    chosen = []
+    for name in layers:
+        if name not in modules or not name:
+            raise CompressionError(
+                f"{what}: model has no layer {name!r}.{closest(name, [n for n in modules if n])} "
+                "Pass names as listed by model.named_modules()."
+            )
+        module = modules[name]
+        if not isinstance(module, types):
+            kinds = ", ".join(t.__name__ for t in types)
+            raise CompressionError(
+                f"{what} does not support layer {name!r} of type {type(module).__name__}; supported: {kinds}."
+            )
+        chosen.append((name, module))
+    return chosen
+
+
+def per_layer(value, name: str, module: nn.Module, parameter: str):
+    """Resolve a per-layer setting: a scalar, or a dict keyed by layer name or by kind ("conv"/"linear").
+
+    Raises CompressionError naming the layer and ``parameter`` when a dict has no entry for the layer.
+    """
+    if isinstance(value, dict):
+        if name in value:
+            return value[name]
+        kind = layer_kind(module)
+        if kind in value:
+            return value[kind]
+        if "default" in value:
+            return value["default"]
+        raise CompressionError(
+            f"{parameter} has no entry for layer {name!r}; give its name, its kind {kind!r} or a 'default' key."
+        )
+    return value
+
+
+def maybe_copy(model: nn.Module, inplace: bool) -> nn.Module:
+    """``model`` itself when ``inplace``, else a deep copy (keeping zoo attributes)."""
+    return model if inplace else copy.deepcopy(model)
+
+
+def attach(module: nn.Module, parametrization: nn.Module, name: str = "weight") -> None:
+    """Register ``parametrization`` on ``module.<name>``, replacing any earlier one (baked in first)."""
+    if parametrize.is_parametrized(module, name):
+        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    parametrize.register_parametrization(module, name, parametrization, unsafe=True)
+
+
+def weight_parametrization(module: nn.Module, name: str = "weight") -> nn.Module | None:
+    """The (last) parametrization on ``module.<name>``, or None."""
+    if not parametrize.is_parametrized(module, name):
+        return None
+    return module.parametrizations[name][-1]
+
+
+def bake(model: nn.Module) -> nn.Module:
+    """Remove every weight parametrization in place, leaving the parametrized values as plain weights."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+def current_weight(module: nn.Module) -> torch.Tensor:
+    """The weight ``module`` uses in its forward pass (parametrized or not), detached."""
+    return module.weight.detach()

@@ -1,0 +1,127 @@
+"""Boolean weight masks that keep pruned weights exactly zero while a network is retrained."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from workbench.errors import CompressionError
+from workbench.sparse.layers import weight_layers
+
+
+class Masks:
+    """One boolean mask per layer weight (True = kept), keyed by layer name.
+
+    Apply with :meth:`apply` (zeros pruned weights) and keep them zero during training with
+    :meth:`hook` (a ``workbench.train.fit`` hook: gradients of pruned weights are zeroed before each
+    optimizer step and the weights re-zeroed after it, so momentum or weight decay cannot revive them).
+    """
+
+    def __init__(self, masks: dict[str, torch.Tensor]) -> None:
+        self._masks = {name: mask.detach().to(torch.bool).clone() for name, mask in masks.items()}
+
+    @classmethod
+    def ones(cls, model: nn.Module, layers: Iterable[str] | None = None) -> Masks:
+        """All-True masks for the weight layers of ``model``."""
+        return cls({name: torch.ones_like(m.weight, dtype=torch.bool) for name, m in weight_layers(model, layers)})
+
+    @classmethod
+    def from_zeros(cls, model: nn.Module, layers: Iterable[str] | None = None) -> Masks:
+        """Masks that keep exactly the nonzero weights of ``model``."""
+        return cls({name: m.weight.detach() != 0 for name, m in weight_layers(model, layers)})
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._masks[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._masks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def items(self):
+        """``(layer name, mask)`` pairs."""
+        return self._masks.items()
+
+    def _modules(self, model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+        modules = dict(model.named_modules())
+        out = []
+        for name, mask in self._masks.items():
+            if name not in modules:
+                raise CompressionError(f"mask for layer {name!r} does not match the model: it has no such layer.")
+            module = modules[name]
+            if tuple(module.weight.shape) != tuple(mask.shape):
+                raise CompressionError(
+                    f"mask for layer {name!r} has shape {tuple(mask.shape)} but the weight has {tuple(module.weight.shape)}."
+                )
+            out.append((module, mask))
+        return out
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Zero the pruned weights of ``model`` in place; returns ``model``."""
+        for module, mask in self._modules(model):
+            module.weight.mul_(mask.to(module.weight.device, module.weight.dtype))
+        return model
+
+    @torch.no_grad()
+    def zero_grads(self, model: nn.Module) -> None:
+        """Zero the gradients of pruned weights in place."""
+        for module, mask in self._modules(model):
+            if module.weight.grad is not None:
+                module.weight.grad.mul_(mask.to(module.weight.grad.device, module.weight.grad.dtype))
+
+    def hook(self) -> MaskHook:
+        """A training hook keeping pruned weights at zero (see :class:`MaskHook`)."""
+        return MaskHook(self)
+
+    def nonzero(self) -> int:
+        """Number of kept weights."""
+        return int(sum(int(m.sum()) for m in self._masks.values()))
+
+    def total(self) -> int:
+        """Number of masked weights (kept or not)."""
+        return int(sum(m.numel() for m in self._masks.values()))
+
+    def density(self) -> float:
+        """Kept fraction over all masked weights."""
+        return self.nonzero() / max(self.total(), 1)
+
+    def per_layer(self) -> dict[str, float]:
+        """Layer name -> kept fraction."""
+        return {name: float(m.float().mean()) for name, m in self._masks.items()}
+
+    def __and__(self, other: Masks) -> Masks:
+        names = set(self._masks) | set(other._masks)
+        out = {}
+        for name in names:
+            if name in self._masks and name in other._masks:
+                out[name] = self._masks[name] & other._masks[name]
+            else:
+                out[name] = self._masks.get(name, other._masks.get(name))
+        return Masks(out)
+
+    def __repr__(self) -> str:
+        return f"Masks({len(self)} layers, density={self.density():.4f})"
+
+
+class MaskHook:
+    """Training hook: ``before_step`` zeros pruned gradients, ``after_step`` re-zeros pruned weights."""
+
+    def __init__(self, masks: Masks) -> None:
+        self.masks = masks
+
+    def before_step(self, model: nn.Module) -> None:
+        self.masks.zero_grads(model)
+
+    def after_step(self, model: nn.Module) -> None:
+        self.masks.apply(model)
+
+
+def get_masks(model: nn.Module) -> Masks | None:
+    """The masks a pruning transform attached to ``model`` (``model.workbench_masks``), or None."""
+    return getattr(model, "workbench_masks", None)
