@@ -114,6 +114,15 @@ def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _
         return _Rows(sources, counts, tn[keep].astype(np.int32), r[keep].astype(np.float32), unique=False)
     valid, sources, regroup = plan.valid, plan.sources, plan.regroup
     all_valid = len(valid) == len(col_nodes)
+    if all_valid and not regroup and w.numel() <= _CHUNK:  # the common case: one reduction, no regrouping
+        vals = _reduce(w, norm).t().contiguous().numpy()
+        if vals.all():
+            counts = np.full(len(sources), out, dtype=np.int64)
+            return _Rows(sources, counts, np.tile(out_nodes.astype(np.int32), len(sources)), vals.reshape(-1),
+                         unique=plan.unique_targets)
+        keep = vals != 0
+        indices = np.broadcast_to(out_nodes.astype(np.int32), vals.shape)[keep]
+        return _Rows(sources, keep.sum(axis=1), indices, vals[keep], unique=plan.unique_targets)
     inv_t, valid_t = torch.from_numpy(plan.inv), torch.from_numpy(valid)
     reduced = torch.empty(out, len(sources), dtype=torch.float32)
     step = max(1, _CHUNK // max(1, w[0].numel()))
