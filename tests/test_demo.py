@@ -1,18 +1,36 @@
-"""The main job: the baselines reach their targets within the demo budget, and results are saved."""
+"""The main job: the demo study's baselines reach their targets, and a quick demo writes its report."""
 from __future__ import annotations
 
 import json
 
-from workbench.demo import run_demo
+from workbench.demo import load_demo_study, run_demo
+from workbench.study import Store, run_study
+from workbench.study.runner import cache_dir_for
 from workbench.train import load_checkpoint
 
+TARGETS = {
+    "LeNet-300-100": ("digits", 0.97),
+    "MLP 40-100-100-10": ("mnist1d", 0.65),  # the MNIST-1D paper's MLP baseline
+    "CNN-1D": ("mnist1d", 0.90),
+}
 
-def test_demo_baselines_reach_their_targets(tmp_path):
-    rows = run_demo(quiet=True, out=tmp_path)
-    accuracy = {row["run"]: row["test_accuracy"] for row in rows}
-    assert accuracy["LeNet-300-100 / digits"] >= 0.97
-    assert accuracy["MLP 40-100-100-10 / MNIST-1D"] >= 0.65  # the MNIST-1D paper's MLP baseline
-    assert accuracy["CNN-1D / MNIST-1D"] >= 0.90
-    assert json.loads((tmp_path / "results.json").read_text()) == rows
-    model, meta = load_checkpoint(tmp_path / "lenet300-digits.pt")
+
+def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path):
+    store = tmp_path / "demo.sqlite"
+    outcome = run_study(load_demo_study(), store=store, quiet=True,
+                        where=lambda run: run.kind == "train" and run.config["model"]["label"] in TARGETS)
+    assert (outcome.done, outcome.failed) == (3, 0)
+    with Store(store, readonly=True) as db:
+        rows = {row["config"]["model"]["label"]: row for row in db.rows()}
+    for label, (data, target) in TARGETS.items():
+        assert rows[label]["config"]["model"]["data"] == data
+        assert rows[label]["metrics"]["accuracy"] >= target, (label, rows[label]["metrics"])
+    model, meta = load_checkpoint(cache_dir_for(store) / f"{rows['LeNet-300-100']['hash']}.pt")
     assert meta["data"] == "digits" and model.layers[1].in_features == 64
+
+    result = run_demo(quick=True, quiet=True, out=tmp_path, jobs=1)  # reuses the two stored base models
+    assert result.outcome.skipped == 2 and result.outcome.failed == 0 and result.outcome.done == 4
+    assert result.report == tmp_path / "report.html" and "Plotly.newPlot" in result.report.read_text()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"] == result.outcome.summary and len(saved["summary"]) == 2 * 2  # models x selectors
+    assert {row["model"] for row in saved["trained"]} == {"LeNet-300-100", "MLP 40-100-100-10"}

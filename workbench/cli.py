@@ -148,12 +148,41 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
-
-    rows = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
     from workbench.metrics import format_table
 
-    _emit(args, rows, format_table(rows))
-    return 0
+    result = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
+    outcome = result.outcome
+    payload = {"report": str(result.report), "store": str(outcome.store), "seconds": result.seconds,
+               "summary": outcome.summary, "trained": result.trained, "errors": outcome.errors}
+    text = [format_table(result.trained), "", format_table(outcome.summary), "",
+            f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
+            f"in {result.seconds:.1f} s", f"report: {result.report}"]
+    _emit(args, payload, "\n".join(text))
+    return 1 if outcome.failed else 0
+
+
+def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.study.report import write_report
+
+    if args.action == "report":
+        path = write_report(args.study, store=args.store, out=args.out)
+        _emit(args, {"report": str(path)}, f"report: {path}")
+        return 0
+    from workbench.metrics import format_table
+    from workbench.study.runner import run_study
+
+    outcome = run_study(args.study, store=args.store, jobs=args.jobs, scheduler=args.scheduler,
+                        local_cluster=args.local_cluster, timeout=args.timeout, quiet=args.quiet)
+    payload = {"study": outcome.study, "store": str(outcome.store), "total": outcome.total, "skipped": outcome.skipped,
+               "done": outcome.done, "failed": outcome.failed, "seconds": outcome.seconds,
+               "summary": outcome.summary, "errors": outcome.errors}
+    errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
+    text = [format_table(outcome.summary), *errors,
+            f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
+            f"in {outcome.seconds:.1f} s; store: {outcome.store}",
+            f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else "")]
+    _emit(args, payload, "\n".join(text))
+    return 1 if outcome.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,9 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
-    p = add("demo", "the main job: train and profile small models on the embedded data", _cmd_demo)
+    p = add("demo", "the main job: run analyses/demo.toml (six selectors, three budgets, drop / lsq fusion on "
+                "LeNet-300-100 / digits and an MLP / MNIST-1D, with baselines) and write its HTML report", _cmd_demo)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--out", default=None, help="folder for the demo's outputs (default: ./workbench-demo)")
+    p = add("study", "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",
+            _cmd_study)
+    p.add_argument("action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report")
+    p.add_argument("study", help="a TOML study file (see analyses/demo.toml)")
+    p.add_argument("--store", help="the SQLite store (default: beside the study file)")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (run)")
+    p.add_argument("--scheduler", help="run on the Dask scheduler at this address, e.g. tcp://host:8786 (run)")
+    p.add_argument("--local-cluster", type=int, metavar="N", help="start a local Dask cluster of N worker processes (run)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the Dask scheduler (run)")
+    p.add_argument("--out", help="the HTML file (report; default: beside the store)")
     return parser
 
 

@@ -1,91 +1,88 @@
-"""The main job on embedded data: train and profile the baseline models on digits and MNIST-1D.
+"""The main job on embedded data: the study ``analyses/demo.toml``, run and reported.
 
-``workbench demo`` runs :func:`run_demo`. Each row trains one zoo model on one embedded data set
-(seeded, so a rerun gives the same numbers), evaluates it on the test split, profiles it, and saves its
-checkpoint and the table (``results.json``) into the output folder.
+``workbench demo`` runs :func:`run_demo`: LeNet-300-100 on digits and an MLP on MNIST-1D are trained,
+compressed by six selectors at three budgets with drop and least-squares fusion, fine-tuned and
+profiled, next to small baseline architectures trained on the same data; the runs are stored in
+``<out>/demo.sqlite`` (a rerun skips what is stored) and the report is written to ``<out>/report.html``.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import StudyError
 from workbench.utils import atomic_write_text
 
-
-@dataclass(frozen=True)
-class DemoRun:
-    """One baseline of the demo: a zoo model trained on an embedded data set."""
-
-    label: str
-    model: str
-    data: str
-    epochs: int
-    lr: float = 1e-3
-    batch_size: int = 64
-    schedule: str = "cosine"
-    train_split: str = "train"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+#: The study file of the main job (in the source tree, beside the package).
+DEMO_STUDY = Path(__file__).resolve().parent.parent / "analyses" / "demo.toml"
 
 
-# MNIST-1D follows the paper's protocol: the 4000 training samples (our "trainval"), Adam at a constant
-# learning rate of 1e-2, batch 100, 6000 steps (150 epochs); its baselines are MLP 68% and CNN 94%.
-DEMO_RUNS = (
-    DemoRun("LeNet-300-100 / digits", "lenet300", "digits", epochs=40),
-    DemoRun("MLP 40-100-100-10 / MNIST-1D", "mlp", "mnist1d", epochs=150, lr=1e-2, batch_size=100,
-            schedule="constant", train_split="trainval", model_kwargs={"widths": [40, 100, 100, 10]}),
-    DemoRun("CNN-1D / MNIST-1D", "cnn1d", "mnist1d", epochs=150, lr=1e-2, batch_size=100,
-            schedule="constant", train_split="trainval"),
-)
+@dataclass
+class DemoResult:
+    """The demo's study outcome, its report, the trained-model table and the wall time in seconds."""
+
+    outcome: Any
+    report: Path
+    trained: list[dict[str, Any]]
+    seconds: float
 
 
-def run_demo(quick: bool = False, quiet: bool = False, out: str | Path | None = None,
-             seed: int = 0, runs: tuple[DemoRun, ...] = DEMO_RUNS) -> list[dict[str, Any]]:
-    """Train, evaluate and profile every run of ``runs``; return one row per run.
+def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
+    """The demo study (``analyses/demo.toml``); ``quick`` keeps two selectors, one budget, one fusion mode
+    and no baselines."""
+    from workbench.study.schema import load_study
+
+    path = Path(path) if path is not None else DEMO_STUDY
+    if not path.is_file():
+        raise StudyError(f"the demo study file {path} is missing; the demo runs from a source checkout "
+                         "(it reads analyses/demo.toml), or run your own with `workbench study run STUDY.toml`.")
+    study = load_study(path)
+    if quick:
+        selectors = dict(list(study.selectors.items())[:2])
+        budgets = study.compression.budgets[len(study.compression.budgets) // 2:][:1]
+        compression = study.compression.model_copy(update={"budgets": budgets, "fuse": study.compression.fuse[:1]})
+        quick_study = study.model_copy(update={"selectors": selectors, "compression": compression,
+                                               "baselines": study.baselines.model_copy(update={"models": []})})
+        quick_study._path = study.path
+        study = quick_study
+    return study
+
+
+def run_demo(quick: bool = False, quiet: bool = False, out: str | os.PathLike | None = None,
+             jobs: int | None = None, study: str | os.PathLike | None = None) -> DemoResult:
+    """Run the demo study and write its report; return a :class:`DemoResult`.
 
     Parameters
     ----------
     quick
-        Use a quarter of the epochs (for smoke tests).
+        A smaller grid (two selectors, one budget, one fusion mode, no baselines) for smoke tests.
     quiet
-        No progress bars.
+        No progress bar.
     out
-        Folder for checkpoints and ``results.json`` (default ``./workbench-demo``).
-    seed
-        Seed of the data order and initialisation.
+        Folder for the store, the cached base models, ``report.html`` and ``results.json``
+        (default ``./workbench-demo``).
+    jobs
+        Local worker processes (default: the number of cores, at most 4).
+    study
+        Another study file to run the same way.
     """
-    import torch
+    from workbench.study.report import write_report
+    from workbench.study.runner import run_study
+    from workbench.study.store import Store
+    from workbench.study.summary import collect, training_table
 
-    from workbench.datasets import load_dataset
-    from workbench.metrics import profile
-    from workbench.train import evaluate, fit, save_checkpoint
-    from workbench.zoo import create_model_for_data, example_input
-
+    clock = time.perf_counter()
     out_dir = Path(out) if out is not None else Path("workbench-demo")
-    rows = []
-    for run in runs:
-        train = load_dataset(run.data, split=run.train_split)
-        val = None if run.train_split == "trainval" else load_dataset(run.data, split="val")
-        test = load_dataset(run.data, split="test")
-        torch.manual_seed(seed)
-        model = create_model_for_data(run.model, train.input_shape, train.num_classes, **run.model_kwargs)
-        epochs = max(1, run.epochs // 4) if quick else run.epochs
-        history = fit(model, train, val_data=val, epochs=epochs, batch_size=run.batch_size, lr=run.lr,
-                      schedule=run.schedule, random_state=seed, quiet=quiet)
-        metrics = evaluate(model, test)
-        prof = profile(model, example_input(model, 1))
-        checkpoint = out_dir / f"{run.model}-{run.data}.pt"
-        save_checkpoint(checkpoint, model, metadata={"data": run.data, "test": metrics, "seed": seed})
-        rows.append({
-            "run": run.label,
-            "epochs": epochs,
-            "test_accuracy": round(float(metrics["accuracy"]), 4),
-            "params": prof.params,
-            "macs": prof.macs,
-            "dense_bytes": prof.dense_bytes,
-            "latency_ms": round(prof.latency_ms, 4),
-            "train_s": round(float(sum(history.seconds)), 2),
-        })
-    atomic_write_text(out_dir / "results.json", json.dumps(rows, indent=2))
-    return rows
+    demo = load_demo_study(study, quick=quick)
+    jobs = jobs if jobs is not None else max(1, min(4, os.cpu_count() or 1))
+    store = out_dir / "demo.sqlite"
+    outcome = run_study(demo, store=store, jobs=jobs, quiet=quiet)
+    report = write_report(demo, store=store, out=out_dir / "report.html")
+    with Store(store, readonly=True) as db:
+        trained = training_table(collect(demo, db.rows()))
+    atomic_write_text(out_dir / "results.json", json.dumps({"summary": outcome.summary, "trained": trained}, indent=2))
+    return DemoResult(outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2))

@@ -1,0 +1,192 @@
+"""Run one study run (in any process): train or load the base model, select, rebuild, retrain, profile.
+
+:func:`execute` never raises for a failing run: it returns a result dict with ``status`` ``"failed"``
+and the error, so that the study goes on. Base models are trained once per (model, data, seed,
+training budget): the first run that needs one saves it atomically as a checkpoint named by the base
+run's hash in the cache folder, later runs (in any process that sees the folder) load it.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@lru_cache(maxsize=8)
+def _dataset(name: str, split: str, options_json: str) -> Any:
+    import json
+
+    from workbench.datasets import load_dataset
+
+    return load_dataset(name, split=split, **json.loads(options_json))
+
+
+def load_data(model: dict[str, Any], split: str) -> Any:
+    """Split ``split`` of the run's data set (cached per process)."""
+    import json
+
+    return _dataset(model["data"], split, json.dumps(model.get("data_options", {}), sort_keys=True))
+
+
+def _scores(model: Any, test: Any) -> dict[str, float]:
+    from workbench.train import evaluate
+
+    scores = evaluate(model, test)
+    return {key: float(scores[key]) for key in ("accuracy", "miou") if key in scores}
+
+
+def _costs(model: Any, latency: bool) -> dict[str, Any]:
+    from workbench.metrics import profile
+    from workbench.zoo import example_input
+
+    prof = profile(model, example_input(model, 1), latency=latency)
+    return {"params": prof.params, "macs": prof.macs, "dense_bytes": prof.dense_bytes, "latency_ms": prof.latency_ms}
+
+
+def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from workbench.train import fit
+    from workbench.zoo import create_model_for_data
+
+    model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
+    train = load_data(model_cfg, training["split"])
+    val = None if training["split"] == "trainval" else load_data(model_cfg, "val")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
+    history = fit(model, train, val_data=val, epochs=training["epochs"], batch_size=training["batch_size"],
+                  optimizer=training["optimizer"], lr=training["lr"], weight_decay=training["weight_decay"],
+                  schedule=training["schedule"], max_batches=training["max_batches"], random_state=seed, quiet=True)
+    return model, {"train_seconds": round(float(sum(history.seconds)), 3), "epochs": training["epochs"]}
+
+
+def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The trained model of a train run's ``config``, from the cache or trained (and cached) now.
+
+    Returns ``(model, metadata)``; a checkpoint model is loaded from its file.
+    """
+    from workbench.errors import CheckpointError
+    from workbench.study.grid import RunConfig
+    from workbench.train import load_checkpoint, save_checkpoint
+
+    model_cfg = config["model"]
+    if model_cfg.get("checkpoint"):
+        return load_checkpoint(model_cfg["checkpoint"])
+    key = config.get("base") or RunConfig(config).hash  # a compression run names its base run
+    path = Path(cache_dir) / f"{key}.pt"
+    if path.is_file():
+        try:
+            return load_checkpoint(path)
+        except CheckpointError:
+            pass  # a damaged cache entry is trained again and replaced
+    model, meta = _train(config)
+    meta.update({"data": model_cfg["data"], "seed": config["seed"]})
+    save_checkpoint(path, model, metadata=meta)
+    return model, meta
+
+
+def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], None]:
+    model, meta = base_model(config, cache_dir)
+    test = load_data(config["model"], "test")
+    metrics = {**_scores(model, test), **_costs(model, config.get("latency", True))}
+    metrics.update({key: meta[key] for key in ("train_seconds", "epochs") if key in meta})
+    return metrics, None
+
+
+def _retrain(smaller: Any, teacher: Any, train: Any, finetune: dict[str, Any], seed: int) -> None:
+    from workbench.train import distill
+    from workbench.train import finetune as run_finetune
+
+    kwargs = {"batch_size": finetune["batch_size"], "optimizer": finetune["optimizer"], "schedule": finetune["schedule"],
+              "max_batches": finetune["max_batches"], "random_state": seed, "quiet": True}
+    if finetune["lr"] is not None:
+        kwargs["lr"] = finetune["lr"]
+    if finetune["method"] == "distill":
+        distill(smaller, teacher, train, epochs=finetune["epochs"], loss=finetune["loss"],
+                temperature=finetune["temperature"], alpha=finetune["alpha"], **kwargs)
+    else:
+        run_finetune(smaller, train, epochs=finetune["epochs"], **kwargs)
+
+
+def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import warnings
+
+    from workbench.graph import from_model
+    from workbench.select import get_selector
+    from workbench.surgery import apply, plan_from
+    from workbench.zoo import example_input
+
+    seed, budget, finetune = config["seed"], config["budget"], config["finetune"]
+    model, _ = base_model(config, cache_dir)
+    split = config["model"].get("training", {}).get("split", "train")
+    train, test = load_data(config["model"], split), load_data(config["model"], "test")
+    latency = config.get("latency", True)
+    graph = from_model(model, example_input(model, 2))
+    selector = get_selector(config["selector"], budget=budget["keep"], random_state=seed, **config["selector_params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = plan_from(graph, selector, keep=budget["keep"], per_layer=budget["per_layer"], source=config["source"],
+                         data=train if config["source"] == "activations" else None)
+    notes = [str(w.message) for w in caught if "left out of the plan" in str(w.message)]
+    before = {**_scores(model, test), **_costs(model, latency=False)}
+    smaller = apply(model, plan, fuse=config["fuse"], graph=graph, data=train, random_state=seed)
+    rebuilt = _scores(smaller, test)
+    retrained = finetune["method"] != "none" and finetune["epochs"] > 0
+    if retrained:
+        _retrain(smaller, model, train, finetune, seed)
+    metrics: dict[str, Any] = {**_scores(smaller, test), **_costs(smaller, latency)}
+    metrics.update({f"{key}_rebuilt": value for key, value in rebuilt.items()})
+    metrics.update({f"base_{key}": value for key, value in before.items() if key != "latency_ms"})
+    metrics.update({"kept_fraction": plan.kept_fraction, "retrained": retrained, "groups": len(plan), "notes": notes})
+    return metrics, plan.to_dict()
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, WorkbenchError):
+        return f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> dict[str, Any]:
+    """Run one run's ``config`` and return its result (never raises for a failing run).
+
+    Returns
+    -------
+    dict
+        ``hash``, ``status`` (``"done"`` or ``"failed"``), ``started`` and ``finished`` (ISO 8601 UTC),
+        ``seconds``, ``metrics`` (accuracy, params, MACs, bytes, latency...), ``plan`` (JSON-safe dict for
+        compression runs) and ``error`` (the message of a failed run).
+    """
+    import torch
+
+    from workbench.study.grid import RunConfig
+
+    run_hash = RunConfig(config).hash
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    started, clock = _now(), time.perf_counter()
+    result: dict[str, Any] = {"hash": run_hash, "started": started, "metrics": None, "plan": None, "error": None}
+    try:
+        if config["kind"] == "train":
+            metrics, plan = _train_run(config, cache_dir)
+        else:
+            metrics, plan = _compress_run(config, cache_dir)
+        result.update(status="done", metrics=metrics, plan=plan)
+    except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the study goes on
+        result.update(status="failed", error=_error_text(exc))
+    finally:
+        torch.set_num_threads(previous_threads)
+    result.update(finished=_now(), seconds=round(time.perf_counter() - clock, 4))
+    return result

@@ -1,0 +1,119 @@
+"""Expand a study into runs, each with a stable hash.
+
+Two kinds of run:
+
+- ``"train"``: train (or load) one model on its data set and profile it; ``role`` is ``"base"`` for
+  the models that are compressed and ``"baseline"`` for the architectures of the comparison chart.
+- ``"compress"``: select, rebuild, retrain and profile one base model for one selector, budget,
+  fusion mode and seed.
+
+A run's hash is the sha256 of the canonical JSON (sorted keys, no spaces) of its configuration
+without presentation fields (labels, role), so the same computation has the same hash in every study, and a
+compression run's ``base`` hash names the cached base model it starts from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.study.schema import ModelEntry, Study, file_digest
+
+# Where a run config holds fields that only change how the run is shown, not what it computes.
+PRESENTATION_KEYS = (("role",), ("model", "label"), ("budget", "label"))
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config`` without its presentation fields (:data:`PRESENTATION_KEYS`)."""
+    stripped = json.loads(json.dumps(config))
+    for path in PRESENTATION_KEYS:
+        holder = stripped
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(path[-1], None)
+    text = json.dumps(stripped, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of a study: a JSON-safe ``config`` and its ``hash`` (see the module docstring)."""
+
+    config: dict[str, Any]
+    hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", config_hash(self.config))
+
+    @property
+    def kind(self) -> str:
+        """``"train"`` or ``"compress"``."""
+        return self.config["kind"]
+
+    @property
+    def role(self) -> str:
+        """``"base"``, ``"baseline"`` or ``"compress"``."""
+        return self.config["role"]
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name of the run."""
+        model = self.config["model"]["label"]
+        if self.kind == "train":
+            return f"{model} / {self.config['model']['data']} seed {self.config['seed']}"
+        return (f"{model} / {self.config['model']['data']} {self.config['selector']} keep {self.config['budget']['label']} "
+                f"{self.config['fuse']} seed {self.config['seed']}")
+
+    @property
+    def base_hash(self) -> str | None:
+        """The hash of the train run whose model this compression run starts from."""
+        return self.config.get("base")
+
+
+def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
+    config = entry.model_dump(mode="json", exclude={"label"})
+    config["label"] = entry.display
+    if entry.checkpoint is not None:
+        path = study.resolve(entry.checkpoint)
+        config["checkpoint"] = str(path)
+        config["checkpoint_sha256"] = file_digest(path)
+        config.pop("training")  # a checkpoint is used as it is
+    return config
+
+
+def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConfig:
+    return RunConfig({"kind": "train", "role": role, "model": _model_config(study, entry), "seed": seed,
+                      "latency": study.study.latency})
+
+
+def expand(study: Study) -> list[RunConfig]:
+    """All runs of ``study``: base-model and baseline training first, then every compression run.
+
+    The compression grid is models x seeds x selectors x budgets x fusion modes.
+    """
+    runs: list[RunConfig] = []
+    compress: list[RunConfig] = []
+    finetune = study.finetune.model_dump(mode="json")
+    for entry in study.models:
+        for seed in study.study.seeds:
+            base = _train_run(study, entry, "base", seed)
+            runs.append(base)
+            for selector, params in study.selectors.items():
+                for budget in study.compression.budgets:
+                    for fuse in study.compression.fuse:
+                        compress.append(RunConfig({
+                            "kind": "compress", "role": "compress", "model": base.config["model"], "seed": seed,
+                            "base": base.hash, "selector": selector, "selector_params": dict(params),
+                            "budget": {**budget.model_dump(mode="json"), "label": budget.display},
+                            "fuse": fuse, "source": study.compression.source, "finetune": finetune,
+                            "latency": study.study.latency,
+                        }))
+    for entry in study.baselines.models:
+        for seed in study.study.seeds:
+            runs.append(_train_run(study, entry, "baseline", seed))
+    unique: dict[str, RunConfig] = {}
+    for run in [*runs, *compress]:
+        unique.setdefault(run.hash, run)  # a baseline identical to a base model is run once
+    return list(unique.values())

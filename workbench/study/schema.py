@@ -1,0 +1,350 @@
+"""The study file: a TOML document checked by a pydantic schema.
+
+A study names its base models (zoo name and arguments, or a checkpoint) with their data set and
+training budget, the selectors with their parameters, the budgets (fraction of units kept, global or
+per layer), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
+architectures of the accuracy-vs-operations chart. :func:`load_study` reads and validates it; every
+problem is reported at once in a :class:`~workbench.errors.StudyError` that names the key (e.g.
+``models[0].training.epochs``), what is allowed there and, for names, the closest known one.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from workbench.errors import StudyError, WorkbenchError, closest
+
+# Arguments that workbench.zoo.create_model_for_data derives from the data set when they are not given.
+_DERIVED_ARGS = ("inputs", "classes", "in_channels", "input_size", "resolution", "length", "widths")
+
+
+def _known(kind: str) -> list[str]:
+    if kind == "model":
+        from workbench.zoo import list_models
+
+        return list_models()
+    if kind == "data set":
+        from workbench.datasets import list_datasets
+
+        return list_datasets()
+    from workbench.select import list_selectors
+
+    return list_selectors()
+
+
+def _check_name(kind: str, name: str) -> str:
+    known = _known(kind)
+    if name not in known:
+        raise ValueError(f"unknown {kind} {name!r}.{closest(name, known)} Known {kind}s: {', '.join(known)}")
+    return name
+
+
+def _check_fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"a budget is the fraction of units kept, a number in (0, 1]; got {value!r}")
+    return float(value)
+
+
+Fraction = Annotated[float, BeforeValidator(_check_fraction)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Training(_Section):
+    """How a base model or baseline is trained (``workbench.train.fit``)."""
+
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    split: Literal["train", "trainval"] = "train"
+    max_batches: int | None = Field(None, gt=0)
+
+
+class ModelEntry(_Section):
+    """One network: a zoo model (``name`` and ``args``) or a saved ``checkpoint``, on data set ``data``."""
+
+    name: str | None = None
+    checkpoint: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    data: str
+    data_options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+    training: Training = Field(default_factory=Training)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str | None) -> str | None:
+        return None if name is None else _check_name("model", name)
+
+    @field_validator("data")
+    @classmethod
+    def _known_data(cls, data: str) -> str:
+        return _check_name("data set", data)
+
+    @model_validator(mode="after")
+    def _model_or_checkpoint(self) -> ModelEntry:
+        if (self.name is None) == (self.checkpoint is None):
+            raise ValueError("give either name (a zoo model, see `workbench models`) or checkpoint (a file path), not both or neither")
+        if self.checkpoint is not None and self.args:
+            raise ValueError("args cannot be combined with checkpoint: the checkpoint fixes the architecture")
+        if self.name is not None:
+            from workbench.zoo import MODELS
+
+            allowed = [p for p in inspect.signature(MODELS.get(self.name)).parameters]
+            unknown = [key for key in self.args if key not in allowed]
+            if unknown:
+                raise ValueError(f"model {self.name!r} has no argument(s) {', '.join(map(repr, unknown))}"
+                                 f"{closest(unknown[0], allowed)} It takes: {', '.join(allowed)}")
+        return self
+
+    @property
+    def display(self) -> str:
+        """The label, or ``name`` (or checkpoint file name) with its arguments."""
+        if self.label:
+            return self.label
+        if self.checkpoint is not None:
+            return Path(self.checkpoint).stem
+        args = ", ".join(f"{k}={v}" for k, v in self.args.items() if k not in _DERIVED_ARGS or k == "widths")
+        return f"{self.name}({args})" if args else str(self.name)
+
+
+class Budget(_Section):
+    """A budget: fraction of units kept in every group, with optional per-group overrides."""
+
+    keep: Fraction
+    per_layer: dict[str, Fraction] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        """``"0.5"``, or ``"0.5 +2 layers"`` when groups are overridden."""
+        return f"{self.keep:g}" + (f" +{len(self.per_layer)} layers" if self.per_layer else "")
+
+
+def _budget(value: Any) -> Any:
+    return {"keep": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class Compression(_Section):
+    """What is tried on each base model: budgets, fusion modes and what the unit views read."""
+
+    budgets: list[Annotated[Budget, BeforeValidator(_budget)]] = Field(min_length=1)
+    fuse: list[Literal["drop", "merge", "lsq"]] = Field(default_factory=lambda: ["drop"], min_length=1)
+    source: Literal["weights", "activations"] = "weights"
+
+
+class Finetune(_Section):
+    """Retraining after the rebuild: none, fine-tuning, or distillation from the base model."""
+
+    method: Literal["none", "finetune", "distill"] = "finetune"
+    epochs: int = Field(0, ge=0)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
+    max_batches: int | None = Field(None, gt=0)
+    loss: Literal["hinton", "logits"] = "hinton"
+    temperature: float = Field(4.0, gt=0)
+    alpha: float | None = Field(None, ge=0, le=1)
+
+
+class Baselines(_Section):
+    """Architectures trained on the same data, for the accuracy-vs-operations chart."""
+
+    models: list[ModelEntry] = Field(default_factory=list)
+    note: str | None = None
+
+
+class StudyInfo(_Section):
+    """Name, description, seeds and where results go."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    store: str | None = None
+    latency: bool = True
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {seeds}")
+        return seeds
+
+
+class Study(_Section):
+    """A validated study file (see the module docstring); ``path`` is the file it was read from."""
+
+    study: StudyInfo
+    models: list[ModelEntry] = Field(min_length=1)
+    selectors: dict[str, dict[str, Any]] = Field(min_length=1)
+    compression: Compression
+    finetune: Finetune = Field(default_factory=Finetune)
+    baselines: Baselines = Field(default_factory=Baselines)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("selectors")
+    @classmethod
+    def _known_selectors(cls, selectors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from workbench.select import get_selector
+
+        problems = []
+        for name, params in selectors.items():
+            fixed = sorted({"budget", "random_state"} & set(params))
+            try:
+                _check_name("selector", name)
+                if fixed:
+                    raise ValueError(f"selector {name!r}: {' and '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} set by the study "
+                                     "(compression.budgets, study.seeds); remove them")
+                get_selector(name, **params)
+            except ValueError as exc:
+                problems.append(str(exc).rstrip("."))
+            except WorkbenchError as exc:
+                problems.append(f"selector {name!r}: {exc}".rstrip("."))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return selectors
+
+    @property
+    def path(self) -> Path | None:
+        """The study file, when read by :func:`load_study`."""
+        return self._path
+
+    @property
+    def folder(self) -> Path:
+        """The folder relative paths are resolved against (the study file's, or the current one)."""
+        return self._path.parent if self._path is not None else Path.cwd()
+
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` resolved against :attr:`folder`."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.folder / path).resolve()
+
+    def store_path(self) -> Path:
+        """The SQLite store: ``study.store``, or ``<study file stem>.sqlite`` beside the study file."""
+        if self.study.store:
+            return self.resolve(self.study.store)
+        stem = self._path.stem if self._path is not None else self.study.name
+        return self.folder / f"{stem}.sqlite"
+
+
+# --------------------------------------------------------------------------------------------------
+# loading and error messages
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith("function-"):  # pydantic's name for a BeforeValidator step
+            continue
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema class of the table at ``loc`` (to list the keys allowed there)."""
+    current: Any = Study
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        current = _model_in(annotation)
+        if current is None:
+            return None
+    return current
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field annotation (``list[X]``, ``X | None``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for inner in (*(getattr(annotation, "__args__", None) or ()), getattr(annotation, "__origin__", None)):
+        if inner is not None and inner is not annotation:
+            found = _model_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    where = _where(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        section = _section_at(loc[:-1])
+        allowed = list(section.model_fields) if section is not None else []
+        hint = closest(key, allowed) if allowed else ""
+        listed = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
+        return f"{_where(loc[:-1])}: unknown key {key!r}.{hint}{listed}"
+    if kind == "missing":
+        return f"{where}: required, but missing."
+    message = str(error.get("msg", ""))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    if kind == "literal_error":
+        message = f"{message}; got {error.get('input')!r}"
+    elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
+        message = f"{message}; got {error['input']!r}"
+    return f"{where}: {message.rstrip('.')}."
+
+
+def study_from_dict(data: dict[str, Any], path: str | Path | None = None) -> Study:
+    """Validate a parsed study document; a :class:`StudyError` listing every problem otherwise."""
+    source = str(path) if path is not None else "the study"
+    try:
+        study = Study.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error) for error in exc.errors())
+        raise StudyError(f"{source} is not a valid study file:\n  {problems}") from None
+    study._path = Path(path).resolve() if path is not None else None
+    for entry in [*study.models, *study.baselines.models]:
+        if entry.checkpoint is not None and not study.resolve(entry.checkpoint).is_file():
+            raise StudyError(f"{source}: checkpoint {entry.checkpoint!r} of model {entry.display!r} does not exist "
+                             f"(relative paths are read from {study.folder}).")
+    return study
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate the TOML study file at ``path``.
+
+    Raises
+    ------
+    StudyError
+        The file is missing or unreadable, is not TOML, or does not fit the schema (every bad key is
+        named, with what is allowed there).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"no study file at {path}: give the path of a TOML study file (see analyses/demo.toml).")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StudyError(f"cannot read the study file {path}: {exc.strerror or exc}.") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path} is not a valid TOML file ({exc}); a study file is TOML, "
+                         "see analyses/demo.toml for an example.") from None
+    return study_from_dict(data, path)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (so that a changed checkpoint makes new runs)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
