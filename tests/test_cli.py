@@ -82,3 +82,16 @@ def test_compress_writes_a_smaller_checkpoint(tmp_path, capsys):
     assert 0.0 <= report["after"]["accuracy"] <= 1.0
     assert main(["profile", "--checkpoint", str(out), "--json", "--no-latency"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == report["after"]["params"]
+
+
+def test_atomic_writes_leave_no_temporary_files_and_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from workbench.utils import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "sub" / "out.json", "{}")
+    assert path.read_text() == "{}" and os.listdir(path.parent) == ["out.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
