@@ -34,15 +34,7 @@ from workbench.quantize import (
 from workbench.sparse import train_steps
 
 
-def _mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-
-
-def _data(n=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=g)
-    return x, (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+from toy import tiny_mlp as _mlp, toy_data as _data
 
 
 def test_fixed_point_values_on_grid_and_range():

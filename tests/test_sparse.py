@@ -19,16 +19,7 @@ from workbench.sparse import (
 from workbench.sparse.surgery import SurgeryMask, surgery_layers
 
 
-def _mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
-
-
-def _data(n=128, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=g)
-    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-    return x, y
+from toy import tiny_mlp as _mlp, toy_data as _data
 
 
 def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
