@@ -303,3 +303,21 @@ def test_random_conv_nets_match_the_reference():
         assert len(graph.groups) == len(widths) + 1
 
     check()
+
+
+def test_reused_structure_follows_weight_changes_and_zeros():
+    """The assembled sparsity structure is cached per graph; new weights (and new zeros) must still show."""
+    torch.manual_seed(0)
+    model = create_model("resnet", depth=8).eval()
+    graph = from_model(model)
+    graph.unit_adjacency()  # builds the cache
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(torch.rand_like(p) + 0.5)
+    scaled = graph.unit_adjacency("l2")
+    assert abs(scaled - reference_adjacency(graph, "l2")).max() < 1e-4
+    with torch.no_grad():
+        model.layer1[0].conv1.weight[3].zero_()  # a whole filter: some unit-graph edges vanish
+    fresh = graph.unit_adjacency("l2")
+    assert abs(fresh - reference_adjacency(graph, "l2")).max() < 1e-4
+    assert fresh.nnz < scaled.nnz

@@ -76,6 +76,7 @@ class _Rows:
     indices: np.ndarray
     data: np.ndarray
     unique: bool  # no (source, target) pair repeated
+    dense: bool = False  # every entry nonzero, indices shared with the read plan's cache
 
 
 @dataclass
@@ -90,6 +91,18 @@ class ReadPlan:
     inv: np.ndarray
     regroup: bool
     unique_targets: bool
+
+    def dense_rows(self, out: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(counts, target indices, cached) of a read whose every entry is nonzero; cached for small layers."""
+        cached = getattr(self, "_dense", None)
+        if cached is not None:
+            return (*cached, True)
+        counts = np.full(len(self.sources), out, dtype=np.int64)
+        indices = np.tile(self.out_nodes.astype(np.int32), len(self.sources))
+        if indices.size > _CHUNK // 4:  # keep the cache small (VGG-sized layers recompute)
+            return counts, indices, False
+        self._dense = (counts, indices)
+        return counts, indices, True
 
     @classmethod
     def make(cls, layer: str, out_nodes: np.ndarray, col_nodes: np.ndarray) -> "ReadPlan":
@@ -117,9 +130,8 @@ def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _
     if all_valid and not regroup and w.numel() <= _CHUNK:  # the common case: one reduction, no regrouping
         vals = _reduce(w, norm).t().contiguous().numpy()
         if vals.all():
-            counts = np.full(len(sources), out, dtype=np.int64)
-            return _Rows(sources, counts, np.tile(out_nodes.astype(np.int32), len(sources)), vals.reshape(-1),
-                         unique=plan.unique_targets)
+            counts, indices, cached = plan.dense_rows(out)
+            return _Rows(sources, counts, indices, vals.reshape(-1), unique=plan.unique_targets, dense=cached)
         keep = vals != 0
         indices = np.broadcast_to(out_nodes.astype(np.int32), vals.shape)[keep]
         return _Rows(sources, keep.sum(axis=1), indices, vals[keep], unique=plan.unique_targets)
@@ -144,8 +156,11 @@ def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _
     return _Rows(sources, keep.sum(axis=1), indices, vals[keep], unique=plan.unique_targets)
 
 
-def _combine(pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
-    """Sum (or max) the consumers' rows into one n x n CSR matrix (row = source unit)."""
+def _combine(pieces: list[_Rows], n: int, norm: str, graph: "NetworkGraph | None" = None) -> sp.csr_matrix:
+    """Sum (or max) the consumers' rows into one n x n CSR matrix (row = source unit).
+
+    With ``graph`` given and every read free of zero entries, the assembled structure is reused.
+    """
     if not pieces:
         return sp.csr_matrix((n, n), dtype=np.float32)
     lows = np.array([p.sources[0] if len(p.sources) else n for p in pieces])
@@ -160,6 +175,8 @@ def _combine(pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
             counts[p.sources] = p.counts
         indptr = np.concatenate([[0], np.cumsum(counts)])
         return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    if graph is not None and all(p.dense for p in pieces):
+        return _assemble_dense(graph, pieces, n, norm)
     rows = np.concatenate([np.repeat(pieces[k].sources, pieces[k].counts) for k in order]).astype(np.int32)
     if norm == "max":  # repeated (source, target) pairs combine by their maximum
         perm = np.lexsort((indices, rows))
@@ -171,6 +188,27 @@ def _combine(pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
     return matrix
 
 
+def _assemble_dense(graph: "NetworkGraph", pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
+    """:func:`_combine` for reads without zero entries: the CSR structure is the same every time, so it is
+    built once per graph (the order that sorts the concatenated entries, and where repeated pairs start)."""
+    data = np.concatenate([p.data for p in pieces]).astype(np.float32, copy=False)
+    cached = getattr(graph, "_dense_assembly", None)
+    if cached is None or cached[0] != len(data):
+        rows = np.concatenate([np.repeat(p.sources, p.counts) for p in pieces]).astype(np.int64)
+        cols = np.concatenate([p.indices for p in pieces]).astype(np.int64)
+        order = np.lexsort((cols, rows))
+        key = rows[order] * n + cols[order]
+        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        indices = (key[starts] % n).astype(np.int32)
+        indptr = np.searchsorted(key[starts] // n, np.arange(n + 1)).astype(np.int32)
+        cached = (len(data), order, starts, indices, indptr)
+        graph._dense_assembly = cached
+    _, order, starts, indices, indptr = cached
+    ordered = data[order]
+    values = np.maximum.reduceat(ordered, starts) if norm == "max" else np.add.reduceat(ordered, starts)
+    return sp.csr_matrix((values.astype(np.float32, copy=False), indices.copy(), indptr.copy()), shape=(n, n))
+
+
 def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
     """Directed weighted adjacency (n_nodes x n_nodes CSR, float32): ``A[i, j]`` is the weight of unit i -> unit j.
 
@@ -179,10 +217,9 @@ def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
     if norm not in NORMS:
         raise GraphError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
     n = graph.n_nodes
-    pieces = [
-        _consumer_rows(*weight_out_in(graph.module_of(plan.layer)), plan, norm) for plan in graph.read_plans()
-    ]
-    total = _combine(pieces, n, norm)
+    plans = graph.read_plans()
+    pieces = [_consumer_rows(*weight_out_in(graph.module_of(plan.layer)), plan, norm) for plan in plans]
+    total = _combine(pieces, n, norm, graph)
     if norm in ("l2", "fro"):
         np.sqrt(total.data, out=total.data)
     if total.nnz < np.iinfo(np.int32).max:
