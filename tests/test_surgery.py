@@ -191,17 +191,22 @@ def test_random_plans_give_the_predicted_counts(name, kwargs):
     assert rebuilt(x).shape == model(x).shape
 
 
-def test_enet_trunk_is_reported_and_refused():
+def test_enet_trunk_is_reported_and_rebuilt_by_graph_slicing():
     from workbench.graph import from_model
-    from workbench.surgery import supported_groups
+    from workbench.surgery import rebuild_methods, supported_groups
+    from workbench.surgery.predict import predict
     from workbench.zoo import example_input
 
     model = create_model("enet", input_size=32, classes=3).eval()
     x = example_input(model, 1)
     graph = from_model(model, x)
-    reasons = {name: why for name, why in supported_groups(model, graph, x).items() if why}
-    assert list(reasons) == ["down2.expand"]  # the trunk tied by zero-padding and unpooling indices
+    methods = {name: how for name, how in rebuild_methods(model, graph, x).items() if how != "torch-pruning"}
+    assert list(methods) == ["down2.expand"]  # the trunk tied by zero-padding and unpooling indices
+    assert methods["down2.expand"].startswith("graph slicing: ")
+    assert not any(supported_groups(model, graph, x).values())
     trunk = graph.group("down2.expand")
     keep = [u for u in range(trunk.n_units) if trunk.fixed[u] or u % 2 == 0]
-    with pytest.raises(SurgeryError, match="'down2.expand' cannot be rebuilt"):
-        apply(model, Plan({"down2.expand": selection("down2.expand", trunk.n_units, keep)}), example_input=x, graph=graph)
+    plan = Plan({"down2.expand": selection("down2.expand", trunk.n_units, keep)})
+    rebuilt = apply(model, plan, example_input=x, graph=graph)
+    assert rebuilt.down2.expand.out_channels == len(keep) and rebuilt(x).shape == model(x).shape
+    assert count_params(rebuilt) == predict(graph, plan).params

@@ -1,8 +1,12 @@
 """Rebuild a network physically smaller from a :class:`~workbench.surgery.Plan`.
 
 The coupled edits (the producing layers' outputs, their BatchNorm and PReLU, residual partners, depthwise
-convolutions and the matching inputs of every consumer) are made by torch-pruning's ``DependencyGraph``;
-this module decides what happens to the information of the dropped units first (``fuse``):
+convolutions and the matching inputs of every consumer) are made by torch-pruning's ``DependencyGraph``.
+Groups whose coupling torch-pruning sees differently from the NetworkGraph (zero-padding concatenations,
+max-unpooling indices: ENet's trunk) are sliced from the graph's exact unit maps instead
+(:mod:`workbench.surgery.slicing`; :func:`rebuild_methods` says which way each group goes); all fusion
+modes work for both, the graph supplying the consumers' columns and the producers' incoming weights.
+This module decides what happens to the information of the dropped units first (``fuse``):
 
 - ``"drop"``: the units are deleted.
 - ``"merge"``: neuron merging (Kim et al. 2020): each dropped unit's outgoing weights are added to those
@@ -24,8 +28,9 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError, SurgeryError, closest
-from workbench.surgery.fusion import FusionContext, lsq_refit, merge_units
+from workbench.surgery.fusion import FusionContext, fold_incoming, lsq_refit, merge_columns, merge_units, refit_consumers
 from workbench.surgery.plan import Plan
+from workbench.surgery.slicing import graph_consumers, graph_producers, slice_group
 
 FUSE_MODES = ("drop", "merge", "lsq")
 
@@ -53,17 +58,29 @@ def _out_units(module: nn.Module) -> int:
     return int(weight.shape[1] * module.groups if transposed else weight.shape[0])
 
 
-def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, np.ndarray]) -> None:
-    """Record which original output units of each Linear / convolution remain after ``group`` is pruned."""
+def _in_units(module: nn.Module) -> int:
+    return int(module.in_features if isinstance(module, nn.Linear) else module.in_channels)
+
+
+def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, np.ndarray],
+                   in_index: dict[str, np.ndarray] | None = None) -> None:
+    """Record which original output units (and input columns, in ``in_index``) of each Linear / ungrouped
+    convolution remain after torch-pruning removes ``group``."""
     for item in group:
         module = item.dep.target.module
-        if not (dg.is_out_channel_pruning_fn(item.dep.handler) and isinstance(module, (nn.Linear, nn.modules.conv._ConvNd))):
+        if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) or module not in names:
+            continue
+        if dg.is_out_channel_pruning_fn(item.dep.handler):
+            index, size = out_index, _out_units(module)
+        elif in_index is not None and dg.is_in_channel_pruning_fn(item.dep.handler) and getattr(module, "groups", 1) == 1:
+            index, size = in_index, _in_units(module)
+        else:
             continue
         name = names[module]
-        current = out_index.get(name, np.arange(_out_units(module)))
+        current = index.get(name, np.arange(size))
         idxs = np.asarray(item.idxs, dtype=int)
         if idxs.size and idxs.max() < len(current):
-            out_index[name] = np.delete(current, idxs)
+            index[name] = np.delete(current, idxs)
 
 
 def dependency_graph(model: nn.Module, example_input: torch.Tensor):
@@ -112,8 +129,15 @@ def _unsupported_reason(dg, model: nn.Module, group: Any) -> str | None:
     return None
 
 
-def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str | None]:
-    """Prunable group name -> None if :func:`apply` can rebuild it, else the reason it cannot."""
+def rebuild_methods(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str]:
+    """Prunable group name -> how :func:`apply` rebuilds it.
+
+    ``"torch-pruning"`` (its DependencyGraph couples the group as the graph does), ``"graph slicing: <why
+    torch-pruning cannot>"`` (modules sliced from the graph's unit maps, :mod:`workbench.surgery.slicing`)
+    or ``"unsupported: <why>"`` when neither can.
+    """
+    from workbench.surgery.slicing import unsliceable_reason
+
     if example_input is None:
         from workbench.zoo import example_input as make_input
 
@@ -124,13 +148,31 @@ def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.T
         graph = from_model(model, example_input)
     probe = copy.deepcopy(model).eval()  # same module names as the user's model
     dg = dependency_graph(probe, example_input)
-    return {group.name: _unsupported_reason(dg, probe, group) for group in graph.prunable_groups()}
+    methods = {}
+    for group in graph.prunable_groups():
+        reason = _unsupported_reason(dg, probe, group)
+        if reason is None:
+            methods[group.name] = "torch-pruning"
+        else:
+            problem = unsliceable_reason(probe, group)
+            methods[group.name] = f"graph slicing: {reason}" if problem is None else f"unsupported: {reason}; {problem}"
+    return methods
 
 
-def _check_plan(model: nn.Module, plan: Plan, dg, graph: Any) -> dict[str, nn.Module]:
+def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str | None]:
+    """Prunable group name -> None if :func:`apply` can rebuild it (by torch-pruning or graph slicing),
+    else the reason it cannot (see :func:`rebuild_methods` for which way each group is rebuilt)."""
+    return {name: (method.split(": ", 1)[1] if method.startswith("unsupported") else None)
+            for name, method in rebuild_methods(model, graph, example_input).items()}
+
+
+def _check_plan(model: nn.Module, plan: Plan, dg, graph: Any) -> tuple[dict[str, nn.Module], set[str]]:
+    """The root module of every plan group, and the groups to rebuild by graph slicing."""
+    from workbench.surgery.slicing import unsliceable_reason
+
     modules = dict(model.named_modules())
     groups = {group.name: group for group in graph.prunable_groups()}
-    roots = {}
+    roots, sliced = {}, set()
     for name, selection in plan.items():
         if name not in groups:
             where = "a prunable group" if name in modules else f"a layer of {type(model).__name__}"
@@ -155,10 +197,13 @@ def _check_plan(model: nn.Module, plan: Plan, dg, graph: Any) -> dict[str, nn.Mo
             )
         reason = _unsupported_reason(dg, model, group)
         if reason is not None:
-            raise SurgeryError(f"group {name!r} cannot be rebuilt: {reason}. Leave it out of the plan "
-                               "(surgery.supported_groups lists the groups that can be).")
+            problem = unsliceable_reason(model, group)
+            if problem is not None:
+                raise SurgeryError(f"group {name!r} cannot be rebuilt: {reason}, and {problem}. Leave it out of "
+                                   "the plan (surgery.supported_groups lists the groups that can be).")
+            sliced.add(name)
         roots[name] = modules[name]
-    return roots
+    return roots, sliced
 
 
 def apply(
@@ -226,16 +271,27 @@ def apply(
 
         graph = from_model(model, example_input)
     dg = dependency_graph(pruned, example_input)
-    roots = _check_plan(pruned, plan, dg, graph)
+    roots, sliced = _check_plan(pruned, plan, dg, graph)
     order = _forward_order(pruned, example_input)
     names = {module: name for name, module in pruned.named_modules()}
     out_index: dict[str, np.ndarray] = {}  # layer -> original indices of its present outputs (for lsq)
+    in_index: dict[str, np.ndarray] = {}  # consumer -> original indices of its present input columns
     context = FusionContext(reference=reference, pruned=pruned, data=data, max_samples=max_samples,
                             max_positions=max_positions, ridge=ridge, random_state=random_state) if fuse == "lsq" else None
     for name in sorted(roots, key=lambda n: order.get(n, len(order))):
         selection = plan[name]
         dropped = sorted(set(range(selection.n_units)) - {int(i) for i in selection.keep})
         if not dropped:
+            continue
+        if name in sliced:
+            group = graph.group(name)
+            with torch.no_grad():
+                if fuse == "merge":
+                    merge_columns(graph_consumers(pruned, group, in_index),
+                                  fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True), selection)
+                elif fuse == "lsq":
+                    refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
+            slice_group(pruned, graph, group, dropped, in_index=in_index, out_index=out_index)
             continue
         root = roots[name]
         pruner = dg.get_pruner_of_module(root)
@@ -246,7 +302,7 @@ def apply(
             elif fuse == "lsq":
                 lsq_refit(dg, full, selection, context, out_index)
         group = dg.get_pruning_group(root, pruner.prune_out_channels, dropped)
-        _track_outputs(dg, group, names, out_index)
+        _track_outputs(dg, group, names, out_index, in_index)
         try:
             group.prune()
         except Exception as exc:

@@ -52,50 +52,73 @@ def effective_incoming(dg, group, n_units: int) -> np.ndarray:
     Rows of every Linear/convolution that produces the group's units are concatenated (depthwise kernels
     included); BatchNorm scales multiply the rows and shift the bias.
     """
-    rows, biases = [], []
-    scale = np.ones(n_units)
-    shift = np.zeros(n_units)
+    producers = []
     for item in group:
-        module = item.dep.target.module
-        if not dg.is_out_channel_pruning_fn(item.dep.handler):
-            continue
-        order = np.argsort(np.asarray(item.root_idxs))
-        idxs = np.asarray(item.idxs)[order]
+        if dg.is_out_channel_pruning_fn(item.dep.handler):
+            order = np.argsort(np.asarray(item.root_idxs))
+            producers.append((item.dep.target.module, np.asarray(item.idxs)[order]))
+    return fold_incoming(producers, n_units)
+
+
+def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, per_block: bool = False) -> np.ndarray:
+    """:func:`effective_incoming` from (module, channel of each unit) pairs.
+
+    Modules that do not carry every unit (``len(idxs) != n_units``) are skipped. With ``per_block`` the
+    pairs are in network order and each BatchNorm is folded into the Linear / convolution just before it
+    only (right for residual groups, whose many BatchNorms would otherwise compound); by default every
+    BatchNorm scales all rows.
+    """
+    blocks: list[list[np.ndarray]] = []  # [rows, bias, scale, shift] per producer
+    scale, shift = np.ones(n_units), np.zeros(n_units)
+    for module, idxs in producers:
+        idxs = np.asarray(idxs)
         if len(idxs) != n_units:
             continue
         if isinstance(module, (nn.Linear, _CONV)):
             weight = module.weight.detach()
             if isinstance(module, _CONV) and module.transposed:
                 weight = weight.transpose(0, 1)
-            rows.append(weight[idxs].reshape(len(idxs), -1).double().numpy())
-            if module.bias is not None:
-                biases.append(module.bias.detach()[idxs].double().numpy())
+            bias = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
+            blocks.append([weight[idxs].reshape(len(idxs), -1).double().numpy(), bias, np.ones(n_units), np.zeros(n_units)])
         elif isinstance(module, _BN) and module.running_var is not None:
             gamma = module.weight.detach()[idxs].double().numpy() if module.weight is not None else np.ones(n_units)
             beta = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
             std = np.sqrt(module.running_var.detach()[idxs].double().numpy() + module.eps)
             mean = module.running_mean.detach()[idxs].double().numpy()
-            shift = shift * gamma / std + beta - gamma * mean / std
-            scale = scale * gamma / std
-    weights = np.concatenate(rows, axis=1) if rows else np.zeros((n_units, 0))
-    bias = np.sum(biases, axis=0) if biases else np.zeros(n_units)
+            target = blocks[-1] if per_block and blocks else None
+            if target is None:
+                shift, scale = shift * gamma / std + beta - gamma * mean / std, scale * gamma / std
+            else:
+                target[3], target[2] = target[3] * gamma / std + beta - gamma * mean / std, target[2] * gamma / std
+    if not blocks:
+        return np.concatenate([np.zeros((n_units, 0)), shift[:, None]], axis=1)
+    weights = np.concatenate([rows * s[:, None] for rows, _, s, _ in blocks], axis=1)
+    bias = np.sum([s * b + t for _, b, s, t in blocks], axis=0)
     return np.concatenate([weights * scale[:, None], (scale * bias + shift)[:, None]], axis=1)
 
 
 def merge_units(dg, group, selection: Any) -> None:
     """Neuron merging (Kim et al. 2020): fold dropped units' outgoing weights into their kept partners."""
+    merge_columns(consumers(dg, group), effective_incoming(dg, group, selection.n_units), selection)
+
+
+def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incoming: np.ndarray, selection: Any) -> None:
+    """Add each dropped unit's consumer columns, scaled by its incoming-norm ratio, to its kept unit's.
+
+    ``readers`` are (consumer, {unit: input indices}) as :func:`consumers` returns them; ``incoming`` is
+    the (n_units, d) matrix of :func:`fold_incoming`.
+    """
     n = selection.n_units
-    incoming = effective_incoming(dg, group, n)
     norms = np.linalg.norm(incoming, axis=1)
     assign = np.asarray(selection.assign)
     dropped = [d for d in range(n) if int(assign[d]) != d]
-    for module, columns in consumers(dg, group):
+    for module, columns in readers:
         weight = module.weight.data
         if isinstance(module, _CONV) and module.transposed:
             weight = weight.transpose(0, 1)
         for d in dropped:
             k = int(assign[d])
-            if norms[k] == 0.0 or len(columns.get(d, ())) != len(columns.get(k, ())):
+            if norms[k] == 0.0 or not columns.get(d) or len(columns[d]) != len(columns.get(k, ())):
                 continue
             weight[:, columns[k]] += float(norms[d] / norms[k]) * weight[:, columns[d]]
 
@@ -198,10 +221,16 @@ def lsq_refit(dg, group, selection: Any, context: FusionContext, out_index: dict
     ``out_index`` maps layer names to the original indices of their present output units. Transposed
     convolutions are left as they are (their inputs are simply dropped).
     """
+    refit_consumers(consumers(dg, group), selection, context, out_index)
+
+
+def refit_consumers(readers: list[tuple[nn.Module, dict[int, list[int]]]], selection: Any, context: FusionContext,
+                    out_index: dict[str, np.ndarray]) -> None:
+    """:func:`lsq_refit` for (consumer, {unit: input indices}) pairs, as :func:`consumers` returns them."""
     names = {module: name for name, module in context.pruned.named_modules()}
     reference_modules = dict(context.reference.named_modules())
     dropped = {int(d) for d in range(selection.n_units)} - {int(k) for k in selection.keep}
-    for module, columns in consumers(dg, group):
+    for module, columns in readers:
         if isinstance(module, _CONV) and module.transposed:
             continue
         name = names[module]
@@ -222,6 +251,9 @@ def lsq_refit(dg, group, selection: Any, context: FusionContext, out_index: dict
         flat = weight.reshape(weight.shape[0], -1)
         new = solution[: len(design_cols)].T.to(weight.dtype)
         flat[:, design_cols] = new
+        # the dropped columns are removed afterwards; zero them now so that later consumers of the group
+        # fed through this one (a residual stream) are fitted on the inputs the rebuilt network will have
+        flat[:, [c * span + j for c in sorted(dropped_cols) for j in range(span)]] = 0.0
         module.weight.data = flat.reshape(weight.shape)
         if module.bias is not None:
             module.bias.data += solution[len(design_cols)].to(module.bias.dtype)
