@@ -67,3 +67,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """A module ``__getattr__`` that imports ``exports[name]`` (a module path) on first access of ``name``.
+
+    Packages use it so that importing them stays cheap: ``__getattr__ = lazy_exports(__name__, {...})``.
+    """
+    import importlib
+
+    def __getattr__(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

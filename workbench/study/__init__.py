@@ -11,8 +11,7 @@ execute, dask only for a cluster, plotly for the report).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from workbench.utils import lazy_exports
 
 _EXPORTS = {
     "Study": "workbench.study.schema",
@@ -33,8 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'workbench.study' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,8 +4,7 @@ Plotly is imported inside the figure functions, so importing this package is che
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from workbench.utils import lazy_exports
 
 _FIGURES = {
     "layered_unit_graph": "workbench.viz.graph_figures",
@@ -17,8 +16,4 @@ _FIGURES = {
 
 __all__ = sorted(_FIGURES)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FIGURES:
-        return getattr(importlib.import_module(_FIGURES[name]), name)
-    raise AttributeError(f"module 'workbench.viz' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _FIGURES)
