@@ -159,6 +159,8 @@ def test_dct_round_trip_and_matches_scipy():
     assert torch.unique(coef[p.mask].float().round(decimals=5)).numel() <= 7
     with pytest.raises(CompressionError, match="keep for layer '0'"):
         dct_compress(conv, keep=0.0)
+    with pytest.raises(CompressionError, match=r"compression for layer '0' must be in \(0, 1\]"):
+        hashed_dct(conv, compression=1.5)
     with pytest.raises(CompressionError, match="'0'.*Linear"):
         dct_compress(nn.Sequential(nn.Linear(3, 3)), layers=["0"])
 

@@ -19,7 +19,7 @@ from torch import nn
 from workbench.errors import CompressionError
 from workbench.quantize.dct import dct_kernels, frequency_band, idct_kernels
 from workbench.quantize.sharing import INITS, check_bits, shared_layer
-from workbench.sparse.layers import CONV_LAYERS, attach, maybe_copy, per_layer, weight_layers
+from workbench.sparse.layers import CONV_LAYERS, attach, maybe_copy, per_layer, per_layer_fraction, weight_layers
 from workbench.utils import RandomState, check_random_state, seed_from
 
 
@@ -50,9 +50,7 @@ def dct_compress(
     model = maybe_copy(model, inplace)
     rng = check_random_state(random_state)
     for name, module in weight_layers(model, layers, types=CONV_LAYERS, what="dct_compress"):
-        fraction = float(per_layer(keep, name, module, "keep"))
-        if not 0.0 < fraction <= 1.0:
-            raise CompressionError(f"keep for layer {name!r} must be in (0, 1], got {fraction}.")
+        fraction = per_layer_fraction(keep, name, module, "keep")
         b = check_bits(per_layer(bits, name, module, "bits"), name, "bits")
         ib = check_bits(index_bits, name, "index_bits")
         coef = dct_kernels(module.weight.detach().double()).float()
@@ -162,9 +160,7 @@ def hashed_dct(
     model = maybe_copy(model, inplace)
     seed = seed_from(random_state)
     for name, module in weight_layers(model, layers, types=CONV_LAYERS, what="hashed_dct"):
-        c = float(per_layer(compression, name, module, "compression"))
-        if not 0.0 < c <= 1.0:
-            raise CompressionError(f"compression for layer {name!r} must be in (0, 1], got {c}.")
+        c = per_layer_fraction(compression, name, module, "compression")
         n = max(1, int(round(c * module.weight.numel())))
         attach(module, HashedDCTWeight(module.weight, n, name, seed, decay))
     return model

@@ -87,6 +87,14 @@ def per_layer(value, name: str, module: nn.Module, parameter: str):
     return value
 
 
+def per_layer_fraction(value, name: str, module: nn.Module, parameter: str) -> float:
+    """:func:`per_layer` for a fraction in (0, 1]; CompressionError naming the layer and ``parameter`` otherwise."""
+    fraction = per_layer(value, name, module, parameter)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) <= 1.0:
+        raise CompressionError(f"{parameter} for layer {name!r} must be in (0, 1], got {fraction!r}.")
+    return float(fraction)
+
+
 def maybe_copy(model: nn.Module, inplace: bool) -> nn.Module:
     """``model`` itself when ``inplace``, else a deep copy (keeping zoo attributes)."""
     return model if inplace else copy.deepcopy(model)
