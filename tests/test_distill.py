@@ -87,3 +87,29 @@ def test_bad_arguments(digits_teacher):
         distill(student, [teacher, teacher], train, teachers="vote")
     with pytest.raises(ConfigError, match="at least one teacher"):
         distill(student, [], train)
+
+
+def test_retrain_is_fit_without_a_teacher_and_distill_with_one():
+    from workbench.train import retrain
+
+    x = torch.randn(96, 8, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    teacher, start = nn.Linear(8, 2), nn.Linear(8, 2)
+    kwargs = dict(epochs=2, lr=1e-2, quiet=True, random_state=3)
+    pairs = []
+    for with_teacher in (False, True):
+        a, b = (nn.Linear(8, 2) for _ in range(2))
+        a.load_state_dict(start.state_dict())
+        b.load_state_dict(start.state_dict())
+        if with_teacher:
+            retrain(a, (x, y), teacher=teacher, distill_options={"temperature": 2.0}, **kwargs)
+            distill(b, teacher, (x, y), temperature=2.0, **kwargs)
+        else:
+            retrain(a, (x, y), **kwargs)
+            fit(b, (x, y), **kwargs)
+        assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, start.weight)
+        pairs.append(a.weight.detach().clone())
+    assert not torch.equal(*pairs)
+    with pytest.raises(ConfigError, match="without a teacher"):
+        retrain(nn.Linear(8, 2), (x, y), distill_options={"temperature": 2.0}, **kwargs)

@@ -160,3 +160,24 @@ def test_deep_compression_pipeline_steps_and_streams():
         assert torch.unique(layer.weight).numel() <= 8
         assert (layer.weight == 0).float().mean().item() == pytest.approx(0.8, abs=0.02)
         assert np.array_equal(decode_layer(out.workbench_encoded[name]), layer.weight.detach().numpy())
+
+
+def test_deep_compression_distils_from_the_input_and_quantizes_biases():
+    from workbench.metrics.storage import storage_report
+    from workbench.quantize import DeepCompression
+
+    model, data = _toy()
+    reference = [p.detach().clone() for p in model.parameters()]
+    options = dict(prune_rounds=[0.5, 0.8], bits=3, index_bits=4, retrain_epochs=1, quant_epochs=1,
+                   fit_kwargs={"quiet": True, "lr": 1e-2})
+    plain = DeepCompression(**options).run(model, data)
+    pipeline = DeepCompression(**options, bias_bits=8, teacher="input", distill_options={"temperature": 2.0})
+    assert [name for name, _ in pipeline.steps][4:6] == ["share", "bias-fixed-point"]
+    out = pipeline.run(model, data)
+    assert all(torch.equal(a, b) for a, b in zip(reference, model.parameters()))  # the input is untouched
+    assert not any(torch.equal(a.weight, b.weight) for a, b in ((out[0], plain[0]), (out[2], plain[2])))
+    with_bias, without = storage_report(out), storage_report(plain)
+    assert [r.bias_bits for r in with_bias.layers] == [r.bias.numel() * 8 + 8 for r in (out[0], out[2])]
+    assert with_bias.stored_bits < without.stored_bits
+    with pytest.raises(CompressionError, match="teacher"):
+        DeepCompression(**options, teacher="original").run(model, data)

@@ -154,3 +154,20 @@ def test_iterative_prune_with_fit_keeps_schedule_and_zeros():
         assert torch.all(dict(model.named_modules())[name].weight[~mask] == 0)
     with pytest.raises(CompressionError, match="at least one"):
         iterative_prune(_mlp(), (x, y), rates=[])
+
+
+def test_iterative_prune_can_distil_from_the_input_model():
+    x, y = _data(256)
+    model = _mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    options = dict(rates=[0.5, 0.8], retrain_epochs=2, quiet=True, lr=1e-2)
+    plain = iterative_prune(model, (x, y), **options)
+    taught = iterative_prune(model, (x, y), teacher="input", **options)
+    listed = iterative_prune(model, (x, y), teacher=[_mlp(1), _mlp(2)], **options)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not torch.equal(plain[0].weight, taught[0].weight)
+    assert not torch.equal(taught[0].weight, listed[0].weight)
+    for name, mask in get_masks(taught).items():
+        assert torch.all(dict(taught.named_modules())[name].weight[~mask] == 0)
+    with pytest.raises(CompressionError, match="teacher must be"):
+        iterative_prune(model, (x, y), teacher="baseline", **options)

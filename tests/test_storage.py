@@ -75,3 +75,23 @@ def test_bad_format_and_value_bits():
         storage_report(_mlp(), format="coo")
     with pytest.raises(CompressionError, match="value_bits"):
         storage_report(_mlp(), value_bits=0)
+
+
+def test_fixed_point_biases_are_on_grid_and_counted_at_their_bits():
+    from workbench.quantize import fixed_point_biases
+
+    model = _mlp()
+    dense = storage_report(model)
+    quantized = fixed_point_biases(model, bits=6)
+    report = storage_report(quantized)
+    for row, module in zip(report.layers, (quantized[0], quantized[2])):
+        assert row.bias_bits == module.bias.numel() * 6 + 8
+        frac = module.parametrizations.bias[0].frac_bits
+        k = module.bias.detach() * 2.0**frac
+        assert torch.equal(k, torch.round(k)) and k.abs().max() <= 31
+        assert row.weight_bits == dense.layers[0 if row.name == "0" else 1].weight_bits
+    assert report.dense_bytes == dense.dense_bytes  # the dense baseline still counts fp32 biases
+    assert report.stored_bits == dense.stored_bits - (50 + 10) * (32 - 6) + 2 * 8
+    assert torch.equal(model[0].bias, _mlp()[0].bias)  # a copy was changed, not the model
+    with pytest.raises(CompressionError, match="bias_bits"):
+        fixed_point_biases(model, bits={"linear": 1})

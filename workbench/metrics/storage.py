@@ -12,7 +12,9 @@ Every Linear / Conv weight is stored in one of these ways:
   fixed point, hashed buckets, ...).
 
 ``auto`` takes the parametrization's own storage if there is one, else the smaller of dense and CSR.
-Biases and every other parameter (and BatchNorm running statistics) are counted dense at ``value_bits``.
+Biases are counted at ``value_bits`` unless their own parametrization says what it stores (fixed-point
+biases, ``workbench.quantize.fixed_point_biases``); every other parameter (and BatchNorm running
+statistics) is counted dense at ``value_bits``.
 """
 from __future__ import annotations
 
@@ -53,10 +55,16 @@ class LayerStorage:
     dense_bits: int
     csr_bits: int
     detail: dict[str, Any] = field(default_factory=dict)
+    biases: int = 0
 
     @property
     def stored_bits(self) -> int:
         return self.weight_bits + self.bias_bits
+
+    @property
+    def dense_fp32_bits(self) -> int:
+        """The layer's weights and biases stored dense at fp32."""
+        return self.dense_bits + 32 * self.biases
 
     @property
     def stored_bytes(self) -> float:
@@ -93,7 +101,7 @@ class StorageReport:
     @property
     def dense_bits(self) -> int:
         """The same model stored dense at 32 bits per parameter (weights, biases, other parameters)."""
-        return sum(row.dense_bits + row.bias_bits // self.value_bits * 32 for row in self.layers) + self.other_params * 32
+        return sum(row.dense_fp32_bits for row in self.layers) + self.other_params * 32
 
     @property
     def dense_bytes(self) -> float:
@@ -134,7 +142,7 @@ class StorageReport:
         head = f"{'layer':<16}{'scheme':<20}{'weights':>10}{'nonzero':>10}{'bits/w':>8}{'bytes':>12}{'ratio':>8}"
         lines = [head, "-" * len(head)]
         for r in self.layers:
-            ratio = (r.dense_bits + r.bias_bits // self.value_bits * 32) / max(r.stored_bits, 1)
+            ratio = r.dense_fp32_bits / max(r.stored_bits, 1)
             lines.append(
                 f"{r.name:<16}{r.scheme:<20}{r.weights:>10}{r.nonzero:>10}{r.bits_per_weight:>8.2f}"
                 f"{r.stored_bytes:>12.0f}{ratio:>7.1f}x"
@@ -173,11 +181,11 @@ def csr_bits(
     return total, {"index_bits": ib, "pointer_bits": pb, "value_bits": int(value_bits)}
 
 
-def _own_storage(module: nn.Module) -> WeightStorage | None:
+def _own_storage(module: nn.Module, tensor: str = "weight") -> WeightStorage | None:
     parametrizations = getattr(module, "parametrizations", None)
-    if parametrizations is None or "weight" not in parametrizations:
+    if parametrizations is None or tensor not in parametrizations:
         return None
-    for p in reversed(list(parametrizations["weight"])):
+    for p in reversed(list(parametrizations[tensor])):
         method = getattr(p, "storage", None)
         if method is not None:
             result = method(module)
@@ -224,7 +232,13 @@ def storage_report(
         dense = dense_bits(weight, 32)
         csr, csr_detail = csr_bits(weight, value_bits, index_bits)
         bias = getattr(module, "bias", None)
-        bias_bits = 0 if bias is None else int(bias.numel()) * value_bits
+        bias_storage = None if bias is None else _own_storage(module, "bias")
+        if bias is None:
+            bias_bits = 0
+        elif bias_storage is not None:
+            bias_bits = int(bias_storage.bits)
+        else:
+            bias_bits = int(bias.numel()) * value_bits
         own = _own_storage(module)
         if own is not None:
             scheme, wbits, nonzero, detail = own.scheme, int(own.bits), int(own.nonzero), dict(own.detail)
@@ -237,7 +251,8 @@ def storage_report(
                 scheme, wbits, detail = "dense", plain_dense, {"value_bits": value_bits}
         kind = "conv" if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else "linear"
         rows.append(
-            LayerStorage(name, kind, tuple(weight.shape), n, nonzero, scheme, wbits, bias_bits, dense, csr, detail)
+            LayerStorage(name, kind, tuple(weight.shape), n, nonzero, scheme, wbits, bias_bits, dense, csr, detail,
+                         0 if bias is None else int(bias.numel()))
         )
     other_params = 0
     for p in model.parameters():

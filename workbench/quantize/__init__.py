@@ -4,7 +4,7 @@
 - Deep Compression: :class:`DeepCompression`, :func:`deep_compress`, :func:`encode_model`
 - Huffman coding: :class:`HuffmanCode`; layer format: :func:`encode_layer`, :func:`decode_layer`
 - soft weight-sharing: :class:`GaussianMixturePrior`, :func:`soft_weight_sharing`, :func:`quantize_to_prior`
-- fixed point: :func:`fixed_point`, :func:`iterative_fixed_point`, :func:`quantize_fixed`
+- fixed point: :func:`fixed_point`, :func:`fixed_point_biases`, :func:`iterative_fixed_point`, :func:`quantize_fixed`
 - binary / ternary / power of two: :func:`binary_connect`, :func:`binarize_network`, :func:`ternary_connect`,
   :func:`power_of_two`, :func:`quantized_backprop`, :class:`ClipHook`
 - frequency domain: :func:`dct_compress` (CNNpack), :func:`hashed_dct` (FreshNets), :func:`dct_kernels`
@@ -31,6 +31,7 @@ from workbench.quantize.fixed_point import (
     FixedPointWeight,
     choose_frac_bits,
     fixed_point,
+    fixed_point_biases,
     iterative_fixed_point,
     quantize_fixed,
 )
@@ -44,7 +45,7 @@ __all__ = [
     "FixedPointWeight", "GaussianMixturePrior", "HashedDCTWeight", "HuffmanCode", "PowerOfTwoWeight",
     "QuantizedBackprop", "SharedWeight", "SignActivation", "TernaryWeight", "binarize_network", "binary_connect",
     "choose_frac_bits", "dct_compress", "dct_kernels", "decode_layer", "deep_compress", "encode_layer",
-    "encode_model", "entropy_bits", "fixed_point", "hashed_dct", "idct_kernels", "iterative_fixed_point",
+    "encode_model", "entropy_bits", "fixed_point", "fixed_point_biases", "hashed_dct", "idct_kernels", "iterative_fixed_point",
     "kmeans_1d", "pow2_quantize", "power_of_two", "quantize_fixed", "quantize_to_prior", "quantized_backprop",
     "relative_gaps", "share_weights", "soft_weight_sharing", "ternary_connect",
 ]

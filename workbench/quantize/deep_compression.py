@@ -1,7 +1,7 @@
 """Deep Compression (Han, Mao & Dally, ICLR 2016) as a list of model transforms.
 
-prune (magnitude, per layer) -> retrain with masks -> k-means weight sharing -> trained quantization
-(retrain the centroids) -> Huffman coding of the codebook indices and relative sparse indices.
+prune (magnitude, per layer) -> retrain with masks -> k-means weight sharing -> (optionally fixed-point
+biases) -> trained quantization (retrain the centroids) -> Huffman coding of the codebook indices and relative sparse indices.
 The final step encodes every layer into real bit streams and checks that decoding gives the weights
 back; ``workbench.metrics.storage.storage_report`` counts the same streams.
 """
@@ -18,7 +18,8 @@ from torch import nn
 from workbench.errors import CompressionError
 from workbench.quantize.coding import EncodedLayer, decode_layer
 from workbench.quantize.sharing import SharedWeight, share_weights
-from workbench.sparse.layers import maybe_copy, weight_parametrization
+from workbench.quantize.fixed_point import fixed_point_biases
+from workbench.sparse.layers import maybe_copy, resolve_teacher, weight_parametrization
 from workbench.sparse.magnitude import prune
 from workbench.sparse.masks import get_masks
 
@@ -54,6 +55,12 @@ class DeepCompression:
         Relative-index gap bits per layer (paper: 8 for conv, 5 for fully connected).
     retrain_epochs, quant_epochs
         Epochs of retraining after each pruning round, and of centroid fine-tuning.
+    bias_bits
+        Store biases as fixed point with this many bits (quantized before the centroid fine-tuning, which
+        then adapts to them); None keeps them fp32, as the paper, whose ratios count weights only.
+    teacher, distill_options
+        Retrain by distillation (``workbench.train.distill``) from this network, or from a frozen copy of
+        the model given to :meth:`run` with ``"input"``; None fits the labels alone, as the paper.
     fit_kwargs
         Passed to ``workbench.train.fit`` (lr, optimizer, batch_size, ...).
     """
@@ -68,8 +75,12 @@ class DeepCompression:
     quant_epochs: int = 2
     fit_kwargs: dict[str, Any] = field(default_factory=dict)
     quant_fit_kwargs: dict[str, Any] | None = None
+    bias_bits: int | dict | None = None
+    teacher: nn.Module | list | str | None = None
+    distill_options: dict[str, Any] | None = None
     random_state: int = 0
     log: list[dict[str, Any]] = field(default_factory=list, init=False)
+    _teacher: Any = field(default=None, init=False, repr=False)
 
     @property
     def steps(self) -> list[tuple[str, Callable[..., nn.Module]]]:
@@ -82,6 +93,8 @@ class DeepCompression:
                 steps.append((f"retrain[{i}]", self._retrain))
         steps.append(("share", lambda m, d, v: share_weights(
             m, self.bits, init=self.init, index_bits=self.index_bits, inplace=True, random_state=self.random_state)))
+        if self.bias_bits is not None:
+            steps.append(("bias-fixed-point", lambda m, d, v: fixed_point_biases(m, self.bias_bits, inplace=True)))
         if self.quant_epochs > 0:
             steps.append(("quantized-retrain", self._quant_retrain))
         steps.append(("huffman", self._huffman))
@@ -92,23 +105,23 @@ class DeepCompression:
             return prune(model, quality=self.quality, inplace=True)
         return prune(model, rate=rate, inplace=True)
 
-    def _retrain(self, model: nn.Module, data, val) -> nn.Module:
-        from workbench.train import fit
+    def _fit(self, model: nn.Module, data, val, epochs: int, kwargs: dict[str, Any], hooks=()) -> None:
+        from workbench.train import retrain
 
+        kwargs = dict(kwargs)
+        retrain(model, data, val_data=val, epochs=epochs, hooks=(*kwargs.pop("hooks", ()), *hooks),
+                teacher=self._teacher, distill_options=self.distill_options,
+                random_state=kwargs.pop("random_state", self.random_state), **kwargs)
+
+    def _retrain(self, model: nn.Module, data, val) -> nn.Module:
         masks = get_masks(model)
-        kwargs = dict(self.fit_kwargs)
-        hooks = (*kwargs.pop("hooks", ()), masks.hook())
-        fit(model, data, val_data=val, epochs=self.retrain_epochs, hooks=hooks,
-            random_state=kwargs.pop("random_state", self.random_state), **kwargs)
+        self._fit(model, data, val, self.retrain_epochs, self.fit_kwargs, hooks=(masks.hook(),))
         masks.apply(model)
         return model
 
     def _quant_retrain(self, model: nn.Module, data, val) -> nn.Module:
-        from workbench.train import fit
-
-        kwargs = dict(self.fit_kwargs if self.quant_fit_kwargs is None else self.quant_fit_kwargs)
-        fit(model, data, val_data=val, epochs=self.quant_epochs,
-            random_state=kwargs.pop("random_state", self.random_state), **kwargs)
+        kwargs = self.fit_kwargs if self.quant_fit_kwargs is None else self.quant_fit_kwargs
+        self._fit(model, data, val, self.quant_epochs, kwargs)
         return model
 
     def _huffman(self, model: nn.Module, data, val) -> nn.Module:
@@ -118,6 +131,7 @@ class DeepCompression:
 
     def run(self, model: nn.Module, train_data: Any, val_data: Any = None, inplace: bool = False) -> nn.Module:
         """Run every step; ``self.log`` records each step's name (and validation accuracy when given)."""
+        self._teacher = resolve_teacher(self.teacher, model)
         model = maybe_copy(model, inplace)
         self.log = []
         for name, step in self.steps:

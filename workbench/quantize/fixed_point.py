@@ -67,11 +67,14 @@ def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class FixedPointWeight(nn.Module):
-    """Weight parametrization: forward uses the Q-format weight, gradients reach the real weight."""
+    """Parametrization of a layer's ``weight`` (or ``bias``, see ``tensor``): the forward pass uses the
+    Q-format value, gradients reach the real one."""
 
-    def __init__(self, bits: int, frac_bits: int, rounding: str = "nearest", random_state: RandomState = 0) -> None:
+    def __init__(self, bits: int, frac_bits: int, rounding: str = "nearest", random_state: RandomState = 0,
+                 tensor: str = "weight") -> None:
         super().__init__()
         self.bits, self.frac_bits, self.rounding = int(bits), int(frac_bits), rounding
+        self.tensor = tensor
         self.generator = torch.Generator().manual_seed(seed_from(random_state)) if rounding == "stochastic" else None
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -79,10 +82,10 @@ class FixedPointWeight(nn.Module):
         return _ste(weight, quantize_fixed(weight, self.bits, self.frac_bits, rounding, self.generator))
 
     def storage(self, module: nn.Module):
-        """``bits`` per weight plus the 8-bit fraction-length field."""
+        """``bits`` per value plus the 8-bit fraction-length field."""
         from workbench.metrics.storage import WeightStorage
 
-        w = module.weight.detach()
+        w = getattr(module, self.tensor).detach()
         return WeightStorage(
             f"fixed Q{self.bits - 1 - self.frac_bits}.{self.frac_bits}", w.numel() * self.bits + 8,
             int((w != 0).sum()), {"bits": self.bits, "frac_bits": self.frac_bits},
@@ -132,6 +135,32 @@ def quantize_layer_weight(module: nn.Module, name: str, bits: int, frac_bits: in
     b = check_bits(bits, name, "weight_bits", 2, 32)
     n = choose_frac_bits(module.weight, b) if frac_bits is None else int(frac_bits)
     attach(module, FixedPointWeight(b, n, rounding, random_state=rng))
+
+
+def fixed_point_biases(
+    model: nn.Module,
+    bits: int | dict = 8,
+    *,
+    layers: Iterable[str] | None = None,
+    rounding: str = "nearest",
+    inplace: bool = False,
+    random_state: RandomState = 0,
+) -> nn.Module:
+    """Q-format biases (fraction bits from each bias's range) for all (or the named) layers with a bias.
+
+    Biases are few, but at fp32 they are a visible share of a model whose weights are coded in a few
+    bits; ``workbench.metrics.storage_report`` counts a quantized bias at ``bits`` per value.
+    """
+    if rounding not in ROUNDINGS:
+        raise CompressionError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}.")
+    model = maybe_copy(model, inplace)
+    for name, module in weight_layers(model, layers, what="fixed-point biases"):
+        if getattr(module, "bias", None) is None:
+            continue
+        b = check_bits(per_layer(bits, name, module, "bias_bits"), name, "bias_bits", 2, 32)
+        n = choose_frac_bits(module.bias, b)
+        attach(module, FixedPointWeight(b, n, rounding, random_state=random_state, tensor="bias"), name="bias")
+    return model
 
 
 def insert_activation_quantizers(

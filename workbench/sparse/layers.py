@@ -100,6 +100,21 @@ def maybe_copy(model: nn.Module, inplace: bool) -> nn.Module:
     return model if inplace else copy.deepcopy(model)
 
 
+def resolve_teacher(teacher: nn.Module | list | str | None, model: nn.Module) -> nn.Module | list | None:
+    """The teacher a transform retrains against: None, a given module, or for ``"input"`` a frozen copy of
+    ``model`` as it is now (before the transform changes it)."""
+    if teacher is None or isinstance(teacher, nn.Module):
+        return teacher
+    if isinstance(teacher, (list, tuple)) and teacher and all(isinstance(t, nn.Module) for t in teacher):
+        return list(teacher)
+    if teacher == "input":
+        frozen = copy.deepcopy(model).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen
+    raise CompressionError(f"teacher must be None, 'input' (the uncompressed model), a torch module or a list of them, got {teacher!r}.")
+
+
 def attach(module: nn.Module, parametrization: nn.Module, name: str = "weight") -> None:
     """Register ``parametrization`` on ``module.<name>``, replacing any earlier one (baked in first)."""
     if parametrize.is_parametrized(module, name):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from workbench.errors import CompressionError
-from workbench.sparse.layers import maybe_copy, per_layer, weight_layers
+from workbench.sparse.layers import maybe_copy, per_layer, resolve_teacher, weight_layers
 from workbench.sparse.masks import Masks, get_masks
 
 
@@ -138,6 +138,8 @@ def iterative_prune(
     scope: str = "layer",
     layers: Iterable[str] | None = None,
     val_data: Any = None,
+    teacher: nn.Module | str | None = None,
+    distill_options: dict[str, Any] | None = None,
     inplace: bool = False,
     **fit_kwargs: Any,
 ) -> nn.Module:
@@ -145,11 +147,14 @@ def iterative_prune(
 
     ``rates`` are cumulative fractions of each layer's weights (e.g. ``[0.5, 0.75, 0.9]``); other keyword
     arguments go to ``workbench.train.fit``. The per-round log is stored as ``model.workbench_prune_log``.
+    ``teacher`` makes every retraining distil from a network (``"input"``: a frozen copy of ``model`` as
+    it was given) instead of fitting the labels alone; ``distill_options`` go to ``workbench.train.distill``.
     """
-    from workbench.train import evaluate, fit
+    from workbench.train import evaluate, retrain
 
     if not rates:
         raise CompressionError("iterative_prune needs at least one pruning rate in `rates`.")
+    teacher = resolve_teacher(teacher, model)
     model = maybe_copy(model, inplace)
     hooks = tuple(fit_kwargs.pop("hooks", ()))
     log = []
@@ -158,7 +163,8 @@ def iterative_prune(
         masks = get_masks(model)
         entry = {"round": round_index, "rate": rate, "density": masks.density()}
         if retrain_epochs > 0:
-            fit(model, train_data, val_data=val_data, epochs=retrain_epochs, hooks=(*hooks, masks.hook()), **fit_kwargs)
+            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs, hooks=(*hooks, masks.hook()),
+                    teacher=teacher, distill_options=distill_options, **fit_kwargs)
             masks.apply(model)
         if val_data is not None:
             entry["val_accuracy"] = evaluate(model, val_data)["accuracy"]

@@ -154,3 +154,25 @@ def distill(
     loss_fn = DistillationLoss(loss, temperature, alpha, len(teacher_list), teachers, noise, noise_prob, generator)
     return fit(student, TensorDataset(inputs, packed), epochs=epochs, loss_fn=loss_fn,
                random_state=random_state, **fit_kwargs)
+
+
+def retrain(
+    model: nn.Module,
+    data: Any,
+    *,
+    epochs: int,
+    teacher: nn.Module | Sequence[nn.Module] | None = None,
+    distill_options: dict[str, Any] | None = None,
+    **fit_kwargs: Any,
+) -> History:
+    """Retrain ``model`` in place: :func:`fit` on the labels, or :func:`distill` from ``teacher`` when given.
+
+    The compression transforms (pruning rounds, trained quantization, ...) retrain through this, so each
+    of their retraining steps can learn from the uncompressed network. ``distill_options`` (``loss``,
+    ``temperature``, ``alpha``, ...) go to :func:`distill`, every other keyword to :func:`fit`.
+    """
+    if teacher is None:
+        if distill_options:
+            raise ConfigError("distill_options were given without a teacher; pass teacher=... or drop them.")
+        return fit(model, data, epochs=epochs, **fit_kwargs)
+    return distill(model, teacher, data, epochs=epochs, **(distill_options or {}), **fit_kwargs)
