@@ -54,7 +54,8 @@ from workbench.zoo import create_model
 
 #: How each data set is trained and retrained. ``base``: the baseline's fit arguments; ``split``: the
 #: training split; ``retrain_lr``: learning rate of every retraining (pruning rounds, quantization-aware
-#: training); ``rounds``: the cumulative fractions of the final pruning rates, one retraining each;
+#: training); ``rounds``: the cumulative fractions of the final pruning rates, one retraining of
+#: ``round_epochs`` each (None: see ``ROUND_SAMPLES``);
 #: ``fc_bits``: Deep Compression's codebook bits for fully connected layers.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "digits": {"split": "train", "base": {"epochs": 40, "lr": 1e-3, "batch_size": 64},
@@ -62,8 +63,9 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "mnist1d": {"split": "trainval", "base": {"epochs": 150, "lr": 1e-2, "schedule": "constant", "batch_size": 100},
                 "retrain_lr": 1e-2, "rounds": (0.3, 0.5, 0.65, 0.8, 0.9, 1.0), "round_epochs": 30, "fc_bits": 5},
     "idx": {"split": "train", "base": {"epochs": 20, "lr": 1e-3, "batch_size": 128},
-            "retrain_lr": 2e-3, "rounds": (0.5, 0.8, 1.0), "round_epochs": 10, "fc_bits": 5},
+            "retrain_lr": 2e-3, "rounds": (0.5, 0.8, 1.0), "round_epochs": None, "fc_bits": 5},
 }
+ROUND_SAMPLES = 65_000  # ``round_epochs=None``: enough epochs to see this many samples (at least 10)
 QUICK_DIVISOR = 3  # --quick divides every epoch count by this
 
 
@@ -118,7 +120,8 @@ def run_seed(data_name: str, splits, quick: bool, seed: int, distill: bool, log=
     """Every row of the table for one seed (a fresh baseline per model)."""
     train, test = splits
     proto = PROTOCOLS[data_name]
-    rounds = _epochs(proto["round_epochs"], quick)
+    round_epochs = proto["round_epochs"] or max(10, math.ceil(ROUND_SAMPLES / len(train)))
+    rounds = _epochs(round_epochs, quick)
     lr = proto["retrain_lr"]
     batch = proto["base"]["batch_size"]
     fit_kw = {"quiet": True, "batch_size": batch, "random_state": seed}
