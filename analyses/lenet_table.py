@@ -47,7 +47,7 @@ from workbench.quantize import (
     soft_weight_sharing,
     ternary_connect,
 )
-from workbench.sparse import SurgeryHook, dynamic_surgery, finish_surgery, get_masks, iterative_prune, weight_layers
+from workbench.sparse import SurgeryHook, dynamic_surgery, finish_surgery, iterative_prune, weight_layers
 from workbench.train import evaluate, fit, retrain
 from workbench.utils import atomic_write_text
 from workbench.zoo import create_model
@@ -83,19 +83,23 @@ def _models(train) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _layer_rates(model) -> dict[str, float]:
-    """Per-layer rates in the spirit of the papers (LeNet-300-100: 92/91/74 %, LeNet-5: 34/88/92/81 %)."""
+#: Final pruning rates by position: (first conv, other conv, first linear, hidden linear, last linear).
+#: LeNet-300-100 follows the papers (92/91/74 %); LeNet-5 prunes harder than the papers' 34/88/92/81 %
+#: (its 100k-weight first linear layer is far larger than 8x8 digits need; tuned on digits, 3 seeds).
+LAYER_RATES = {"lenet300": (None, None, 0.9, 0.94, 0.7), "lenet5": (0.6, 0.92, 0.97, 0.97, 0.8)}
+
+
+def _layer_rates(arch: str, model) -> dict[str, float]:
+    """Each weight layer's final pruning rate (see ``LAYER_RATES``)."""
+    first_conv, conv, first_linear, hidden, last = LAYER_RATES[arch]
     layers = weight_layers(model)
+    linear = [name for name, module in layers if not isinstance(module, torch.nn.Conv2d)]
     rates = {}
     for i, (name, module) in enumerate(layers):
         if isinstance(module, torch.nn.Conv2d):
-            rates[name] = 0.5 if i == 0 else 0.85
-        elif i == 0:
-            rates[name] = 0.9
-        elif i == len(layers) - 1:
-            rates[name] = 0.7
+            rates[name] = first_conv if i == 0 else conv
         else:
-            rates[name] = 0.94
+            rates[name] = last if name == linear[-1] else first_linear if name == linear[0] else hidden
     return rates
 
 
@@ -136,7 +140,7 @@ def run_seed(data_name: str, splits, quick: bool, seed: int, distill: bool, log=
         base_bytes = base_report.stored_bytes
         base_wbits = sum(r.weight_bits for r in base_report.layers)
         rows = [_row("baseline (fp32)", base, test, base_bytes, base_wbits, time.time() - t0)]
-        rates = _layer_rates(base)
+        rates = _layer_rates(arch, base)
         schedule = [{k: v * f for k, v in rates.items()} for f in proto["rounds"]]
 
         def timed(method, make):
@@ -154,7 +158,7 @@ def run_seed(data_name: str, splits, quick: bool, seed: int, distill: bool, log=
             hook = SurgeryHook(interval=1, gamma=1e-3, power=1.0, random_state=seed)
             retrain(model, train, epochs=rounds, lr=lr / 10, hooks=(hook,), teacher=teacher, **fit_kw)
             finish_surgery(model)
-            retrain(model, train, epochs=rounds, lr=lr / 10, hooks=(get_masks(model).hook(),), teacher=teacher, **fit_kw)
+            retrain(model, train, epochs=rounds, lr=lr / 10, teacher=teacher, **fit_kw)  # masks kept
             return model
 
         timed("dynamic network surgery (Guo 2016)", dns)

@@ -1,4 +1,5 @@
 """Magnitude pruning with masks, dynamic network surgery and group lasso."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -35,7 +36,7 @@ def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
         assert torch.all(w[~mask] == 0)
         assert torch.any(w[mask] != 0)
     unhooked = prune(_mlp(), rate=0.75)
-    train_steps(unhooked, _data(), steps=5, lr=1e-2)
+    train_steps(unhooked, _data(), steps=5, lr=1e-2, keep_masks=False)
     assert (unhooked[0].weight != 0).float().mean() > 0.9  # without the hook the zeros move
 
 
@@ -171,3 +172,60 @@ def test_iterative_prune_can_distil_from_the_input_model():
         assert torch.all(dict(taught.named_modules())[name].weight[~mask] == 0)
     with pytest.raises(CompressionError, match="teacher must be"):
         iterative_prune(model, (x, y), teacher="baseline", **options)
+
+
+def _zeros_kept(model, masks) -> bool:
+    modules = dict(model.named_modules())
+    return all(torch.all(modules[name].weight[~mask] == 0) for name, mask in masks.items())
+
+
+def test_fit_keeps_the_masks_a_pruned_model_carries_unless_told_not_to():
+    from workbench.train import fit, retrain
+
+    model = prune(_mlp(), rate=0.8)
+    masks = get_masks(model)
+    fit(model, _data(), epochs=3, lr=1e-2, quiet=True)
+    assert _zeros_kept(model, masks) and torch.any(model[0].weight[masks["0"]] != 0)
+    retrain(model, _data(), epochs=2, lr=1e-2, teacher=_mlp(1), quiet=True)
+    assert _zeros_kept(model, masks)
+    fit(model, _data(), epochs=2, lr=1e-2, keep_masks=False, quiet=True)
+    assert (model[0].weight != 0).float().mean() > 0.9  # pruned weights grew back
+
+
+def test_masks_act_on_the_trained_tensor_of_a_fixed_point_weight():
+    from workbench.quantize import fixed_point
+    from workbench.train import fit
+
+    model = fixed_point(prune(_mlp(), rate=0.7), weight_bits=8)
+    masks = get_masks(model)
+    assert masks is not None
+    fit(model, _data(), epochs=3, lr=1e-2, quiet=True)
+    original = model[0].parametrizations.weight.original
+    assert torch.all(original[~masks["0"]] == 0) and torch.all(model[0].weight[~masks["0"]] == 0)
+
+
+def test_surgery_and_factorization_carry_masks_that_match_and_stale_masks_are_named():
+    from workbench.select import Selection
+    from workbench.surgery import Plan, apply, factorize
+    from workbench.train import fit
+
+    model = prune(_mlp(), rate={"0": 0.5, "2": 0.0})
+    kept = [0, 2, 4, 6, 8, 10, 12, 14]
+    keep = Selection(group="0", n_units=16, keep=np.array(kept), assign=np.arange(16) // 2 * 2, scores=np.zeros(16))
+    small = apply(model, Plan({"0": keep}), example_input=torch.randn(2, 8))
+    masks = get_masks(small)
+    assert tuple(masks["0"].shape) == (8, 8) and torch.equal(masks["0"], get_masks(model)["0"][kept])
+    fit(small, _data(), epochs=2, lr=1e-2, quiet=True)
+    assert _zeros_kept(small, masks)
+    low_rank = factorize(model, "svd", layers=["0"], budget=0.5)
+    assert get_masks(low_rank) is not None and "0" not in get_masks(low_rank) and "2" in get_masks(low_rank)
+    stale = _mlp()
+    stale.workbench_masks = get_masks(small)
+    with pytest.raises(CompressionError, match="keep_masks=False"):
+        fit(stale, _data(), epochs=1, quiet=True)
+    fit(stale, _data(), epochs=1, keep_masks=False, quiet=True)
+
+
+def test_dynamic_surgery_starts_from_the_weights_not_from_earlier_masks():
+    model = dynamic_surgery(prune(_mlp(), rate=0.5))
+    assert get_masks(model) is None

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from workbench.errors import CompressionError
+from workbench.sparse.masks import hooks_with_masks
 from workbench.utils import RandomState, seed_from
 
 
@@ -45,9 +46,13 @@ def train_steps(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     hooks: Iterable[Any] = (),
+    keep_masks: bool = True,
     random_state: RandomState = 0,
 ) -> list[float]:
     """Train ``model`` for ``steps`` mini-batch steps; returns the loss of every step.
+
+    As in ``workbench.train.fit``, a model carrying pruning masks keeps its pruned weights at zero
+    unless ``keep_masks`` is False.
 
     ``param_groups`` (torch optimizer groups) replaces ``model.parameters()`` when given, so extra
     parameters (e.g. a prior's) can be trained with their own learning rates.
@@ -63,7 +68,7 @@ def train_steps(
         opt = torch.optim.SGD(params, lr=lr)
     else:
         raise CompressionError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
-    hooks = list(hooks)
+    hooks = hooks_with_masks(model, hooks, keep_masks)
     generator = torch.Generator().manual_seed(seed_from(random_state))
     losses = []
     model.train()

@@ -9,7 +9,7 @@ from torch import nn
 
 from workbench.errors import CompressionError
 from workbench.sparse.layers import maybe_copy, per_layer, resolve_teacher, weight_layers
-from workbench.sparse.masks import Masks, get_masks
+from workbench.sparse.masks import Masks, get_masks, set_masks
 
 
 def _check_rate(rate: float, name: str) -> float:
@@ -115,8 +115,8 @@ def prune(
 ) -> nn.Module:
     """Magnitude pruning as a model transform: pruned weights set to zero.
 
-    The returned model carries its masks as ``model.workbench_masks`` (see :func:`get_masks`); pass
-    ``masks.hook()`` to ``workbench.train.fit(hooks=...)`` to retrain with pruned weights held at zero.
+    The returned model carries its masks as ``model.workbench_masks`` (see :func:`get_masks`), and
+    ``workbench.train.fit`` (``finetune``, ``distill``, ``retrain``) keeps pruned weights at zero.
     Masks already on the model are respected (pruned weights stay pruned). See :func:`magnitude_masks`.
     """
     model = maybe_copy(model, inplace)
@@ -125,8 +125,7 @@ def prune(
     if previous is not None:
         masks = previous & masks
     masks.apply(model)
-    model.workbench_masks = masks
-    return model
+    return set_masks(model, masks)
 
 
 def iterative_prune(

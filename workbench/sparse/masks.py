@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,33 +48,49 @@ class Masks:
         """``(layer name, mask)`` pairs."""
         return self._masks.items()
 
-    def _modules(self, model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    def _targets(self, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(tensor, mask)`` pairs: each layer's weight, or the trained tensor under a weight
+        parametrization of the same shape (fixed point, surgery, ...); a parametrization over another
+        tensor (shared-weight centroids, hashed buckets) holds its own structure and is skipped."""
         modules = dict(model.named_modules())
         out = []
         for name, mask in self._masks.items():
-            if name not in modules:
-                raise CompressionError(f"mask for layer {name!r} does not match the model: it has no such layer.")
+            if name not in modules or not isinstance(getattr(modules[name], "weight", None), torch.Tensor):
+                raise CompressionError(
+                    f"mask for layer {name!r} does not match the model: it has no such weight layer. Re-attach "
+                    "masks that match (model.workbench_masks = Masks.from_zeros(model)) or train with keep_masks=False."
+                )
             module = modules[name]
             if tuple(module.weight.shape) != tuple(mask.shape):
                 raise CompressionError(
-                    f"mask for layer {name!r} has shape {tuple(mask.shape)} but the weight has {tuple(module.weight.shape)}."
+                    f"mask for layer {name!r} has shape {tuple(mask.shape)} but the weight has "
+                    f"{tuple(module.weight.shape)}. Re-attach masks that match (model.workbench_masks = "
+                    "Masks.from_zeros(model)) or train with keep_masks=False."
                 )
-            out.append((module, mask))
+            parametrizations = getattr(module, "parametrizations", None)
+            tensor = getattr(parametrizations.weight, "original", None) if parametrizations is not None and "weight" in parametrizations \
+                else module.weight
+            if tuple(tensor.shape) == tuple(mask.shape):
+                out.append((tensor, mask))
         return out
+
+    def check(self, model: nn.Module) -> None:
+        """Raise :class:`CompressionError` unless every mask matches a weight of ``model``."""
+        self._targets(model)
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> nn.Module:
         """Zero the pruned weights of ``model`` in place; returns ``model``."""
-        for module, mask in self._modules(model):
-            module.weight.mul_(mask.to(module.weight.device, module.weight.dtype))
+        for tensor, mask in self._targets(model):
+            tensor.mul_(mask.to(tensor.device, tensor.dtype))
         return model
 
     @torch.no_grad()
     def zero_grads(self, model: nn.Module) -> None:
         """Zero the gradients of pruned weights in place."""
-        for module, mask in self._modules(model):
-            if module.weight.grad is not None:
-                module.weight.grad.mul_(mask.to(module.weight.grad.device, module.weight.grad.dtype))
+        for tensor, mask in self._targets(model):
+            if tensor.grad is not None:
+                tensor.grad.mul_(mask.to(tensor.grad.device, tensor.grad.dtype))
 
     def hook(self) -> MaskHook:
         """A training hook keeping pruned weights at zero (see :class:`MaskHook`)."""
@@ -125,3 +142,40 @@ class MaskHook:
 def get_masks(model: nn.Module) -> Masks | None:
     """The masks a pruning transform attached to ``model`` (``model.workbench_masks``), or None."""
     return getattr(model, "workbench_masks", None)
+
+
+def set_masks(model: nn.Module, masks: Masks | None) -> nn.Module:
+    """Attach ``masks`` to ``model`` (``workbench.train.fit`` then keeps them), or detach with None."""
+    if masks is None:
+        model.__dict__.pop("workbench_masks", None)
+    else:
+        model.workbench_masks = masks
+    return model
+
+
+def hooks_with_masks(model: nn.Module, hooks: Iterable[Any], keep: bool = True) -> list[Any]:
+    """``hooks`` plus the hook of the masks ``model`` carries (unless ``keep`` is False or it is there).
+
+    Raises :class:`CompressionError` when those masks no longer match the model's layers.
+    """
+    hooks = list(hooks)
+    masks = get_masks(model)
+    if not keep or masks is None or any(getattr(hook, "masks", None) is masks for hook in hooks):
+        return hooks
+    masks.check(model)
+    return [*hooks, masks.hook()]
+
+
+def carry_masks(source: nn.Module, result: nn.Module) -> nn.Module:
+    """Give ``result`` (``source`` rebuilt: fewer units, factorized layers) masks of its own.
+
+    Every layer masked in ``source`` that is still a weight layer of ``result`` is masked at exactly the
+    zeros it has now (pruned weights of kept units stay pruned; dense rows a fusion wrote stay dense);
+    layers that were replaced lose their mask. Returns ``result``.
+    """
+    masks = get_masks(source)
+    if masks is None:
+        return result
+    modules = dict(result.named_modules())
+    names = [name for name in masks if isinstance(getattr(modules.get(name), "weight", None), torch.Tensor)]
+    return set_masks(result, Masks.from_zeros(result, names) if names else None)

@@ -16,6 +16,7 @@ from torch import nn
 
 from workbench.errors import CompressionError
 from workbench.sparse.layers import attach, maybe_copy, per_layer, weight_layers, weight_parametrization
+from workbench.sparse.masks import Masks, set_masks
 from workbench.utils import RandomState, check_random_state
 
 
@@ -83,7 +84,7 @@ def dynamic_surgery(
     Train it with ``SurgeryHook`` in ``fit(hooks=...)``; afterwards :func:`finish_surgery` bakes in the
     masks. ``c_rate`` (one number or per layer / kind) moves the thresholds: larger means sparser.
     """
-    model = maybe_copy(model, inplace)
+    model = set_masks(maybe_copy(model, inplace), None)  # surgery may splice weights an earlier pruning removed
     for name, module in weight_layers(model, layers, what="dynamic network surgery"):
         c = per_layer(c_rate, name, module, "c_rate")
         try:
@@ -149,7 +150,6 @@ def finish_surgery(model: nn.Module) -> nn.Module:
     """Bake the masks into plain sparse weights (in place); attaches ``model.workbench_masks``."""
     from torch.nn.utils import parametrize
 
-    from workbench.sparse.masks import Masks
 
     masks = {}
     for name, module, p in surgery_layers(model):
@@ -158,5 +158,4 @@ def finish_surgery(model: nn.Module) -> nn.Module:
         masks[name] = mask
     out = Masks(masks)
     out.apply(model)
-    model.workbench_masks = out
-    return model
+    return set_masks(model, out)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.sparse.masks import carry_masks
 from workbench.surgery.fusion import FusionContext, fold_incoming, lsq_refit, merge_columns, merge_units, refit_consumers
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers, slice_group
@@ -322,7 +323,7 @@ def apply(
         spec = copy.deepcopy(spec)
         spec["plans"] = [*spec.get("plans", []), plan.to_dict()]
         pruned.workbench_spec = spec
-    return pruned
+    return carry_masks(model, pruned)
 
 
 def rebuild(spec: dict[str, Any]) -> nn.Module:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from workbench.errors import CompressionError, ConfigError
+from workbench.sparse.masks import carry_masks
 
 METHODS = ("svd", "tucker2", "cp")
 
@@ -220,7 +221,7 @@ def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | 
         spec = copy.deepcopy(spec)
         spec["steps"] = [*spec.get("steps", []), {"factorize": method, "ranks": ranks}]
         result.workbench_spec = spec
-    return result
+    return carry_masks(model, result)
 
 
 def _ranks_of(method: str, new: nn.Sequential) -> Any:
