@@ -195,8 +195,8 @@ def structured_report(
     """Count the groups whose L2 norm is below ``tol`` and the parameters their removal would save.
 
     A weight is removable if it lies in any zeroed group (so overlapping groups are not counted twice);
-    a zeroed filter also removes its bias entry. Removal itself (a physically smaller model) is surgery's
-    job; this report says what it could take out.
+    a zeroed filter also removes its bias entry. ``workbench.surgery.shrink_zeroed`` does the removal
+    (a physically smaller model) for the filters and channels; zeroed filter shapes stay as sparse weights.
     """
     kinds = _check_kinds(kinds)
     if tol < 0:

@@ -9,6 +9,7 @@
 - :func:`rebuild` -- the architecture of a pruned zoo model from its spec (used by checkpoints).
 - :func:`factorize`, :func:`svd_linear`, :func:`tucker2_conv`, :func:`cp_conv` -- low-rank and tensor
   factorization of layers; :func:`reconstruct` -- global error reconstruction after it.
+- :func:`zeroed_plan`, :func:`shrink_zeroed` -- remove the units structured sparsity (group lasso) zeroed.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from workbench.surgery.apply import FUSE_MODES, apply, rebuild, rebuild_methods,
 from workbench.surgery.factorize import cp_conv, factorize, reconstruct, svd_linear, tucker2_conv
 from workbench.surgery.plan import Plan
 from workbench.surgery.planning import plan_from
+from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan, zeroed_units
 
 __all__ = [
     "FUSE_MODES", "Plan", "apply", "plan_from", "rebuild", "rebuild_methods", "supported_groups",
-    "factorize", "svd_linear", "tucker2_conv", "cp_conv", "reconstruct",
+    "factorize", "svd_linear", "tucker2_conv", "cp_conv", "reconstruct", "shrink_zeroed", "zeroed_plan",
+    "zeroed_units",
 ]
