@@ -56,7 +56,7 @@ def test_lenet_table_on_an_idx_folder(digits_idx, tmp_path, capsys):
         deep = summary[model, "Deep Compression"]
         assert pruned["param_reduction"] > 10 and pruned["accuracy"] > base["accuracy"] - 5
         assert deep["nonzero"] == pruned["nonzero"] and deep["accuracy"] > base["accuracy"] - 5
-        assert deep["ratio"] > 3 * pruned["ratio"]  # sharing + Huffman on top of the same pruning
+        assert deep["ratio"] > 2.5 * pruned["ratio"]  # sharing + Huffman on top of the same pruning
         assert summary[model, "BinaryConnect"]["weights_only_ratio"] == pytest.approx(32, rel=0.01)
     assert summary["lenet300", "Deep Compression"]["ratio"] > 30
     assert "Deep Compression" in printed and "lenet5" in printed

@@ -175,9 +175,10 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
                         local_cluster=args.local_cluster, timeout=args.timeout, quiet=args.quiet)
     payload = {"study": outcome.study, "store": str(outcome.store), "total": outcome.total, "skipped": outcome.skipped,
                "done": outcome.done, "failed": outcome.failed, "seconds": outcome.seconds,
-               "summary": outcome.summary, "errors": outcome.errors}
+               "summary": outcome.summary, "pipelines": outcome.pipelines, "errors": outcome.errors}
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
-    text = [format_table(outcome.summary), *errors,
+    tables = [format_table(rows) for rows in (outcome.summary, outcome.pipelines) if rows]
+    text = ["\n\n".join(tables), *errors,
             f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
             f"in {outcome.seconds:.1f} s; store: {outcome.store}",
             f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else "")]

@@ -1,4 +1,5 @@
-"""Run one study run (in any process): train or load the base model, select, rebuild, retrain, profile.
+"""Run one study run (in any process): train or load the base model, then select, rebuild, retrain and
+profile it, or apply a compression pipeline to it.
 
 :func:`execute` never raises for a failing run: it returns a result dict with ``status`` ``"failed"``
 and the error, so that the study goes on. Base models are trained once per (model, data, seed,
@@ -151,6 +152,25 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     return metrics, plan.to_dict()
 
 
+def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from workbench.metrics import storage_report
+    from workbench.pipeline import run_pipeline
+
+    seed = config["seed"]
+    model, _ = base_model(config, cache_dir)
+    split = config["model"].get("training", {}).get("split", "train")
+    train, test = load_data(config["model"], split), load_data(config["model"], "test")
+    compressed = run_pipeline(model, config["steps"], train, teacher=model if config.get("distill") else None,
+                              random_state=seed)
+    before, after = storage_report(model), storage_report(compressed)
+    metrics: dict[str, Any] = {**_scores(compressed, test), **_costs(compressed, config.get("latency", True))}
+    metrics.update({f"base_{key}": value for key, value in _scores(model, test).items()})
+    metrics.update({"nonzero": after.nonzero, "stored_bytes": after.stored_bytes, "base_stored_bytes": before.stored_bytes,
+                    "compression_ratio": before.stored_bytes / max(after.stored_bytes, 1e-9),
+                    "schemes": sorted({layer.scheme for layer in after.layers})})
+    return metrics, {"pipeline": config["pipeline"], "steps": compressed.workbench_pipeline}
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, WorkbenchError):
         return f"{type(exc).__name__}: {exc}"
@@ -166,8 +186,9 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
     -------
     dict
         ``hash``, ``status`` (``"done"`` or ``"failed"``), ``started`` and ``finished`` (ISO 8601 UTC),
-        ``seconds``, ``metrics`` (accuracy, params, MACs, bytes, latency...), ``plan`` (JSON-safe dict for
-        compression runs) and ``error`` (the message of a failed run).
+        ``seconds``, ``metrics`` (accuracy, params, MACs, bytes, latency...; stored bytes and compression
+        ratio for pipelines), ``plan`` (JSON-safe: the Plan of a compression run, the steps of a pipeline
+        run with their seconds) and ``error`` (the message of a failed run).
     """
     import torch
 
@@ -179,10 +200,8 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
     started, clock = _now(), time.perf_counter()
     result: dict[str, Any] = {"hash": run_hash, "started": started, "metrics": None, "plan": None, "error": None}
     try:
-        if config["kind"] == "train":
-            metrics, plan = _train_run(config, cache_dir)
-        else:
-            metrics, plan = _compress_run(config, cache_dir)
+        run = {"train": _train_run, "compress": _compress_run, "pipeline": _pipeline_run}[config["kind"]]
+        metrics, plan = run(config, cache_dir)
         result.update(status="done", metrics=metrics, plan=plan)
     except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the study goes on
         result.update(status="failed", error=_error_text(exc))

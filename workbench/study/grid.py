@@ -1,11 +1,13 @@
 """Expand a study into runs, each with a stable hash.
 
-Two kinds of run:
+Three kinds of run:
 
 - ``"train"``: train (or load) one model on its data set and profile it; ``role`` is ``"base"`` for
   the models that are compressed and ``"baseline"`` for the architectures of the comparison chart.
 - ``"compress"``: select, rebuild, retrain and profile one base model for one selector, budget,
   fusion mode and seed.
+- ``"pipeline"``: apply one classic compression pipeline (:mod:`workbench.pipeline`) to one base model
+  and seed, and count its stored bytes.
 
 A run's hash is the sha256 of the canonical JSON (sorted keys, no spaces) of its configuration
 without presentation fields (labels, role), so the same computation has the same hash in every study, and a
@@ -49,7 +51,7 @@ class RunConfig:
 
     @property
     def kind(self) -> str:
-        """``"train"`` or ``"compress"``."""
+        """``"train"``, ``"compress"`` or ``"pipeline"``."""
         return self.config["kind"]
 
     @property
@@ -63,6 +65,8 @@ class RunConfig:
         model = self.config["model"]["label"]
         if self.kind == "train":
             return f"{model} / {self.config['model']['data']} seed {self.config['seed']}"
+        if self.kind == "pipeline":
+            return f"{model} / {self.config['model']['data']} pipeline {self.config['pipeline']} seed {self.config['seed']}"
         return (f"{model} / {self.config['model']['data']} {self.config['selector']} keep {self.config['budget']['label']} "
                 f"{self.config['fuse']} seed {self.config['seed']}")
 
@@ -91,7 +95,7 @@ def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConf
 def expand(study: Study) -> list[RunConfig]:
     """All runs of ``study``: base-model and baseline training first, then every compression run.
 
-    The compression grid is models x seeds x selectors x budgets x fusion modes.
+    The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes).
     """
     runs: list[RunConfig] = []
     compress: list[RunConfig] = []
@@ -100,6 +104,12 @@ def expand(study: Study) -> list[RunConfig]:
         for seed in study.study.seeds:
             base = _train_run(study, entry, "base", seed)
             runs.append(base)
+            for name, steps in study.pipelines.items():
+                compress.append(RunConfig({
+                    "kind": "pipeline", "role": "compress", "model": base.config["model"], "seed": seed,
+                    "base": base.hash, "pipeline": name, "steps": steps,
+                    "distill": study.finetune.method == "distill", "latency": study.study.latency,
+                }))
             for selector, params in study.selectors.items():
                 for budget in study.compression.budgets:
                     for fuse in study.compression.fuse:

@@ -3,7 +3,8 @@
 Figures, per base model: accuracy against parameters and against multiply-adds per selector (mean over
 seeds, bars for the spread), accuracy against the budget with and without retraining; per data set:
 accuracy against operations in the style of Canziani et al. (2016), marker area proportional to the
-parameters, with the baseline architectures, the base models and the compressed networks.
+parameters, with the baseline architectures, the base models and the compressed networks; per base
+model with compression pipelines: accuracy against stored bytes.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.study.schema import Study, load_study
-from workbench.study.summary import Record, collect, mean_std, summary_table, training_table
+from workbench.study.summary import Record, collect, mean_std, pipeline_table, summary_table, training_table
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
@@ -140,6 +141,39 @@ def _canziani_figure(records: list[Record], data: str, colors: dict[str, str]) -
     return fig
 
 
+def _storage_figure(records: list[Record], model: str, data: str) -> Any:
+    """Accuracy against stored bytes for every pipeline run on one base model (mean and spread over seeds)."""
+    import plotly.graph_objects as go
+
+    runs = [r for r in records if r.model == model and r.data == data and r.status == "done"]
+    fig = go.Figure()
+    by_pipeline: dict[str, list[Record]] = defaultdict(list)
+    for r in runs:
+        if r.kind == "pipeline":
+            by_pipeline[r.pipeline].append(r)
+    for name, items in by_pipeline.items():
+        size, acc = mean_std([r.metrics["stored_bytes"] for r in items]), mean_std([r.score() for r in items])
+        ratio = mean_std([r.metrics["compression_ratio"] for r in items])[0]
+        fig.add_trace(go.Scatter(
+            x=[size[0]], y=[acc[0]], error_y={"type": "data", "array": [acc[1]]}, mode="markers+text", text=[name],
+            textposition="top center", name=name, marker={"size": 11},
+            hovertemplate=f"{name}<br>%{{x:,.0f}} bytes ({ratio:.1f}x smaller)<br>accuracy %{{y:.4f}}"
+                          f"<br>{len(items)} seeds<extra></extra>"))
+    bases = [r for r in runs if r.kind == "pipeline" and "base_stored_bytes" in r.metrics]
+    if bases:
+        acc = mean_std([r.score("base_accuracy") for r in bases if r.score("base_accuracy") is not None])
+        fig.add_trace(go.Scatter(
+            x=[bases[0].metrics["base_stored_bytes"]], y=[acc[0]], mode="markers+text", text=["base (fp32)"],
+            textposition="top center", name="base model (fp32)",
+            marker={"size": 13, "symbol": "diamond", "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
+            hovertemplate="base model<br>%{x:,.0f} bytes<br>accuracy %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="stored bytes (log scale; sparse, shared, coded weights counted as stored)")
+    fig.update_yaxes(title_text="test accuracy")
+    fig.update_layout(title=f"{model} on {data}: compression pipelines, accuracy against stored size",
+                      height=480, template="plotly_white")
+    return fig
+
+
 def build_figures(study: Study, records: list[Record]) -> list[tuple[str, Any]]:
     """(heading, figure) pairs of the report, in page order."""
     selectors = list(study.selectors)
@@ -150,6 +184,8 @@ def build_figures(study: Study, records: list[Record]) -> list[tuple[str, Any]]:
         mine = [r for r in records if r.model == model and r.data == data]
         for x in ("params", "macs", "keep"):
             figures.append((f"{model} on {data}", _tradeoff_figure(mine, model, data, x, colors)))
+    for model, data in dict.fromkeys((r.model, r.data) for r in records if r.kind == "pipeline"):
+        figures.append((f"{model} on {data}: compression pipelines", _storage_figure(records, model, data)))
     for data in dict.fromkeys(r.data for r in records):
         figures.append((f"Accuracy against operations: {data}", _canziani_figure(records, data, colors)))
     return figures
@@ -190,8 +226,10 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         f"<p class='note'>{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
         f"{counts['missing']} not run. Store: {html.escape(str(store))}. Written "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
-        "<h2>Summary: test accuracy after retraining, mean over seeds</h2>",
-        _table(summary_table(records)),
+        *(["<h2>Summary: test accuracy after retraining, mean over seeds</h2>",
+            _table(summary_table(records))] if study.selectors else []),
+        *(["<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds</h2>",
+            _table(pipeline_table(records))] if study.pipelines else []),
         "<h2>Trained models (base models and baselines)</h2>",
         _table(training_table(records)),
     ]
@@ -200,7 +238,7 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
     failed = [r for r in records if r.status == "failed"]
     if failed:
         parts.append(f"<h3>Failed runs ({len(failed)})</h3><ul class='failed'>")
-        parts.extend(f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or ''))} "
+        parts.extend(f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
                      f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
                      f"{html.escape(str(r.error))}</li>" for r in failed[:50])
         parts.append("</ul>")

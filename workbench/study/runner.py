@@ -24,7 +24,8 @@ from workbench.study.store import Store
 
 @dataclass
 class StudyOutcome:
-    """What :func:`run_study` did: counts, wall time, the store, and the summary table rows."""
+    """What :func:`run_study` did: counts, wall time, the store, and the summary table rows (selector runs
+    in ``summary``, pipeline runs in ``pipelines``)."""
 
     study: str
     store: Path
@@ -35,6 +36,7 @@ class StudyOutcome:
     seconds: float
     summary: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    pipelines: list[dict[str, Any]] = field(default_factory=list)
 
 
 def cache_dir_for(store: Path) -> Path:
@@ -181,7 +183,7 @@ def run_study(
     """
     from tqdm.auto import tqdm
 
-    from workbench.study.summary import collect, summary_table
+    from workbench.study.summary import collect, pipeline_table, summary_table
 
     study = study if isinstance(study, Study) else load_study(study)
     _check_parallel(jobs, scheduler, local_cluster)
@@ -215,7 +217,7 @@ def run_study(
                 record(result)
             runnable = []
             for run in todo:
-                if run.kind != "compress":
+                if run.kind == "train":
                     continue
                 if status.get(run.base_hash) == "failed":
                     record({"hash": run.hash, "status": "failed", "started": None, "finished": None, "seconds": None,
@@ -237,7 +239,7 @@ def run_study(
         finally:
             bar.close()
         rows = db.rows([run.hash for run in runs])
-    summary = summary_table(collect(study, rows))
+    records = collect(study, rows)
     return StudyOutcome(study=study.study.name, store=store_path, total=len(runs), skipped=skipped, done=counts["done"],
-                        failed=counts["failed"], seconds=round(time.perf_counter() - clock, 2), summary=summary,
-                        errors=errors)
+                        failed=counts["failed"], seconds=round(time.perf_counter() - clock, 2),
+                        summary=summary_table(records), errors=errors, pipelines=pipeline_table(records))

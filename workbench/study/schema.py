@@ -3,7 +3,10 @@
 A study names its base models (zoo name and arguments, or a checkpoint) with their data set and
 training budget, the selectors with their parameters, the budgets (fraction of units kept, global or
 per layer), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
-architectures of the accuracy-vs-operations chart. :func:`load_study` reads and validates it; every
+architectures of the accuracy-vs-operations chart. ``[pipelines]`` names classic compression
+pipelines, each a list of steps ``{do = "<transform>", ...}`` of :mod:`workbench.pipeline` (e.g.
+``dc = [{do = "iterative-prune", rates = [0.5, 0.9], retrain_epochs = 5}, {do = "share", bits = 5}]``);
+their retraining distils from the base model when ``finetune.method = "distill"``. :func:`load_study` reads and validates it; every
 problem is reported at once in a :class:`~workbench.errors.StudyError` that names the key (e.g.
 ``models[0].training.epochs``), what is allowed there and, for names, the closest known one.
 """
@@ -186,8 +189,9 @@ class Study(_Section):
 
     study: StudyInfo
     models: list[ModelEntry] = Field(min_length=1)
-    selectors: dict[str, dict[str, Any]] = Field(min_length=1)
-    compression: Compression
+    selectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    compression: Compression | None = None
+    pipelines: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     finetune: Finetune = Field(default_factory=Finetune)
     baselines: Baselines = Field(default_factory=Baselines)
     _path: Path | None = PrivateAttr(default=None)
@@ -213,6 +217,29 @@ class Study(_Section):
         if problems:
             raise ValueError("; ".join(problems))
         return selectors
+
+    @field_validator("pipelines")
+    @classmethod
+    def _known_pipelines(cls, pipelines: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        from workbench.pipeline import check_steps
+
+        problems = []
+        for name, steps in pipelines.items():
+            try:
+                check_steps(steps)
+            except WorkbenchError as exc:
+                problems.append(f"pipeline {name!r}: {exc}".rstrip("."))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return pipelines
+
+    @model_validator(mode="after")
+    def _something_to_compress(self) -> Study:
+        if not self.selectors and not self.pipelines:
+            raise ValueError("a study compresses its models: give [selectors] (with [compression]) or [pipelines]")
+        if self.selectors and self.compression is None:
+            raise ValueError("[selectors] need a [compression] table with the budgets, e.g. budgets = [0.5, 0.25]")
+        return self
 
     @property
     def path(self) -> Path | None:

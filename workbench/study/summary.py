@@ -22,6 +22,7 @@ class Record:
     seed: int
     status: str
     selector: str | None = None
+    pipeline: str | None = None
     budget: str | None = None
     keep: float | None = None
     fuse: str | None = None
@@ -47,6 +48,7 @@ def collect(study: Study, rows: list[dict[str, Any]]) -> list[Record]:
         records.append(Record(
             hash=run.hash, kind=run.kind, role=run.role, model=config["model"]["label"], data=config["model"]["data"],
             seed=config["seed"], status=row["status"] if row else "missing", selector=config.get("selector"),
+            pipeline=config.get("pipeline"),
             budget=budget.get("label"), keep=budget.get("keep"), fuse=config.get("fuse"),
             metrics=(row or {}).get("metrics") or {}, error=(row or {}).get("error"), seconds=(row or {}).get("seconds"),
         ))
@@ -89,6 +91,27 @@ def summary_table(records: list[Record], metric: str = "accuracy") -> list[dict[
         for budget in budgets:
             row[f"keep {budget}"] = _mean(values.get(budget, []))
         rows.append(row)
+    return rows
+
+
+def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
+    """One row per (model, pipeline): base and compressed accuracy, stored bytes and compression ratio
+    (means over the seeds that finished)."""
+    groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.kind == "pipeline":
+            groups[(r.model, r.data, r.pipeline)].append(r)
+    rows = []
+    for (model, data, pipeline), items in groups.items():
+        done = [r for r in items if r.status == "done"]
+
+        def mean_of(key: str, runs: list[Record] = done) -> float | None:
+            return _mean([v for r in runs if (v := r.score(key)) is not None])
+        rows.append({
+            "model": model, "data": data, "pipeline": pipeline, "base": mean_of("base_accuracy"),
+            "accuracy": mean_of("accuracy"), "stored_bytes": mean_of("stored_bytes"),
+            "compression_ratio": mean_of("compression_ratio"), "runs": f"{len(done)}/{len(items)}",
+        })
     return rows
 
 

@@ -194,6 +194,10 @@ def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | 
     modules = dict(model.named_modules())
     if layers is None:
         names = [n for n, m in modules.items() if isinstance(m, kind) and (kind is nn.Linear or m.groups == 1)]
+        if not names:
+            raise CompressionError(f"{type(model).__name__} has no {kind.__name__} layer for method {method!r} "
+                                   f"(it factorizes {kind.__name__} layers); use {'svd' if method != 'svd' else 'tucker2'} "
+                                   "or name the layers.")
     else:
         names = list(layers)
         for name in names:

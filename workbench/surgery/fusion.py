@@ -137,7 +137,10 @@ class FusionContext:
 
 
 def input_batches(data: Any, max_samples: int, batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """Input tensors from a tensor, a Dataset of (x, y) pairs or a DataLoader, up to ``max_samples`` rows."""
+    """Input tensors from a tensor, an ``(inputs, targets)`` pair, a Dataset of (x, y) pairs or a DataLoader,
+    up to ``max_samples`` rows."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        data = data[0]
     if isinstance(data, torch.Tensor):
         for start in range(0, min(len(data), max_samples), batch_size):
             yield data[start:min(start + batch_size, max_samples)]
@@ -145,7 +148,8 @@ def input_batches(data: Any, max_samples: int, batch_size: int = 256) -> Iterato
     if isinstance(data, torch.utils.data.Dataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     if not isinstance(data, torch.utils.data.DataLoader):
-        raise ConfigError(f"data must be a tensor, a Dataset or a DataLoader, got {type(data).__name__}.")
+        raise ConfigError(f"data must be a tensor, an (inputs, targets) pair, a Dataset or a DataLoader, "
+                          f"got {type(data).__name__}.")
     seen = 0
     for batch in data:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -1,0 +1,269 @@
+"""Compression pipelines: a list of named model transforms, runnable on its own or named in a study.
+
+Each step is a dict ``{"do": <transform>, <parameter>: <value>, ...}``; the transforms are the classic
+compressors of ``workbench.sparse``, ``workbench.quantize`` and ``workbench.surgery`` plus ``retrain``
+(fine-tuning, or distillation from the uncompressed model). Deep Compression, for instance::
+
+    steps = [
+        {"do": "iterative-prune", "rates": [0.5, 0.8, 0.9], "retrain_epochs": 10},
+        {"do": "share", "bits": 5},
+        {"do": "retrain", "epochs": 5, "lr": 1e-3},
+    ]
+    small = run_pipeline(model, steps, train_data, teacher="input", random_state=0)
+
+:func:`check_steps` validates a pipeline before anything runs (unknown transforms and parameters are named
+with the allowed ones); :func:`list_transforms` lists the transforms with a line each.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from workbench.errors import ConfigError, closest
+
+_FIXED = ("model", "train_data", "data", "val_data", "inplace", "teacher", "random_state")  # set by the pipeline
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A named pipeline step: ``function(model, data, teacher, random_state, **params) -> model``."""
+
+    name: str
+    summary: str
+    function: Callable[..., nn.Module]
+    target: Callable[..., Any]  # whose keyword arguments the step's parameters are checked against
+    fit_kwargs: bool = False  # also accepts ``workbench.train.fit`` keywords
+    needs_data: bool = True  # trains, so the pipeline needs training data
+    exclude: tuple[str, ...] = ()  # fit keywords the transform sets itself
+
+    def parameters(self) -> list[str]:
+        """The parameters a step of this transform may set."""
+        names = [name for name, p in inspect.signature(self.target).parameters.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in _FIXED]
+        if self.fit_kwargs:
+            from workbench.train import fit
+
+            names += [name for name in inspect.signature(fit).parameters if name not in (*_FIXED, *self.exclude, *names)]
+        return names
+
+
+def _seeded(function: Callable[..., nn.Module], params: dict[str, Any], random_state: int) -> dict[str, Any]:
+    """``params`` with the pipeline's seed, for functions that take one (directly or on to ``fit``)."""
+    kinds = {p.kind for p in inspect.signature(function).parameters.values()}
+    if "random_state" in inspect.signature(function).parameters or inspect.Parameter.VAR_KEYWORD in kinds:
+        return {"random_state": random_state, **params}
+    return params
+
+
+def _model_only(function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def step(model, data, teacher, random_state, **params):
+        return function(model, **_seeded(function, params, random_state))
+    return step
+
+
+def _with_data(function: Callable[..., nn.Module], teacher_arg: bool, fit_kwargs: bool) -> Callable[..., nn.Module]:
+    def step(model, data, teacher, random_state, **params):
+        extra = {"teacher": teacher} if teacher_arg and teacher is not None else {}
+        if fit_kwargs:
+            params = {"quiet": True, **params}
+        return function(model, data, **extra, **_seeded(function, params, random_state))
+    return step
+
+
+def _retrain(model, data, teacher, random_state, *, epochs: int, distill_options: dict | None = None, **fit_kwargs):
+    """Retrain in place (masks and quantizers kept): fit, or distil from the pipeline's teacher."""
+    from workbench.train import retrain
+
+    retrain(model, data, epochs=epochs, teacher=teacher, distill_options=distill_options if teacher is not None else None,
+            random_state=random_state, **{"quiet": True, **fit_kwargs})
+    return model
+
+
+def _network_surgery(model, data, teacher, random_state, *, c_rate: float | dict = 1.0, epochs: int = 10,
+                     gamma: float = 1e-4, power: float = 1.0, interval: int = 1, finish_epochs: int = 0,
+                     layers: Sequence[str] | None = None, **fit_kwargs):
+    """Dynamic network surgery (Guo et al. 2016): prune and splice while training, then retrain the masks."""
+    from workbench.sparse import SurgeryHook, dynamic_surgery, finish_surgery
+
+    model = dynamic_surgery(model, c_rate=c_rate, layers=layers)
+    hook = SurgeryHook(interval=interval, gamma=gamma, power=power, random_state=random_state)
+    fit_kwargs = {"quiet": True, **fit_kwargs}
+    _retrain(model, data, teacher, random_state, epochs=epochs, hooks=(*fit_kwargs.pop("hooks", ()), hook), **fit_kwargs)
+    finish_surgery(model)
+    if finish_epochs:
+        _retrain(model, data, teacher, random_state, epochs=finish_epochs, **fit_kwargs)
+    return model
+
+
+def _group_lasso(model, data, teacher, random_state, *, strength: float | dict = 1e-3,
+                 kinds: Sequence[str] = ("filters", "channels"), layers: Sequence[str] | None = None,
+                 depth_layers: Sequence[str] | None = None, epochs: int = 10, lr: float = 1e-2,
+                 shrink: bool = True, tol: float = 1e-3, **fit_kwargs):
+    """Structured sparsity learning (Wen et al. 2016): proximal group-lasso SGD, then (``shrink``) the
+    zeroed filters and neurons removed by surgery (constant units re-fitted by least squares)."""
+    import copy
+
+    from workbench.sparse import GroupLasso
+    from workbench.surgery.fusion import input_batches
+    from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
+
+    model = copy.deepcopy(model)
+    lasso = GroupLasso(strength=strength, kinds=kinds, layers=layers, depth_layers=depth_layers)
+    fit_kwargs = {"optimizer": "sgd", "schedule": "constant", "quiet": True, **fit_kwargs}
+    _retrain(model, data, teacher, random_state, epochs=epochs, lr=lr,
+             hooks=(*fit_kwargs.pop("hooks", ()), lasso.prox_hook(lr)), **fit_kwargs)
+    example = None if getattr(model, "input_shape", None) is not None else next(input_batches(data, 2))
+    if shrink and len(zeroed_plan(model, tol=tol, constant=True, example_input=example)):
+        model = shrink_zeroed(model, tol=tol, constant=True, data=data, example_input=example, random_state=random_state)
+    return model
+
+
+def _registry() -> dict[str, Transform]:
+    from workbench import quantize, sparse, surgery
+    from workbench.surgery.zeroed import shrink_zeroed
+
+    def model_only(name, summary, function):
+        return Transform(name, summary, _model_only(function), function, needs_data=False)
+
+    def with_data(name, summary, function, target=None, teacher=True, fit_kwargs=False):
+        return Transform(name, summary, _with_data(function, teacher, fit_kwargs), target or function, fit_kwargs,
+                         exclude=("epochs",) if fit_kwargs else ())
+
+    items = [
+        model_only("prune", "magnitude pruning to a rate or quality threshold (Han et al. 2015)", sparse.prune),
+        with_data("iterative-prune", "prune-retrain rounds with masks held (Han et al. 2015)", sparse.iterative_prune,
+                  fit_kwargs=True),
+        Transform("network-surgery", "dynamic network surgery: pruning and splicing (Guo et al. 2016)",
+                  _network_surgery, _network_surgery, fit_kwargs=True),
+        Transform("group-lasso", "structured sparsity by group lasso, zeroed units removed (Wen et al. 2016)",
+                  _group_lasso, _group_lasso, fit_kwargs=True),
+        model_only("shrink-zeroed", "remove units whose weights are zero (surgery)", shrink_zeroed),
+        model_only("share", "k-means weight sharing, trainable centroids (Han et al. 2016)", quantize.share_weights),
+        with_data("deep-compression", "prune, share, fine-tune centroids, Huffman (Han et al. 2016)",
+                  quantize.deep_compress, target=quantize.DeepCompression),
+        with_data("soft-sharing", "Gaussian-mixture prior, then quantized to its means (Ullrich et al. 2017)",
+                  quantize.soft_weight_sharing, teacher=False),
+        model_only("fixed-point", "Q-format weights and activations (Lin & Talathi 2016)", quantize.fixed_point),
+        with_data("fixed-point-iterative", "fixed point layer by layer with fine-tuning (Lin & Talathi 2016)",
+                  quantize.iterative_fixed_point, teacher=False, fit_kwargs=True),
+        model_only("fixed-point-biases", "Q-format biases", quantize.fixed_point_biases),
+        model_only("binary", "BinaryConnect weights (Courbariaux et al. 2015)", quantize.binary_connect),
+        model_only("binarize", "binary weights and activations (Hubara et al. 2016)", quantize.binarize_network),
+        model_only("ternary", "ternary weights (Lin et al. 2016)", quantize.ternary_connect),
+        model_only("power-of-two", "power-of-two weights (Lin et al. 2016)", quantize.power_of_two),
+        model_only("quantized-backprop", "power-of-two quantized back-propagation (Lin et al. 2016)",
+                   quantize.quantized_backprop),
+        model_only("dct", "DCT filter coefficients pruned and shared (CNNpack, Wang et al. 2016)", quantize.dct_compress),
+        model_only("hashed-dct", "hashed weight sharing in the DCT domain (FreshNets, Chen et al. 2016)",
+                   quantize.hashed_dct),
+        model_only("factorize", "low-rank (SVD) or tensor (Tucker-2, CP) factorization of layers", surgery.factorize),
+        Transform("retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain,
+                  fit_kwargs=True),
+    ]
+    return {t.name: t for t in items}
+
+
+_TRANSFORMS: dict[str, Transform] | None = None
+
+
+def transforms() -> dict[str, Transform]:
+    """Name -> :class:`Transform`, for every step a pipeline can name."""
+    global _TRANSFORMS
+    if _TRANSFORMS is None:
+        _TRANSFORMS = _registry()
+    return _TRANSFORMS
+
+
+def list_transforms() -> list[str]:
+    """The transform names a step's ``do`` may take."""
+    return list(transforms())
+
+
+def check_steps(steps: Any) -> list[dict[str, Any]]:
+    """Validate a pipeline; returns its steps as plain dicts.
+
+    Raises
+    ------
+    ConfigError
+        Naming every bad step at once: not a table, no ``do``, an unknown transform or parameter
+        (with the closest names and the allowed ones), or a parameter the pipeline sets itself.
+    """
+    if not isinstance(steps, (list, tuple)) or not steps:
+        raise ConfigError(f"a pipeline is a non-empty list of steps like {{'do': 'prune', 'rate': 0.9}}, got {steps!r}.")
+    known = transforms()
+    problems, out = [], []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or "do" not in step:
+            problems.append(f"step {i}: a step is a table with a 'do' key naming the transform, got {step!r}")
+            continue
+        name, params = step["do"], {k: v for k, v in step.items() if k != "do"}
+        if name not in known:
+            problems.append(f"step {i}: unknown transform {name!r}.{closest(str(name), known)} "
+                            f"Known: {', '.join(known)}")
+            continue
+        allowed = known[name].parameters()
+        for key in params:
+            if key in _FIXED:
+                problems.append(f"step {i} ({name}): {key!r} is set by the pipeline (its data, teacher and seed); remove it")
+            elif key not in allowed:
+                problems.append(f"step {i} ({name}): unknown parameter {key!r}.{closest(key, allowed)} "
+                                f"Allowed: {', '.join(allowed)}")
+        out.append({"do": name, **params})
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+    return out
+
+
+def run_pipeline(
+    model: nn.Module,
+    steps: Sequence[dict[str, Any]],
+    train_data: Any = None,
+    *,
+    teacher: nn.Module | str | None = None,
+    random_state: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
+    """Apply ``steps`` to a copy of ``model`` in order and return the compressed model.
+
+    Parameters
+    ----------
+    model
+        The trained network (left unchanged).
+    steps
+        ``[{"do": name, **params}, ...]`` (see :func:`list_transforms`, checked by :func:`check_steps`).
+    train_data
+        The training data of steps that train (retraining, iterative pruning, Deep Compression...).
+    teacher
+        Retraining distils from this network (``"input"``: a frozen copy of ``model``); None fits labels.
+    random_state
+        Seed of every step that takes one.
+    log
+        Called with a line after each step.
+
+    The result carries ``workbench_pipeline``: the steps and, per step, the seconds it took.
+    """
+    import copy
+    import time
+
+    from workbench.sparse.layers import resolve_teacher
+
+    steps = check_steps(steps)
+    teacher = resolve_teacher(teacher, model)
+    current = copy.deepcopy(model)
+    record = []
+    for i, step in enumerate(steps):
+        transform = transforms()[step["do"]]
+        if train_data is None and transform.needs_data:
+            raise ConfigError(f"step {i} ({step['do']}) trains; pass train_data to run_pipeline.")
+        params = {k: v for k, v in step.items() if k != "do"}
+        clock = time.perf_counter()
+        current = transform.function(current, train_data, teacher, random_state, **params)
+        record.append({**step, "seconds": round(time.perf_counter() - clock, 3)})
+        if log is not None:
+            log(f"step {i} {step['do']}: {record[-1]['seconds']:.1f} s")
+    current.workbench_pipeline = record
+    return current
