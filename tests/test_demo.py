@@ -29,8 +29,10 @@ def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path)
     assert meta["data"] == "digits" and model.layers[1].in_features == 64
 
     result = run_demo(quick=True, quiet=True, out=tmp_path, jobs=1)  # reuses the two stored base models
-    assert result.outcome.skipped == 2 and result.outcome.failed == 0 and result.outcome.done == 4
+    assert result.outcome.skipped == 2 and result.outcome.failed == 0 and result.outcome.done == 4 + 2  # + pipeline
     assert result.report == tmp_path / "report.html" and "Plotly.newPlot" in result.report.read_text()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"] == result.outcome.summary and len(saved["summary"]) == 2 * 2  # models x selectors
+    assert [row["pipeline"] for row in saved["pipelines"]] == ["fixed-point-w8a8"] * 2
+    assert all(3.5 < row["compression_ratio"] < 4.1 for row in saved["pipelines"])  # 8-bit weights, 32-bit biases
     assert {row["model"] for row in saved["trained"]} == {"LeNet-300-100", "MLP 40-100-100-10"}

@@ -153,8 +153,9 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     result = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
     outcome = result.outcome
     payload = {"report": str(result.report), "store": str(outcome.store), "seconds": result.seconds,
-               "summary": outcome.summary, "trained": result.trained, "errors": outcome.errors}
-    text = [format_table(result.trained), "", format_table(outcome.summary), "",
+               "summary": outcome.summary, "pipelines": outcome.pipelines, "trained": result.trained,
+               "errors": outcome.errors}
+    text = [format_table(result.trained), "", format_table(outcome.summary), "", format_table(outcome.pipelines), "",
             f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
             f"in {result.seconds:.1f} s", f"report: {result.report}"]
     _emit(args, payload, "\n".join(text))
@@ -238,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
     p = add("demo", "the main job: run analyses/demo.toml (six selectors, three budgets, drop / lsq fusion on "
-                "LeNet-300-100 / digits and an MLP / MNIST-1D, with baselines) and write its HTML report", _cmd_demo)
+                "LeNet-300-100 / digits and an MLP / MNIST-1D, classic compression pipelines, baselines) and write "
+                "its HTML report", _cmd_demo)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--out", default=None, help="folder for the demo's outputs (default: ./workbench-demo)")
     p = add("study", "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",

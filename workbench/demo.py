@@ -32,8 +32,8 @@ class DemoResult:
 
 
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
-    """The demo study (``analyses/demo.toml``); ``quick`` keeps two selectors, one budget, one fusion mode
-    and no baselines."""
+    """The demo study (``analyses/demo.toml``); ``quick`` keeps two selectors, one budget, one fusion mode,
+    the last (cheapest) compression pipeline and no baselines."""
     from workbench.study.schema import load_study
 
     path = Path(path) if path is not None else DEMO_STUDY
@@ -45,7 +45,8 @@ def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) 
         selectors = dict(list(study.selectors.items())[:2])
         budgets = study.compression.budgets[len(study.compression.budgets) // 2:][:1]
         compression = study.compression.model_copy(update={"budgets": budgets, "fuse": study.compression.fuse[:1]})
-        quick_study = study.model_copy(update={"selectors": selectors, "compression": compression,
+        pipelines = dict(list(study.pipelines.items())[-1:])
+        quick_study = study.model_copy(update={"selectors": selectors, "compression": compression, "pipelines": pipelines,
                                                "baselines": study.baselines.model_copy(update={"models": []})})
         quick_study._path = study.path
         study = quick_study
@@ -59,7 +60,7 @@ def run_demo(quick: bool = False, quiet: bool = False, out: str | os.PathLike | 
     Parameters
     ----------
     quick
-        A smaller grid (two selectors, one budget, one fusion mode, no baselines) for smoke tests.
+        A smaller grid (two selectors, one budget, one fusion mode, one pipeline, no baselines) for smoke tests.
     quiet
         No progress bar.
     out
@@ -84,5 +85,6 @@ def run_demo(quick: bool = False, quiet: bool = False, out: str | os.PathLike | 
     report = write_report(demo, store=store, out=out_dir / "report.html")
     with Store(store, readonly=True) as db:
         trained = training_table(collect(demo, db.rows()))
-    atomic_write_text(out_dir / "results.json", json.dumps({"summary": outcome.summary, "trained": trained}, indent=2))
+    atomic_write_text(out_dir / "results.json", json.dumps({"summary": outcome.summary, "pipelines": outcome.pipelines,
+                                                            "trained": trained}, indent=2))
     return DemoResult(outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2))
