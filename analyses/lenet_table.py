@@ -59,7 +59,7 @@ from workbench.zoo import create_model
 #: ``fc_bits``: Deep Compression's codebook bits for fully connected layers.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "digits": {"split": "train", "base": {"epochs": 40, "lr": 1e-3, "batch_size": 64},
-               "retrain_lr": 5e-3, "rounds": (0.5, 0.8, 1.0), "round_epochs": 60, "fc_bits": 4},
+               "retrain_lr": 5e-3, "rounds": (0.5, 0.75, 0.9, 1.0), "round_epochs": 60, "fc_bits": 4},
     "mnist1d": {"split": "trainval", "base": {"epochs": 150, "lr": 1e-2, "schedule": "constant", "batch_size": 100},
                 "retrain_lr": 1e-2, "rounds": (0.3, 0.5, 0.65, 0.8, 0.9, 1.0), "round_epochs": 30, "fc_bits": 5},
     "idx": {"split": "train", "base": {"epochs": 20, "lr": 1e-3, "batch_size": 128},
