@@ -6,6 +6,10 @@ Subpackages are imported lazily so that ``import workbench`` and ``workbench --h
 - :mod:`workbench.datasets` -- embedded and on-disk data sets (``load_dataset``)
 - :mod:`workbench.train` -- fit, evaluate, checkpoints
 - :mod:`workbench.metrics` -- parameters, multiply-adds, storage, latency
+- :mod:`workbench.graph`, :mod:`workbench.select`, :mod:`workbench.surgery` -- networks as graphs, unit
+  selection, physically smaller rebuilds
+- :mod:`workbench.sparse`, :mod:`workbench.quantize`, :mod:`workbench.pipeline` -- classic compression
+- :mod:`workbench.viz`, :mod:`workbench.study` -- figures, studies
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ __version__ = "0.1.0"
 __all__ = ["WorkbenchError", "__version__"]
 
 _SUBMODULES = {
-    "zoo", "datasets", "train", "metrics", "graph", "select", "surgery", "quantize", "viz", "study", "cli",
+    "zoo", "datasets", "train", "metrics", "graph", "select", "surgery", "sparse", "quantize", "pipeline", "viz",
+    "study", "cli",
 }
 
 

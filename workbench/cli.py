@@ -52,22 +52,29 @@ def _emit(args: argparse.Namespace, payload: Any, table: str) -> None:
         print(table)
 
 
+def _emit_listing(args: argparse.Namespace, items: dict[str, str]) -> int:
+    width = max(map(len, items))
+    _emit(args, items, "\n".join(f"{name:<{width}}  {text}" for name, text in items.items()))
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.zoo import describe_models
 
-    models = describe_models()
-    width = max(map(len, models))
-    _emit(args, models, "\n".join(f"{name:<{width}}  {text}" for name, text in models.items()))
-    return 0
+    return _emit_listing(args, describe_models())
 
 
 def _cmd_datasets(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.datasets import describe_datasets
 
-    sets = describe_datasets()
-    width = max(map(len, sets))
-    _emit(args, sets, "\n".join(f"{name:<{width}}  {text}" for name, text in sets.items()))
-    return 0
+    return _emit_listing(args, describe_datasets())
+
+
+def _cmd_transforms(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.pipeline import transforms
+
+    return _emit_listing(args, {name: f"{t.summary}; parameters: {', '.join(t.parameters())}"
+                                for name, t in transforms().items()})
 
 
 def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
@@ -205,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("models", "list the models of the zoo", _cmd_models)
     add("datasets", "list the data sets", _cmd_datasets)
+    add("transforms", "list the compression transforms a pipeline step can name", _cmd_transforms)
 
     p = add("profile", "parameters, multiply-adds, storage and CPU latency of a model", _cmd_profile, True)
     p.add_argument("--model", help="zoo model name (see `workbench models`)")
