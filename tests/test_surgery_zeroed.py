@@ -90,3 +90,18 @@ def test_bad_tolerance_and_nothing_to_remove_are_named():
     torch.manual_seed(0)
     with pytest.raises(ConfigError, match="GroupLasso"):
         shrink_zeroed(create_model("mlp", widths=[8, 10, 3]))
+
+
+def test_a_zeroed_pointwise_filter_of_mobilenet_is_silent_through_its_depthwise_layer():
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v1", width=0.25, in_channels=1, resolution=32, classes=10).eval()
+    pointwise = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == 1 and m.kernel_size == (1, 1))
+    with torch.no_grad():
+        pointwise.weight[:4] = 0.0  # BatchNorms are fresh: no shift, so the channels stay zero
+    plan = zeroed_plan(model)
+    assert plan.meta["dropped"]["silent"] == 4
+    small = shrink_zeroed(model)
+    x = torch.randn(4, *model.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-5)
+    assert count_params(small) < count_params(model)

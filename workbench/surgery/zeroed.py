@@ -5,9 +5,11 @@ zeroed filter still costs memory and multiply-adds until the network is rebuilt 
 prunable group of a network is scanned for units that carry nothing:
 
 - *unread*: every consumer weight that reads the unit is zero (a zeroed input channel or column);
-- *silent*: its incoming weights and its effective bias (BatchNorm folded in) are zero, so it outputs zero;
-- *constant*: its incoming weights are zero but its bias is not, so it outputs a constant that the
-  consumers' biases can absorb (least-squares fusion does that; plain dropping does not).
+- *silent*: its incoming weights and every bias or BatchNorm shift on its way are zero, so it outputs
+  zero (depthwise kernels after it only carry its own value);
+- *constant*: its incoming weights are zero but a bias is not, so it outputs a constant (or, after a
+  padded convolution, nearly one) that the consumers' biases can absorb (least-squares fusion does that;
+  plain dropping does not).
 
 :func:`zeroed_plan` collects them into a :class:`~workbench.surgery.Plan`; :func:`shrink_zeroed` applies
 it. Dropping unread and silent units computes the same function as before.
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError
-from workbench.surgery.fusion import fold_incoming
+from workbench.surgery.fusion import _is_depthwise, fold_incoming
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers
 
@@ -47,14 +49,19 @@ def zeroed_units(model: nn.Module, group: Any, tol: float = 1e-3) -> dict[str, n
     Returns a dict with boolean arrays ``unread``, ``silent``, ``constant`` and float arrays ``incoming``,
     ``outgoing``, ``bias`` (one entry per unit of the group).
     """
+    producers = graph_producers(model, group)
+    n = group.n_units
     with torch.no_grad():
-        incoming = fold_incoming(graph_producers(model, group), group.n_units, per_block=True)
+        # rows that read other units (depthwise kernels only carry a unit's own value further)
+        incoming = fold_incoming([p for p in producers if not _is_depthwise(p[0])], n, per_block=True)
+        # the bias or shift each layer adds on the way; all zero means a unit without input stays zero
+        added = np.max([np.abs(fold_incoming([p], n)[:, -1]) for p in producers], axis=0) if producers else np.zeros(n)
+        bias = fold_incoming(producers, n, per_block=True)[:, -1]
     in_norm = np.linalg.norm(incoming[:, :-1], axis=1)
-    bias = incoming[:, -1]
     out_norm = _outgoing_norms(model, group)
     unread = out_norm < tol
     quiet = in_norm < tol
-    silent = quiet & (np.abs(bias) < tol) & ~unread
+    silent = quiet & (added < tol) & ~unread
     constant = quiet & ~silent & ~unread
     return {"unread": unread, "silent": silent, "constant": constant,
             "incoming": in_norm, "outgoing": out_norm, "bias": bias}
