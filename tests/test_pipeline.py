@@ -113,3 +113,15 @@ def test_a_study_names_bad_pipelines_and_needs_something_to_compress(tmp_path):
     path.write_text(STUDY.split("[pipelines]")[0])
     with pytest.raises(StudyError, match="give \\[selectors\\] .* or \\[pipelines\\]"):
         load_study(path)
+
+
+def test_size_accuracy_figure_draws_each_point_and_names_missing_keys():
+    from workbench.viz import size_accuracy_figure
+
+    fig = size_accuracy_figure([{"name": "a", "stored_bytes": 100, "accuracy": 0.9, "ratio": 4.0},
+                                {"name": "b", "stored_bytes": 50, "accuracy": 0.8, "accuracy_std": 0.01}],
+                               base={"stored_bytes": 400, "accuracy": 0.95})
+    assert [trace.name for trace in fig.data] == ["a", "b", "base model (fp32)"]
+    assert fig.layout.xaxis.type == "log" and "4.0x smaller" in fig.data[0].hovertemplate
+    with pytest.raises(ConfigError, match="needs stored_bytes"):
+        size_accuracy_figure([{"name": "a", "accuracy": 0.9}])

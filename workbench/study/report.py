@@ -143,35 +143,24 @@ def _canziani_figure(records: list[Record], data: str, colors: dict[str, str]) -
 
 def _storage_figure(records: list[Record], model: str, data: str) -> Any:
     """Accuracy against stored bytes for every pipeline run on one base model (mean and spread over seeds)."""
-    import plotly.graph_objects as go
+    from workbench.viz.compression_figures import size_accuracy_figure
 
-    runs = [r for r in records if r.model == model and r.data == data and r.status == "done"]
-    fig = go.Figure()
+    runs = [r for r in records if r.model == model and r.data == data and r.status == "done" and r.kind == "pipeline"]
     by_pipeline: dict[str, list[Record]] = defaultdict(list)
     for r in runs:
-        if r.kind == "pipeline":
-            by_pipeline[r.pipeline].append(r)
+        by_pipeline[r.pipeline].append(r)
+    points = []
     for name, items in by_pipeline.items():
-        size, acc = mean_std([r.metrics["stored_bytes"] for r in items]), mean_std([r.score() for r in items])
-        ratio = mean_std([r.metrics["compression_ratio"] for r in items])[0]
-        fig.add_trace(go.Scatter(
-            x=[size[0]], y=[acc[0]], error_y={"type": "data", "array": [acc[1]]}, mode="markers+text", text=[name],
-            textposition="top center", name=name, marker={"size": 11},
-            hovertemplate=f"{name}<br>%{{x:,.0f}} bytes ({ratio:.1f}x smaller)<br>accuracy %{{y:.4f}}"
-                          f"<br>{len(items)} seeds<extra></extra>"))
-    bases = [r for r in runs if r.kind == "pipeline" and "base_stored_bytes" in r.metrics]
-    if bases:
-        acc = mean_std([r.score("base_accuracy") for r in bases if r.score("base_accuracy") is not None])
-        fig.add_trace(go.Scatter(
-            x=[bases[0].metrics["base_stored_bytes"]], y=[acc[0]], mode="markers+text", text=["base (fp32)"],
-            textposition="top center", name="base model (fp32)",
-            marker={"size": 13, "symbol": "diamond", "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
-            hovertemplate="base model<br>%{x:,.0f} bytes<br>accuracy %{y:.4f}<extra></extra>"))
-    fig.update_xaxes(type="log", title_text="stored bytes (log scale; sparse, shared, coded weights counted as stored)")
-    fig.update_yaxes(title_text="test accuracy")
-    fig.update_layout(title=f"{model} on {data}: compression pipelines, accuracy against stored size",
-                      height=480, template="plotly_white")
-    return fig
+        acc = mean_std([r.score() for r in items])
+        points.append({"name": name, "stored_bytes": mean_std([r.metrics["stored_bytes"] for r in items])[0],
+                       "accuracy": acc[0], "accuracy_std": acc[1], "seeds": len(items),
+                       "ratio": mean_std([r.metrics["compression_ratio"] for r in items])[0]})
+    base = None
+    if runs:
+        base = {"stored_bytes": runs[0].metrics["base_stored_bytes"],
+                "accuracy": mean_std([v for r in runs if (v := r.score("base_accuracy")) is not None])[0]}
+    return size_accuracy_figure(points, base=base,
+                                title=f"{model} on {data}: compression pipelines, accuracy against stored size")
 
 
 def build_figures(study: Study, records: list[Record]) -> list[tuple[str, Any]]:

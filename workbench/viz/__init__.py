@@ -12,6 +12,7 @@ _FIGURES = {
     "adjacency_heatmap": "workbench.viz.graph_figures",
     "embedding_scatter": "workbench.viz.selection_figures",
     "kernel_heatmap": "workbench.viz.selection_figures",
+    "size_accuracy_figure": "workbench.viz.compression_figures",
 }
 
 __all__ = sorted(_FIGURES)

@@ -1,0 +1,24 @@
+"""Execute a notebook of ``notebooks/`` top to bottom and collect what it printed and drew."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute_notebook(name: str) -> tuple[Any, str, list[dict]]:
+    """``(executed notebook, printed text, plotly figure outputs)``; fails the test on any error output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(FOLDER / name, as_version=4)
+    # "python3" is ipykernel's own kernel; jupyter_client starts it with this interpreter (sys.executable)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert not errors, errors
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    return nb, text, figures

@@ -1,0 +1,12 @@
+"""The classic-compression notebook runs top to bottom."""
+from __future__ import annotations
+
+from notebook_runner import execute_notebook
+
+
+def test_classic_compression_notebook_runs():
+    _, text, figures = execute_notebook("03_classic_compression.ipynb")
+    pruned_part, pipelines_part = text.split("prune, iterative-prune")
+    assert "csr" in pruned_part and "shared+huffman" not in pruned_part  # the pruned model is stored sparse
+    assert "Deep Compression" in pipelines_part and "hidden widths" in pipelines_part
+    assert len(figures) == 1
