@@ -53,8 +53,8 @@ class Transform:
 
 def _seeded(function: Callable[..., nn.Module], params: dict[str, Any], random_state: int) -> dict[str, Any]:
     """``params`` with the pipeline's seed, for functions that take one (directly or on to ``fit``)."""
-    kinds = {p.kind for p in inspect.signature(function).parameters.values()}
-    if "random_state" in inspect.signature(function).parameters or inspect.Parameter.VAR_KEYWORD in kinds:
+    parameters = inspect.signature(function).parameters
+    if "random_state" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return {"random_state": random_state, **params}
     return params
 
@@ -89,7 +89,7 @@ def _network_surgery(model, data, teacher, random_state, *, c_rate: float | dict
     """Dynamic network surgery (Guo et al. 2016): prune and splice while training, then retrain the masks."""
     from workbench.sparse import SurgeryHook, dynamic_surgery, finish_surgery
 
-    model = dynamic_surgery(model, c_rate=c_rate, layers=layers)
+    model = dynamic_surgery(model, c_rate=c_rate, layers=layers, inplace=True)  # the pipeline works on a copy
     hook = SurgeryHook(interval=interval, gamma=gamma, power=power, random_state=random_state)
     fit_kwargs = {"quiet": True, **fit_kwargs}
     _retrain(model, data, teacher, random_state, epochs=epochs, hooks=(*fit_kwargs.pop("hooks", ()), hook), **fit_kwargs)
@@ -109,21 +109,24 @@ def _group_lasso(model, data, teacher, random_state, *, strength: float | dict =
     Each step shrinks every group's norm by ``lr * strength``; the defaults take LeNet-300-100 on digits
     from 50.6k to about 10k parameters in 20 epochs at about 1.4 points of accuracy.
     """
-    import copy
-
+    from workbench.graph import from_model
     from workbench.sparse import GroupLasso
     from workbench.surgery.fusion import input_batches
     from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
 
-    model = copy.deepcopy(model)
     lasso = GroupLasso(strength=strength, kinds=kinds, layers=layers, depth_layers=depth_layers)
     fit_kwargs = {"optimizer": "sgd", "schedule": "constant", "quiet": True, **fit_kwargs}
     _retrain(model, data, teacher, random_state, epochs=epochs, lr=lr,
              hooks=(*fit_kwargs.pop("hooks", ()), lasso.prox_hook(lr)), **fit_kwargs)
+    if not shrink:
+        return model
     example = None if getattr(model, "input_shape", None) is not None else next(input_batches(data, 2))
-    if shrink and len(zeroed_plan(model, tol=tol, constant=True, example_input=example)):
-        model = shrink_zeroed(model, tol=tol, constant=True, data=data, example_input=example, random_state=random_state)
-    return model
+    graph = from_model(model, example)
+    plan = zeroed_plan(model, tol=tol, constant=True, graph=graph)
+    if not len(plan):
+        return model
+    return shrink_zeroed(model, plan=plan, graph=graph, constant=True, data=data, example_input=example,
+                         random_state=random_state)
 
 
 def _registry() -> dict[str, Transform]:

@@ -21,7 +21,6 @@ from workbench.quantize.sharing import SharedWeight, share_weights
 from workbench.quantize.fixed_point import fixed_point_biases
 from workbench.sparse.layers import maybe_copy, resolve_teacher, weight_parametrization
 from workbench.sparse.magnitude import prune
-from workbench.sparse.masks import get_masks
 
 
 def encode_model(model: nn.Module, verify: bool = True) -> dict[str, EncodedLayer]:
@@ -105,18 +104,15 @@ class DeepCompression:
             return prune(model, quality=self.quality, inplace=True)
         return prune(model, rate=rate, inplace=True)
 
-    def _fit(self, model: nn.Module, data, val, epochs: int, kwargs: dict[str, Any], hooks=()) -> None:
+    def _fit(self, model: nn.Module, data, val, epochs: int, kwargs: dict[str, Any]) -> None:
         from workbench.train import retrain
 
         kwargs = dict(kwargs)
-        retrain(model, data, val_data=val, epochs=epochs, hooks=(*kwargs.pop("hooks", ()), *hooks),
-                teacher=self._teacher, distill_options=self.distill_options,
+        retrain(model, data, val_data=val, epochs=epochs, teacher=self._teacher, distill_options=self.distill_options,
                 random_state=kwargs.pop("random_state", self.random_state), **kwargs)
 
     def _retrain(self, model: nn.Module, data, val) -> nn.Module:
-        masks = get_masks(model)
-        self._fit(model, data, val, self.retrain_epochs, self.fit_kwargs, hooks=(masks.hook(),))
-        masks.apply(model)
+        self._fit(model, data, val, self.retrain_epochs, self.fit_kwargs)  # fit keeps the pruning masks
         return model
 
     def _quant_retrain(self, model: nn.Module, data, val) -> nn.Module:

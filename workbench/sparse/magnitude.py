@@ -155,16 +155,14 @@ def iterative_prune(
         raise CompressionError("iterative_prune needs at least one pruning rate in `rates`.")
     teacher = resolve_teacher(teacher, model)
     model = maybe_copy(model, inplace)
-    hooks = tuple(fit_kwargs.pop("hooks", ()))
     log = []
     for round_index, rate in enumerate(rates):
         prune(model, rate=rate, scope=scope, layers=layers, inplace=True)
         masks = get_masks(model)
         entry = {"round": round_index, "rate": rate, "density": masks.density()}
         if retrain_epochs > 0:
-            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs, hooks=(*hooks, masks.hook()),
+            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs,  # fit keeps the masks
                     teacher=teacher, distill_options=distill_options, **fit_kwargs)
-            masks.apply(model)
         if val_data is not None:
             entry["val_accuracy"] = evaluate(model, val_data)["accuracy"]
         log.append(entry)

@@ -55,23 +55,16 @@ class Masks:
         modules = dict(model.named_modules())
         out = []
         for name, mask in self._masks.items():
-            if name not in modules or not isinstance(getattr(modules[name], "weight", None), torch.Tensor):
-                raise CompressionError(
-                    f"mask for layer {name!r} does not match the model: it has no such weight layer. Re-attach "
-                    "masks that match (model.workbench_masks = Masks.from_zeros(model)) or train with keep_masks=False."
-                )
-            module = modules[name]
-            if tuple(module.weight.shape) != tuple(mask.shape):
-                raise CompressionError(
-                    f"mask for layer {name!r} has shape {tuple(mask.shape)} but the weight has "
-                    f"{tuple(module.weight.shape)}. Re-attach masks that match (model.workbench_masks = "
-                    "Masks.from_zeros(model)) or train with keep_masks=False."
-                )
-            parametrizations = getattr(module, "parametrizations", None)
-            tensor = getattr(parametrizations.weight, "original", None) if parametrizations is not None and "weight" in parametrizations \
-                else module.weight
-            if tuple(tensor.shape) == tuple(mask.shape):
-                out.append((tensor, mask))
+            weight = getattr(modules.get(name), "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise _mismatch(name, "the model has no such weight layer")
+            if tuple(weight.shape) != tuple(mask.shape):
+                raise _mismatch(name, f"it has shape {tuple(mask.shape)} but the weight has {tuple(weight.shape)}")
+            parametrizations = getattr(modules[name], "parametrizations", None)
+            if parametrizations is not None and "weight" in parametrizations:
+                weight = getattr(parametrizations.weight, "original", None)
+            if weight is not None and tuple(weight.shape) == tuple(mask.shape):
+                out.append((weight, mask))
         return out
 
     def check(self, model: nn.Module) -> None:
@@ -124,6 +117,13 @@ class Masks:
 
     def __repr__(self) -> str:
         return f"Masks({len(self)} layers, density={self.density():.4f})"
+
+
+def _mismatch(name: str, problem: str) -> CompressionError:
+    return CompressionError(
+        f"the mask for layer {name!r} does not match the model: {problem}. Attach masks that match "
+        "(workbench.sparse.set_masks(model, Masks.from_zeros(model))) or train with keep_masks=False."
+    )
 
 
 class MaskHook:

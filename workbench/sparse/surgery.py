@@ -150,7 +150,6 @@ def finish_surgery(model: nn.Module) -> nn.Module:
     """Bake the masks into plain sparse weights (in place); attaches ``model.workbench_masks``."""
     from torch.nn.utils import parametrize
 
-
     masks = {}
     for name, module, p in surgery_layers(model):
         mask = p.mask.bool().clone()

@@ -119,6 +119,13 @@ def _retrain(smaller: Any, teacher: Any, train: Any, finetune: dict[str, Any], s
         run_finetune(smaller, train, epochs=finetune["epochs"], **kwargs)
 
 
+def _base_and_data(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, Any, Any]:
+    """The run's base model, its training split and the test split."""
+    model, _ = base_model(config, cache_dir)
+    split = config["model"].get("training", {}).get("split", "train")
+    return model, load_data(config["model"], split), load_data(config["model"], "test")
+
+
 def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     import warnings
 
@@ -128,9 +135,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     from workbench.zoo import example_input
 
     seed, budget, finetune = config["seed"], config["budget"], config["finetune"]
-    model, _ = base_model(config, cache_dir)
-    split = config["model"].get("training", {}).get("split", "train")
-    train, test = load_data(config["model"], split), load_data(config["model"], "test")
+    model, train, test = _base_and_data(config, cache_dir)
     latency = config.get("latency", True)
     graph = from_model(model, example_input(model, 2))
     selector = get_selector(config["selector"], budget=budget["keep"], random_state=seed, **config["selector_params"])
@@ -156,12 +161,9 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline
 
-    seed = config["seed"]
-    model, _ = base_model(config, cache_dir)
-    split = config["model"].get("training", {}).get("split", "train")
-    train, test = load_data(config["model"], split), load_data(config["model"], "test")
+    model, train, test = _base_and_data(config, cache_dir)
     compressed = run_pipeline(model, config["steps"], train, teacher=model if config.get("distill") else None,
-                              random_state=seed)
+                              random_state=config["seed"])
     before, after = storage_report(model), storage_report(compressed)
     metrics: dict[str, Any] = {**_scores(compressed, test), **_costs(compressed, config.get("latency", True))}
     metrics.update({f"base_{key}": value for key, value in _scores(model, test).items()})

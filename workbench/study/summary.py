@@ -104,14 +104,10 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
     rows = []
     for (model, data, pipeline), items in groups.items():
         done = [r for r in items if r.status == "done"]
-
-        def mean_of(key: str, runs: list[Record] = done) -> float | None:
-            return _mean([v for r in runs if (v := r.score(key)) is not None])
-        rows.append({
-            "model": model, "data": data, "pipeline": pipeline, "base": mean_of("base_accuracy"),
-            "accuracy": mean_of("accuracy"), "stored_bytes": mean_of("stored_bytes"),
-            "compression_ratio": mean_of("compression_ratio"), "runs": f"{len(done)}/{len(items)}",
-        })
+        means = {key: _mean([v for r in done if (v := r.score(key)) is not None])
+                 for key in ("base_accuracy", "accuracy", "stored_bytes", "compression_ratio")}
+        rows.append({"model": model, "data": data, "pipeline": pipeline, "base": means.pop("base_accuracy"), **means,
+                     "runs": f"{len(done)}/{len(items)}"})
     return rows
 
 

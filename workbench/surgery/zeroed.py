@@ -23,11 +23,9 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError
-from workbench.surgery.fusion import _is_depthwise, fold_incoming
+from workbench.surgery.fusion import _CONV, _is_depthwise, fold_incoming
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers
-
-_CONV = nn.modules.conv._ConvNd
 
 
 def _outgoing_norms(model: nn.Module, group: Any) -> np.ndarray:
@@ -134,25 +132,33 @@ def shrink_zeroed(
     constant: bool = False,
     data: Any = None,
     example_input: torch.Tensor | None = None,
+    graph: Any = None,
+    plan: Plan | None = None,
     **apply_kwargs: Any,
 ) -> nn.Module:
     """A physically smaller copy of ``model`` without the units its zero weights disconnect.
 
     Unread and silent units are dropped (the function is unchanged); with ``constant=True`` constant units
     are dropped too and the consumers re-fitted by least squares on ``data`` (their biases absorb the
-    constants; exact for Linear consumers and unpadded convolutions). The plan is ``model.workbench_plan``.
-    Other keywords go to :func:`workbench.surgery.apply`.
+    constants; exact for Linear consumers and unpadded convolutions). ``plan`` is :func:`zeroed_plan`'s
+    result when already computed (with ``graph``, the model's NetworkGraph, both are reused); the plan
+    applied is ``model.workbench_plan``. Other keywords go to :func:`workbench.surgery.apply`.
     """
     from workbench.surgery.apply import apply
 
     if constant and data is None:
         raise ConfigError("shrink_zeroed(constant=True) re-fits the consumers on data; pass data=... "
                           "(a data set or a tensor of inputs), or leave constant units in with constant=False.")
-    plan = zeroed_plan(model, tol=tol, constant=constant, example_input=example_input)
+    if graph is None:
+        from workbench.graph import from_model
+
+        graph = from_model(model, example_input)
+    if plan is None:
+        plan = zeroed_plan(model, tol=tol, constant=constant, graph=graph)
     if not len(plan):
         raise ConfigError(f"no unit of {type(model).__name__} has all its weights below tol={tol}; nothing to "
                           "remove. Train with a group-lasso penalty first (workbench.sparse.GroupLasso) or raise tol.")
     fuse = "lsq" if constant else "drop"
-    small = apply(model, plan, fuse, example_input=example_input, data=data, **apply_kwargs)
+    small = apply(model, plan, fuse, example_input=example_input, graph=graph, data=data, **apply_kwargs)
     small.workbench_plan = plan
     return small
