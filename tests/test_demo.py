@@ -6,7 +6,7 @@ import json
 from workbench.demo import load_demo_study, run_demo
 from workbench.study import Store, run_study
 from workbench.study.runner import cache_dir_for
-from workbench.train import load_checkpoint
+from workbench.checkpoints import load_checkpoint
 
 TARGETS = {
     "LeNet-300-100": ("digits", 0.97),

@@ -8,7 +8,7 @@ from torch import nn
 from workbench.errors import CompressionError, ConfigError
 from workbench.metrics import count_params
 from workbench.surgery import cp_conv, factorize, reconstruct, svd_linear, tucker2_conv
-from workbench.train import load_checkpoint, save_checkpoint
+from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.zoo import create_model, example_input
 
 

@@ -11,6 +11,7 @@ from workbench.sparse import get_masks
 from workbench.study import Store, expand, load_study, run_study, write_report
 from workbench.train import evaluate, fit
 from workbench.zoo import create_model
+from workbench.edits import note
 
 from toy import tiny_mlp, toy_data
 
@@ -48,7 +49,7 @@ def test_prune_share_retrain_keeps_sparsity_and_sharing_and_the_input_unchanged(
     weight = small[0].weight.detach()
     assert (weight == 0).float().mean() >= 0.74  # the masks held through both retrainings
     assert torch.unique(weight).numel() <= 2 ** 3 + 1  # and the shared values through the last one
-    assert [s["do"] for s in small.workbench_pipeline] == ["prune", "retrain", "share", "retrain"]
+    assert [s["do"] for s in note(small, "pipeline")] == ["prune", "retrain", "share", "retrain"]
     assert storage_report(model).stored_bytes / storage_report(small).stored_bytes > 2.5  # biases, code tables count
     test = toy_data(256, seed=1)
     assert evaluate(small, test)["accuracy"] > evaluate(model, test)["accuracy"] - 0.1

@@ -16,6 +16,7 @@ from workbench.quantize import (
     share_weights,
 )
 from workbench.sparse import prune, train_steps
+from workbench.edits import note
 
 
 @pytest.mark.parametrize("symbols", [[], [7], [3, 3, 3, 3], [0, 1], list(range(40)) * 3])
@@ -159,7 +160,7 @@ def test_deep_compression_pipeline_steps_and_streams():
         layer = dict(out.named_modules())[name]
         assert torch.unique(layer.weight).numel() <= 8
         assert (layer.weight == 0).float().mean().item() == pytest.approx(0.8, abs=0.02)
-        assert np.array_equal(decode_layer(out.workbench_encoded[name]), layer.weight.detach().numpy())
+        assert np.array_equal(decode_layer(note(out, "encoded")[name]), layer.weight.detach().numpy())
 
 
 def test_deep_compression_distils_from_the_input_and_quantizes_biases():

@@ -32,6 +32,7 @@ from workbench.quantize import (
     ternary_connect,
 )
 from workbench.sparse import train_steps
+from workbench.edits import note
 
 
 from toy import tiny_mlp as _mlp, toy_data as _data
@@ -205,7 +206,7 @@ def test_soft_weight_sharing_prior_and_quantization():
     trained = soft_weight_sharing(_mlp(), _data(), components=5, epochs=2, batch_size=32, tau=1e-2)
     w = torch.cat([trained[0].weight.flatten(), trained[2].weight.flatten()])
     assert torch.unique(w).numel() <= 5
-    assert hasattr(trained, "workbench_prior")
+    assert note(trained, "prior") is not None
     with pytest.raises(CompressionError, match="pi_zero"):
         GaussianMixturePrior(pi_zero=1.0)
 
@@ -235,7 +236,7 @@ def test_iterative_fixed_point_freezes_quantized_layers_bottom_up():
 
 def test_fixed_zero_std_stays_fixed_while_training():
     model = soft_weight_sharing(_mlp(), _data(), components=5, epochs=2, batch_size=32, zero_std=0.01)
-    prior = model.workbench_prior
+    prior = note(model, "prior")
     assert math.exp(-0.5 * float(prior.precisions_log()[0].detach())) == pytest.approx(0.01)
     assert prior.precisions_log()[1:].requires_grad
     with pytest.raises(CompressionError, match="zero_std"):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from workbench.edits import note
 from workbench.errors import CompressionError
 from workbench.sparse import (
     GroupLasso,
@@ -14,10 +15,12 @@ from workbench.sparse import (
     iterative_prune,
     magnitude_masks,
     prune,
+    set_masks,
     structured_report,
     train_steps,
 )
-from workbench.sparse.surgery import SurgeryMask, surgery_layers
+from workbench.train import fit
+from workbench.sparse.dynamic_surgery import SurgeryMask, surgery_layers
 
 
 from toy import tiny_mlp as _mlp, toy_data as _data
@@ -29,15 +32,16 @@ def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
     for name in ("0", "2"):
         layer = dict(model.named_modules())[name]
         assert (layer.weight == 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
-    # Adam with weight decay would revive zeros without the hook
-    train_steps(model, _data(), steps=30, lr=1e-2, hooks=[masks.hook()])
+    # SGD with momentum and weight decay would revive zeros without the masks
+    fit(model, _data(), epochs=3, lr=1e-2, optimizer="sgd", weight_decay=1e-3, quiet=True)
     for name, mask in masks.items():
         w = dict(model.named_modules())[name].weight
         assert torch.all(w[~mask] == 0)
         assert torch.any(w[mask] != 0)
-    unhooked = prune(_mlp(), rate=0.75)
-    train_steps(unhooked, _data(), steps=5, lr=1e-2, keep_masks=False)
-    assert (unhooked[0].weight != 0).float().mean() > 0.9  # without the hook the zeros move
+    unmasked = set_masks(prune(_mlp(), rate=0.75), None)
+    assert (unmasked[0].weight == 0).float().mean() == pytest.approx(0.75, abs=0.02)  # the zeros stay ...
+    fit(unmasked, _data(), epochs=1, lr=1e-2, quiet=True)
+    assert (unmasked[0].weight != 0).float().mean() > 0.9  # ... until training moves them
 
 
 def test_quality_threshold_and_global_scope():
@@ -149,7 +153,7 @@ def test_iterative_prune_with_fit_keeps_schedule_and_zeros():
     x, y = _data(256)
     model = iterative_prune(_mlp(), (x, y), rates=[0.5, 0.8], retrain_epochs=1, quiet=True, lr=1e-2)
     masks = get_masks(model)
-    assert [e["rate"] for e in model.workbench_prune_log] == [0.5, 0.8]
+    assert [e["rate"] for e in note(model, "prune_log")] == [0.5, 0.8]
     assert masks.density() == pytest.approx(0.2, abs=0.02)
     for name, mask in masks.items():
         assert torch.all(dict(model.named_modules())[name].weight[~mask] == 0)
@@ -179,8 +183,8 @@ def _zeros_kept(model, masks) -> bool:
     return all(torch.all(modules[name].weight[~mask] == 0) for name, mask in masks.items())
 
 
-def test_fit_keeps_the_masks_a_pruned_model_carries_unless_told_not_to():
-    from workbench.train import fit, retrain
+def test_fit_keeps_the_masks_a_pruned_model_carries_unless_they_are_removed():
+    from workbench.train import retrain
 
     model = prune(_mlp(), rate=0.8)
     masks = get_masks(model)
@@ -188,13 +192,12 @@ def test_fit_keeps_the_masks_a_pruned_model_carries_unless_told_not_to():
     assert _zeros_kept(model, masks) and torch.any(model[0].weight[masks["0"]] != 0)
     retrain(model, _data(), epochs=2, lr=1e-2, teacher=_mlp(1), quiet=True)
     assert _zeros_kept(model, masks)
-    fit(model, _data(), epochs=2, lr=1e-2, keep_masks=False, quiet=True)
+    fit(set_masks(model, None), _data(), epochs=2, lr=1e-2, quiet=True)
     assert (model[0].weight != 0).float().mean() > 0.9  # pruned weights grew back
 
 
 def test_masks_act_on_the_trained_tensor_of_a_fixed_point_weight():
     from workbench.quantize import fixed_point
-    from workbench.train import fit
 
     model = fixed_point(prune(_mlp(), rate=0.7), weight_bits=8)
     masks = get_masks(model)
@@ -207,7 +210,6 @@ def test_masks_act_on_the_trained_tensor_of_a_fixed_point_weight():
 def test_surgery_and_factorization_carry_masks_that_match_and_stale_masks_are_named():
     from workbench.select import Selection
     from workbench.surgery import Plan, apply, factorize
-    from workbench.train import fit
 
     model = prune(_mlp(), rate={"0": 0.5, "2": 0.0})
     kept = [0, 2, 4, 6, 8, 10, 12, 14]
@@ -219,11 +221,8 @@ def test_surgery_and_factorization_carry_masks_that_match_and_stale_masks_are_na
     assert _zeros_kept(small, masks)
     low_rank = factorize(model, "svd", layers=["0"], budget=0.5)
     assert get_masks(low_rank) is not None and "0" not in get_masks(low_rank) and "2" in get_masks(low_rank)
-    stale = _mlp()
-    stale.workbench_masks = get_masks(small)
-    with pytest.raises(CompressionError, match="keep_masks=False"):
-        fit(stale, _data(), epochs=1, quiet=True)
-    fit(stale, _data(), epochs=1, keep_masks=False, quiet=True)
+    with pytest.raises(CompressionError, match=r"mask for layer '0' does not match.*\(8, 8\) but the weight has \(16, 8\)"):
+        set_masks(_mlp(), get_masks(small))
 
 
 def test_dynamic_surgery_starts_from_the_weights_not_from_earlier_masks():

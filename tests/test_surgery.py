@@ -10,7 +10,7 @@ from workbench.errors import ConfigError, SurgeryError
 from workbench.metrics import count_params
 from workbench.select import Selection
 from workbench.surgery import Plan, apply
-from workbench.train import load_checkpoint, save_checkpoint
+from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.zoo import create_model
 
 
@@ -116,7 +116,7 @@ def test_lsq_beats_drop_on_a_trained_network():
 
 def test_pruned_checkpoint_round_trip(tmp_path, redundant_mlp):
     merged = apply(redundant_mlp, redundant_mlp_plan(), fuse="merge", example_input=torch.randn(2, 8))
-    assert len(merged.workbench_spec["plans"]) == 1
+    assert [e["op"] for e in merged.workbench_spec["edits"]] == ["plan"] and merged.workbench_spec["edits"][0]["fuse"] == "merge"
     path = save_checkpoint(tmp_path / "pruned.pt", merged)
     loaded, _ = load_checkpoint(path)
     x = torch.randn(16, 8)

@@ -189,7 +189,7 @@ def test_plan_from_includes_the_enet_trunk(enet):
 def test_slice_group_checks_widths_and_checkpoints_rebuild_sliced_plans(enet, tmp_path):
     from workbench.errors import SurgeryError
     from workbench.surgery.slicing import slice_group
-    from workbench.train import load_checkpoint, save_checkpoint
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model, x, graph = enet
     trunk = graph.group("down2.expand")

@@ -9,6 +9,7 @@ from workbench.metrics import count_params
 from workbench.sparse import GroupLasso, train_steps
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
 from workbench.zoo import create_model
+from workbench.edits import note
 
 
 def _zeroed_mlp() -> nn.Module:
@@ -45,7 +46,7 @@ def test_constant_units_are_absorbed_by_least_squares_only_when_asked():
     assert small.layers[1].out_features == 6
     with torch.no_grad():
         torch.testing.assert_close(small(x), model(x), rtol=1e-4, atol=1e-4)
-    assert small.workbench_plan.meta["dropped"]["constant"] == 1
+    assert note(small, "plan").meta["dropped"]["constant"] == 1
     with pytest.raises(ConfigError, match="data="):
         shrink_zeroed(model, constant=True)
 

@@ -1,4 +1,4 @@
-"""workbench.train: fitting, seeding, hooks and penalties, argument checks, evaluation by hand, checkpoints."""
+"""workbench.train: fitting, seeding, hooks and penalties, argument checks, evaluation by hand."""
 from __future__ import annotations
 
 import copy
@@ -9,19 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workbench.errors import CheckpointError, ConfigError, DataError, ModelError
-from workbench.train import (
-    History,
-    TrainHook,
-    build_from_spec,
-    evaluate,
-    finetune,
-    fit,
-    load_checkpoint,
-    predict,
-    save_checkpoint,
-)
-from workbench.zoo import MODELS, create_model, register_model
+from workbench.checkpoints import load_checkpoint, save_checkpoint
+from workbench.errors import ConfigError, DataError, ModelError
+from workbench.train import History, TrainHook, evaluate, finetune, fit, predict
+from workbench.zoo import create_model
 
 # ---------------------------------------------------------------- fixtures
 
@@ -296,102 +287,6 @@ def test_evaluate_rejects_bad_task_and_restores_mode():
     assert model.training
     with pytest.raises(ConfigError, match="classification, segmentation"):
         evaluate(model, blobs(20), task="regression")
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-class Tiny(nn.Module):
-    def __init__(self, width: int = 4, depth: int = 1) -> None:
-        super().__init__()
-        self.input_shape = (3,)
-        self.task = "classification"
-        self.num_classes = 2
-        layers: list[nn.Module] = [nn.Linear(3, width), nn.BatchNorm1d(width), nn.ReLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(width, width), nn.ReLU()]
-        self.body = nn.Sequential(*layers, nn.Linear(width, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-if "_test_tiny" not in MODELS:
-    register_model("_test_tiny", description="a tiny test model")(Tiny)
-
-
-def trained_tiny(**kwargs) -> nn.Module:
-    torch.manual_seed(0)
-    model = create_model("_test_tiny", **kwargs)
-    model.train()
-    model(torch.randn(16, 3))  # moves the batch-norm statistics away from their defaults
-    return model.eval()
-
-
-def test_checkpoint_round_trip(tmp_path):
-    model = trained_tiny(width=5, depth=2)
-    path = save_checkpoint(tmp_path / "sub" / "tiny.pt", model,
-                           metadata={"accuracy": torch.tensor(0.75), "epochs": 3, "tags": ("a", "b")})
-    assert path.exists() and sorted(p.name for p in path.parent.iterdir()) == ["tiny.pt"]  # no temp files left
-    loaded, metadata = load_checkpoint(path)
-    x = torch.randn(7, 3)
-    assert torch.equal(loaded(x), model(x))
-    assert not loaded.training
-    assert metadata == {"accuracy": 0.75, "epochs": 3, "tags": ["a", "b"]}
-    assert loaded.workbench_spec == {"name": "_test_tiny", "kwargs": {"width": 5, "depth": 2}}
-    assert isinstance(build_from_spec({"name": "_test_tiny", "kwargs": {"width": 5}}), Tiny)
-
-
-def test_checkpoint_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint at .*nothing.pt"):
-        load_checkpoint(tmp_path / "nothing.pt")
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"this is not a torch file")
-    with pytest.raises(CheckpointError, match="not a readable torch file"):
-        load_checkpoint(garbage)
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(save_checkpoint(tmp_path / "whole.pt", trained_tiny()).read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="truncated.pt"):
-        load_checkpoint(truncated)
-
-
-def test_checkpoint_refuses_pickled_modules_and_bare_state_dicts(tmp_path):
-    model = trained_tiny()
-    pickled = tmp_path / "module.pt"
-    torch.save(model, pickled)
-    with pytest.raises(CheckpointError, match="pickled module, not a workbench checkpoint.*save_checkpoint"):
-        load_checkpoint(pickled)
-    bare = tmp_path / "state.pt"
-    torch.save(model.state_dict(), bare)
-    with pytest.raises(CheckpointError, match="bare state_dict"):
-        load_checkpoint(bare)
-    other = tmp_path / "other.pt"
-    torch.save({"weights": [1, 2], "note": "x"}, other)
-    with pytest.raises(CheckpointError, match="format marker"):
-        load_checkpoint(other)
-
-
-def test_checkpoint_unknown_model_and_mismatched_weights(tmp_path):
-    model = trained_tiny(width=4)
-    unknown = save_checkpoint(tmp_path / "unknown.pt", model, spec={"name": "_no_such_model", "kwargs": {}})
-    with pytest.raises(CheckpointError, match="_no_such_model.*register_model"):
-        load_checkpoint(unknown)
-    wider = save_checkpoint(tmp_path / "wider.pt", model, spec={"name": "_test_tiny", "kwargs": {"width": 6}})
-    with pytest.raises(CheckpointError, match=r"shape mismatches body.0.weight: checkpoint \(4, 3\) vs model \(6, 3\)"):
-        load_checkpoint(wider)
-    deeper = save_checkpoint(tmp_path / "deeper.pt", model, spec={"name": "_test_tiny", "kwargs": {"depth": 2}})
-    with pytest.raises(CheckpointError, match="missing keys body.5.weight"):
-        load_checkpoint(deeper)
-
-
-def test_save_checkpoint_needs_a_spec_and_json_metadata(tmp_path):
-    with pytest.raises(ModelError, match="create_model"):
-        save_checkpoint(tmp_path / "x.pt", small_net())
-    with pytest.raises(ConfigError, match="JSON"):
-        save_checkpoint(tmp_path / "x.pt", trained_tiny(), metadata={"model": nn.Linear(1, 1)})
-    with pytest.raises(ConfigError, match="spec"):
-        save_checkpoint(tmp_path / "x.pt", small_net(), spec={"kwargs": {}})
-    assert not (tmp_path / "x.pt").exists()
 
 
 # ---------------------------------------------------------------- with the zoo and the embedded data

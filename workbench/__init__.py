@@ -4,7 +4,9 @@ Subpackages are imported lazily so that ``import workbench`` and ``workbench --h
 
 - :mod:`workbench.zoo` -- model registry (``create_model``, ``list_models``)
 - :mod:`workbench.datasets` -- embedded and on-disk data sets (``load_dataset``)
-- :mod:`workbench.train` -- fit, evaluate, checkpoints
+- :mod:`workbench.train` -- fit, finetune, distill, evaluate
+- :mod:`workbench.checkpoints` -- save and load any edited model (architecture, edit history, weights)
+- :mod:`workbench.edits` -- a model's spec and ordered edit history
 - :mod:`workbench.metrics` -- parameters, multiply-adds, storage, latency
 - :mod:`workbench.graph`, :mod:`workbench.select`, :mod:`workbench.surgery` -- networks as graphs, unit
   selection, physically smaller rebuilds
@@ -22,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = ["WorkbenchError", "__version__"]
 
 _SUBMODULES = {
-    "zoo", "datasets", "train", "metrics", "graph", "select", "surgery", "sparse", "quantize", "pipeline", "viz",
+    "zoo", "datasets", "train", "checkpoints", "edits", "metrics", "graph", "select", "surgery", "sparse", "quantize", "pipeline", "viz",
     "study", "cli",
 }
 

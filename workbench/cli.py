@@ -82,7 +82,7 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.zoo import create_model, example_input
 
     if args.checkpoint:
-        from workbench.train import load_checkpoint
+        from workbench.checkpoints import load_checkpoint
 
         if extra:
             raise ConfigError("model arguments cannot be combined with --checkpoint: the checkpoint fixes the architecture.")
@@ -102,7 +102,8 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table, profile
-    from workbench.train import evaluate, fit, save_checkpoint
+    from workbench.checkpoints import save_checkpoint
+    from workbench.train import evaluate, fit
     from workbench.zoo import create_model_for_data, example_input
 
     train = load_dataset(args.data, root=args.root, split="train")
@@ -131,7 +132,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
     from workbench.surgery.compress import compress
-    from workbench.train import load_checkpoint, save_checkpoint
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
     data = args.data or meta.get("data")

@@ -251,11 +251,12 @@ def run_pipeline(
     log
         Called with a line after each step.
 
-    The result carries ``workbench_pipeline``: the steps and, per step, the seconds it took.
+    The result's note ``"pipeline"`` (``workbench.edits.note``) holds the steps and, per step, its seconds.
     """
     import copy
     import time
 
+    from workbench.edits import set_note
     from workbench.sparse.layers import resolve_teacher
 
     steps = check_steps(steps)
@@ -272,5 +273,4 @@ def run_pipeline(
         record.append({**step, "seconds": round(time.perf_counter() - clock, 3)})
         if log is not None:
             log(f"step {i} {step['do']}: {record[-1]['seconds']:.1f} s")
-    current.workbench_pipeline = record
-    return current
+    return set_note(current, "pipeline", record)

@@ -23,6 +23,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from typing import Any
+
+from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
 from workbench.sparse.layers import attach, maybe_copy, weight_layers, weight_parametrization
 from workbench.utils import RandomState, seed_from
@@ -55,7 +58,18 @@ class _Discrete(nn.Module):
         super().__init__()
         _check(mode, scale)
         self.mode, self.scale = mode, scale
-        self.generator = torch.Generator().manual_seed(seed_from(random_state))
+        self.seed = seed_from(random_state)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor settings, for checkpoints."""
+        return {"mode": self.mode, "scale": self.scale, "seed": self.seed}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]):
+        """The parametrization ``config`` describes (it holds no tensors)."""
+        settings = dict(config)
+        return cls(random_state=settings.pop("seed"), **settings)
 
     def _alpha(self, weight: torch.Tensor) -> torch.Tensor:
         if self.scale == "mean":
@@ -75,6 +89,7 @@ class _Discrete(nn.Module):
                              {"bits_per_weight": self.level_bits, "scale": self.scale})
 
 
+@restorable("binary")
 class BinaryWeight(_Discrete):
     """BinaryConnect weights: ``alpha * sign(W)`` (det) or stochastic hard-sigmoid binarization (stoch).
 
@@ -90,6 +105,7 @@ class BinaryWeight(_Discrete):
         return _ste(weight, self._alpha(weight) * b)
 
 
+@restorable("ternary")
 class TernaryWeight(_Discrete):
     """Ternary weights in ``alpha * {-1, 0, 1}`` (Lin et al.'s ternary connect).
 
@@ -105,6 +121,9 @@ class TernaryWeight(_Discrete):
         if not 0.0 <= threshold < 1.0:
             raise CompressionError(f"ternary threshold must be in [0, 1), got {threshold}.")
         self.threshold = float(threshold)
+
+    def config(self) -> dict[str, Any]:  # noqa: D102
+        return {**super().config(), "threshold": self.threshold}
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         w = weight.detach()
@@ -133,6 +152,7 @@ def pow2_quantize(x: torch.Tensor, min_exp: int = -8, max_exp: int = 0) -> torch
     return torch.where(mag < 2.0 ** (min_exp - 1), torch.zeros_like(x), q)
 
 
+@restorable("power-of-two")
 class PowerOfTwoWeight(nn.Module):
     """Weights rounded to ``±2**e`` (or 0) with ``e`` in ``[min_exp, max_exp]``; straight-through gradient."""
 
@@ -141,6 +161,15 @@ class PowerOfTwoWeight(nn.Module):
         if min_exp > max_exp:
             raise CompressionError(f"min_exp ({min_exp}) must be <= max_exp ({max_exp}).")
         self.min_exp, self.max_exp = int(min_exp), int(max_exp)
+
+    def config(self) -> dict[str, int]:
+        """Constructor settings, for checkpoints."""
+        return {"min_exp": self.min_exp, "max_exp": self.max_exp}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, int], shape: tuple[int, ...]) -> PowerOfTwoWeight:
+        """The parametrization ``config`` describes (it holds no tensors)."""
+        return cls(**config)
 
     @property
     def level_bits(self) -> int:
@@ -191,11 +220,11 @@ class SignActivation(nn.Module):
         return _SignSTE.apply(x)
 
 
-def _discretize(model, layers, make, what: str, inplace: bool):
+def _discretize(model, layers, make, what: str, inplace: bool, **settings: Any):
     model = maybe_copy(model, inplace)
     for _, module in weight_layers(model, layers, what=what):
         attach(module, make())
-    return model
+    return record_edit(model, what.replace("_", "-"), layers=None if layers is None else list(layers), **settings)
 
 
 def binary_connect(
@@ -209,7 +238,8 @@ def binary_connect(
 ) -> nn.Module:
     """BinaryConnect: binary weights in forward and backward, real weights updated (use :class:`ClipHook`)."""
     _check(mode, scale)
-    return _discretize(model, layers, lambda: BinaryWeight(mode, scale, random_state), "binary_connect", inplace)
+    return _discretize(model, layers, lambda: BinaryWeight(mode, scale, random_state), "binary_connect", inplace,
+                       mode=mode, scale=scale)
 
 
 def binarize_network(
@@ -224,16 +254,22 @@ def binarize_network(
     from workbench.quantize.fixed_point import ACTIVATIONS
 
     model = binary_connect(model, mode="det", scale=scale, layers=layers, inplace=inplace, random_state=random_state)
-    replaced = 0
-    for _, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, ACTIVATIONS):
-                setattr(parent, child_name, SignActivation())
-                replaced += 1
-    if replaced == 0:
+    names = [f"{parent_name}.{child_name}" if parent_name else child_name
+             for parent_name, parent in model.named_modules()
+             for child_name, child in parent.named_children() if isinstance(child, ACTIVATIONS)]
+    if not names:
         raise CompressionError(
             f"{type(model).__name__} has no activation modules to binarize; BNNs need nn.ReLU/nn.Tanh/... modules."
         )
+    edit = {"op": "sign-activations", "names": names}
+    return record_edit(replay_sign_activations(model, edit), **edit)
+
+
+def replay_sign_activations(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
+    """Replace the activations a ``"sign-activations"`` edit names by :class:`SignActivation`, in place."""
+    for name in edit["names"]:
+        parent_name, _, child_name = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child_name, SignActivation())
     return model
 
 
@@ -250,7 +286,8 @@ def ternary_connect(
     """Ternary weights (stochastic in training by default, as in Lin et al. 2016)."""
     _check(mode, scale)
     TernaryWeight(mode, scale, threshold)  # validates threshold
-    return _discretize(model, layers, lambda: TernaryWeight(mode, scale, threshold, random_state), "ternary_connect", inplace)
+    return _discretize(model, layers, lambda: TernaryWeight(mode, scale, threshold, random_state), "ternary_connect",
+                       inplace, mode=mode, scale=scale, threshold=threshold)
 
 
 def power_of_two(
@@ -263,7 +300,8 @@ def power_of_two(
 ) -> nn.Module:
     """Power-of-two weights (multiplications become shifts)."""
     PowerOfTwoWeight(min_exp, max_exp)  # validates
-    return _discretize(model, layers, lambda: PowerOfTwoWeight(min_exp, max_exp), "power_of_two", inplace)
+    return _discretize(model, layers, lambda: PowerOfTwoWeight(min_exp, max_exp), "power_of_two", inplace,
+                       min_exp=min_exp, max_exp=max_exp)
 
 
 class QuantizedBackprop(nn.Module):
@@ -306,8 +344,14 @@ def quantized_backprop(
     """Wrap the chosen layers in :class:`QuantizedBackprop` (power-of-two inputs in the weight gradient)."""
     model = maybe_copy(model, inplace)
     chosen = weight_layers(model, layers, what="quantized_backprop")
-    for name, module in chosen:
+    edit = {"op": "quantized-backprop", "layers": [name for name, _ in chosen], "min_exp": min_exp, "max_exp": max_exp}
+    return record_edit(replay_quantized_backprop(model, edit), **edit)
+
+
+def replay_quantized_backprop(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
+    """Wrap the layers a ``"quantized-backprop"`` edit names in :class:`QuantizedBackprop`, in place."""
+    for name in edit["layers"]:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, QuantizedBackprop(module, min_exp, max_exp))
+        setattr(parent, child, QuantizedBackprop(getattr(parent, child), edit["min_exp"], edit["max_exp"]))
     return model

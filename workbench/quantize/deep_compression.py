@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.edits import set_note
 from workbench.errors import CompressionError
 from workbench.quantize.coding import EncodedLayer, decode_layer
 from workbench.quantize.sharing import SharedWeight, share_weights
@@ -112,7 +113,7 @@ class DeepCompression:
                 random_state=kwargs.pop("random_state", self.random_state), **kwargs)
 
     def _retrain(self, model: nn.Module, data, val) -> nn.Module:
-        self._fit(model, data, val, self.retrain_epochs, self.fit_kwargs)  # fit keeps the pruning masks
+        self._fit(model, data, val, self.retrain_epochs, self.fit_kwargs)  # the pruning masks hold in training
         return model
 
     def _quant_retrain(self, model: nn.Module, data, val) -> nn.Module:
@@ -122,8 +123,7 @@ class DeepCompression:
 
     def _huffman(self, model: nn.Module, data, val) -> nn.Module:
         encoded = encode_model(model, verify=True)
-        object.__setattr__(model, "workbench_encoded", encoded)
-        return model
+        return set_note(model, "encoded", encoded)
 
     def run(self, model: nn.Module, train_data: Any, val_data: Any = None, inplace: bool = False) -> nn.Module:
         """Run every step; ``self.log`` records each step's name (and validation accuracy when given)."""
@@ -142,12 +142,11 @@ class DeepCompression:
 
 
 def deep_compress(model: nn.Module, train_data: Any, val_data: Any = None, **options: Any) -> nn.Module:
-    """Run :class:`DeepCompression` with ``options`` on a copy of ``model``; the encoded layers are in
-    ``model.workbench_encoded`` and the step log in ``model.workbench_log``."""
+    """Run :class:`DeepCompression` with ``options`` on a copy of ``model``; the encoded layers are its note
+    ``"encoded"`` and the step log its note ``"log"`` (``workbench.edits.note``)."""
     pipeline = DeepCompression(**options)
     out = pipeline.run(model, train_data, val_data)
-    object.__setattr__(out, "workbench_log", pipeline.log)
-    return out
+    return set_note(out, "log", pipeline.log)
 
 
 @torch.no_grad()

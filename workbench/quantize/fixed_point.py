@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
 from workbench.quantize.sharing import check_bits
 from workbench.sparse.layers import attach, maybe_copy, per_layer, weight_layers
@@ -66,6 +67,7 @@ def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return q.detach() + (x - x.detach())  # value exactly q, gradient straight through
 
 
+@restorable("fixed-point")
 class FixedPointWeight(nn.Module):
     """Parametrization of a layer's ``weight`` (or ``bias``, see ``tensor``): the forward pass uses the
     Q-format value, gradients reach the real one."""
@@ -75,7 +77,18 @@ class FixedPointWeight(nn.Module):
         super().__init__()
         self.bits, self.frac_bits, self.rounding = int(bits), int(frac_bits), rounding
         self.tensor = tensor
-        self.generator = torch.Generator().manual_seed(seed_from(random_state)) if rounding == "stochastic" else None
+        self.seed = seed_from(random_state)
+        self.generator = torch.Generator().manual_seed(self.seed) if rounding == "stochastic" else None
+
+    def config(self) -> dict[str, Any]:
+        """Constructor settings, for checkpoints."""
+        return {"bits": self.bits, "frac_bits": self.frac_bits, "rounding": self.rounding, "tensor": self.tensor,
+                "seed": self.seed}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> FixedPointWeight:
+        """The parametrization ``config`` describes (it holds no tensors)."""
+        return cls(config["bits"], config["frac_bits"], config["rounding"], config["seed"], config["tensor"])
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         rounding = self.rounding if self.training else "nearest"
@@ -160,7 +173,7 @@ def fixed_point_biases(
         b = check_bits(per_layer(bits, name, module, "bias_bits"), name, "bias_bits", 2, 32)
         n = choose_frac_bits(module.bias, b)
         attach(module, FixedPointWeight(b, n, rounding, random_state=random_state, tensor="bias"), name="bias")
-    return model
+    return record_edit(model, "fixed-point-biases", bits=bits, layers=None if layers is None else list(layers))
 
 
 def insert_activation_quantizers(
@@ -172,14 +185,28 @@ def insert_activation_quantizers(
     for parent_name, parent in list(model.named_modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, ACTIVATIONS):
-                setattr(parent, child_name, nn.Sequential(child, ActivationQuantizer(b, frac_bits, rounding, random_state)))
                 names.append(f"{parent_name}.{child_name}" if parent_name else child_name)
     if not names:
         raise CompressionError(
             f"act_bits was given but {type(model).__name__} has no activation modules "
             f"({', '.join(t.__name__ for t in ACTIVATIONS)}) to quantize after; use act_bits=None."
         )
+    edit = {"op": "activation-quantizers", "names": names, "bits": b, "frac_bits": frac_bits, "rounding": rounding,
+            "seed": seed_from(random_state)}
+    replay_activation_quantizers(model, edit)
+    record_edit(model, **edit)
     return names
+
+
+def replay_activation_quantizers(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
+    """Wrap the activations an ``"activation-quantizers"`` edit names as ``Sequential(activation,
+    ActivationQuantizer)``, in place (their calibrated fraction bits are buffers, loaded with the weights)."""
+    for name in edit["names"]:
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        quantizer = ActivationQuantizer(edit["bits"], edit["frac_bits"], edit["rounding"], edit["seed"])
+        setattr(parent, child_name, nn.Sequential(getattr(parent, child_name), quantizer))
+    return model
 
 
 def fixed_point(
@@ -206,6 +233,8 @@ def fixed_point(
         bits = per_layer(weight_bits, name, module, "weight_bits")
         n = per_layer(frac_bits, name, module, "frac_bits") if frac_bits is not None else None
         quantize_layer_weight(module, name, bits, n, rounding, random_state)
+    record_edit(model, "fixed-point", weight_bits=weight_bits, frac_bits=frac_bits, rounding=rounding,
+                layers=None if layers is None else list(layers))
     if act_bits is not None:
         insert_activation_quantizers(model, act_bits, act_frac_bits, rounding, random_state)
     return model
@@ -240,4 +269,4 @@ def iterative_fixed_point(
             fit(model, train_data, epochs=epochs_per_layer, random_state=seed_from(random_state) + i, **fit_kwargs)
     for p in model.parameters():
         p.requires_grad_(True)
-    return model
+    return record_edit(model, "fixed-point", weight_bits=weight_bits, rounding=rounding, iterative=True)

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from typing import Any
+
+from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
 from workbench.quantize.dct import dct_kernels, frequency_band, idct_kernels
 from workbench.quantize.sharing import INITS, check_bits, shared_layer
@@ -60,7 +63,8 @@ def dct_compress(
         mask[order[:n_keep]] = True
         mask = mask.view_as(coef)
         attach(module, shared_layer(coef, b, mask=mask, init=init, random_state=rng, index_bits=ib, domain="dct"))
-    return model
+    return record_edit(model, "dct", keep=keep, bits=bits, index_bits=index_bits,
+                       layers=None if layers is None else list(layers))
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -107,6 +111,7 @@ def band_budgets(bands: torch.Tensor, total: int, decay: float = 1.0) -> np.ndar
     return budget
 
 
+@restorable("hashed-dct")
 class HashedDCTWeight(nn.Module):
     """Weight parametrization: ``weight = idct(sign * buckets[bucket_index])``; the buckets are the parameter."""
 
@@ -126,11 +131,21 @@ class HashedDCTWeight(nn.Module):
         self.register_buffer("sign", torch.from_numpy(sign))
         self.n_buckets = int(budget.sum())
         self.band_budget = budget.tolist()
+        self.settings = {"n_buckets": int(n_buckets), "layer": layer, "seed": int(seed), "decay": float(decay)}
         coef = dct_kernels(weight.detach().double()).float().flatten()
         signed = coef * self.sign.flatten()
         sums = torch.zeros(self.n_buckets).index_add_(0, self.bucket_index.flatten(), signed)
         counts = torch.zeros(self.n_buckets).index_add_(0, self.bucket_index.flatten(), torch.ones_like(signed))
         self._initial = sums / counts.clamp_min(1)  # least-squares bucket values for the given weight
+
+    def config(self) -> dict[str, Any]:
+        """Constructor settings, for checkpoints (the hash rebuilds the indices and signs)."""
+        return dict(self.settings)
+
+    @classmethod
+    def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> HashedDCTWeight:
+        """The parametrization of a weight of ``shape``; ``load_state_dict`` fills in the buckets."""
+        return cls(torch.zeros(shape), config["n_buckets"], config["layer"], config["seed"], config["decay"])
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self._initial.clone().to(weight.device)
@@ -163,4 +178,5 @@ def hashed_dct(
         c = per_layer_fraction(compression, name, module, "compression")
         n = max(1, int(round(c * module.weight.numel())))
         attach(module, HashedDCTWeight(module.weight, n, name, seed, decay))
-    return model
+    return record_edit(model, "hashed-dct", compression=compression, decay=decay, seed=seed,
+                       layers=None if layers is None else list(layers))

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from typing import Any
+
+from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
 from workbench.quantize.coding import EncodedLayer, encode_layer
 from workbench.quantize.dct import idct_kernels
@@ -73,6 +76,7 @@ def kmeans_1d(
     return c, labels
 
 
+@restorable("shared")
 class SharedWeight(nn.Module):
     """Weight parametrization: ``weight = decode(centroids[index] * mask)``; the centroids are the parameter.
 
@@ -99,6 +103,18 @@ class SharedWeight(nn.Module):
         self.index_bits = index_bits
         self.domain = domain
         self._initial = centroids.detach().to(torch.float32).clone()
+
+    def config(self) -> dict[str, Any]:
+        """Settings and sizes, for checkpoints (index, mask and centroids come from the state_dict)."""
+        return {"bits": self.bits, "index_bits": self.index_bits, "domain": self.domain,
+                "centroids": int(self._initial.numel()), "masked": self.mask is not None}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> SharedWeight:
+        """A parametrization of the saved sizes for ``load_state_dict`` to fill."""
+        mask = torch.ones(shape, dtype=torch.bool) if config["masked"] else None
+        return cls(torch.zeros(shape, dtype=torch.long), torch.zeros(config["centroids"]), config["bits"],
+                   mask=mask, index_bits=config["index_bits"], domain=config["domain"])
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self._initial.clone().to(weight.device)
@@ -222,7 +238,8 @@ def share_weights(
         if ib is not None:
             ib = check_bits(ib, name, "index_bits")
         attach(module, shared_layer(w, b, mask=mask, init=init, random_state=rng, index_bits=ib))
-    return model
+    return record_edit(model, "share", bits=bits, init=init, index_bits=index_bits,
+                       layers=None if layers is None else list(layers))
 
 
 def shared_values(module: nn.Module) -> torch.Tensor:

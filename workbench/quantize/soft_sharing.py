@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.edits import record_edit, set_note
 from workbench.errors import CompressionError
 from workbench.quantize.sharing import DEFAULT_INDEX_BITS, SharedWeight
 from workbench.sparse.layers import attach, layer_kind, maybe_copy, weight_layers
@@ -213,7 +214,7 @@ def soft_weight_sharing(
     """Retrain ``model`` under a learned Gaussian-mixture prior, then merge and quantize to it.
 
     The loss is ``cross_entropy + tau * negative_log_prior / n_train``. The prior (after merging) is kept
-    as ``model.workbench_prior``. Non-zero means start at k-means centroids of the pretrained weights
+    as the note ``"prior"`` (``workbench.edits.note(model, "prior")``). Non-zero means start at k-means centroids of the pretrained weights
     (``init_means="kmeans"``; the one nearest zero is dropped for the zero component) or evenly spaced over
     the weights' range (``"linear"``, as in the paper); variances at ``init_std`` (default: a quarter of
     the weights' standard deviation).
@@ -251,5 +252,5 @@ def soft_weight_sharing(
         penalty=lambda m: tau * prior(m) / n_train, random_state=random_state,
     )
     quantize_to_prior(model, prior, kl_threshold=kl_threshold)
-    object.__setattr__(model, "workbench_prior", prior)  # a plain attribute, not a submodule
-    return model
+    record_edit(model, "soft-sharing", components=components, pi_zero=pi_zero, tau=tau, epochs=epochs)
+    return set_note(model, "prior", prior)

@@ -1,8 +1,8 @@
 """Sparse networks: magnitude pruning with masks, dynamic network surgery, structured sparsity.
 
 - :func:`prune`, :func:`magnitude_masks`, :func:`iterative_prune` -- Han et al. 2015
-- :class:`Masks` (+ ``.hook()`` for retraining with pruned weights held at zero), :func:`get_masks`,
-  :func:`set_masks`, :func:`carry_masks`; ``workbench.train.fit`` keeps the masks a model carries
+- :class:`Masks`, :func:`get_masks`, :func:`set_masks` -- pruning masks as weight parametrizations
+  (:class:`WeightMask`): pruned weights stay zero in any training and are saved with the model
 - :func:`dynamic_surgery`, :class:`SurgeryHook`, :func:`finish_surgery` -- Guo et al. 2016
 - :class:`GroupLasso`, :func:`structured_report` -- Wen et al. 2016
 """
@@ -10,8 +10,8 @@ from workbench.sparse.group_lasso import GROUP_KINDS, GroupLasso, StructuredRepo
 from workbench.sparse.layers import bake, weight_layers
 from workbench.sparse.loop import accuracy, train_steps
 from workbench.sparse.magnitude import iterative_prune, magnitude_masks, prune
-from workbench.sparse.masks import MaskHook, Masks, carry_masks, get_masks, set_masks
-from workbench.sparse.surgery import (
+from workbench.sparse.masks import Masks, WeightMask, get_masks, set_masks
+from workbench.sparse.dynamic_surgery import (
     SurgeryHook,
     SurgeryMask,
     dense_weight,
@@ -21,8 +21,8 @@ from workbench.sparse.surgery import (
 )
 
 __all__ = [
-    "GROUP_KINDS", "GroupLasso", "MaskHook", "Masks", "StructuredReport", "SurgeryHook", "SurgeryMask",
-    "accuracy", "bake", "carry_masks", "dense_weight", "dynamic_surgery", "finish_surgery", "get_masks", "group_norms",
+    "GROUP_KINDS", "GroupLasso", "Masks", "WeightMask", "StructuredReport", "SurgeryHook", "SurgeryMask",
+    "accuracy", "bake", "dense_weight", "dynamic_surgery", "finish_surgery", "get_masks", "group_norms",
     "iterative_prune", "magnitude_masks", "prune", "set_masks", "structured_report", "surgery_step", "train_steps",
     "weight_layers",
 ]

@@ -115,26 +115,63 @@ def resolve_teacher(teacher: nn.Module | list | str | None, model: nn.Module) ->
     raise CompressionError(f"teacher must be None, 'input' (the uncompressed model), a torch module or a list of them, got {teacher!r}.")
 
 
+def own_class(module: nn.Module) -> nn.Module:
+    """Give a parametrized ``module`` a class of its own, in place; returns it.
+
+    torch keeps a parametrized tensor's property on the module's (generated) class, and a deep copy
+    shares that class with its original, so adding or removing a parametrization on the copy would
+    change the original too. Every edit of parametrizations here calls this first.
+    """
+    if parametrize.is_parametrized(module):
+        cls = type(module)
+        body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+        module.__class__ = type(cls.__name__, cls.__bases__, body)
+    return module
+
+
+def remove_parametrization(module: nn.Module, name: str = "weight") -> None:
+    """Remove every parametrization of ``module.<name>`` in place, leaving the parametrized value as a plain
+    tensor (safe on deep copies, see :func:`own_class`)."""
+    parametrize.remove_parametrizations(own_class(module), name, leave_parametrized=True)
+
+
+def register(module: nn.Module, parametrization: nn.Module, name: str = "weight") -> None:
+    """Append ``parametrization`` to ``module.<name>``'s chain in place (safe on deep copies)."""
+    parametrize.register_parametrization(own_class(module), name, parametrization, unsafe=True)
+
+
 def attach(module: nn.Module, parametrization: nn.Module, name: str = "weight") -> None:
-    """Register ``parametrization`` on ``module.<name>``, replacing any earlier one (baked in first)."""
+    """Register ``parametrization`` on ``module.<name>``, replacing any earlier one (baked in first).
+
+    A pruning mask (:class:`workbench.sparse.masks.WeightMask`) is not replaced: it is taken off first
+    and put back on top, so pruned weights stay zero under the new parametrization too.
+    """
+    from workbench.sparse.masks import pop_mask, push_mask
+
+    mask = pop_mask(module) if name == "weight" else None
     if parametrize.is_parametrized(module, name):
-        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    parametrize.register_parametrization(module, name, parametrization, unsafe=True)
+        remove_parametrization(module, name)
+    register(module, parametrization, name)
+    if mask is not None:
+        push_mask(module, mask)
 
 
 def weight_parametrization(module: nn.Module, name: str = "weight") -> nn.Module | None:
-    """The (last) parametrization on ``module.<name>``, or None."""
+    """The (last) parametrization on ``module.<name>`` below any pruning mask, or None."""
+    from workbench.sparse.masks import WeightMask
+
     if not parametrize.is_parametrized(module, name):
         return None
-    return module.parametrizations[name][-1]
+    chain = [p for p in module.parametrizations[name] if not isinstance(p, WeightMask)]
+    return chain[-1] if chain else None
 
 
 def bake(model: nn.Module) -> nn.Module:
     """Remove every weight parametrization in place, leaving the parametrized values as plain weights."""
-    for module in model.modules():
+    for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+                remove_parametrization(module, name)
     return model
 
 

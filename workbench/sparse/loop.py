@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from workbench.errors import CompressionError
-from workbench.sparse.masks import hooks_with_masks
+
 from workbench.utils import RandomState, seed_from
 
 
@@ -68,7 +68,7 @@ def train_steps(
         opt = torch.optim.SGD(params, lr=lr)
     else:
         raise CompressionError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
-    hooks = hooks_with_masks(model, hooks, keep_masks)
+    hooks = list(hooks)
     generator = torch.Generator().manual_seed(seed_from(random_state))
     losses = []
     model.train()

@@ -9,6 +9,7 @@ from torch import nn
 
 from workbench.errors import CompressionError
 from workbench.sparse.layers import maybe_copy, per_layer, resolve_teacher, weight_layers
+from workbench.edits import record_edit, set_note
 from workbench.sparse.masks import Masks, get_masks, set_masks
 
 
@@ -113,19 +114,20 @@ def prune(
     layers: Iterable[str] | None = None,
     inplace: bool = False,
 ) -> nn.Module:
-    """Magnitude pruning as a model transform: pruned weights set to zero.
+    """Magnitude pruning as a model transform: pruned weights set to zero and masked.
 
-    The returned model carries its masks as ``model.workbench_masks`` (see :func:`get_masks`), and
-    ``workbench.train.fit`` (``finetune``, ``distill``, ``retrain``) keeps pruned weights at zero.
-    Masks already on the model are respected (pruned weights stay pruned). See :func:`magnitude_masks`.
+    The pruned layers' weights are parametrized by their masks (see :mod:`workbench.sparse.masks`), so
+    training cannot revive them and checkpoints keep them. Masks already on the model are respected
+    (pruned weights stay pruned). See :func:`magnitude_masks`.
     """
     model = maybe_copy(model, inplace)
     previous = get_masks(model)
     masks = magnitude_masks(model, rate=rate, quality=quality, scope=scope, layers=layers, previous=previous)
     if previous is not None:
         masks = previous & masks
-    masks.apply(model)
-    return set_masks(model, masks)
+    set_masks(model, masks)
+    return record_edit(model, "prune", rate=rate, quality=quality, scope=scope,
+                       layers=None if layers is None else list(layers), density=masks.density())
 
 
 def iterative_prune(
@@ -145,7 +147,7 @@ def iterative_prune(
     """Iterative prune-retrain (Han et al. 2015): for each rate, prune to it, then retrain with masks held.
 
     ``rates`` are cumulative fractions of each layer's weights (e.g. ``[0.5, 0.75, 0.9]``); other keyword
-    arguments go to ``workbench.train.fit``. The per-round log is stored as ``model.workbench_prune_log``.
+    arguments go to ``workbench.train.fit``. The per-round log is the note ``"prune_log"`` (``workbench.edits.note``).
     ``teacher`` makes every retraining distil from a network (``"input"``: a frozen copy of ``model`` as
     it was given) instead of fitting the labels alone; ``distill_options`` go to ``workbench.train.distill``.
     """
@@ -161,10 +163,9 @@ def iterative_prune(
         masks = get_masks(model)
         entry = {"round": round_index, "rate": rate, "density": masks.density()}
         if retrain_epochs > 0:
-            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs,  # fit keeps the masks
+            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs,  # the masks hold in training
                     teacher=teacher, distill_options=distill_options, **fit_kwargs)
         if val_data is not None:
             entry["val_accuracy"] = evaluate(model, val_data)["accuracy"]
         log.append(entry)
-    model.workbench_prune_log = log
-    return model
+    return set_note(model, "prune_log", log)

@@ -1,4 +1,16 @@
-"""Boolean weight masks that keep pruned weights exactly zero while a network is retrained."""
+"""Pruning masks as weight parametrizations: pruned weights are exactly zero in every forward pass.
+
+A pruned layer's weight is parametrized as ``W * mask`` (:class:`WeightMask`, the outermost
+parametrization of the weight, above any quantizer), so that
+
+- training (``workbench.train.fit`` or any optimizer) cannot revive a pruned weight: its gradient is zero;
+- the mask is part of the ``state_dict`` and survives checkpoints (``workbench.checkpoints``);
+- quantizers attached later keep the mask (:func:`workbench.sparse.layers.attach` puts it back on top).
+
+:class:`Masks` is the value object the pruning methods compute (one boolean tensor per layer);
+:func:`set_masks` attaches it, :func:`get_masks` reads it back, ``set_masks(model, None)`` lets pruned
+weights grow back.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -6,17 +18,38 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from workbench.edits import restorable
 from workbench.errors import CompressionError
-from workbench.sparse.layers import weight_layers
+from workbench.sparse.layers import register, remove_parametrization, weight_layers
+
+
+@restorable("mask")
+class WeightMask(nn.Module):
+    """Weight parametrization ``W -> W * mask`` (``mask`` a boolean buffer of the weight's shape)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.detach().to(torch.bool).clone())
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask.to(weight.dtype)
+
+    def config(self) -> dict[str, Any]:
+        """Nothing beyond the mask buffer (restored from the state_dict)."""
+        return {}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> WeightMask:
+        """An all-kept mask of ``shape``; ``load_state_dict`` fills in the saved one."""
+        return cls(torch.ones(shape, dtype=torch.bool))
 
 
 class Masks:
-    """One boolean mask per layer weight (True = kept), keyed by layer name.
+    """One boolean mask per layer weight (True = kept), keyed by layer name: what pruning computes.
 
-    Apply with :meth:`apply` (zeros pruned weights) and keep them zero during training with
-    :meth:`hook` (a ``workbench.train.fit`` hook: gradients of pruned weights are zeroed before each
-    optimizer step and the weights re-zeroed after it, so momentum or weight decay cannot revive them).
+    Attach to a model with :func:`set_masks` (or :meth:`apply`, which also zeros the pruned weights).
     """
 
     def __init__(self, masks: dict[str, torch.Tensor]) -> None:
@@ -48,46 +81,9 @@ class Masks:
         """``(layer name, mask)`` pairs."""
         return self._masks.items()
 
-    def _targets(self, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(tensor, mask)`` pairs: each layer's weight, or the trained tensor under a weight
-        parametrization of the same shape (fixed point, surgery, ...); a parametrization over another
-        tensor (shared-weight centroids, hashed buckets) holds its own structure and is skipped."""
-        modules = dict(model.named_modules())
-        out = []
-        for name, mask in self._masks.items():
-            weight = getattr(modules.get(name), "weight", None)
-            if not isinstance(weight, torch.Tensor):
-                raise _mismatch(name, "the model has no such weight layer")
-            if tuple(weight.shape) != tuple(mask.shape):
-                raise _mismatch(name, f"it has shape {tuple(mask.shape)} but the weight has {tuple(weight.shape)}")
-            parametrizations = getattr(modules[name], "parametrizations", None)
-            if parametrizations is not None and "weight" in parametrizations:
-                weight = getattr(parametrizations.weight, "original", None)
-            if weight is not None and tuple(weight.shape) == tuple(mask.shape):
-                out.append((weight, mask))
-        return out
-
-    def check(self, model: nn.Module) -> None:
-        """Raise :class:`CompressionError` unless every mask matches a weight of ``model``."""
-        self._targets(model)
-
-    @torch.no_grad()
     def apply(self, model: nn.Module) -> nn.Module:
-        """Zero the pruned weights of ``model`` in place; returns ``model``."""
-        for tensor, mask in self._targets(model):
-            tensor.mul_(mask.to(tensor.device, tensor.dtype))
-        return model
-
-    @torch.no_grad()
-    def zero_grads(self, model: nn.Module) -> None:
-        """Zero the gradients of pruned weights in place."""
-        for tensor, mask in self._targets(model):
-            if tensor.grad is not None:
-                tensor.grad.mul_(mask.to(tensor.grad.device, tensor.grad.dtype))
-
-    def hook(self) -> MaskHook:
-        """A training hook keeping pruned weights at zero (see :class:`MaskHook`)."""
-        return MaskHook(self)
+        """Attach these masks to ``model`` in place (see :func:`set_masks`); returns ``model``."""
+        return set_masks(model, self)
 
     def nonzero(self) -> int:
         """Number of kept weights."""
@@ -106,9 +102,8 @@ class Masks:
         return {name: float(m.float().mean()) for name, m in self._masks.items()}
 
     def __and__(self, other: Masks) -> Masks:
-        names = set(self._masks) | set(other._masks)
         out = {}
-        for name in names:
+        for name in set(self._masks) | set(other._masks):
             if name in self._masks and name in other._masks:
                 out[name] = self._masks[name] & other._masks[name]
             else:
@@ -119,63 +114,89 @@ class Masks:
         return f"Masks({len(self)} layers, density={self.density():.4f})"
 
 
-def _mismatch(name: str, problem: str) -> CompressionError:
-    return CompressionError(
-        f"the mask for layer {name!r} does not match the model: {problem}. Attach masks that match "
-        "(workbench.sparse.set_masks(model, Masks.from_zeros(model))) or train with keep_masks=False."
-    )
+def weight_mask(module: nn.Module) -> WeightMask | None:
+    """The :class:`WeightMask` on ``module.weight`` (always its outermost parametrization), or None."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    last = module.parametrizations.weight[-1]
+    return last if isinstance(last, WeightMask) else None
 
 
-class MaskHook:
-    """Training hook: ``before_step`` zeros pruned gradients, ``after_step`` re-zeros pruned weights."""
+def pop_mask(module: nn.Module) -> torch.Tensor | None:
+    """Take the mask off ``module.weight`` (pruned weights stay zero); returns it, or None if there was none."""
+    found = weight_mask(module)
+    if found is None:
+        return None
+    chain = module.parametrizations.weight
+    if len(chain) == 1:
+        remove_parametrization(module, "weight")
+    else:
+        del chain[-1]
+    return found.mask
 
-    def __init__(self, masks: Masks) -> None:
-        self.masks = masks
 
-    def before_step(self, model: nn.Module) -> None:
-        self.masks.zero_grads(model)
-
-    def after_step(self, model: nn.Module) -> None:
-        self.masks.apply(model)
+@torch.no_grad()
+def push_mask(module: nn.Module, mask: torch.Tensor) -> None:
+    """Mask ``module.weight`` with ``mask`` (as its outermost parametrization), zeroing the pruned entries of
+    the tensor underneath when it has the weight's shape (plain or fixed-point weights)."""
+    if parametrize.is_parametrized(module, "weight"):
+        underneath = module.parametrizations.weight.original
+    else:
+        underneath = module.weight
+    if tuple(underneath.shape) == tuple(mask.shape):
+        underneath.mul_(mask.to(underneath.device, underneath.dtype))
+    register(module, WeightMask(mask.to(underneath.device)))
 
 
 def get_masks(model: nn.Module) -> Masks | None:
-    """The masks a pruning transform attached to ``model`` (``model.workbench_masks``), or None."""
-    return getattr(model, "workbench_masks", None)
+    """The pruning masks on ``model``'s layers, or None when no layer is masked."""
+    found = {name: m.mask for name, module in model.named_modules() if (m := weight_mask(module)) is not None}
+    return Masks(found) if found else None
 
 
 def set_masks(model: nn.Module, masks: Masks | None) -> nn.Module:
-    """Attach ``masks`` to ``model`` (``workbench.train.fit`` then keeps them), or detach with None."""
-    if masks is None:
-        model.__dict__.pop("workbench_masks", None)
-    else:
-        model.workbench_masks = masks
+    """Mask ``model``'s layers with ``masks`` in place, replacing any masks it had; None removes them all
+    (pruned weights stay zero but may grow back in training). Returns ``model``.
+
+    Raises
+    ------
+    CompressionError
+        A mask names a layer the model does not have, or does not have the layer weight's shape.
+    """
+    modules = dict(model.named_modules())
+    if masks is not None:
+        for name, mask in masks.items():
+            weight = getattr(modules.get(name), "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise _mismatch(name, "the model has no such weight layer")
+            if tuple(weight.shape) != tuple(mask.shape):
+                raise _mismatch(name, f"it has shape {tuple(mask.shape)} but the weight has {tuple(weight.shape)}")
+    for module in modules.values():
+        pop_mask(module)
+    for name, mask in (masks.items() if masks is not None else ()):
+        push_mask(modules[name], mask)
     return model
 
 
-def hooks_with_masks(model: nn.Module, hooks: Iterable[Any], keep: bool = True) -> list[Any]:
-    """``hooks`` plus the hook of the masks ``model`` carries (unless ``keep`` is False or it is there).
-
-    Raises :class:`CompressionError` when those masks no longer match the model's layers.
-    """
-    hooks = list(hooks)
-    masks = get_masks(model)
-    if not keep or masks is None or any(getattr(hook, "masks", None) is masks for hook in hooks):
-        return hooks
-    masks.check(model)
-    return [*hooks, masks.hook()]
+def lift_masks(model: nn.Module) -> list[str]:
+    """Take every pruning mask off ``model`` in place (pruned weights stay zero); returns the masked layers'
+    names, for :func:`mask_zeros` to mask them again after a rebuild."""
+    return [name for name, module in list(model.named_modules()) if pop_mask(module) is not None]
 
 
-def carry_masks(source: nn.Module, result: nn.Module) -> nn.Module:
-    """Give ``result`` (``source`` rebuilt: fewer units, factorized layers) masks of its own.
+def mask_zeros(model: nn.Module, layers: Iterable[str]) -> nn.Module:
+    """Mask the named layers of ``model`` (those that still exist) at exactly the zeros they have now; returns
+    ``model``. Used after a rebuild: pruned weights of kept units stay pruned, rows a fusion wrote stay dense."""
+    modules = dict(model.named_modules())
+    for name in layers:
+        module = modules.get(name)
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and weight_mask(module) is None:
+            push_mask(module, module.weight.detach() != 0)
+    return model
 
-    Every layer masked in ``source`` that is still a weight layer of ``result`` is masked at exactly the
-    zeros it has now (pruned weights of kept units stay pruned; dense rows a fusion wrote stay dense);
-    layers that were replaced lose their mask. Returns ``result``.
-    """
-    masks = get_masks(source)
-    if masks is None:
-        return result
-    modules = dict(result.named_modules())
-    names = [name for name in masks if isinstance(getattr(modules.get(name), "weight", None), torch.Tensor)]
-    return set_masks(result, Masks.from_zeros(result, names) if names else None)
+
+def _mismatch(name: str, problem: str) -> CompressionError:
+    return CompressionError(
+        f"the mask for layer {name!r} does not match the model: {problem}. Compute masks on this model "
+        "(e.g. Masks.from_zeros(model)) before attaching them."
+    )

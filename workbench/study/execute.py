@@ -78,7 +78,7 @@ def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict
     """
     from workbench.errors import CheckpointError
     from workbench.study.grid import RunConfig
-    from workbench.train import load_checkpoint, save_checkpoint
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model_cfg = config["model"]
     if model_cfg.get("checkpoint"):
@@ -158,6 +158,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
 
 
 def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from workbench.edits import note
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline
 
@@ -170,7 +171,7 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     metrics.update({"nonzero": after.nonzero, "stored_bytes": after.stored_bytes, "base_stored_bytes": before.stored_bytes,
                     "compression_ratio": before.stored_bytes / max(after.stored_bytes, 1e-9),
                     "schemes": sorted({layer.scheme for layer in after.layers})})
-    return metrics, {"pipeline": config["pipeline"], "steps": compressed.workbench_pipeline}
+    return metrics, {"pipeline": config["pipeline"], "steps": note(compressed, "pipeline")}
 
 
 def _error_text(exc: BaseException) -> str:

@@ -6,21 +6,20 @@
   cannot couple as the graph does are sliced from the graph's unit maps, :mod:`workbench.surgery.slicing`).
 - :func:`supported_groups` -- which prunable groups :func:`apply` can rebuild (and why not the others);
   :func:`rebuild_methods` -- how each group is rebuilt (torch-pruning or graph slicing).
-- :func:`rebuild` -- the architecture of a pruned zoo model from its spec (used by checkpoints).
 - :func:`factorize`, :func:`svd_linear`, :func:`tucker2_conv`, :func:`cp_conv` -- low-rank and tensor
   factorization of layers; :func:`reconstruct` -- global error reconstruction after it.
 - :func:`zeroed_plan`, :func:`shrink_zeroed` -- remove the units structured sparsity (group lasso) zeroed.
 """
 from __future__ import annotations
 
-from workbench.surgery.apply import FUSE_MODES, apply, rebuild, rebuild_methods, supported_groups
+from workbench.surgery.apply import FUSE_MODES, apply, rebuild_methods, supported_groups
 from workbench.surgery.factorize import cp_conv, factorize, reconstruct, svd_linear, tucker2_conv
 from workbench.surgery.plan import Plan
 from workbench.surgery.planning import plan_from
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan, zeroed_units
 
 __all__ = [
-    "FUSE_MODES", "Plan", "apply", "plan_from", "rebuild", "rebuild_methods", "supported_groups",
+    "FUSE_MODES", "Plan", "apply", "plan_from", "rebuild_methods", "supported_groups",
     "factorize", "svd_linear", "tucker2_conv", "cp_conv", "reconstruct", "shrink_zeroed", "zeroed_plan",
     "zeroed_units",
 ]

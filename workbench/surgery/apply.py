@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError, SurgeryError, closest
-from workbench.sparse.masks import carry_masks
+from workbench.edits import record_edit
+from workbench.sparse.masks import lift_masks, mask_zeros
 from workbench.surgery.fusion import FusionContext, fold_incoming, lsq_refit, merge_columns, merge_units, refit_consumers
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers, slice_group
@@ -246,8 +247,9 @@ def apply(
     Returns
     -------
     nn.Module
-        The rebuilt model, in eval mode, with ``workbench_spec["plans"]`` extended by ``plan`` when the
-        model came from the zoo (so a checkpoint of it can be rebuilt).
+        The rebuilt model, in eval mode, with the plan appended to its edit history (``workbench.edits``)
+        when the model came from the zoo, so a checkpoint of it can be rebuilt. Layers that were pruned
+        (masked) stay masked at the zeros they keep.
     """
     if fuse not in FUSE_MODES:
         raise ConfigError(f"unknown fuse mode {fuse!r}; use one of {', '.join(FUSE_MODES)}.")
@@ -260,6 +262,8 @@ def apply(
     reference = model
     was_training = model.training
     pruned = copy.deepcopy(model).eval()
+    masked = lift_masks(pruned)
+    _check_plain(pruned)
     try:
         with torch.no_grad():
             reference_output = reference.eval()(example_input)
@@ -318,29 +322,25 @@ def apply(
             f"the plan changes the network's output shape from {tuple(reference_output.shape)} to "
             f"{tuple(output.shape)}: a group feeds the output directly; leave the output layer out of the plan."
         )
-    spec = getattr(model, "workbench_spec", None)
-    if spec is not None:
-        spec = copy.deepcopy(spec)
-        spec["plans"] = [*spec.get("plans", []), plan.to_dict()]
-        pruned.workbench_spec = spec
-    return carry_masks(model, pruned)
+    mask_zeros(pruned, masked)  # pruned weights of kept units stay pruned
+    return record_edit(pruned, "plan", fuse=fuse, plan=plan.to_dict())
 
 
-def rebuild(spec: dict[str, Any]) -> nn.Module:
-    """Build the architecture a spec with ``plans`` (and factorization ``steps``) describes.
+def _check_plain(model: nn.Module) -> None:
+    """SurgeryError naming the first layer whose weights are parametrized (quantized, shared, hashed)."""
+    from torch.nn.utils import parametrize
 
-    The weights are those of a fresh model. Used by checkpoints: (base architecture, plans, state_dict)
-    restore a pruned model exactly.
-    """
-    from workbench.zoo import create_model
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            kinds = ", ".join(type(p).__name__ for chain in module.parametrizations.values() for p in chain)
+            raise SurgeryError(
+                f"layer {name!r} has parametrized weights ({kinds}): surgery rebuilds plain layers. Rebuild the "
+                "network before quantizing it, or bake the parametrization in first (workbench.sparse.bake)."
+            )
 
-    from workbench.surgery.factorize import refactorize
 
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
+def replay_plan(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
+    """Rebuild the architecture a recorded ``"plan"`` edit made (weights are loaded afterwards)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for plan_dict in spec.get("plans", []):
-            model = apply(model, Plan.from_dict(plan_dict), fuse="drop")
-        for step in spec.get("steps", []):
-            model = refactorize(model, step)
-    return model
+        return apply(model, Plan.from_dict(edit["plan"]), fuse="drop")

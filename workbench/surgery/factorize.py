@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.edits import record_edit
 from workbench.errors import CompressionError, ConfigError
-from workbench.sparse.masks import carry_masks
 
 METHODS = ("svd", "tucker2", "cp")
 
@@ -187,6 +187,8 @@ def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | 
         Fraction of each layer's weights its factors may hold.
     energy
         For ``"svd"``: choose each rank by retained energy instead of ``budget``.
+
+    Factorized layers are replaced, so they lose any mask or quantizer they had; other layers keep theirs.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown factorization {method!r}; use one of {', '.join(METHODS)}.")
@@ -220,12 +222,7 @@ def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | 
             continue
         _replace(result, name, new)
         ranks[name] = _ranks_of(method, new)
-    spec = getattr(model, "workbench_spec", None)
-    if spec is not None:  # so that checkpoints rebuild the factorized architecture
-        spec = copy.deepcopy(spec)
-        spec["steps"] = [*spec.get("steps", []), {"factorize": method, "ranks": ranks}]
-        result.workbench_spec = spec
-    return carry_masks(model, result)
+    return record_edit(result, "factorize", method=method, ranks=ranks)  # checkpoints rebuild it
 
 
 def _ranks_of(method: str, new: nn.Sequential) -> Any:
@@ -237,11 +234,12 @@ def _ranks_of(method: str, new: nn.Sequential) -> Any:
 
 
 def refactorize(model: nn.Module, step: dict[str, Any]) -> nn.Module:
-    """Replay a recorded factorization ``step`` (method and per-layer ranks) on ``model``, in place.
+    """Replay a recorded ``"factorize"`` edit (method and per-layer ranks) on ``model``, in place.
 
-    Used to rebuild a factorized architecture from its spec; the weights are then loaded from a checkpoint.
+    Used to rebuild a factorized architecture from its edit history; the weights are then loaded from a
+    checkpoint.
     """
-    method = step["factorize"]
+    method = step.get("method", step.get("factorize"))  # "factorize" in specs written before edit histories
     for name, rank in step["ranks"].items():
         layer = model.get_submodule(name)
         if method == "svd":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.edits import set_note
 from workbench.errors import ConfigError
 from workbench.surgery.fusion import _CONV, _is_depthwise, fold_incoming
 from workbench.surgery.plan import Plan
@@ -142,7 +143,7 @@ def shrink_zeroed(
     are dropped too and the consumers re-fitted by least squares on ``data`` (their biases absorb the
     constants; exact for Linear consumers and unpadded convolutions). ``plan`` is :func:`zeroed_plan`'s
     result when already computed (with ``graph``, the model's NetworkGraph, both are reused); the plan
-    applied is ``model.workbench_plan``. Other keywords go to :func:`workbench.surgery.apply`.
+    applied is the note ``"plan"`` (``workbench.edits.note``). Other keywords go to :func:`workbench.surgery.apply`.
     """
     from workbench.surgery.apply import apply
 
@@ -160,5 +161,4 @@ def shrink_zeroed(
                           "remove. Train with a group-lasso penalty first (workbench.sparse.GroupLasso) or raise tol.")
     fuse = "lsq" if constant else "drop"
     small = apply(model, plan, fuse, example_input=example_input, graph=graph, data=data, **apply_kwargs)
-    small.workbench_plan = plan
-    return small
+    return set_note(small, "plan", plan)

@@ -13,7 +13,6 @@ from torch import nn
 
 from workbench.errors import ConfigError, DataError
 from workbench.metrics.forward import checked_forward, model_dtype
-from workbench.sparse.masks import hooks_with_masks
 from workbench.train.batches import Batches, Data, check_positive_int, resolve_device, to_device
 from workbench.train.evaluation import evaluate
 from workbench.train.history import History
@@ -113,7 +112,6 @@ def fit(
     loss_fn: LossFn | None = None,
     penalty: Penalty | None = None,
     hooks: Sequence[Any] = (),
-    keep_masks: bool = True,
     random_state: RandomState = 0,
     quiet: bool = False,
     device: str | torch.device | None = None,
@@ -142,10 +140,6 @@ def fit(
         ``penalty(model) -> scalar tensor`` added to the loss of every batch (e.g. group lasso).
     hooks
         Objects with any of ``before_step``, ``after_step``, ``after_epoch`` (see :class:`TrainHook`).
-    keep_masks
-        A pruned model (one carrying ``model.workbench_masks``, see ``workbench.sparse.get_masks``) keeps
-        its pruned weights at zero: their mask hook is added unless ``hooks`` holds it already. False lets
-        pruned weights grow back.
     random_state
         Seeds the shuffling (a :class:`torch.Generator`) and torch's global generator for dropout and
         other random layers, so the same seed and the same initial weights give the same trained weights.
@@ -163,8 +157,6 @@ def fit(
         A bad argument (the message lists the allowed values), or a loss that became NaN or infinite.
     DataError
         Empty data, or targets that do not fit the model's outputs.
-    CompressionError
-        The model carries pruning masks that no longer match its layers (pass ``keep_masks=False``).
     ModelError
         Inputs of a shape the model cannot take.
     """
@@ -183,7 +175,6 @@ def fit(
     hooks = _check_hooks(hooks)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    hooks = hooks_with_masks(model, hooks, keep_masks)
     seed = seed_from(random_state)
     device = resolve_device(model, device)
 

@@ -1,14 +1,21 @@
-"""Checkpoints: a model's architecture spec (JSON) and its weights, loaded without running pickled code.
+"""Checkpoints: a model's architecture spec with its edit history (JSON) and its weights, loaded without
+running pickled code.
 
 A checkpoint is a ``torch.save`` file holding one dict::
 
-    {"format": "workbench-checkpoint", "version": 1,
-     "spec": '{"name": "mlp", "kwargs": {...}}',   # JSON text: how to rebuild the architecture
+    {"format": "workbench-checkpoint", "version": 2,
+     "spec": '{"name": "mlp", "kwargs": {...}, "edits": [...], "parametrizations": [...]}',  # JSON text
      "metadata": '{...}',                           # JSON text: anything the caller wants to keep
-     "state_dict": {...}}                           # the weights, as tensors
+     "state_dict": {...}}                           # the weights, masks and quantizer buffers, as tensors
 
-so that :func:`load_checkpoint` can read it with ``torch.load(..., weights_only=True)`` and rebuild the
-model through :func:`build_from_spec`.
+:func:`load_checkpoint` reads it with ``torch.load(..., weights_only=True)`` and rebuilds the model with
+:func:`build_from_spec`: the zoo architecture, then every edit of its history that changes the
+architecture replayed in order (unit surgery plans, factorizations, inserted or wrapped modules; see
+:mod:`workbench.edits`), then the weight parametrizations the model had when it was saved (pruning
+masks, fixed point, shared weights, binary / ternary / power-of-two, DCT and hashed weights), and last
+the ``state_dict``. So a model pruned, factorized and quantized in any order is saved and restored
+exactly, masks included. This module sits above ``surgery``, ``quantize`` and ``sparse``: it restores
+architectures, it does not train.
 """
 from __future__ import annotations
 
@@ -17,18 +24,20 @@ import json
 import os
 import pickle
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from workbench.edits import PARAMETRIZATIONS
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.utils import atomic_write_bytes
 
 FORMAT = "workbench-checkpoint"
-VERSION = 1
-_RESAVE = "re-save it with workbench.train.save_checkpoint(path, model)"
+VERSION = 2
+_RESAVE = "re-save it with workbench.checkpoints.save_checkpoint(path, model)"
 
 
 def _json_default(value: Any) -> Any:
@@ -61,13 +70,36 @@ def check_spec(spec: Any) -> dict[str, Any]:
     return spec
 
 
+def _replays() -> dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]]:
+    """Edit op -> the function that rebuilds the architecture that edit made (other ops change only
+    numbers, restored from the parametrizations and the state_dict)."""
+    from workbench.quantize.binary import replay_quantized_backprop, replay_sign_activations
+    from workbench.quantize.fixed_point import replay_activation_quantizers
+    from workbench.surgery.apply import replay_plan
+    from workbench.surgery.factorize import refactorize
+
+    return {"plan": replay_plan, "factorize": refactorize, "activation-quantizers": replay_activation_quantizers,
+            "sign-activations": replay_sign_activations, "quantized-backprop": replay_quantized_backprop}
+
+
+def _history(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's edits, reading specs written before edit histories (``plans``, then ``steps``) too."""
+    if "edits" in spec:
+        return list(spec["edits"])
+    plans = [{"op": "plan", "plan": plan} for plan in spec.get("plans", [])]
+    return plans + [{"op": "factorize", **step} for step in spec.get("steps", [])]
+
+
+def _describe(edit: dict[str, Any]) -> str:
+    return f"edit {edit.get('op')!r}" + (f" of layers {', '.join(edit['layers'])}" if edit.get("layers") else "")
+
+
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Build the (untrained) model an architecture spec describes.
 
     ``spec`` is ``{"name": <registered zoo model>, "kwargs": {...}}`` as made by
-    :func:`workbench.zoo.model_spec`; the model is made by :func:`workbench.zoo.create_model`.
-    A pruned model's spec also lists the ``plans`` applied to it, and is rebuilt by
-    :func:`workbench.surgery.rebuild` (same architecture, fresh weights).
+    :func:`workbench.zoo.model_spec`, optionally with ``"edits"`` (the edit history, replayed in order)
+    and ``"parametrizations"`` (attached last, as :func:`save_checkpoint` records them).
 
     Raises
     ------
@@ -75,21 +107,90 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
         The model name is not registered.
     ConfigError
         The spec is malformed or its arguments do not fit the model.
+    CheckpointError
+        An edit of the history cannot be replayed, or a parametrization is unknown.
     """
     from workbench.zoo import create_model
 
     spec = check_spec(spec)
-    if spec.get("plans") or spec.get("steps"):
-        from workbench.surgery import rebuild
+    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    replays = _replays()
+    for index, edit in enumerate(_history(spec)):
+        replay = replays.get(edit.get("op"))
+        if replay is None:
+            continue
+        try:
+            model = replay(model, edit)
+        except (WorkbenchError, KeyError, AttributeError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot replay {_describe(edit)} (number {index} of the history) on {spec['name']!r}: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
+    _attach_parametrizations(model, spec.get("parametrizations", []))
+    model.workbench_spec = {key: value for key, value in spec.items() if key != "parametrizations"}
+    return model
 
-        return rebuild(spec)
-    return create_model(spec["name"], **spec.get("kwargs", {}))
+
+def parametrizations_of(model: nn.Module) -> list[dict[str, Any]]:
+    """Every weight parametrization of ``model`` as JSON: layer, tensor and the chain of registered
+    parametrizations with their settings (see :func:`workbench.edits.restorable`).
+
+    Raises
+    ------
+    CheckpointError
+        A parametrization is not registered as restorable (the message names the layer and class).
+    """
+    from torch.nn.utils import parametrize
+
+    _register_builtin()
+    found = []
+    for name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for tensor, chain in module.parametrizations.items():
+            entries = []
+            for p in chain:
+                key = getattr(type(p), "restorable_name", None)
+                if key is None or key not in PARAMETRIZATIONS:
+                    raise CheckpointError(
+                        f"layer {name!r} has a {type(p).__name__} parametrization on its {tensor}, which checkpoints "
+                        "cannot restore: register its class with workbench.edits.restorable (config() and "
+                        "placeholder()), or bake it in first (workbench.sparse.bake)."
+                    )
+                entries.append({"type": key, "config": p.config()})
+            found.append({"layer": name, "tensor": tensor, "shape": list(getattr(module, tensor).shape), "chain": entries})
+    return found
+
+
+def _attach_parametrizations(model: nn.Module, entries: list[dict[str, Any]]) -> None:
+    from workbench.sparse.layers import register
+
+    _register_builtin()
+    for entry in entries:
+        try:
+            module = model.get_submodule(entry["layer"])
+            shape = tuple(entry["shape"])
+            for item in entry["chain"]:
+                cls = PARAMETRIZATIONS.get(item["type"])
+                register(module, cls.placeholder(item["config"], shape), entry["tensor"])
+        except (WorkbenchError, KeyError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"cannot restore the parametrization of {entry.get('layer')!r}.{entry.get('tensor')}: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
+
+
+def _register_builtin() -> None:
+    """Import the packages whose parametrization classes register themselves."""
+    import workbench.quantize  # noqa: F401
+    import workbench.sparse  # noqa: F401
 
 
 def save_checkpoint(
     path: str | os.PathLike, model: nn.Module, *, spec: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model``'s architecture spec, ``metadata`` and weights to ``path`` atomically; return the path.
+    """Write ``model``'s architecture spec (with its edit history and weight parametrizations), ``metadata``
+    and weights to ``path`` atomically; return the path.
 
     Parameters
     ----------
@@ -99,12 +200,18 @@ def save_checkpoint(
     metadata
         JSON-serializable information kept with the weights (data set, scores, seed...); numpy and
         tensor scalars are stored as numbers.
+
+    Raises
+    ------
+    CheckpointError
+        The model has a weight parametrization checkpoints cannot restore.
     """
     from workbench.zoo import model_spec
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"save_checkpoint needs a torch.nn.Module, got {type(model).__name__}.")
     spec = check_spec(model_spec(model) if spec is None else spec)
+    spec["parametrizations"] = parametrizations_of(model)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -131,7 +238,7 @@ def _unsafe_globals(path: Path, error: Exception) -> list[str]:
 
 def _read(path: Path) -> Any:
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: check the path, or write one with workbench.train.save_checkpoint.")
+        raise CheckpointError(f"no checkpoint at {path}: check the path, or write one with workbench.checkpoints.save_checkpoint.")
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file; give the path of a checkpoint file.")
     try:
@@ -151,7 +258,7 @@ def _read(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file it cannot read
         raise CheckpointError(
             f"{path} is not a readable torch file (corrupt, truncated or another format: {type(exc).__name__}: "
-            f"{str(exc)[:200]}); write checkpoints with workbench.train.save_checkpoint."
+            f"{str(exc)[:200]}); write checkpoints with workbench.checkpoints.save_checkpoint."
         ) from None
 
 
@@ -223,8 +330,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
     try:
         model = build_from_spec(spec)
     except WorkbenchError as exc:
+        what = f"{spec.get('name')!r} with {len(_history(spec))} edits" if isinstance(spec, dict) else type(spec).__name__
         raise CheckpointError(
-            f"{path}: cannot rebuild its architecture {spec!r}: {exc} "
+            f"{path}: cannot rebuild its architecture ({what}): {exc} "
             "If the model is your own, register it with workbench.zoo.register_model before loading."
         ) from None
     state_dict = payload["state_dict"]

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
-from workbench.sparse.layers import attach, maybe_copy, per_layer, weight_layers, weight_parametrization
+from workbench.sparse.layers import attach, maybe_copy, remove_parametrization, per_layer, weight_layers, weight_parametrization
 from workbench.sparse.masks import Masks, set_masks
 from workbench.utils import RandomState, check_random_state
 
@@ -30,6 +31,7 @@ class _MaskStraightThrough(torch.autograd.Function):
         return grad, None
 
 
+@restorable("surgery-mask")
 class SurgeryMask(nn.Module):
     """Weight parametrization ``W -> W * T`` whose gradient reaches every entry of ``W``."""
 
@@ -40,6 +42,15 @@ class SurgeryMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return _MaskStraightThrough.apply(weight, self.mask)
+
+    def config(self) -> dict[str, float]:
+        """The layer's ``c_rate`` (the mask itself is a buffer)."""
+        return {"c_rate": self.c_rate}
+
+    @classmethod
+    def placeholder(cls, config: dict[str, float], shape: tuple[int, ...]) -> SurgeryMask:
+        """A mask of ``shape`` for ``load_state_dict`` to fill."""
+        return cls(torch.ones(shape), config["c_rate"])
 
     def thresholds(self, weight: torch.Tensor) -> tuple[float, float]:
         """``(a, b)`` for this layer's dense weights (see the module docstring)."""
@@ -93,7 +104,7 @@ def dynamic_surgery(
             raise CompressionError(f"c_rate for layer {name!r} must be a number, got {c!r}.") from None
         attach(module, SurgeryMask(module.weight, c))
     surgery_step(model, probability=1.0)
-    return model
+    return record_edit(model, "dynamic-surgery", c_rate=c_rate, layers=None if layers is None else list(layers))
 
 
 def surgery_layers(model: nn.Module) -> list[tuple[str, nn.Module, SurgeryMask]]:
@@ -147,14 +158,13 @@ class SurgeryHook:
 
 
 def finish_surgery(model: nn.Module) -> nn.Module:
-    """Bake the masks into plain sparse weights (in place); attaches ``model.workbench_masks``."""
-    from torch.nn.utils import parametrize
-
+    """End the surgery in place: each surgery mask becomes a fixed pruning mask (the masked weights
+    zero, held at zero in later training, see :mod:`workbench.sparse.masks`); returns ``model``."""
     masks = {}
     for name, module, p in surgery_layers(model):
         mask = p.mask.bool().clone()
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        remove_parametrization(module, "weight")
         masks[name] = mask
     out = Masks(masks)
-    out.apply(model)
-    return set_masks(model, out)
+    set_masks(model, out)
+    return record_edit(model, "finish-surgery", density=out.density())
