@@ -15,12 +15,12 @@ from workbench.sparse import (
     magnitude_masks,
     prune,
     structured_report,
-    train_steps,
 )
 from workbench.sparse.surgery import SurgeryMask, surgery_layers
+from workbench.train import fit
 
 
-from toy import tiny_mlp as _mlp, toy_data as _data
+from toy import STEADY, tiny_mlp as _mlp, toy_data as _data
 
 
 def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
@@ -30,13 +30,13 @@ def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
         layer = dict(model.named_modules())[name]
         assert (layer.weight == 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
     # Adam with weight decay would revive zeros without the hook
-    train_steps(model, _data(), steps=30, lr=1e-2, hooks=[masks.hook()])
+    fit(model, _data(), epochs=15, lr=1e-2, hooks=[masks.hook()], **STEADY)  # 30 steps of 64
     for name, mask in masks.items():
         w = dict(model.named_modules())[name].weight
         assert torch.all(w[~mask] == 0)
         assert torch.any(w[mask] != 0)
     unhooked = prune(_mlp(), rate=0.75)
-    train_steps(unhooked, _data(), steps=5, lr=1e-2, keep_masks=False)
+    fit(unhooked, _data(), epochs=3, lr=1e-2, keep_masks=False, **STEADY)
     assert (unhooked[0].weight != 0).float().mean() > 0.9  # without the hook the zeros move
 
 
@@ -101,7 +101,7 @@ def test_dns_pruned_weight_is_spliced_back():
 def test_dns_training_prunes_and_finishes_to_masks():
     model = dynamic_surgery(_mlp(), c_rate=1.0)
     hook = SurgeryHook(interval=2, gamma=1e-3, random_state=0)
-    train_steps(model, _data(), steps=40, lr=1e-2, hooks=[hook])
+    fit(model, _data(), epochs=20, lr=1e-2, hooks=[hook], **STEADY)
     assert hook.totals["pruned"] > 0
     density_before = float(surgery_layers(model)[0][2].mask.mean())
     finish_surgery(model)
@@ -116,7 +116,7 @@ def test_group_lasso_drives_filters_to_zero_on_toy_problem():
     y = (x[:, 0] > 0).long()  # only input 0 matters
     model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 2))
     lasso = GroupLasso(strength=0.2, kinds=("channels",), layers=["0"])
-    train_steps(model, (x, y), steps=300, lr=0.05, optimizer="sgd", hooks=[lasso.prox_hook(0.05)])
+    fit(model, (x, y), epochs=75, lr=0.05, optimizer="sgd", momentum=0.0, hooks=[lasso.prox_hook(0.05)], **STEADY)
     norms = model[0].weight.detach().norm(dim=0)
     assert norms[0] > 0.1
     assert torch.all(norms[1:] < 1e-6)
