@@ -176,7 +176,6 @@ def split_batch(batch: Any, name: str = "data") -> tuple[Any, Any]:
     )
 
 
-
 def sample_count(data: Data, name: str = "data") -> int:
     """Number of samples in ``data`` (anything :class:`Batches` takes); DataError when it cannot tell."""
     n = Batches(data, 1, name=name).n_samples
