@@ -15,8 +15,11 @@ from workbench.quantize import (
     relative_gaps,
     share_weights,
 )
-from workbench.sparse import prune, train_steps
 from workbench.edits import note
+from workbench.sparse import prune
+from workbench.train import fit
+
+from toy import STEADY
 
 
 @pytest.mark.parametrize("symbols", [[], [7], [3, 3, 3, 3], [0, 1], list(range(40)) * 3])
@@ -103,7 +106,7 @@ def test_sharing_limits_values_and_trained_quantization_keeps_clusters():
     x, y = data
     loss = nn.functional.cross_entropy(shared(x), y)
     (gw,) = torch.autograd.grad(loss, [first.parametrizations.weight.original], retain_graph=True)
-    train_steps(shared, data, steps=20, lr=1e-2)
+    fit(shared, data, epochs=5, lr=1e-2, **STEADY)  # 20 steps
     centroids_after = first.parametrizations.weight.original.detach()
     assert torch.equal(p.index, index_before)
     assert not torch.allclose(centroids_after, centroids_before)

@@ -31,11 +31,11 @@ from workbench.quantize import (
     soft_weight_sharing,
     ternary_connect,
 )
-from workbench.sparse import train_steps
 from workbench.edits import note
+from workbench.train import fit
 
 
-from toy import tiny_mlp as _mlp, toy_data as _data
+from toy import STEADY, tiny_mlp as _mlp, toy_data as _data
 
 
 def test_fixed_point_values_on_grid_and_range():
@@ -81,7 +81,7 @@ def test_binary_connect_forward_is_sign_and_real_weights_learn():
     real = model[0].parametrizations.weight.original
     assert set(torch.unique(model[0].weight).tolist()) <= {-1.0, 1.0}
     before = real.detach().clone()
-    train_steps(model, _data(), steps=10, lr=0.05, optimizer="sgd", hooks=[ClipHook()])
+    fit(model, _data(), epochs=5, lr=0.05, optimizer="sgd", momentum=0.0, hooks=[ClipHook()], **STEADY)
     assert not torch.equal(before, real.detach())
     assert real.abs().max() <= 1.0
     scaled = binary_connect(_mlp(), scale="mean")

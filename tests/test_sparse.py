@@ -17,13 +17,12 @@ from workbench.sparse import (
     prune,
     set_masks,
     structured_report,
-    train_steps,
 )
-from workbench.train import fit
 from workbench.sparse.dynamic_surgery import SurgeryMask, surgery_layers
+from workbench.train import fit
 
 
-from toy import tiny_mlp as _mlp, toy_data as _data
+from toy import STEADY, tiny_mlp as _mlp, toy_data as _data
 
 
 def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
@@ -105,7 +104,7 @@ def test_dns_pruned_weight_is_spliced_back():
 def test_dns_training_prunes_and_finishes_to_masks():
     model = dynamic_surgery(_mlp(), c_rate=1.0)
     hook = SurgeryHook(interval=2, gamma=1e-3, random_state=0)
-    train_steps(model, _data(), steps=40, lr=1e-2, hooks=[hook])
+    fit(model, _data(), epochs=20, lr=1e-2, hooks=[hook], **STEADY)
     assert hook.totals["pruned"] > 0
     density_before = float(surgery_layers(model)[0][2].mask.mean())
     finish_surgery(model)
@@ -120,7 +119,7 @@ def test_group_lasso_drives_filters_to_zero_on_toy_problem():
     y = (x[:, 0] > 0).long()  # only input 0 matters
     model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 2))
     lasso = GroupLasso(strength=0.2, kinds=("channels",), layers=["0"])
-    train_steps(model, (x, y), steps=300, lr=0.05, optimizer="sgd", hooks=[lasso.prox_hook(0.05)])
+    fit(model, (x, y), epochs=75, lr=0.05, optimizer="sgd", momentum=0.0, hooks=[lasso.prox_hook(0.05)], **STEADY)
     norms = model[0].weight.detach().norm(dim=0)
     assert norms[0] > 0.1
     assert torch.all(norms[1:] < 1e-6)

@@ -6,10 +6,13 @@ from torch import nn
 
 from workbench.errors import ConfigError
 from workbench.metrics import count_params
-from workbench.sparse import GroupLasso, train_steps
+from workbench.sparse import GroupLasso
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
+from workbench.train import fit
 from workbench.zoo import create_model
 from workbench.edits import note
+
+from toy import STEADY
 
 
 def _zeroed_mlp() -> nn.Module:
@@ -75,7 +78,7 @@ def test_group_lasso_training_then_shrinking_gives_a_smaller_network_with_the_sa
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     lasso = GroupLasso(strength=0.05, kinds=("filters",), layers=["0"])
-    train_steps(model, (x, y), steps=400, lr=0.05, optimizer="sgd", hooks=[lasso.prox_hook(0.05)])
+    fit(model, (x, y), epochs=50, lr=0.05, optimizer="sgd", momentum=0.0, hooks=[lasso.prox_hook(0.05)], **STEADY)
     plan = zeroed_plan(model, tol=1e-4, constant=True, example_input=x[:2])
     dropped = 16 - len(plan["0"].keep)
     assert dropped >= 4

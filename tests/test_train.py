@@ -144,6 +144,36 @@ def test_penalty_is_added_and_changes_the_result():
         fit(small_net(), blobs(), penalty=lambda model: 1.0, **QUICK)
 
 
+def test_param_groups_train_extra_parameters_at_their_own_rates():
+    start = small_net()
+    plain, model = copy.deepcopy(start), copy.deepcopy(start)
+    near, far = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
+    one_sgd_step = {"epochs": 1, "max_batches": 1, "optimizer": "sgd", "momentum": 0.0, "lr": 0.05,
+                    "schedule": "constant", "quiet": True}
+    groups = [{"params": model.parameters()}, {"params": [near], "lr": 0.1}, {"params": [far], "lr": 0.01}]
+    fit(model, blobs(), param_groups=groups, penalty=lambda m: (near - 1) ** 2 + (far - 1) ** 2, **one_sgd_step)
+    assert near.item() == pytest.approx(0.2) and far.item() == pytest.approx(0.02)  # lr times the gradient 2
+    fit(plain, blobs(), **one_sgd_step)  # the model's group keeps fit's lr
+    assert all(torch.equal(a, b) for a, b in zip(weights(plain), weights(model)))
+    assert not all(torch.equal(a, b) for a, b in zip(weights(start), weights(model)))
+
+
+def test_bad_param_groups_are_config_errors():
+    model = small_net()
+    weight = model[0].weight
+    cases = [
+        ([], "non-empty list of dicts"),
+        ({"params": [weight]}, "non-empty list of dicts"),
+        ([{"lr": 0.1}], "item 0"),
+        ([{"params": ["weight"]}], "item 0"),
+        ([{"params": [weight], "lr": -1.0}], r"param_groups\[0\]\['lr'\]"),
+        ([{"params": [weight]}, {"params": [weight]}], "more than one parameter group"),
+    ]
+    for groups, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            fit(model, blobs(20), param_groups=groups, **QUICK)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

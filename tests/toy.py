@@ -1,8 +1,12 @@
-"""A tiny MLP and a toy 3-class problem shared by the compression tests."""
+"""A tiny MLP, a toy 3-class problem and the training settings shared by the compression tests."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+# workbench.train.fit at a constant learning rate, without a progress bar (plain mini-batch steps).
+STEADY = {"schedule": "constant", "quiet": True}
 
 
 def tiny_mlp(seed: int = 0) -> nn.Sequential:

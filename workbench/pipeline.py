@@ -109,9 +109,9 @@ def _group_lasso(model, data, teacher, random_state, *, strength: float | dict =
     Each step shrinks every group's norm by ``lr * strength``; the defaults take LeNet-300-100 on digits
     from 50.6k to about 10k parameters in 20 epochs at about 1.4 points of accuracy.
     """
+    from workbench.datasets.batches import input_batches
     from workbench.graph import from_model
     from workbench.sparse import GroupLasso
-    from workbench.surgery.fusion import input_batches
     from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
 
     lasso = GroupLasso(strength=strength, kinds=kinds, layers=layers, depth_layers=depth_layers)

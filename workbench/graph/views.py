@@ -14,14 +14,14 @@ the tensor is the output of the group's last layer followed forward through elem
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import fx
 
-from workbench.errors import GraphError
+from workbench.datasets.batches import input_batches
+from workbench.errors import DataError, GraphError
 from workbench.graph.adjacency import input_columns, weight_out_in
 from workbench.graph.flow import Layout
 from workbench.graph.kinds import PRODUCER_KINDS
@@ -160,34 +160,6 @@ class _Capture(fx.Interpreter):
         return result
 
 
-def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Input tensors, batch by batch, from a DataLoader, Dataset (``.inputs`` or indexable), tensor or array."""
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor):
-        for start in range(0, len(data), batch_size):
-            yield data[start:start + batch_size]
-        return
-    inputs = getattr(data, "inputs", None)
-    if isinstance(inputs, (torch.Tensor, np.ndarray)):
-        yield from _batches(inputs, batch_size)
-        return
-    if isinstance(data, torch.utils.data.DataLoader):
-        loader = data
-    elif isinstance(data, torch.utils.data.Dataset) or hasattr(data, "__getitem__"):
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    else:
-        raise GraphError(
-            f"data must be a DataLoader, Dataset, tensor or array of inputs, got {type(data).__name__}."
-        )
-    for batch in loader:
-        if isinstance(batch, (tuple, list)):
-            batch = batch[0]
-        elif isinstance(batch, dict):
-            batch = batch.get("input", batch.get("inputs", next(iter(batch.values()))))
-        yield torch.as_tensor(batch)
-
-
 def collect_activations(
     graph: "NetworkGraph", group: "Group", data: Any, max_samples: int, max_positions: int, batch_size: int,
     random_state: Any,
@@ -213,12 +185,8 @@ def collect_activations(
     graph.model.eval()
     try:
         with torch.no_grad():
-            for x in _batches(data, batch_size):
-                if seen >= max_samples:
-                    break
-                x = x[: max_samples - seen].to(device=device, dtype=torch.float32)
-                if len(x) == 0:
-                    continue
+            for x in input_batches(data, max_samples, batch_size):
+                x = x.to(device=device, dtype=torch.float32)
                 capture = _Capture(model, node.name)
                 try:
                     capture.run(x)
@@ -241,10 +209,10 @@ def collect_activations(
                     v[:, :, torch.from_numpy(channel < 0)] = 0.0
                 rows.append(v.reshape(-1, group.n_units).float().numpy())
                 seen += len(x)
+    except DataError as exc:  # not a data set, or an empty one
+        raise GraphError(f"the data given for group {group.name!r}: {exc}") from None
     finally:
         graph.model.train(was_training)
-    if seen == 0:
-        raise GraphError(f"no samples in the data given for group {group.name!r}: the data loader or data set is empty.")
     acts = np.concatenate(rows, axis=0)
     meta = {"activation_node": node.name, "samples": seen, "positions_per_sample": acts.shape[0] // seen,
             "units_not_in_tensor": missing}

@@ -8,9 +8,9 @@ Afterwards components that became too similar are merged and every weight is set
 most responsible component (zero for the zero component), giving a weight-shared, sparse model.
 
 Design: :class:`GaussianMixturePrior` is an ``nn.Module`` that owns its parameters; since the prior
-needs its own learning rates, :func:`soft_weight_sharing` trains model and prior with its own small
-loop (:func:`workbench.sparse.loop.train_steps`) and parameter groups. The prior can also be used as a
-``penalty`` of any trainer that optimizes its parameters.
+needs its own learning rates, :func:`soft_weight_sharing` trains model and prior with
+:func:`workbench.train.fit` and parameter groups. The prior can also be used as a ``penalty`` of any
+trainer that optimizes its parameters.
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from workbench.edits import record_edit, set_note
+from workbench.datasets.batches import sample_count
 from workbench.errors import CompressionError
 from workbench.quantize.sharing import DEFAULT_INDEX_BITS, SharedWeight
 from workbench.sparse.layers import attach, layer_kind, maybe_copy, weight_layers
-from workbench.sparse.loop import as_tensors, train_steps
+from workbench.train import fit
 from workbench.utils import RandomState
 
 
@@ -220,8 +221,7 @@ def soft_weight_sharing(
     the weights' standard deviation).
     """
     model = maybe_copy(model, inplace)
-    x, y = as_tensors(train_data)
-    n_train = int(x.shape[0])
+    n_train = sample_count(train_data, "train_data")
     if tau < 0:
         raise CompressionError(f"tau must be >= 0, got {tau}.")
     if prior is None:
@@ -246,10 +246,9 @@ def soft_weight_sharing(
         {"params": [prior.means], "lr": means_lr},
         {"params": [prior.log_precisions, prior.mixing_logits], "lr": prior_lr},
     ]
-    steps = max(1, epochs * math.ceil(n_train / batch_size))
-    train_steps(
-        model, (x, y), steps=steps, batch_size=batch_size, param_groups=groups, lr=lr,
-        penalty=lambda m: tau * prior(m) / n_train, random_state=random_state,
+    fit(
+        model, train_data, epochs=epochs, batch_size=batch_size, param_groups=groups, lr=lr, schedule="constant",
+        penalty=lambda m: tau * prior(m) / n_train, random_state=random_state, quiet=True,
     )
     quantize_to_prior(model, prior, kl_threshold=kl_threshold)
     record_edit(model, "soft-sharing", components=components, pi_zero=pi_zero, tau=tau, epochs=epochs)

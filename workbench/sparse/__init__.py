@@ -8,7 +8,6 @@
 """
 from workbench.sparse.group_lasso import GROUP_KINDS, GroupLasso, StructuredReport, group_norms, structured_report
 from workbench.sparse.layers import bake, weight_layers
-from workbench.sparse.loop import accuracy, train_steps
 from workbench.sparse.magnitude import iterative_prune, magnitude_masks, prune
 from workbench.sparse.masks import Masks, WeightMask, get_masks, set_masks
 from workbench.sparse.dynamic_surgery import (
@@ -22,7 +21,6 @@ from workbench.sparse.dynamic_surgery import (
 
 __all__ = [
     "GROUP_KINDS", "GroupLasso", "Masks", "WeightMask", "StructuredReport", "SurgeryHook", "SurgeryMask",
-    "accuracy", "bake", "dense_weight", "dynamic_surgery", "finish_surgery", "get_masks", "group_norms",
-    "iterative_prune", "magnitude_masks", "prune", "set_masks", "structured_report", "surgery_step", "train_steps",
-    "weight_layers",
+    "bake", "dense_weight", "dynamic_surgery", "finish_surgery", "get_masks", "group_norms",
+    "iterative_prune", "magnitude_masks", "prune", "set_masks", "structured_report", "surgery_step", "weight_layers",
 ]

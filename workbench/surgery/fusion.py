@@ -6,7 +6,6 @@ the group's coupled layers from a torch-pruning group built with all of the grou
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.errors import ConfigError, DataError
+from workbench.datasets.batches import input_batches
 from workbench.utils import check_random_state
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -136,32 +135,6 @@ class FusionContext:
     random_state: int = 0
 
 
-def input_batches(data: Any, max_samples: int, batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """Input tensors from a tensor, an ``(inputs, targets)`` pair, a Dataset of (x, y) pairs or a DataLoader,
-    up to ``max_samples`` rows."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        data = data[0]
-    if isinstance(data, torch.Tensor):
-        for start in range(0, min(len(data), max_samples), batch_size):
-            yield data[start:min(start + batch_size, max_samples)]
-        return
-    if isinstance(data, torch.utils.data.Dataset):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    if not isinstance(data, torch.utils.data.DataLoader):
-        raise ConfigError(f"data must be a tensor, an (inputs, targets) pair, a Dataset or a DataLoader, "
-                          f"got {type(data).__name__}.")
-    seen = 0
-    for batch in data:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        take = min(len(x), max_samples - seen)
-        yield x[:take]
-        seen += take
-        if seen >= max_samples:
-            return
-    if seen == 0:
-        raise DataError("the data for lsq fusion is empty; pass a non-empty sample of inputs.")
-
-
 def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positions: np.ndarray | None):
     """(design rows, target rows without bias) for one batch of a consumer."""
     target = output - module.bias.view(1, -1, *([1] * (output.dim() - 2))) if module.bias is not None else output
@@ -199,7 +172,7 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     design, targets = [], []
     try:
         with torch.no_grad():
-            for x in input_batches(context.data, context.max_samples):
+            for x in input_batches(context.data, context.max_samples, name="the data for lsq fusion"):
                 captured["x"].clear()
                 captured["y"].clear()
                 context.pruned(x)

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from workbench.datasets.batches import Batches
 from workbench.errors import ConfigError, DataError
-from workbench.train.batches import Batches
 from workbench.train.history import History
 from workbench.train.loop import fit
 

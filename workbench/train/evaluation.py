@@ -5,10 +5,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from workbench.datasets.batches import Batches, Data, check_positive_int, data_attribute
 from workbench.errors import DataError
 from workbench.metrics.forward import checked_forward, evaluation_mode, model_dtype
 from workbench.metrics.scores import confusion_matrix, mean_iou, pixel_accuracy
-from workbench.train.batches import Batches, Data, check_positive_int, data_attribute, resolve_device, to_device
+from workbench.train.devices import resolve_device, to_device
 from workbench.train.tasks import check_task, declared_task, default_loss, task_from_shapes
 
 

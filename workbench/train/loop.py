@@ -4,16 +4,17 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from workbench.datasets.batches import Batches, Data, check_positive_int
 from workbench.errors import ConfigError, DataError
 from workbench.metrics.forward import checked_forward, model_dtype
-from workbench.train.batches import Batches, Data, check_positive_int, resolve_device, to_device
+from workbench.train.devices import resolve_device, to_device
 from workbench.train.evaluation import evaluate
 from workbench.train.history import History
 from workbench.train.optim import OPTIMIZERS, SCHEDULES, check_choice, make_optimizer, make_schedule
@@ -85,6 +86,27 @@ def _check_callable(name: str, value: Any) -> Any:
     return value
 
 
+def _param_groups(model: nn.Module, param_groups: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Torch optimizer groups: ``param_groups`` checked, or one group of all the model's parameters."""
+    if param_groups is None:
+        return [{"params": list(model.parameters())}]
+    usage = "param_groups must be a non-empty list of dicts such as {'params': [tensors], 'lr': 1e-3}"
+    if not isinstance(param_groups, (list, tuple)) or not param_groups:
+        raise ConfigError(f"{usage}, got {param_groups!r:.80}.")
+    groups = []
+    for i, group in enumerate(param_groups):
+        params = group.get("params") if isinstance(group, Mapping) else None
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        params = list(params) if isinstance(params, Iterable) and not isinstance(params, (str, bytes)) else []
+        if not params or not all(isinstance(p, torch.Tensor) for p in params):
+            raise ConfigError(f"{usage}; item {i} is {group!r:.80}.")
+        if "lr" in group:
+            _check_number(f"param_groups[{i}]['lr']", group["lr"], minimum=0.0, inclusive=False)
+        groups.append({**group, "params": params})
+    return groups
+
+
 def _penalty_value(penalty: Penalty, model: nn.Module) -> torch.Tensor:
     value = penalty(model)
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
@@ -106,6 +128,7 @@ def fit(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
+    param_groups: Sequence[dict[str, Any]] | None = None,
     schedule: str = "cosine",
     step_size: int | None = None,
     gamma: float = 0.1,
@@ -129,7 +152,13 @@ def fit(
     epochs, batch_size
         Passes over the data and samples per batch.
     optimizer
-        ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``); ``lr`` and ``weight_decay`` apply to all.
+        ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``); ``lr`` and ``weight_decay`` apply to every
+        parameter group that does not set its own.
+    param_groups
+        Torch optimizer parameter groups (dicts with ``"params"`` and options such as ``"lr"``) that replace
+        ``model.parameters()``, e.g. to train the parameters of a ``penalty`` (a learned prior) with their
+        own learning rates. Parameters outside ``model`` are not moved: keep them on ``device``. The
+        schedule scales every group's rate alike.
     schedule
         Per-batch learning-rate schedule: ``"cosine"`` (to zero), ``"step"`` (times ``gamma`` every
         ``step_size`` epochs, default a third of them), ``"constant"`` or ``"onecycle"``.
@@ -184,8 +213,9 @@ def fit(
         Batches(val_data, batch_size, name="val_data")  # fail early on empty validation data
     steps = len(batches) if max_batches is None else min(len(batches), max_batches)
 
+    groups = _param_groups(model, param_groups)
     model.to(device)
-    opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, momentum)
+    opt = make_optimizer(groups, optimizer, lr, weight_decay, momentum)
     trainer = _Trainer(
         model=model,
         optimizer=opt,

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -21,18 +22,26 @@ def check_choice(kind: str, value: str, choices: Iterable[str]) -> str:
 
 
 def make_optimizer(
-    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float
+    groups: Sequence[dict[str, Any]], name: str, lr: float, weight_decay: float, momentum: float
 ) -> torch.optim.Optimizer:
-    """``adam``, ``adamw`` or ``sgd`` (with ``momentum``) over ``params``."""
+    """``adam``, ``adamw`` or ``sgd`` (with ``momentum``) over torch parameter ``groups``.
+
+    Each group is a dict with ``"params"`` and optional options (``"lr"``, ``"weight_decay"``, ...) that
+    override the defaults given here. Parameters that do not require gradients are left out.
+    """
     check_choice("optimizer", name, OPTIMIZERS)
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ConfigError("the model has no trainable parameters (every requires_grad is False); nothing to fit.")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+    groups = [group for group in groups if group["params"]]
+    if not groups:
+        raise ConfigError("there are no trainable parameters (every requires_grad is False); nothing to fit.")
+    try:
+        if name == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        if name == "adamw":
+            return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    except ValueError as exc:  # e.g. a parameter in two groups, or a negative group lr
+        raise ConfigError(f"the optimizer's parameter groups are invalid: {exc}") from None
 
 
 def make_schedule(

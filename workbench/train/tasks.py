@@ -6,9 +6,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from workbench.datasets.batches import data_attribute
 from workbench.errors import ConfigError, DataError
 from workbench.metrics.scores import IGNORE_INDEX
-from workbench.train.batches import data_attribute
 
 TASKS = ("classification", "segmentation")
 

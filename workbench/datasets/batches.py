@@ -1,7 +1,13 @@
-"""Uniform batch iteration over map-style data sets, data loaders and ``(inputs, targets)`` pairs."""
+"""One adapter from tensors, ``(inputs, targets)`` pairs, data sets and loaders to batches.
+
+- :class:`Batches` -- labelled ``(inputs, targets)`` batches for training and evaluation, in order or
+  shuffled by a seeded generator.
+- :func:`input_batches` -- input tensors only, in order, at most ``max_samples`` rows (graph views,
+  least-squares fusion, example inputs).
+"""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -9,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from workbench.errors import ConfigError, DataError
-from workbench.metrics.forward import model_device
 
 Data = Dataset | DataLoader | tuple | list
+
+_UNSIZED = "is a DataLoader over an iterable data set of unknown length; give a map-style Dataset or a sized DataLoader."
 
 
 def data_attribute(data: Any, name: str) -> Any:
@@ -74,15 +81,11 @@ class Batches:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.shuffle = shuffle
         self.generator = generator
+        _check_kind(data, name, "a map-style torch Dataset, a DataLoader or an (inputs, targets) pair")
         if isinstance(data, (tuple, list)):
             data = _pair_dataset(data, name)
         self.data = data
         self.loader = data if isinstance(data, DataLoader) else None
-        if self.loader is None and not isinstance(data, Dataset) and not hasattr(data, "__getitem__"):
-            raise DataError(
-                f"{name} must be a map-style torch Dataset, a DataLoader or an (inputs, targets) pair, "
-                f"got {type(data).__name__}."
-            )
         self._tensors = None if self.loader is not None else _tensor_columns(data)
         n = self._length()
         if n == 0:
@@ -104,10 +107,7 @@ class Batches:
             try:
                 return len(self.loader)
             except TypeError:
-                raise DataError(
-                    f"{self.name} is a DataLoader over an iterable data set of unknown length; "
-                    "give a map-style Dataset or a sized DataLoader."
-                ) from None
+                raise DataError(f"{self.name} {_UNSIZED}") from None
         return len(self._starts())
 
     def _starts(self) -> list[int]:
@@ -130,6 +130,13 @@ class Batches:
                 yield split_batch(tuple(t[index] for t in self._tensors), self.name)
             else:
                 yield split_batch(default_collate([self.data[int(i)] for i in index]), self.name)
+
+
+def _check_kind(data: Any, name: str, accepted: str) -> None:
+    """DataError naming ``accepted`` unless ``data`` is a loader, a pair or a map-style (indexable) data set."""
+    indexable = isinstance(data, (Dataset, DataLoader, tuple, list)) or hasattr(data, "__getitem__")
+    if not indexable or isinstance(data, (str, bytes, Mapping)):
+        raise DataError(f"{name} must be {accepted}, got {type(data).__name__}.")
 
 
 def _pair_dataset(pair: tuple | list, name: str) -> TensorDataset:
@@ -169,24 +176,44 @@ def split_batch(batch: Any, name: str = "data") -> tuple[Any, Any]:
     )
 
 
-def resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
-    """``device`` as a :class:`torch.device`; the model's own device when ``None``."""
-    if device is None:
-        return model_device(model)
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r}: {exc}. Use 'cpu', 'cuda' or 'cuda:0'.") from None
+def sample_count(data: Data, name: str = "data") -> int:
+    """Number of samples in ``data`` (anything :class:`Batches` takes); DataError when it cannot tell."""
+    n = Batches(data, 1, name=name).n_samples
+    if n is None:
+        raise DataError(f"{name} {_UNSIZED}")
+    return n
 
 
-def to_device(inputs: Any, targets: Any, device: torch.device, dtype: torch.dtype | None) -> tuple[Any, Any]:
-    """Move a batch to ``device``; floating inputs take the model's dtype, integer targets become int64."""
-    if isinstance(inputs, torch.Tensor):
-        inputs = inputs.to(device)
-        if dtype is not None and inputs.is_floating_point() and inputs.dtype != dtype:
-            inputs = inputs.to(dtype)
-    if isinstance(targets, torch.Tensor):
-        targets = targets.to(device)
-        if not targets.is_floating_point() and targets.dtype != torch.int64 and targets.dtype != torch.bool:
-            targets = targets.long()
-    return inputs, targets
+def input_batches(
+    data: Data | torch.Tensor | np.ndarray,
+    max_samples: int | None = None,
+    batch_size: int = 256,
+    *,
+    name: str = "data",
+) -> Iterator[torch.Tensor]:
+    """Input tensors of ``data`` batch by batch, in order, at most ``max_samples`` rows in all.
+
+    ``data`` is anything :class:`Batches` takes (its targets are ignored, and may be absent) or a tensor
+    or array of inputs. The data are checked when this function is called, not when iteration starts:
+    a wrong type or an empty set raises :class:`DataError` at once.
+    """
+    max_samples = check_positive_int("max_samples", max_samples, allow_none=True)
+    _check_kind(data, name, "a tensor or array of inputs, an (inputs, targets) pair, a Dataset or a DataLoader")
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        data = TensorDataset(data)
+    return _capped(Batches(data, batch_size, name=name), max_samples)
+
+
+def _capped(batches: Batches, max_samples: int | None) -> Iterator[torch.Tensor]:
+    seen = 0
+    for inputs, _ in batches:
+        if max_samples is not None:
+            inputs = inputs[: max_samples - seen]
+        seen += len(inputs)
+        yield inputs
+        if max_samples is not None and seen >= max_samples:
+            return
+    if seen == 0:
+        raise DataError(f"{batches.name} yielded no samples; give at least one input.")
