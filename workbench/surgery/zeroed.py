@@ -93,7 +93,7 @@ def zeroed_plan(
         One Selection per group that loses units (kept: the others, and the group's fixed units; a group
         never loses all its units); the Plan's ``meta`` counts the units of each kind.
     """
-    from workbench.select import Selection
+    from workbench.selection import Selection
     from workbench.surgery.planning import _keep_fixed, _unsupported
 
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not np.isfinite(tol) or tol < 0:
