@@ -128,9 +128,9 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
+    from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
-    from workbench.surgery.compress import compress
     from workbench.train import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
@@ -139,14 +139,14 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"{args.checkpoint} does not record its data set; name it with --data.")
     train = load_dataset(data, root=args.root, split="train")
     test = load_dataset(data, root=args.root, split="test")
-    result = compress(model, method=args.method, keep=args.keep, fuse=args.fuse, train=train, test=test,
-                      finetune=args.finetune, source=args.source, selector_params=parse_model_args(extra),
-                      random_state=args.seed, quiet=args.quiet)
+    result = compress(model, method=args.method, selector_params=parse_model_args(extra), keep=args.keep,
+                      fuse=args.fuse, source=args.source, train=train, test=test,
+                      retrain=Retraining(epochs=args.finetune), random_state=args.seed, quiet=args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
         f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
     save_checkpoint(out, result.model, metadata={**meta, "data": data, "compressed": {
         "method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
-        "test": {k: v for k, v in result.after.items() if k in ("accuracy", "miou")}})
+        "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS}})
     rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
     payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
     _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
