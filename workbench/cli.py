@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
-    p = add("demo", "the main job: run analyses/demo.toml (six selectors, three budgets, drop / lsq fusion on "
+    p = add("demo", "the main job: run the demo study (six selectors, three budgets, drop / lsq fusion on "
                 "LeNet-300-100 / digits and an MLP / MNIST-1D, classic compression pipelines, baselines) and write "
                 "its HTML report", _cmd_demo)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("study", "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",
             _cmd_study)
     p.add_argument("action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report")
-    p.add_argument("study", help="a TOML study file (see analyses/demo.toml)")
+    p.add_argument("study", help="a TOML study file (e.g. workbench/studies/demo.toml)")
     p.add_argument("--store", help="the SQLite store (default: beside the study file)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (run)")
     p.add_argument("--scheduler", help="run on the Dask scheduler at this address, e.g. tcp://host:8786 (run)")
