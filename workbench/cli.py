@@ -71,10 +71,9 @@ def _cmd_datasets(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_transforms(args: argparse.Namespace, extra: list[str]) -> int:
-    from workbench.pipeline import transforms
+    from workbench.pipeline import describe_transforms
 
-    return _emit_listing(args, {name: f"{t.summary}; parameters: {', '.join(t.parameters())}"
-                                for name, t in transforms().items()})
+    return _emit_listing(args, describe_transforms())
 
 
 def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
