@@ -51,3 +51,24 @@ def test_plan_warnings_become_notes_and_are_filtered_by_class(trained, monkeypat
 def test_unknown_retraining_method_is_a_config_error():
     with pytest.raises(ConfigError, match="use one of none, finetune, distill"):
         Retraining(method="prune")
+
+
+def _imported(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+
+def test_surgery_reads_selections_without_the_selectors_and_orchestration_sits_below_study():
+    from pathlib import Path
+
+    import workbench
+
+    root = Path(workbench.__file__).parent
+    for path in (root / "surgery").glob("*.py"):
+        found = _imported(path)
+        assert not {m for m in found if m.startswith(("workbench.select.", "workbench.compression", "workbench.study"))
+                    or m == "workbench.select"}, path.name
+    assert not {m for m in _imported(root / "compression.py") if m.startswith(("workbench.study", "workbench.cli"))}
