@@ -15,6 +15,18 @@ TARGETS = {
 }
 
 
+def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
+    import tomllib
+    from importlib import resources
+
+    packaged = resources.files("workbench") / "studies" / "demo.toml"
+    assert tomllib.loads(packaged.read_text())["study"]["name"] == "demo"
+    full, quick = load_demo_study(), load_demo_study(quick=True)
+    assert full.path.parent.name == "studies" and full.path.parent.parent.name == "workbench"
+    assert len(full.selectors) == 6 and list(quick.selectors) == list(full.selectors)[:2]
+    assert len(quick.compression.budgets) == 1 and not quick.baselines.models
+
+
 def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path):
     store = tmp_path / "demo.sqlite"
     outcome = run_study(load_demo_study(), store=store, quiet=True,

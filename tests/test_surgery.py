@@ -174,7 +174,7 @@ def test_random_plans_give_the_predicted_counts(name, kwargs):
     from workbench.graph import from_model
     from workbench.metrics import count_macs
     from workbench.surgery import supported_groups
-    from workbench.surgery.predict import predict
+    from workbench.surgery.sizes import predict_sizes
     from workbench.zoo import example_input
 
     torch.manual_seed(0)
@@ -185,7 +185,7 @@ def test_random_plans_give_the_predicted_counts(name, kwargs):
     plan = random_plan(graph, supported, np.random.default_rng(0))
     assert len(plan) >= len(graph.prunable_groups()) - 1
     rebuilt = apply(model, plan, example_input=x, graph=graph)
-    expected = predict(graph, plan)
+    expected = predict_sizes(graph, plan)
     assert count_params(rebuilt) == expected.params < 0.6 * count_params(model)
     assert count_macs(rebuilt, x) == expected.macs < 0.6 * count_macs(model, x)
     assert rebuilt(x).shape == model(x).shape
@@ -194,7 +194,7 @@ def test_random_plans_give_the_predicted_counts(name, kwargs):
 def test_enet_trunk_is_reported_and_rebuilt_by_graph_slicing():
     from workbench.graph import from_model
     from workbench.surgery import rebuild_methods, supported_groups
-    from workbench.surgery.predict import predict
+    from workbench.surgery.sizes import predict_sizes
     from workbench.zoo import example_input
 
     model = create_model("enet", input_size=32, classes=3).eval()
@@ -209,4 +209,4 @@ def test_enet_trunk_is_reported_and_rebuilt_by_graph_slicing():
     plan = Plan({"down2.expand": selection("down2.expand", trunk.n_units, keep)})
     rebuilt = apply(model, plan, example_input=x, graph=graph)
     assert rebuilt.down2.expand.out_channels == len(keep) and rebuilt(x).shape == model(x).shape
-    assert count_params(rebuilt) == predict(graph, plan).params
+    assert count_params(rebuilt) == predict_sizes(graph, plan).params

@@ -14,7 +14,7 @@ from workbench.metrics import count_macs, count_params
 from workbench.select import Selection
 from workbench.surgery import Plan, apply
 from workbench.surgery.apply import rebuild_methods
-from workbench.surgery.predict import predict
+from workbench.surgery.sizes import predict_sizes
 from workbench.zoo import create_model, example_input
 
 
@@ -95,7 +95,7 @@ def test_random_plan_over_all_enet_groups_matches_prediction(enet):
     plan = random_plan(graph, np.random.default_rng(0))
     assert "down2.expand" in plan and len(plan) == len(graph.prunable_groups())
     rebuilt = apply(model, plan, example_input=x, graph=graph)
-    expected = predict(graph, plan)
+    expected = predict_sizes(graph, plan)
     assert count_params(rebuilt) == expected.params < 0.5 * count_params(model)
     assert count_macs(rebuilt, x) == expected.macs < 0.5 * count_macs(model, x)
     assert rebuilt(x).shape == model(x).shape
@@ -119,7 +119,7 @@ def test_dropping_dead_trunk_units_changes_nothing(enet):
     assert float((reference - output).abs().max()) <= 1e-5 * max(1.0, float(reference.abs().max()))
     with torch.no_grad():  # the same units matter when they are alive
         assert float((enet[0](xs) - alive(xs)).abs().max()) > 1e-2
-    assert count_params(rebuilt) == predict(graph, Plan({"down2.expand": make_selection(trunk, keep)})).params
+    assert count_params(rebuilt) == predict_sizes(graph, Plan({"down2.expand": make_selection(trunk, keep)})).params
 
 
 def test_hand_made_padding_and_unpooling_model():
@@ -141,7 +141,7 @@ def test_hand_made_padding_and_unpooling_model():
     assert (rebuilt.mid.out_channels, rebuilt.head.in_channels) == (2, 2)
     with torch.no_grad():
         assert float((rebuilt(x) - model(x)).abs().max()) <= 1e-5
-    expected = predict(graph, plan)
+    expected = predict_sizes(graph, plan)
     assert count_params(rebuilt) == expected.params and count_macs(rebuilt, x[:1]) == expected.macs
 
 
@@ -183,7 +183,7 @@ def test_plan_from_includes_the_enet_trunk(enet):
     trunk = graph.group("down2.expand")
     assert np.isin(np.flatnonzero(trunk.fixed), plan["down2.expand"].keep).all()
     rebuilt = apply(model, plan, example_input=x, graph=graph)
-    assert count_params(rebuilt) == predict(graph, plan).params
+    assert count_params(rebuilt) == predict_sizes(graph, plan).params
 
 
 def test_slice_group_checks_widths_and_checkpoints_rebuild_sliced_plans(enet, tmp_path):

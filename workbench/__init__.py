@@ -11,6 +11,7 @@ Subpackages are imported lazily so that ``import workbench`` and ``workbench --h
 - :mod:`workbench.graph`, :mod:`workbench.select`, :mod:`workbench.surgery` -- networks as graphs, unit
   selection, physically smaller rebuilds
 - :mod:`workbench.sparse`, :mod:`workbench.quantize`, :mod:`workbench.pipeline` -- classic compression
+- :mod:`workbench.compression` -- one call from a trained model to a compressed, profiled one
 - :mod:`workbench.viz`, :mod:`workbench.study` -- figures, studies
 """
 from __future__ import annotations
@@ -18,14 +19,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import PlanWarning, WorkbenchError
 
 __version__ = "0.1.0"
-__all__ = ["WorkbenchError", "__version__"]
+__all__ = ["PlanWarning", "WorkbenchError", "__version__"]
 
 _SUBMODULES = {
-    "zoo", "datasets", "train", "checkpoints", "edits", "metrics", "graph", "select", "surgery", "sparse", "quantize", "pipeline", "viz",
-    "study", "cli",
+    "zoo", "datasets", "train", "checkpoints", "edits", "metrics", "graph", "select", "surgery", "sparse", "quantize",
+    "pipeline", "viz", "compression", "selection", "study", "cli",
 }
 
 

@@ -71,10 +71,9 @@ def _cmd_datasets(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_transforms(args: argparse.Namespace, extra: list[str]) -> int:
-    from workbench.pipeline import transforms
+    from workbench.pipeline import describe_transforms
 
-    return _emit_listing(args, {name: f"{t.summary}; parameters: {', '.join(t.parameters())}"
-                                for name, t in transforms().items()})
+    return _emit_listing(args, describe_transforms())
 
 
 def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
@@ -129,9 +128,9 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
+    from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
-    from workbench.surgery.compress import compress
     from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
@@ -140,14 +139,14 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"{args.checkpoint} does not record its data set; name it with --data.")
     train = load_dataset(data, root=args.root, split="train")
     test = load_dataset(data, root=args.root, split="test")
-    result = compress(model, method=args.method, keep=args.keep, fuse=args.fuse, train=train, test=test,
-                      finetune=args.finetune, source=args.source, selector_params=parse_model_args(extra),
-                      random_state=args.seed, quiet=args.quiet)
+    result = compress(model, method=args.method, selector_params=parse_model_args(extra), keep=args.keep,
+                      fuse=args.fuse, source=args.source, train=train, test=test,
+                      retrain=Retraining(epochs=args.finetune), random_state=args.seed, quiet=args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
         f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
     save_checkpoint(out, result.model, metadata={**meta, "data": data, "compressed": {
         "method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
-        "test": {k: v for k, v in result.after.items() if k in ("accuracy", "miou")}})
+        "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS}})
     rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
     payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
     _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
@@ -247,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
-    p = add("demo", "the main job: run analyses/demo.toml (six selectors, three budgets, drop / lsq fusion on "
+    p = add("demo", "the main job: run the demo study (six selectors, three budgets, drop / lsq fusion on "
                 "LeNet-300-100 / digits and an MLP / MNIST-1D, classic compression pipelines, baselines) and write "
                 "its HTML report", _cmd_demo)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
@@ -255,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("study", "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",
             _cmd_study)
     p.add_argument("action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report")
-    p.add_argument("study", help="a TOML study file (see analyses/demo.toml)")
+    p.add_argument("study", help="a TOML study file (e.g. workbench/studies/demo.toml)")
     p.add_argument("--store", help="the SQLite store (default: beside the study file)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (run)")
     p.add_argument("--scheduler", help="run on the Dask scheduler at this address, e.g. tcp://host:8786 (run)")

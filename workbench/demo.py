@@ -1,4 +1,5 @@
-"""The main job on embedded data: the study ``analyses/demo.toml``, run and reported.
+"""The main job on embedded data: the demo study (``workbench/studies/demo.toml``, shipped with the package),
+run and reported.
 
 ``workbench demo`` runs :func:`run_demo`: LeNet-300-100 on digits and an MLP on MNIST-1D are trained,
 compressed by six selectors at three budgets with drop and least-squares fusion, fine-tuned and
@@ -11,14 +12,15 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import StudyError
 from workbench.utils import atomic_write_text
 
-#: The study file of the main job (in the source tree, beside the package).
-DEMO_STUDY = Path(__file__).resolve().parent.parent / "analyses" / "demo.toml"
+#: The study file of the main job: package data of ``workbench`` (declared in pyproject.toml).
+DEMO_STUDY = resources.files("workbench") / "studies" / "demo.toml"
 
 
 @dataclass
@@ -32,15 +34,18 @@ class DemoResult:
 
 
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
-    """The demo study (``analyses/demo.toml``); ``quick`` keeps two selectors, one budget, one fusion mode,
-    the last (cheapest) compression pipeline and no baselines."""
+    """The demo study (:data:`DEMO_STUDY`, or the study file ``path``); ``quick`` keeps two selectors, one
+    budget, one fusion mode, the last (cheapest) compression pipeline and no baselines."""
     from workbench.study.schema import load_study
 
-    path = Path(path) if path is not None else DEMO_STUDY
-    if not path.is_file():
-        raise StudyError(f"the demo study file {path} is missing; the demo runs from a source checkout "
-                         "(it reads analyses/demo.toml), or run your own with `workbench study run STUDY.toml`.")
-    study = load_study(path)
+    if path is not None:
+        study = load_study(path)
+    elif not DEMO_STUDY.is_file():
+        raise StudyError("the demo study (workbench/studies/demo.toml) is missing from the installed package; "
+                         "reinstall the workbench, or run your own study with `workbench study run STUDY.toml`.")
+    else:
+        with resources.as_file(DEMO_STUDY) as file:
+            study = load_study(file)
     if quick:
         selectors = dict(list(study.selectors.items())[:2])
         budgets = study.compression.budgets[len(study.compression.budgets) // 2:][:1]

@@ -2,7 +2,8 @@
 
 Every error a user can cause is a :class:`WorkbenchError` subclass whose message says what was wrong
 and what to do about it. The subclasses also derive from the matching built-in exception
-(``ValueError``, ``KeyError``, ...) so that generic handlers keep working.
+(``ValueError``, ``KeyError``, ...) so that generic handlers keep working. Warnings that code reacts to
+have their own class (:class:`PlanWarning`), so that they are filtered by class, not by message text.
 """
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ class CompressionError(WorkbenchError, ValueError):
 
 class StudyError(WorkbenchError):
     """A study file, store or cluster cannot be used."""
+
+
+class PlanWarning(UserWarning):
+    """A plan leaves out part of what was asked (e.g. prunable groups surgery cannot rebuild); the message names
+    what and why. Callers that report these (the study runner, ``workbench compress``) filter by this class."""
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

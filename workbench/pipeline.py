@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from workbench.errors import ConfigError, closest
+from workbench.registry import Registry
 
 _FIXED = ("model", "train_data", "data", "val_data", "inplace", "teacher", "random_state")  # set by the pipeline
 
@@ -39,6 +40,11 @@ class Transform:
     fit_kwargs: bool = False  # also accepts ``workbench.train.fit`` keywords
     needs_data: bool = True  # trains, so the pipeline needs training data
     exclude: tuple[str, ...] = ()  # fit keywords the transform sets itself
+
+    def __call__(self, model: nn.Module, data: Any, teacher: nn.Module | None, random_state: int,
+                 **params: Any) -> nn.Module:
+        """Run the step on ``model`` (the pipeline passes its data, teacher and seed)."""
+        return self.function(model, data, teacher, random_state, **params)
 
     def parameters(self) -> list[str]:
         """The parameters a step of this transform may set."""
@@ -129,7 +135,8 @@ def _group_lasso(model, data, teacher, random_state, *, strength: float | dict =
                          random_state=random_state)
 
 
-def _registry() -> dict[str, Transform]:
+def _register_all(registry: Registry[nn.Module]) -> None:
+    """Register every transform of the reading list in ``registry``."""
     from workbench import quantize, sparse, surgery
     from workbench.surgery.zeroed import shrink_zeroed
 
@@ -171,23 +178,31 @@ def _registry() -> dict[str, Transform]:
         Transform("retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain,
                   fit_kwargs=True),
     ]
-    return {t.name: t for t in items}
+    for transform in items:
+        registry.register(transform.name, transform.summary)(transform)
 
 
-_TRANSFORMS: dict[str, Transform] | None = None
+_TRANSFORMS: Registry[nn.Module] = Registry("transform")
 
 
-def transforms() -> dict[str, Transform]:
-    """Name -> :class:`Transform`, for every step a pipeline can name."""
-    global _TRANSFORMS
-    if _TRANSFORMS is None:
-        _TRANSFORMS = _registry()
+def transforms() -> Registry[nn.Module]:
+    """The registry of every step a pipeline can name: name -> :class:`Transform` (filled on first use, as
+    the transforms' packages are imported then)."""
+    if not _TRANSFORMS.names():
+        _register_all(_TRANSFORMS)
     return _TRANSFORMS
 
 
 def list_transforms() -> list[str]:
-    """The transform names a step's ``do`` may take."""
-    return list(transforms())
+    """The transform names a step's ``do`` may take (sorted)."""
+    return transforms().names()
+
+
+def describe_transforms() -> dict[str, str]:
+    """Name -> its summary and the parameters a step may set (``workbench transforms`` prints it)."""
+    registry = transforms()
+    return {name: f"{summary}; parameters: {', '.join(registry.get(name).parameters())}"
+            for name, summary in registry.describe().items()}
 
 
 def check_steps(steps: Any) -> list[dict[str, Any]]:
@@ -209,10 +224,10 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
             continue
         name, params = step["do"], {k: v for k, v in step.items() if k != "do"}
         if name not in known:
-            problems.append(f"step {i}: unknown transform {name!r}.{closest(str(name), known)} "
-                            f"Known: {', '.join(known)}")
+            problems.append(f"step {i}: unknown transform {name!r}.{closest(str(name), known.names())} "
+                            f"Known: {', '.join(known.names())}")
             continue
-        allowed = known[name].parameters()
+        allowed = known.get(name).parameters()
         for key in params:
             if key in _FIXED:
                 problems.append(f"step {i} ({name}): {key!r} is set by the pipeline (its data, teacher and seed); remove it")
@@ -264,12 +279,12 @@ def run_pipeline(
     current = copy.deepcopy(model)
     record = []
     for i, step in enumerate(steps):
-        transform = transforms()[step["do"]]
+        transform = transforms().get(step["do"])
         if train_data is None and transform.needs_data:
             raise ConfigError(f"step {i} ({step['do']}) trains; pass train_data to run_pipeline.")
         params = {k: v for k, v in step.items() if k != "do"}
         clock = time.perf_counter()
-        current = transform.function(current, train_data, teacher, random_state, **params)
+        current = transform(current, train_data, teacher, random_state, **params)
         record.append({**step, "seconds": round(time.perf_counter() - clock, 3)})
         if log is not None:
             log(f"step {i} {step['do']}: {record[-1]['seconds']:.1f} s")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from workbench.graph.flow import Layer, Layout
 from workbench.graph.network import Consumer, Group, NetworkGraph, from_model
-from workbench.graph.summarize import Quotient, layer_graph, quotient_graph
+from workbench.graph.quotient import Quotient, layer_graph, quotient_graph
 
 __all__ = [
     "from_model", "NetworkGraph", "Layer", "Group", "Consumer", "Layout", "Quotient", "quotient_graph", "layer_graph",

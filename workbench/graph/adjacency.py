@@ -17,8 +17,9 @@ attributes. Zero weights give no edge. Data are float32 and indices int32.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -112,6 +113,33 @@ class ReadPlan:
         return cls(layer, out_nodes, col_nodes, valid, sources, inv, regroup, len(np.unique(out_nodes)) == len(out_nodes))
 
 
+@dataclass
+class _GraphCache:
+    """Per-graph structure reused by every :func:`unit_adjacency` call: the read plans and the dense assembly."""
+
+    read_plans: list[ReadPlan]
+    dense_assembly: tuple[Any, ...] | None = field(default=None)
+
+
+#: Graph -> its cache; an entry goes when its graph is garbage-collected.
+_CACHES: weakref.WeakKeyDictionary[NetworkGraph, _GraphCache] = weakref.WeakKeyDictionary()
+
+
+def _cache(graph: "NetworkGraph") -> _GraphCache:
+    """The cache of ``graph``, built on first use from its reads (coupled reads carry no edges)."""
+    cache = _CACHES.get(graph)
+    if cache is None:
+        plans = [ReadPlan.make(r.layer, graph.unit_nodes(graph.layer_units(r.layer)), graph.unit_nodes(r.ids))
+                 for r in graph.reads if not r.coupled]
+        cache = _CACHES[graph] = _GraphCache(plans)
+    return cache
+
+
+def read_plans(graph: "NetworkGraph") -> list[ReadPlan]:
+    """Weight-independent structure of every uncoupled consumer read of ``graph`` (cached per graph)."""
+    return _cache(graph).read_plans
+
+
 def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _Rows:
     """Reduce one consumer layer's weights to per (source node, target node) values (see the module docstring)."""
     out, ipg = w.shape[0], w.shape[1]
@@ -192,7 +220,8 @@ def _assemble_dense(graph: "NetworkGraph", pieces: list[_Rows], n: int, norm: st
     """:func:`_combine` for reads without zero entries: the CSR structure is the same every time, so it is
     built once per graph (the order that sorts the concatenated entries, and where repeated pairs start)."""
     data = np.concatenate([p.data for p in pieces]).astype(np.float32, copy=False)
-    cached = getattr(graph, "_dense_assembly", None)
+    graph_cache = _cache(graph)
+    cached = graph_cache.dense_assembly
     if cached is None or cached[0] != len(data):
         rows = np.concatenate([np.repeat(p.sources, p.counts) for p in pieces]).astype(np.int64)
         cols = np.concatenate([p.indices for p in pieces]).astype(np.int64)
@@ -202,7 +231,7 @@ def _assemble_dense(graph: "NetworkGraph", pieces: list[_Rows], n: int, norm: st
         indices = (key[starts] % n).astype(np.int32)
         indptr = np.searchsorted(key[starts] // n, np.arange(n + 1)).astype(np.int32)
         cached = (len(data), order, starts, indices, indptr)
-        graph._dense_assembly = cached
+        graph_cache.dense_assembly = cached
     _, order, starts, indices, indptr = cached
     ordered = data[order]
     values = np.maximum.reduceat(ordered, starts) if norm == "max" else np.add.reduceat(ordered, starts)
@@ -217,7 +246,7 @@ def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
     if norm not in NORMS:
         raise GraphError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
     n = graph.n_nodes
-    plans = graph.read_plans()
+    plans = read_plans(graph)
     pieces = [_consumer_rows(*weight_out_in(graph.module_of(plan.layer)), plan, norm) for plan in plans]
     total = _combine(pieces, n, norm, graph)
     if norm in ("l2", "fro"):

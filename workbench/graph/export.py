@@ -21,7 +21,7 @@ def to_networkx(graph: "NetworkGraph", level: str = "layer", norm: str = "l2", m
     Parameters
     ----------
     level
-        ``"layer"``: :func:`workbench.graph.summarize.layer_graph`. ``"unit"``: one node per unit-graph node
+        ``"layer"``: :func:`workbench.graph.quotient.layer_graph`. ``"unit"``: one node per unit-graph node
         (integer ids as in :meth:`NetworkGraph.unit_adjacency`) with attributes ``block`` (group name or
         "input"), ``layer``, ``index``, ``norm`` (L2 norm of incoming weights), ``bias``, ``fixed``; edges carry
         ``weight`` (the ``norm`` of the connecting weights).
@@ -36,7 +36,7 @@ def to_networkx(graph: "NetworkGraph", level: str = "layer", norm: str = "l2", m
     import networkx as nx
 
     if level == "layer":
-        from workbench.graph.summarize import layer_graph
+        from workbench.graph.quotient import layer_graph
 
         return layer_graph(graph)
     if level != "unit":

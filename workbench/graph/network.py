@@ -167,7 +167,6 @@ class NetworkGraph:
         self.warnings: list[str] = list(flow.warnings)
         self._flow = flow
         self._modules = dict(gm.named_modules())
-        self._read_plans: list[Any] | None = None
         self._build(flow)
 
     # -- construction ---------------------------------------------------------------------------------
@@ -328,17 +327,6 @@ class NetworkGraph:
         """Global unit ids of a unit-owning layer."""
         start, stop = self._flow.unit_ranges[layer]
         return np.arange(start, stop)
-
-    def read_plans(self) -> list[Any]:
-        """Weight-independent structure of every consumer read (cached; see :mod:`workbench.graph.adjacency`)."""
-        if self._read_plans is None:
-            from workbench.graph.adjacency import ReadPlan
-
-            self._read_plans = [
-                ReadPlan.make(r.layer, self.unit_nodes(self.layer_units(r.layer)), self.unit_nodes(r.ids))
-                for r in self._flow.reads if not r.coupled
-            ]
-        return self._read_plans
 
     @property
     def reads(self) -> list[Any]:

@@ -19,7 +19,7 @@ from workbench.select.community import LeidenSelector
 from workbench.select.dpp import DPPSelector
 from workbench.select.kdpp import KDPP, greedy_map_dpp, k_dpp_marginals, sample_k_dpp, sample_k_dpp_dppy
 from workbench.select.scoring import ActivationSelector, MagnitudeSelector, RandomSelector
-from workbench.select.selection import Selection, resolve_budget
+from workbench.selection import Selection, resolve_budget
 from workbench.select.spectral import SpectralSelector
 from workbench.select.submodular import SubmodularSelector
 from workbench.select.validation import as_unit_view

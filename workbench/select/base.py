@@ -2,7 +2,7 @@
 
 A selector is an sklearn-style estimator: ``__init__`` stores parameters only, ``fit(view)`` reads a
 :class:`~workbench.unitview.UnitView` (or a raw (n, d) feature array) and sets fitted attributes with
-trailing underscores, ``selection_`` (a :class:`~workbench.select.selection.Selection`) and ``scores_``
+trailing underscores, ``selection_`` (a :class:`~workbench.selection.Selection`) and ``scores_``
 always. Subclasses implement :meth:`Selector._select`; the base class validates the view, resolves
 the budget, assigns dropped units to their most similar kept unit and builds the Selection.
 """
@@ -17,7 +17,7 @@ from workbench.errors import ConfigError, SelectionError
 from workbench.registry import Registry
 from workbench.select import validation
 from workbench.select.grouping import assign_to_kept
-from workbench.select.selection import Selection, _json_safe, resolve_budget
+from workbench.selection import Selection, json_safe, resolve_budget
 from workbench.unitview import UnitView
 from workbench.utils import RandomState, check_random_state
 
@@ -123,7 +123,7 @@ class Selector:
             assign=assign,
             scores=scores,
             method=self.name,
-            params=_json_safe(self.get_params()),
+            params=json_safe(self.get_params()),
         )
         self.scores_ = self.selection_.scores
         self.keep_ = self.selection_.keep

@@ -38,19 +38,13 @@ def load_data(model: dict[str, Any], split: str) -> Any:
     return _dataset(model["data"], split, json.dumps(model.get("data_options", {}), sort_keys=True))
 
 
-def _scores(model: Any, test: Any) -> dict[str, float]:
-    from workbench.train import evaluate
-
-    scores = evaluate(model, test)
-    return {key: float(scores[key]) for key in ("accuracy", "miou") if key in scores}
+#: The metric columns of a run: scores, then costs (the profile's other fields are not stored).
+_METRICS = ("accuracy", "miou", "params", "macs", "dense_bytes", "latency_ms")
 
 
-def _costs(model: Any, latency: bool) -> dict[str, Any]:
-    from workbench.metrics import profile
-    from workbench.zoo import example_input
-
-    prof = profile(model, example_input(model, 1), latency=latency)
-    return {"params": prof.params, "macs": prof.macs, "dense_bytes": prof.dense_bytes, "latency_ms": prof.latency_ms}
+def _metrics(figures: dict[str, Any]) -> dict[str, Any]:
+    """The stored columns of :func:`workbench.compression.measure`'s figures."""
+    return {key: value for key, value in figures.items() if key in _METRICS}
 
 
 def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -97,26 +91,13 @@ def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict
 
 
 def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], None]:
+    from workbench.compression import measure
+
     model, meta = base_model(config, cache_dir)
     test = load_data(config["model"], "test")
-    metrics = {**_scores(model, test), **_costs(model, config.get("latency", True))}
+    metrics = _metrics(measure(model, test, latency=config.get("latency", True)))
     metrics.update({key: meta[key] for key in ("train_seconds", "epochs") if key in meta})
     return metrics, None
-
-
-def _retrain(smaller: Any, teacher: Any, train: Any, finetune: dict[str, Any], seed: int) -> None:
-    from workbench.train import distill
-    from workbench.train import finetune as run_finetune
-
-    kwargs = {"batch_size": finetune["batch_size"], "optimizer": finetune["optimizer"], "schedule": finetune["schedule"],
-              "max_batches": finetune["max_batches"], "random_state": seed, "quiet": True}
-    if finetune["lr"] is not None:
-        kwargs["lr"] = finetune["lr"]
-    if finetune["method"] == "distill":
-        distill(smaller, teacher, train, epochs=finetune["epochs"], loss=finetune["loss"],
-                temperature=finetune["temperature"], alpha=finetune["alpha"], **kwargs)
-    else:
-        run_finetune(smaller, train, epochs=finetune["epochs"], **kwargs)
 
 
 def _base_and_data(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, Any, Any]:
@@ -127,38 +108,25 @@ def _base_and_data(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, 
 
 
 def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    import warnings
+    from workbench.compression import Retraining, compress
 
-    from workbench.graph import from_model
-    from workbench.select import get_selector
-    from workbench.surgery import apply, plan_from
-    from workbench.zoo import example_input
-
-    seed, budget, finetune = config["seed"], config["budget"], config["finetune"]
     model, train, test = _base_and_data(config, cache_dir)
-    latency = config.get("latency", True)
-    graph = from_model(model, example_input(model, 2))
-    selector = get_selector(config["selector"], budget=budget["keep"], random_state=seed, **config["selector_params"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        plan = plan_from(graph, selector, keep=budget["keep"], per_layer=budget["per_layer"], source=config["source"],
-                         data=train if config["source"] == "activations" else None)
-    notes = [str(w.message) for w in caught if "left out of the plan" in str(w.message)]
-    before = {**_scores(model, test), **_costs(model, latency=False)}
-    smaller = apply(model, plan, fuse=config["fuse"], graph=graph, data=train, random_state=seed)
-    rebuilt = _scores(smaller, test)
-    retrained = finetune["method"] != "none" and finetune["epochs"] > 0
-    if retrained:
-        _retrain(smaller, model, train, finetune, seed)
-    metrics: dict[str, Any] = {**_scores(smaller, test), **_costs(smaller, latency)}
-    metrics.update({f"{key}_rebuilt": value for key, value in rebuilt.items()})
-    metrics.update({f"base_{key}": value for key, value in before.items() if key != "latency_ms"})
-    metrics.update({"kept_fraction": plan.kept_fraction, "retrained": retrained, "groups": len(plan), "notes": notes})
-    return metrics, plan.to_dict()
+    budget = config["budget"]
+    result = compress(model, method=config["selector"], selector_params=config["selector_params"], keep=budget["keep"],
+                      per_layer=budget["per_layer"], fuse=config["fuse"], source=config["source"], train=train,
+                      test=test, retrain=Retraining(**config["finetune"]), latency=config.get("latency", True),
+                      base_latency=False, random_state=config["seed"])
+    metrics = _metrics(result.after)
+    metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items()})
+    metrics.update({f"base_{key}": value for key, value in _metrics(result.before).items() if key != "latency_ms"})
+    metrics.update({"kept_fraction": result.plan.kept_fraction, "retrained": result.retrained,
+                    "groups": len(result.plan), "notes": result.notes})
+    return metrics, result.plan.to_dict()
 
 
 def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from workbench.edits import note
+    from workbench.compression import measure, scores
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline
 
@@ -166,8 +134,8 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     compressed = run_pipeline(model, config["steps"], train, teacher=model if config.get("distill") else None,
                               random_state=config["seed"])
     before, after = storage_report(model), storage_report(compressed)
-    metrics: dict[str, Any] = {**_scores(compressed, test), **_costs(compressed, config.get("latency", True))}
-    metrics.update({f"base_{key}": value for key, value in _scores(model, test).items()})
+    metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
+    metrics.update({f"base_{key}": value for key, value in scores(model, test).items()})
     metrics.update({"nonzero": after.nonzero, "stored_bytes": after.stored_bytes, "base_stored_bytes": before.stored_bytes,
                     "compression_ratio": before.stored_bytes / max(after.stored_bytes, 1e-9),
                     "schemes": sorted({layer.scheme for layer in after.layers})})

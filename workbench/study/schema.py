@@ -359,7 +359,7 @@ def load_study(path: str | Path) -> Study:
     """
     path = Path(path)
     if not path.is_file():
-        raise StudyError(f"no study file at {path}: give the path of a TOML study file (see analyses/demo.toml).")
+        raise StudyError(f"no study file at {path}: give the path of a TOML study file (e.g. workbench/studies/demo.toml).")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -368,7 +368,7 @@ def load_study(path: str | Path) -> Study:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StudyError(f"{path} is not a valid TOML file ({exc}); a study file is TOML, "
-                         "see analyses/demo.toml for an example.") from None
+                         "see workbench/studies/demo.toml for an example.") from None
     return study_from_dict(data, path)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from workbench.surgery.apply import FUSE_MODES, apply, rebuild_methods, supported_groups
 from workbench.surgery.factorize import cp_conv, factorize, reconstruct, svd_linear, tucker2_conv
 from workbench.surgery.plan import Plan
-from workbench.surgery.planning import plan_from
+from workbench.surgery.plan_builder import plan_from
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan, zeroed_units
 
 __all__ = [

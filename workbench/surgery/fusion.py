@@ -21,10 +21,6 @@ _BN = nn.modules.batchnorm._BatchNorm
 _CONV = nn.modules.conv._ConvNd
 
 
-def _is_depthwise(module: nn.Module) -> bool:
-    return isinstance(module, _CONV) and module.groups > 1 and module.groups == module.out_channels
-
-
 def consumers(dg, group) -> list[tuple[nn.Module, dict[int, list[int]]]]:
     """The layers that read the group's units: (module, {unit: [input indices of that module]}).
 

@@ -1,4 +1,4 @@
-"""A :class:`Plan`: one :class:`~workbench.select.Selection` per prunable group, serializable to JSON."""
+"""A :class:`Plan`: one :class:`~workbench.selection.Selection` per prunable group, serializable to JSON."""
 from __future__ import annotations
 
 import json
@@ -66,7 +66,7 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         """Rebuild a plan from :meth:`to_dict` output."""
-        from workbench.select import Selection
+        from workbench.selection import Selection
 
         if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
             raise SurgeryError("this is not a workbench plan (no 'format': 'workbench-plan' marker); "

@@ -21,7 +21,9 @@ _BN = nn.modules.batchnorm._BatchNorm
 _CONV = nn.modules.conv._ConvNd
 
 
-def _is_depthwise(module: nn.Module) -> bool:
+def is_depthwise(module: nn.Module) -> bool:
+    """Whether ``module`` is a depthwise convolution: one filter per channel (``groups == in == out > 1``), so each
+    output channel carries exactly one input channel and the two are pruned together."""
     return isinstance(module, _CONV) and module.groups > 1 and module.groups == module.in_channels == module.out_channels
 
 
@@ -59,7 +61,7 @@ def _slice_outputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
         _set_param(module, "bias", 0, keep)
         module.out_features = k
     elif isinstance(module, _CONV):
-        if _is_depthwise(module):  # one filter per channel: inputs and outputs go together
+        if is_depthwise(module):  # one filter per channel: inputs and outputs go together
             _set_param(module, "weight", 0, keep)
             module.in_channels = module.groups = k
         elif module.groups != 1:
@@ -159,7 +161,7 @@ def slice_group(
         if module is None:
             raise SurgeryError(f"consumer {consumer.layer!r} of group {group.name!r} is not a module of "
                                f"{type(model).__name__}; rebuild the graph from this model.")
-        if consumer.layer in group.unit_maps and _is_depthwise(module):
+        if consumer.layer in group.unit_maps and is_depthwise(module):
             continue  # sliced with its outputs
         index = np.asarray(consumer.index)
         present = in_index.get(consumer.layer, np.arange(len(index)))
@@ -192,14 +194,14 @@ def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
         module = modules.get(name)
         if module is None:
             return f"its layer {name!r} is not a module of the model"
-        if isinstance(module, _CONV) and module.groups != 1 and not _is_depthwise(module):
+        if isinstance(module, _CONV) and module.groups != 1 and not is_depthwise(module):
             return f"its layer {name!r} is a grouped convolution"
         known = isinstance(module, (nn.Linear, _CONV, _BN, nn.PReLU))
         if not known and any(True for _ in module.parameters(recurse=False)):
             return f"its layer {name!r} ({type(module).__name__}) has parameters graph slicing cannot cut"
     for consumer in group.consumers:
         module = modules.get(consumer.layer)
-        if consumer.layer in group.unit_maps and _is_depthwise(module):
+        if consumer.layer in group.unit_maps and is_depthwise(module):
             continue
         if not (isinstance(module, nn.Linear) or (isinstance(module, _CONV) and module.groups == 1)):
             return f"its consumer {consumer.layer!r} is not a Linear or ungrouped convolution"

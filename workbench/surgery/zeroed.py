@@ -24,9 +24,12 @@ from torch import nn
 
 from workbench.edits import set_note
 from workbench.errors import ConfigError
-from workbench.surgery.fusion import _CONV, _is_depthwise, fold_incoming
+from workbench.surgery.fusion import fold_incoming
 from workbench.surgery.plan import Plan
-from workbench.surgery.slicing import graph_consumers, graph_producers
+from workbench.surgery.plan_builder import keep_fixed, unrebuildable_groups
+from workbench.surgery.slicing import graph_consumers, graph_producers, is_depthwise
+
+_CONV = nn.modules.conv._ConvNd
 
 
 def _outgoing_norms(model: nn.Module, group: Any) -> np.ndarray:
@@ -52,7 +55,7 @@ def zeroed_units(model: nn.Module, group: Any, tol: float = 1e-3) -> dict[str, n
     n = group.n_units
     with torch.no_grad():
         # rows that read other units (depthwise kernels only carry a unit's own value further)
-        incoming = fold_incoming([p for p in producers if not _is_depthwise(p[0])], n, per_block=True)
+        incoming = fold_incoming([p for p in producers if not is_depthwise(p[0])], n, per_block=True)
         # the bias or shift each layer adds on the way; all zero means a unit without input stays zero
         added = np.max([np.abs(fold_incoming([p], n)[:, -1]) for p in producers], axis=0) if producers else np.zeros(n)
         bias = fold_incoming(producers, n, per_block=True)[:, -1]
@@ -94,8 +97,7 @@ def zeroed_plan(
         One Selection per group that loses units (kept: the others, and the group's fixed units; a group
         never loses all its units); the Plan's ``meta`` counts the units of each kind.
     """
-    from workbench.select import Selection
-    from workbench.surgery.planning import _keep_fixed, _unsupported
+    from workbench.selection import Selection
 
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not np.isfinite(tol) or tol < 0:
         raise ConfigError(f"tol must be a finite number >= 0, got {tol!r}; e.g. tol=1e-3.")
@@ -103,7 +105,7 @@ def zeroed_plan(
         from workbench.graph import from_model
 
         graph = from_model(model, example_input)
-    unsupported = _unsupported(graph)
+    unsupported = unrebuildable_groups(graph)
     selections, counts = {}, {"unread": 0, "silent": 0, "constant": 0}
     for group in graph.prunable_groups():
         if group.name in unsupported:
@@ -122,7 +124,7 @@ def zeroed_plan(
             counts[kind] += int((found[kind] & drop).sum())
         selection = Selection(group=group.name, n_units=group.n_units, keep=keep, assign=assign, scores=scores,
                               method="zeroed", params={"tol": float(tol), "constant": bool(constant)})
-        selections[group.name] = _keep_fixed(selection, group)
+        selections[group.name] = keep_fixed(selection, group)
     return Plan(selections=selections, meta={"selector": "zeroed", "tol": float(tol), "dropped": counts})
 
 

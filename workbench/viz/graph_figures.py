@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from workbench.graph.network import NetworkGraph
-    from workbench.graph.summarize import Quotient
+    from workbench.graph.quotient import Quotient
 
 
 def _bins(weights: np.ndarray, n_bins: int) -> np.ndarray:
@@ -139,7 +139,7 @@ def block_graph(
     Parameters
     ----------
     quotient
-        From :func:`workbench.graph.summarize.quotient_graph`.
+        From :func:`workbench.graph.quotient.quotient_graph`.
     weight
         ``"mean"`` (block-model weight), ``"total"`` or ``"density"``.
     positions
@@ -187,7 +187,7 @@ def adjacency_heatmap(
 
     Nodes are sorted by block (stable, so the original order is kept inside a block); block boundaries
     are drawn as lines. ``matrix`` may be dense or scipy.sparse; larger than ``max_size`` on a side is refused
-    (summarize it with :func:`workbench.graph.summarize.quotient_graph` first).
+    (summarize it with :func:`workbench.graph.quotient.quotient_graph` first).
     """
     import plotly.graph_objects as go
 

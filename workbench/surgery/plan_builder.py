@@ -1,4 +1,4 @@
-"""Build a :class:`Plan` for a whole network from a selector."""
+"""Build a :class:`Plan` for a whole network from a selector: :func:`plan_from`."""
 from __future__ import annotations
 
 import warnings
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.errors import ConfigError, PlanWarning, SurgeryError, closest
 from workbench.surgery.plan import Plan
 
 
@@ -18,9 +18,10 @@ def _with_budget(selector: Any, budget: float) -> Any:
     return type(selector)(**params)
 
 
-def _unsupported(graph: Any) -> dict[str, str]:
-    """Group -> reason, for the prunable groups surgery cannot rebuild at all (neither torch-pruning nor
-    graph slicing; groups torch-pruning cannot couple are sliced from the graph and are not listed)."""
+def unrebuildable_groups(graph: Any) -> dict[str, str]:
+    """Group -> reason, for the prunable groups of ``graph`` that surgery cannot rebuild at all (neither
+    torch-pruning nor graph slicing; groups torch-pruning cannot couple are sliced from the graph and are
+    not listed)."""
     import torch
 
     from workbench.surgery.apply import supported_groups
@@ -29,8 +30,9 @@ def _unsupported(graph: Any) -> dict[str, str]:
     return {name: reason for name, reason in supported_groups(graph.model, graph, example).items() if reason}
 
 
-def _keep_fixed(selection: Any, group: Any) -> Any:
-    """``selection`` with the group's fixed units (tied to the network input or output) kept as well."""
+def keep_fixed(selection: Any, group: Any) -> Any:
+    """``selection`` with ``group``'s fixed units (tied to the network input or output) kept as well; the
+    dropped units keep their targets, the fixed ones map to themselves."""
     fixed = np.flatnonzero(np.asarray(group.fixed))
     if fixed.size == 0 or np.isin(fixed, selection.keep).all():
         return selection
@@ -69,7 +71,7 @@ def plan_from(
         Passed to ``graph.unit_view`` (weights or activations; the data for activations; the similarity).
     groups
         Restrict the plan to these groups (default: every prunable group that surgery can rebuild; the
-        others are named in a warning).
+        others are named in a :class:`~workbench.errors.PlanWarning`).
 
     Notes
     -----
@@ -80,7 +82,7 @@ def plan_from(
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
             raise ConfigError(f"kept fraction {value!r} is outside (0, 1]; give e.g. keep=0.5.")
     available = {group.name: group for group in graph.prunable_groups()}
-    unsupported = _unsupported(graph)
+    unsupported = unrebuildable_groups(graph)
     for name in [*per_layer, *(groups or [])]:
         if name not in available:
             raise SurgeryError(f"{name!r} is not a prunable group of this graph.{closest(name, available)} "
@@ -93,7 +95,7 @@ def plan_from(
         warnings.warn(
             "left out of the plan, as surgery cannot rebuild them: "
             + "; ".join(f"{name!r} ({reason})" for name, reason in unsupported.items()),
-            UserWarning, stacklevel=2,
+            PlanWarning, stacklevel=2,
         )
     selections = {}
     for name in chosen:
@@ -102,6 +104,6 @@ def plan_from(
         if metric is not None:
             view_kwargs["metric"] = metric
         view = graph.unit_view(name, **view_kwargs)
-        selections[name] = _keep_fixed(_with_budget(selector, fraction).fit(view).selection_, available[name])
+        selections[name] = keep_fixed(_with_budget(selector, fraction).fit(view).selection_, available[name])
     return Plan(selections=selections, meta={"selector": type(selector).__name__, "keep": keep,
                                              "per_layer": per_layer, "source": source})

@@ -1,4 +1,4 @@
-"""What a plan should cost: parameters and multiply-adds of the rebuilt model, from the graph alone.
+"""Predicted sizes of a pruned model: parameters and multiply-adds after a plan, from the graph alone.
 
 The prediction reads layer shapes, the units each group keeps and the input columns each consumer keeps
 from the :class:`~workbench.graph.NetworkGraph`; it never builds the smaller model, so comparing it with
@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from workbench.surgery.slicing import is_depthwise
+
 _CONV = nn.modules.conv._ConvNd
 _BN = nn.modules.batchnorm._BatchNorm
 
 
 @dataclass(frozen=True)
-class Prediction:
+class PredictedSizes:
     """Predicted size of a model rebuilt from a plan (multiply-adds for one input sample)."""
 
     params: int
@@ -49,8 +51,12 @@ def _dropped_inputs(graph: Any, plan: Any) -> dict[str, int]:
     return dropped
 
 
-def predict(graph: Any, plan: Any) -> Prediction:
-    """Parameters and per-sample multiply-adds of ``graph``'s model after ``plan`` (dropped units removed)."""
+def predict_sizes(graph: Any, plan: Any) -> PredictedSizes:
+    """Parameter count and per-sample multiply-adds of ``graph``'s model after ``plan`` (dropped units removed).
+
+    Not the model's outputs (that is :func:`workbench.train.predict`): the counts the rebuilt model should
+    have, read from layer shapes and the plan without building it.
+    """
     kept_out = _kept_outputs(graph, plan)
     dropped_in = _dropped_inputs(graph, plan)
     params = macs = 0
@@ -72,7 +78,7 @@ def predict(graph: Any, plan: Any) -> Prediction:
         elif isinstance(module, _CONV):
             kernel = math.prod(module.kernel_size)
             out_c = kept_out.get(name, module.out_channels)
-            if module.groups > 1 and module.groups == module.in_channels == module.out_channels:  # depthwise
+            if is_depthwise(module):
                 in_per_group = 1
             else:
                 in_per_group = (module.in_channels - dropped_in.get(name, 0)) // module.groups
@@ -87,4 +93,4 @@ def predict(graph: Any, plan: Any) -> Prediction:
             for parameter in module.parameters(recurse=False):
                 per_unit = parameter.numel() // max(1, layer.n_units or 1)
                 params += parameter.numel() if units is None or parameter.numel() == 1 else units * per_unit
-    return Prediction(params=int(params), macs=int(macs))
+    return PredictedSizes(params=int(params), macs=int(macs))

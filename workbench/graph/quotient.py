@@ -1,4 +1,4 @@
-"""Graph summarization: quotient (block) graphs of a unit graph, and the layer graph of a network.
+"""Quotient (block) graphs of a unit graph, and the layer graph of a network.
 
 The quotient of a weighted adjacency ``A`` (n x n) by a partition of its nodes into k blocks is the
 k x k graph of block-to-block weights ``P^T A P``, where ``P`` is the n x k block indicator matrix.

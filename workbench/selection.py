@@ -1,4 +1,8 @@
-"""The result of a selector (:class:`Selection`) and the budget rule (:func:`resolve_budget`)."""
+"""The data contract between selectors and surgery: :class:`Selection` and the budget rule :func:`resolve_budget`.
+
+Selectors (:mod:`workbench.select`) make Selections, surgery (:mod:`workbench.surgery`) reads them; neither
+package needs the other, so the contract lives here, beside :mod:`workbench.unitview`.
+"""
 from __future__ import annotations
 
 import math
@@ -135,7 +139,7 @@ class Selection:
             "assign": self.assign.tolist(),
             "scores": [float(s) if np.isfinite(s) else None for s in self.scores],
             "method": self.method,
-            "params": _json_safe(self.params),
+            "params": json_safe(self.params),
         }
 
     @classmethod
@@ -156,13 +160,15 @@ class Selection:
             raise SelectionError(f"a Selection dict needs the key {exc.args[0]!r}.") from None
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types: dicts with str keys, lists, bool / int / float / str / None (numpy scalars and
+    arrays converted, a random Generator named, anything else by its ``repr``)."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, np.integer):

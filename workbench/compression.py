@@ -1,0 +1,204 @@
+"""The orchestration layer: one call from a trained model to a compressed, profiled one.
+
+:func:`compress` joins the parts below it -- graph (trace, unit views), select (a selector per group),
+surgery (plan and rebuild), train (fine-tuning or distillation) and metrics (profile, scores) -- in the
+order the design gives: graph -> select -> surgery -> retrain -> metrics. The study runner
+(:mod:`workbench.study.execute`) and the ``workbench compress`` command both call it, so a study run and
+a command-line run of the same settings do the same steps. The parts themselves know nothing of each
+other beyond their data contracts (:class:`~workbench.selection.Selection`, :class:`~workbench.surgery.Plan`).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from workbench.errors import ConfigError, PlanWarning
+
+#: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
+SCORE_KEYS = ("accuracy", "miou")
+RETRAIN_METHODS = ("none", "finetune", "distill")
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """How the rebuilt network is retrained (the study file's ``[finetune]`` table has the same fields).
+
+    Attributes
+    ----------
+    method
+        ``"finetune"`` (:func:`workbench.train.finetune`: labels, a small default ``lr``), ``"distill"``
+        (:func:`workbench.train.distill` from a teacher, by default the uncompressed model) or ``"none"``.
+    epochs
+        Passes over the training data (0: no retraining).
+    lr, batch_size, optimizer, schedule, max_batches
+        Passed to :func:`workbench.train.fit` (``lr`` None: the trainer's default).
+    loss, temperature, alpha
+        Distillation loss settings (``method="distill"`` only).
+    """
+
+    method: str = "finetune"
+    epochs: int = 0
+    lr: float | None = None
+    batch_size: int = 64
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    max_batches: int | None = None
+    loss: str = "hinton"
+    temperature: float = 4.0
+    alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in RETRAIN_METHODS:
+            raise ConfigError(f"unknown retraining method {self.method!r}; use one of {', '.join(RETRAIN_METHODS)}.")
+
+    @property
+    def active(self) -> bool:
+        """Whether any retraining happens."""
+        return self.method != "none" and self.epochs > 0
+
+    def run(self, model: nn.Module, train: Any, teacher: nn.Module, random_state: int, quiet: bool) -> None:
+        """Retrain ``model`` in place on ``train`` (``teacher`` is read only by distillation)."""
+        from workbench.train import distill, finetune
+
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "optimizer": self.optimizer, "schedule": self.schedule,
+                                  "max_batches": self.max_batches, "random_state": random_state, "quiet": quiet}
+        if self.lr is not None:
+            kwargs["lr"] = self.lr
+        if self.method == "distill":
+            distill(model, teacher, train, epochs=self.epochs, loss=self.loss, temperature=self.temperature,
+                    alpha=self.alpha, **kwargs)
+        else:
+            finetune(model, train, epochs=self.epochs, **kwargs)
+
+
+@dataclass
+class CompressionResult:
+    """What :func:`compress` made and measured.
+
+    Attributes
+    ----------
+    model
+        The rebuilt (and retrained) network.
+    plan
+        The :class:`~workbench.surgery.Plan` it was rebuilt from.
+    before, after
+        :func:`measure` of the input model and of the result (scores on ``test`` when given, then the profile).
+    rebuilt
+        Scores on ``test`` right after the rebuild, before retraining (empty without ``test``).
+    retrained
+        Whether the result was retrained.
+    notes
+        The plan's :class:`~workbench.errors.PlanWarning` messages (e.g. groups left out of the plan).
+    """
+
+    model: nn.Module
+    plan: Any
+    before: dict[str, Any]
+    after: dict[str, Any]
+    rebuilt: dict[str, float] = field(default_factory=dict)
+    retrained: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def scores(model: nn.Module, test: Any) -> dict[str, float]:
+    """Accuracy (classification) or mIoU (segmentation) of ``model`` on ``test``; empty when ``test`` is None."""
+    if test is None:
+        return {}
+    from workbench.train import evaluate
+
+    found = evaluate(model, test)
+    return {key: float(found[key]) for key in SCORE_KEYS if key in found}
+
+
+def measure(model: nn.Module, test: Any = None, *, latency: bool = True) -> dict[str, Any]:
+    """:func:`scores` on ``test`` followed by :func:`workbench.metrics.profile` (params, MACs, bytes, latency)
+    of ``model`` on one example input."""
+    from workbench.metrics import profile
+    from workbench.zoo import example_input
+
+    return {**scores(model, test), **profile(model, example_input(model, 1), latency=latency).as_dict()}
+
+
+def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """:func:`workbench.surgery.plan_from` and its PlanWarning messages (other warnings go on as usual)."""
+    from workbench.surgery import plan_from
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlanWarning)
+        plan = plan_from(graph, selector, **kwargs)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, PlanWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return plan, notes
+
+
+def compress(
+    model: nn.Module,
+    *,
+    method: str = "magnitude",
+    selector_params: Mapping[str, Any] | None = None,
+    keep: float = 0.5,
+    per_layer: Mapping[str, float] | None = None,
+    fuse: str = "drop",
+    source: str = "weights",
+    train: Any = None,
+    test: Any = None,
+    retrain: Retraining | None = None,
+    teacher: nn.Module | None = None,
+    latency: bool = True,
+    base_latency: bool | None = None,
+    random_state: int = 0,
+    quiet: bool = True,
+) -> CompressionResult:
+    """Select units with selector ``method`` in every group surgery can rebuild, rebuild, retrain, measure.
+
+    Parameters
+    ----------
+    model
+        A trained network with an ``input_shape`` (not modified).
+    method, selector_params
+        Selector name and its parameters (:func:`workbench.select.get_selector`).
+    keep, per_layer
+        Fraction of each group's units kept; group name -> fraction, for the groups that differ.
+    fuse
+        ``"drop"``, ``"merge"`` or ``"lsq"`` (``lsq`` fits on ``train``).
+    source
+        What the unit views read: ``"weights"`` or ``"activations"`` (of ``train``).
+    train, test
+        Data sets: ``train`` for activations, lsq and retraining; ``test`` for the score columns.
+    retrain
+        How the rebuilt network is retrained (default: not at all).
+    teacher
+        The teacher of distillation (default: ``model``, the uncompressed network).
+    latency, base_latency
+        Measure the latency of the result, and of ``model`` (default: as ``latency``).
+    random_state
+        Seed of the selector, the fusion and the retraining.
+    quiet
+        No progress bar while retraining.
+    """
+    from workbench.graph import from_model
+    from workbench.select import get_selector
+    from workbench.surgery import apply
+    from workbench.zoo import example_input
+
+    retrain = retrain or Retraining(method="none")
+    graph = from_model(model, example_input(model, 2))
+    selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
+    plan, notes = _plan_with_notes(graph, selector, keep=keep, per_layer=per_layer, source=source,
+                                   data=train if source == "activations" else None)
+    before = measure(model, test, latency=latency if base_latency is None else base_latency)
+    smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
+    rebuilt = scores(smaller, test)
+    if retrain.active:
+        retrain.run(smaller, train, teacher if teacher is not None else model, random_state, quiet)
+    after = measure(smaller, test, latency=latency)
+    return CompressionResult(model=smaller, plan=plan, before=before, after=after, rebuilt=rebuilt,
+                             retrained=retrain.active, notes=notes)
