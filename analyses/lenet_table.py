@@ -39,8 +39,8 @@ import torch
 
 from workbench.datasets import load_dataset
 from workbench.metrics.storage import storage_report
+from workbench.pipeline import DeepCompression
 from workbench.quantize import (
-    DeepCompression,
     binary_connect,
     fixed_point,
     power_of_two,

@@ -150,13 +150,14 @@ def test_encode_model_decodes_to_the_weights():
 
 
 def test_deep_compression_pipeline_steps_and_streams():
-    from workbench.quantize import DeepCompression
+    from workbench.pipeline import DeepCompression
 
     model, data = _toy()
     pipeline = DeepCompression(prune_rounds=[0.5, 0.8], bits=3, index_bits=4, retrain_epochs=1, quant_epochs=1,
                                fit_kwargs={"quiet": True, "lr": 1e-2})
-    assert [name for name, _ in pipeline.steps] == [
-        "prune[0]", "retrain[0]", "prune[1]", "retrain[1]", "share", "quantized-retrain", "huffman"]
+    assert [step["do"] for step in pipeline.steps] == [
+        "prune", "retrain", "prune", "retrain", "share", "retrain", "huffman"]
+    assert [step.get("rate") for step in pipeline.steps[:3:2]] == [0.5, 0.8] and pipeline.steps[1]["lr"] == 1e-2
     out = pipeline.run(model, data, val_data=data)
     assert len(pipeline.log) == 7 and "val_accuracy" in pipeline.log[-1]
     for name in ("0", "2"):
@@ -168,7 +169,7 @@ def test_deep_compression_pipeline_steps_and_streams():
 
 def test_deep_compression_distils_from_the_input_and_quantizes_biases():
     from workbench.metrics.storage import storage_report
-    from workbench.quantize import DeepCompression
+    from workbench.pipeline import DeepCompression
 
     model, data = _toy()
     reference = [p.detach().clone() for p in model.parameters()]
@@ -176,7 +177,7 @@ def test_deep_compression_distils_from_the_input_and_quantizes_biases():
                    fit_kwargs={"quiet": True, "lr": 1e-2})
     plain = DeepCompression(**options).run(model, data)
     pipeline = DeepCompression(**options, bias_bits=8, teacher="input", distill_options={"temperature": 2.0})
-    assert [name for name, _ in pipeline.steps][4:6] == ["share", "bias-fixed-point"]
+    assert [step["do"] for step in pipeline.steps][4:6] == ["share", "fixed-point-biases"]
     out = pipeline.run(model, data)
     assert all(torch.equal(a, b) for a, b in zip(reference, model.parameters()))  # the input is untouched
     assert not any(torch.equal(a.weight, b.weight) for a, b in ((out[0], plain[0]), (out[2], plain[2])))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -158,7 +158,9 @@ def _register_all(registry: Registry[nn.Module]) -> None:
         model_only("shrink-zeroed", "remove units whose weights are zero (surgery)", shrink_zeroed),
         model_only("share", "k-means weight sharing, trainable centroids (Han et al. 2016)", quantize.share_weights),
         with_data("deep-compression", "prune, share, fine-tune centroids, Huffman (Han et al. 2016)",
-                  quantize.deep_compress, target=quantize.DeepCompression),
+                  deep_compress, target=DeepCompression),
+        model_only("huffman", "Huffman-code the shared layers into real bit streams (checked by decoding)",
+                   quantize.huffman_code),
         with_data("soft-sharing", "Gaussian-mixture prior, then quantized to its means (Ullrich et al. 2017)",
                   quantize.soft_weight_sharing, teacher=False),
         model_only("fixed-point", "Q-format weights and activations (Lin & Talathi 2016)", quantize.fixed_point),
@@ -245,6 +247,7 @@ def run_pipeline(
     steps: Sequence[dict[str, Any]],
     train_data: Any = None,
     *,
+    val_data: Any = None,
     teacher: nn.Module | str | None = None,
     random_state: int = 0,
     log: Callable[[str], None] | None = None,
@@ -259,6 +262,8 @@ def run_pipeline(
         ``[{"do": name, **params}, ...]`` (see :func:`list_transforms`, checked by :func:`check_steps`).
     train_data
         The training data of steps that train (retraining, iterative pruning, Deep Compression...).
+    val_data
+        When given, the validation accuracy after each step is recorded (nothing is tuned on it here).
     teacher
         Retraining distils from this network (``"input"``: a frozen copy of ``model``); None fits labels.
     random_state
@@ -286,6 +291,96 @@ def run_pipeline(
         clock = time.perf_counter()
         current = transform(current, train_data, teacher, random_state, **params)
         record.append({**step, "seconds": round(time.perf_counter() - clock, 3)})
+        if val_data is not None:
+            from workbench.train import evaluate
+
+            record[-1]["val_accuracy"] = evaluate(current, val_data)["accuracy"]
         if log is not None:
             log(f"step {i} {step['do']}: {record[-1]['seconds']:.1f} s")
     return set_note(current, "pipeline", record)
+
+
+@dataclass
+class DeepCompression:
+    """Deep Compression (Han, Mao & Dally, ICLR 2016) as a pipeline: prune (magnitude, per layer) -> retrain
+    with masks -> k-means weight sharing -> (optionally fixed-point biases) -> trained quantization
+    (retrain the centroids) -> Huffman coding of the codebook indices and relative sparse indices.
+
+    :attr:`steps` is the pipeline (step dicts, as :func:`run_pipeline` takes them); :meth:`run` runs it.
+
+    Parameters
+    ----------
+    rate, quality
+        Pruning: a fraction per layer (number or dict by layer / kind) or Han's ``quality x std`` rule.
+    prune_rounds
+        Cumulative pruning schedule; overrides ``rate`` (e.g. ``[0.5, 0.8, 0.92]``).
+    bits
+        Codebook index bits per layer (paper: 8 for conv, 5 for fully connected).
+    index_bits
+        Relative-index gap bits per layer (paper: 8 for conv, 5 for fully connected).
+    retrain_epochs, quant_epochs
+        Epochs of retraining after each pruning round, and of centroid fine-tuning.
+    fit_kwargs, quant_fit_kwargs
+        ``workbench.train.fit`` keywords of the retraining after pruning, and of the centroid fine-tuning
+        (default: the same); the seed is ``random_state``, and data and teacher those of :meth:`run`.
+    bias_bits
+        Store biases as fixed point with this many bits (quantized before the centroid fine-tuning, which
+        then adapts to them); None keeps them fp32, as the paper, whose ratios count weights only.
+    teacher, distill_options
+        Retrain by distillation (``workbench.train.distill``) from this network, or from a frozen copy of
+        the model given to :meth:`run` with ``"input"``; None fits the labels alone, as the paper.
+    """
+
+    rate: float | dict | None = 0.9
+    quality: float | dict | None = None
+    prune_rounds: list | None = None
+    bits: int | dict = field(default_factory=lambda: {"conv": 8, "linear": 5})
+    index_bits: int | dict = field(default_factory=lambda: {"conv": 8, "linear": 5})
+    init: str = "linear"
+    retrain_epochs: int = 3
+    quant_epochs: int = 2
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    quant_fit_kwargs: dict[str, Any] | None = None
+    bias_bits: int | dict | None = None
+    teacher: nn.Module | list | str | None = None
+    distill_options: dict[str, Any] | None = None
+    random_state: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list, init=False)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The pipeline's steps, ``[{"do": "prune", "rate": 0.5}, {"do": "retrain", ...}, ...]``."""
+        distill = {"distill_options": self.distill_options} if self.distill_options else {}
+        fit_kwargs = {k: v for k, v in self.fit_kwargs.items() if k not in _FIXED}  # the pipeline sets those
+        prune = ([{"do": "prune", "quality": self.quality}] if self.quality is not None and self.prune_rounds is None
+                 else [{"do": "prune", "rate": rate} for rate in self.prune_rounds or [self.rate]])
+        steps: list[dict[str, Any]] = []
+        for step in prune:
+            steps.append(step)
+            if self.retrain_epochs > 0:
+                steps.append({"do": "retrain", "epochs": self.retrain_epochs, **fit_kwargs, **distill})
+        steps.append({"do": "share", "bits": self.bits, "init": self.init, "index_bits": self.index_bits})
+        if self.bias_bits is not None:
+            steps.append({"do": "fixed-point-biases", "bits": self.bias_bits})
+        if self.quant_epochs > 0:
+            quant_fit = fit_kwargs if self.quant_fit_kwargs is None else self.quant_fit_kwargs
+            quant_fit = {k: v for k, v in quant_fit.items() if k not in _FIXED}
+            steps.append({"do": "retrain", "epochs": self.quant_epochs, **quant_fit, **distill})
+        steps.append({"do": "huffman"})
+        return steps
+
+    def run(self, model: nn.Module, train_data: Any, val_data: Any = None) -> nn.Module:
+        """Run :attr:`steps` on a copy of ``model``; :attr:`log` records each step (with its validation
+        accuracy when ``val_data`` is given). The encoded layers are the result's note ``"encoded"``."""
+        out = run_pipeline(model, self.steps, train_data, val_data=val_data, teacher=self.teacher,
+                           random_state=self.random_state)
+        from workbench.edits import note
+
+        self.log = note(out, "pipeline")
+        return out
+
+
+def deep_compress(model: nn.Module, train_data: Any, val_data: Any = None, **options: Any) -> nn.Module:
+    """Run :class:`DeepCompression` with ``options`` on a copy of ``model`` (the encoded layers are the note
+    ``"encoded"`` of the result, its step log the note ``"pipeline"``; see ``workbench.edits.note``)."""
+    return DeepCompression(**options).run(model, train_data, val_data)

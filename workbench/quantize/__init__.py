@@ -1,7 +1,8 @@
 """Quantization and coding transforms: each is ``transform(model, ...) -> model``.
 
 - weight sharing / trained quantization: :func:`share_weights`, :class:`SharedWeight`, :func:`kmeans_1d`
-- Deep Compression: :class:`DeepCompression`, :func:`deep_compress`, :func:`encode_model`
+- Huffman-coded shared weights: :func:`encode_model`, :func:`huffman_code` (Deep Compression itself is a
+  pipeline: ``workbench.pipeline.DeepCompression``)
 - Huffman coding: :class:`HuffmanCode`; layer format: :func:`encode_layer`, :func:`decode_layer`
 - soft weight-sharing: :class:`GaussianMixturePrior`, :func:`soft_weight_sharing`, :func:`quantize_to_prior`
 - fixed point: :func:`fixed_point`, :func:`fixed_point_biases`, :func:`iterative_fixed_point`, :func:`quantize_fixed`
@@ -25,7 +26,6 @@ from workbench.quantize.binary import (
 )
 from workbench.quantize.coding import EncodedLayer, decode_layer, encode_layer, relative_gaps
 from workbench.quantize.dct import dct_kernels, idct_kernels
-from workbench.quantize.deep_compression import DeepCompression, deep_compress, encode_model
 from workbench.quantize.fixed_point import (
     ActivationQuantizer,
     FixedPointWeight,
@@ -37,14 +37,14 @@ from workbench.quantize.fixed_point import (
 )
 from workbench.quantize.frequency import HashedDCTWeight, dct_compress, hashed_dct
 from workbench.quantize.huffman import EncodedStream, HuffmanCode, entropy_bits
-from workbench.quantize.sharing import SharedWeight, kmeans_1d, share_weights
+from workbench.quantize.sharing import SharedWeight, encode_model, huffman_code, kmeans_1d, share_weights
 from workbench.quantize.soft_sharing import GaussianMixturePrior, quantize_to_prior, soft_weight_sharing
 
 __all__ = [
-    "ActivationQuantizer", "BinaryWeight", "ClipHook", "DeepCompression", "EncodedLayer", "EncodedStream",
+    "ActivationQuantizer", "BinaryWeight", "ClipHook", "EncodedLayer", "EncodedStream",
     "FixedPointWeight", "GaussianMixturePrior", "HashedDCTWeight", "HuffmanCode", "PowerOfTwoWeight",
     "QuantizedBackprop", "SharedWeight", "SignActivation", "TernaryWeight", "binarize_network", "binary_connect",
-    "choose_frac_bits", "dct_compress", "dct_kernels", "decode_layer", "deep_compress", "encode_layer",
+    "choose_frac_bits", "dct_compress", "dct_kernels", "decode_layer", "encode_layer", "huffman_code",
     "encode_model", "entropy_bits", "fixed_point", "fixed_point_biases", "hashed_dct", "idct_kernels", "iterative_fixed_point",
     "kmeans_1d", "pow2_quantize", "power_of_two", "quantize_fixed", "quantize_to_prior", "quantized_backprop",
     "relative_gaps", "share_weights", "soft_weight_sharing", "ternary_connect",

@@ -16,11 +16,11 @@ from torch import nn
 
 from typing import Any
 
-from workbench.edits import record_edit, restorable
+from workbench.edits import record_edit, restorable, set_note
 from workbench.errors import CompressionError
-from workbench.quantize.coding import EncodedLayer, encode_layer
+from workbench.quantize.coding import EncodedLayer, decode_layer, encode_layer
 from workbench.quantize.dct import idct_kernels
-from workbench.sparse.layers import attach, layer_kind, maybe_copy, per_layer, weight_layers
+from workbench.sparse.layers import attach, layer_kind, maybe_copy, per_layer, weight_layers, weight_parametrization
 from workbench.utils import RandomState, check_random_state
 
 INITS = ("linear", "density", "random")
@@ -245,3 +245,25 @@ def share_weights(
 def shared_values(module: nn.Module) -> torch.Tensor:
     """The distinct values a weight-shared layer currently uses (for checks and plots)."""
     return torch.unique(module.weight.detach())
+
+
+def encode_model(model: nn.Module, verify: bool = True) -> dict[str, EncodedLayer]:
+    """Encode every weight-shared layer of ``model``; with ``verify`` decode and compare to its weights."""
+    encoded = {}
+    for name, module in model.named_modules():
+        p = weight_parametrization(module)
+        if isinstance(p, SharedWeight) and p.domain == "spatial":
+            enc = p.encode(module)
+            if verify:
+                back = decode_layer(enc)
+                if not np.array_equal(back, module.weight.detach().cpu().numpy().astype(np.float32)):
+                    raise CompressionError(f"layer {name!r}: decoding the Huffman streams did not give the weights back.")
+            encoded[name] = enc
+    return encoded
+
+
+def huffman_code(model: nn.Module, verify: bool = True) -> nn.Module:
+    """Huffman-code every weight-shared layer into real bit streams (Deep Compression's last step), checked
+    by decoding when ``verify``; the streams are the note ``"encoded"`` of ``model`` (returned, in place).
+    ``workbench.metrics.storage_report`` counts the same streams."""
+    return set_note(model, "encoded", encode_model(model, verify=verify))
