@@ -4,12 +4,18 @@ For every zoo model at a small size and a random plan keeping half of the free u
 group, with ``fuse`` = drop / merge / lsq:
 
 1. which groups each path can rebuild (torch-pruning: its DependencyGraph couples the group as the
-   NetworkGraph does; slicing: ``slicing.unsliceable_reason`` is None);
+   NetworkGraph does; slicing: ``surgery.supported_groups``);
 2. whether both paths give the same network on the groups torch-pruning supports (same parameter
    shapes; largest output difference on a random batch, relative to the output's largest value);
 3. the time of each (``apply`` with the graph given; the torch-pruning path builds its DependencyGraph);
 4. exactness on both paths: a duplicated unit merged, and a unit whose consumer columns are zero
    dropped, must leave the function unchanged (largest relative difference).
+
+Measured when surgery had both paths: torch-pruning couples no group that slicing cannot (and not
+ENet's trunk, tied by zero-padding and max-unpooling indices); on the others drop and lsq gave the same
+networks to the last bit, and merge differed only where the torch-pruning adapter folded every BatchNorm
+of a group into every producer row (residual streams, depthwise groups) instead of each into the layer
+before it. Graph slicing is therefore the one editor, and torch-pruning an oracle in the tests.
 
 Usage: ``python analyses/bench_rebuild.py`` (about a minute on one core). ``tests/tp_oracle.py`` holds
 the torch-pruning path.
@@ -29,54 +35,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tp_oracle import tp_apply, tp_reasons  # noqa: E402
+from tp_oracle import SIZES, difference, random_plan, randomize_bn, selection, tp_apply, tp_reasons  # noqa: E402
 
 from workbench.graph import from_model  # noqa: E402
 from workbench.metrics import format_table  # noqa: E402
-from workbench.select import Selection  # noqa: E402
-from workbench.surgery import Plan, apply  # noqa: E402
-from workbench.surgery.slicing import unsliceable_reason  # noqa: E402
+from workbench.surgery import Plan, apply, supported_groups  # noqa: E402
 from workbench.zoo import create_model, example_input, list_models  # noqa: E402
 
-SIZES: dict[str, dict[str, Any]] = {
-    "mlp": {"widths": [20, 32, 16, 5]},
-    "lenet300": {"inputs": 64},
-    "lenet5": {"input_size": 28},
-    "vgg_small": {"input_size": 16},
-    "resnet": {"depth": 8, "input_size": 16},
-    "mobilenet_v1": {"width": 0.25, "resolution": 32, "classes": 10},
-    "enet": {"input_size": 32, "classes": 3},
-    "cnn1d": {},
-}
 FUSES = ("drop", "merge", "lsq")
-
-
-def selection(group: Any, keep: Any, assign: dict[int, int] | None = None) -> Selection:
-    keep = sorted({int(k) for k in keep})
-    assign = assign or {}
-    mapping = np.array([u if u in keep else assign.get(u, keep[0]) for u in range(group.n_units)])
-    return Selection(group=group.name, n_units=group.n_units, keep=np.array(keep), assign=mapping,
-                     scores=np.zeros(group.n_units), method="bench")
-
-
-def random_plan(groups: list[Any], rng: np.random.Generator) -> Plan:
-    """Half of the free units of every group kept (fixed units stay)."""
-    selections = {}
-    for group in groups:
-        free = np.flatnonzero(~np.asarray(group.fixed))
-        chosen = rng.choice(free, max(1, len(free) // 2), replace=False)
-        selections[group.name] = selection(group, [*np.flatnonzero(group.fixed), *chosen])
-    return Plan(selections)
-
-
-def randomize_bn(model: nn.Module) -> None:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -85,18 +51,6 @@ def timed(fn, *args, **kwargs) -> tuple[Any, float]:
         warnings.simplefilter("ignore")
         result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
-
-
-def difference(a: nn.Module, b: nn.Module, x: torch.Tensor, same_shapes: bool = True) -> float:
-    """Largest output difference relative to the largest output of ``b``; with ``same_shapes``, inf when
-    the parameter shapes differ."""
-    shapes_a = {k: tuple(v.shape) for k, v in a.state_dict().items()}
-    shapes_b = {k: tuple(v.shape) for k, v in b.state_dict().items()}
-    if same_shapes and shapes_a != shapes_b:
-        return float("inf")
-    with torch.no_grad():
-        ya, yb = a(x), b(x)
-    return float((ya - yb).abs().max()) / max(1.0, float(yb.abs().max()))
 
 
 def _unit_positions(group: Any, unit: int) -> dict[str, np.ndarray]:
@@ -162,8 +116,8 @@ def exactness(model: nn.Module, graph: Any, group: Any, x: torch.Tensor, tp_ok: 
     out = [difference(apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
            difference(apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False)]
     if tp_ok:
-        out += [difference(tp_apply(twin, plan, "merge", example_input=x), twin, x, False),
-                difference(tp_apply(quiet, plan, "drop", example_input=x), quiet, x, False)]
+        out += [difference(tp_apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
+                difference(tp_apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False)]
     return out + [float("nan")] * (4 - len(out))
 
 
@@ -183,7 +137,7 @@ def main() -> None:
         graph, build_s = timed(from_model, model, x)
         groups = graph.prunable_groups()
         by_tp, t_reasons = timed(tp_reasons, model, graph, x)
-        by_slicing = {g.name: unsliceable_reason(model, g) for g in groups}
+        by_slicing = supported_groups(model, graph)
         tp_only = [n for n in by_tp if by_tp[n] is None and by_slicing[n] is not None]
         support_rows.append([name, len(groups), sum(r is None for r in by_tp.values()),
                              sum(r is None for r in by_slicing.values()), len(tp_only),
@@ -194,7 +148,7 @@ def main() -> None:
             kwargs = {"example_input": x, "data": data if fuse == "lsq" else None}
             _, t_full = timed(apply, model, full, fuse, graph=graph, **kwargs)
             sliced, t_slice = timed(apply, model, common, fuse, graph=graph, **kwargs)
-            oracle, t_tp = timed(tp_apply, model, common, fuse, **kwargs)
+            oracle, t_tp = timed(tp_apply, model, common, fuse, graph=graph, **kwargs)
             rows.append([name, fuse, len(full), len(common), f"{difference(sliced, oracle, x):.1e}",
                          f"{t_full * 1e3:.0f}", f"{t_slice * 1e3:.0f}", f"{t_tp * 1e3:.0f}"])
         picks = [groups[i] for i in sorted({0, len(groups) // 2, len(groups) - 1})] if groups else []
@@ -205,8 +159,8 @@ def main() -> None:
     print("Prunable groups each path can rebuild")
     print(table(["model", "groups", "torch-pruning", "slicing", "tp only", "why not torch-pruning"], support_rows))
     print("\nSame plans (keep 0.5 of every group torch-pruning supports): slicing vs torch-pruning; times in ms")
-    print(table(["model", "fuse", "groups (all)", "groups (tp)", "max rel diff", "apply (all)",
-                        "apply (tp groups)", "torch-pruning"], rows))
+    print(table(["model", "fuse", "groups (all)", "groups (tp)", "max rel diff", "slicing (all)",
+                        "slicing (tp groups)", "torch-pruning (tp groups)"], rows))
     print("\nExactness (relative output change; nan: not applicable): a copied unit merged, a silent unit dropped")
     print(table(["model", "group", "slicing merge", "slicing drop", "tp merge", "tp drop"], exact_rows))
 

@@ -14,10 +14,66 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.surgery.apply import _forward_order
+from workbench.select import Selection
+from workbench.surgery import Plan
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
+from workbench.surgery.slicing import group_order
 
 _CONV = nn.modules.conv._ConvNd
+
+# every zoo model at a size that rebuilds in well under a second
+SIZES: dict[str, dict[str, Any]] = {
+    "mlp": {"widths": [20, 32, 16, 5]},
+    "lenet300": {"inputs": 64},
+    "lenet5": {"input_size": 28},
+    "vgg_small": {"input_size": 16},
+    "resnet": {"depth": 8, "input_size": 16},
+    "mobilenet_v1": {"width": 0.25, "resolution": 32, "classes": 10},
+    "enet": {"input_size": 32, "classes": 3},
+    "cnn1d": {},
+}
+
+
+def selection(group: Any, keep: Any, assign: dict[int, int] | None = None) -> Selection:
+    """Keep ``keep`` of ``group``; dropped units go to ``assign[unit]`` (default: the first kept unit)."""
+    keep = sorted({int(k) for k in keep})
+    assign = assign or {}
+    mapping = np.array([u if u in keep else assign.get(u, keep[0]) for u in range(group.n_units)])
+    return Selection(group=group.name, n_units=group.n_units, keep=np.array(keep), assign=mapping,
+                     scores=np.zeros(group.n_units), method="test")
+
+
+def random_plan(groups: list[Any], rng: np.random.Generator) -> Plan:
+    """Half of the free units of every group kept (fixed units stay)."""
+    selections = {}
+    for group in groups:
+        free = np.flatnonzero(~np.asarray(group.fixed))
+        chosen = rng.choice(free, max(1, len(free) // 2), replace=False)
+        selections[group.name] = selection(group, [*np.flatnonzero(group.fixed), *chosen])
+    return Plan(selections)
+
+
+def randomize_bn(model: nn.Module) -> None:
+    """BatchNorm statistics and affine parameters away from their defaults (so folding them matters)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+
+
+def difference(a: nn.Module, b: nn.Module, x: torch.Tensor, same_shapes: bool = True) -> float:
+    """Largest output difference relative to the largest output of ``b``; with ``same_shapes``, inf when
+    the parameter shapes differ."""
+    shapes_a = {k: tuple(v.shape) for k, v in a.state_dict().items()}
+    shapes_b = {k: tuple(v.shape) for k, v in b.state_dict().items()}
+    if same_shapes and shapes_a != shapes_b:
+        return float("inf")
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    return float((ya - yb).abs().max()) / max(1.0, float(yb.abs().max()))
 
 
 def dependency_graph(model: nn.Module, example_input: torch.Tensor):
@@ -82,14 +138,14 @@ def _readers(dg, group) -> list[tuple[nn.Module, dict[int, list[int]]]]:
     return found
 
 
-def _producers(dg, group) -> list[tuple[nn.Module, np.ndarray]]:
-    """(module, channel of each unit) for the layers whose outputs torch-pruning cuts, in its group order."""
+def _producers(dg, group, position: dict[nn.Module, int]) -> list[tuple[nn.Module, np.ndarray]]:
+    """(module, channel of each unit) for the layers whose outputs torch-pruning cuts, in network order."""
     found = []
     for item in group:
         if dg.is_out_channel_pruning_fn(item.dep.handler):
             order = np.argsort(np.asarray(item.root_idxs))
             found.append((item.dep.target.module, np.asarray(item.idxs)[order]))
-    return found
+    return sorted(found, key=lambda pair: position.get(pair[0], len(position)))
 
 
 def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, np.ndarray]) -> None:
@@ -108,18 +164,20 @@ def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, 
             out_index[names[module]] = np.delete(current, idxs)
 
 
-def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: torch.Tensor, data: Any = None,
-             max_samples: int = 1024, max_positions: int = 64, ridge: float = 1e-6, random_state: int = 0) -> nn.Module:
+def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: torch.Tensor, graph: Any,
+             data: Any = None, max_samples: int = 1024, max_positions: int = 64, ridge: float = 1e-6,
+             random_state: int = 0) -> nn.Module:
     """:func:`workbench.surgery.apply` done by torch-pruning (plan groups must be ones it supports).
 
-    ``fuse="merge"`` folds BatchNorm into every producer row (as surgery did with torch-pruning), so it
-    matches graph slicing on groups with one BatchNorm; residual groups differ (see the bench).
+    The groups go in ``graph``'s order, and merging folds each BatchNorm into the layer before it only
+    (``per_block``), as graph slicing does, so that both compute the same fusion from their own couplings.
     """
     pruned = copy.deepcopy(model).eval()
     dg = dependency_graph(pruned, example_input)
     modules = dict(pruned.named_modules())
     names = {module: name for name, module in modules.items()}
-    order = _forward_order(pruned, example_input)
+    position = {modules[name]: i for i, name in enumerate(graph.layers) if name in modules}
+    order = group_order(graph)
     out_index: dict[str, np.ndarray] = {}
     context = FusionContext(reference=model.eval(), pruned=pruned, data=data, max_samples=max_samples,
                             max_positions=max_positions, ridge=ridge, random_state=random_state)
@@ -133,7 +191,8 @@ def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: 
         full = dg.get_pruning_group(root, pruner.prune_out_channels, list(range(selection.n_units)))
         with torch.no_grad():
             if fuse == "merge":
-                merge_columns(_readers(dg, full), fold_incoming(_producers(dg, full), selection.n_units), selection)
+                producers = _producers(dg, full, position)
+                merge_columns(_readers(dg, full), fold_incoming(producers, selection.n_units, per_block=True), selection)
             elif fuse == "lsq":
                 refit_consumers(_readers(dg, full), selection, context, out_index)
         group = dg.get_pruning_group(root, pruner.prune_out_channels, dropped)
