@@ -19,7 +19,7 @@ CASES = [(name, "drop") for name in sorted(SIZES)] + [
 
 
 def test_every_zoo_model_is_covered():
-    assert set(SIZES) == set(list_models())
+    assert set(SIZES) == {name for name in list_models() if not name.startswith("_")}  # "_": registered by tests
 
 
 def build(name: str):
