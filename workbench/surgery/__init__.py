@@ -2,10 +2,10 @@
 
 - :class:`Plan` -- one Selection per prunable group, JSON-serializable.
 - :func:`plan_from` -- a Plan over every prunable group of a NetworkGraph, from a selector.
-- :func:`apply` -- a physically smaller copy of a model (torch-pruning does the coupled edits; groups it
-  cannot couple as the graph does are sliced from the graph's unit maps, :mod:`workbench.surgery.slicing`).
+- :func:`apply` -- a physically smaller copy of a model (the coupled edits are sliced from the graph's
+  unit maps, :mod:`workbench.surgery.slicing`).
 - :func:`supported_groups` -- which prunable groups :func:`apply` can rebuild (and why not the others);
-  :func:`rebuild_methods` -- how each group is rebuilt (torch-pruning or graph slicing).
+  :func:`rebuild_methods` -- how each group is rebuilt (graph slicing, or why it cannot be).
 - :func:`factorize`, :func:`svd_linear`, :func:`tucker2_conv`, :func:`cp_conv` -- low-rank and tensor
   factorization of layers; :func:`reconstruct` -- global error reconstruction after it.
 - :func:`zeroed_plan`, :func:`shrink_zeroed` -- remove the units structured sparsity (group lasso) zeroed.

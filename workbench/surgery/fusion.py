@@ -1,11 +1,12 @@
-"""Fusion of dropped units into kept ones, done before torch-pruning removes them.
+"""Fusion of dropped units into kept ones, done before graph slicing removes them.
 
-Both functions edit the (copied) model in place, in the original index space of the group, and read
-the group's coupled layers from a torch-pruning group built with all of the group's units.
+:func:`merge_columns` and :func:`refit_consumers` edit the (copied) model in place, in the original index
+space of the group; they read the group's layers as :mod:`workbench.surgery.slicing` lists them
+(``graph_producers``: producing layers and the channel of each unit; ``graph_consumers``: each consumer
+and the input columns of each unit).
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,44 +22,14 @@ _BN = nn.modules.batchnorm._BatchNorm
 _CONV = nn.modules.conv._ConvNd
 
 
-def consumers(dg, group) -> list[tuple[nn.Module, dict[int, list[int]]]]:
-    """The layers that read the group's units: (module, {unit: [input indices of that module]}).
-
-    Only Linear and ungrouped convolution inputs are returned (depthwise convolutions belong to the group).
-    For a transposed convolution the indices address dimension 0 of its weight, otherwise dimension 1.
-    """
-    found = []
-    for item in group:
-        module = item.dep.target.module
-        if not dg.is_in_channel_pruning_fn(item.dep.handler):
-            continue
-        if not isinstance(module, (nn.Linear, _CONV)) or (isinstance(module, _CONV) and module.groups != 1):
-            continue
-        columns: dict[int, list[int]] = defaultdict(list)
-        for idx, root in zip(item.idxs, item.root_idxs):
-            columns[int(root)].append(int(idx))
-        found.append((module, dict(columns)))
-    return found
-
-
-def effective_incoming(dg, group, n_units: int) -> np.ndarray:
-    """Per-unit incoming weights and bias with BatchNorm folded in: (n_units, d).
-
-    Rows of every Linear/convolution that produces the group's units are concatenated (depthwise kernels
-    included); BatchNorm scales multiply the rows and shift the bias.
-    """
-    producers = []
-    for item in group:
-        if dg.is_out_channel_pruning_fn(item.dep.handler):
-            order = np.argsort(np.asarray(item.root_idxs))
-            producers.append((item.dep.target.module, np.asarray(item.idxs)[order]))
-    return fold_incoming(producers, n_units)
 
 
 def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, per_block: bool = False) -> np.ndarray:
-    """:func:`effective_incoming` from (module, channel of each unit) pairs.
+    """Per-unit incoming weights and bias with BatchNorm folded in, (n_units, d), from (module, channel of
+    each unit) pairs.
 
-    Modules that do not carry every unit (``len(idxs) != n_units``) are skipped. With ``per_block`` the
+    Rows of every Linear / convolution that produces the group's units are concatenated (depthwise kernels
+    included); BatchNorm scales multiply the rows and shift the bias. Modules that do not carry every unit (``len(idxs) != n_units``) are skipped. With ``per_block`` the
     pairs are in network order and each BatchNorm is folded into the Linear / convolution just before it
     only (right for residual groups, whose many BatchNorms would otherwise compound); by default every
     BatchNorm scales all rows.
@@ -92,16 +63,12 @@ def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, p
     return np.concatenate([weights * scale[:, None], (scale * bias + shift)[:, None]], axis=1)
 
 
-def merge_units(dg, group, selection: Any) -> None:
-    """Neuron merging (Kim et al. 2020): fold dropped units' outgoing weights into their kept partners."""
-    merge_columns(consumers(dg, group), effective_incoming(dg, group, selection.n_units), selection)
-
-
 def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incoming: np.ndarray, selection: Any) -> None:
     """Add each dropped unit's consumer columns, scaled by its incoming-norm ratio, to its kept unit's.
 
-    ``readers`` are (consumer, {unit: input indices}) as :func:`consumers` returns them; ``incoming`` is
-    the (n_units, d) matrix of :func:`fold_incoming`.
+    Neuron merging (Kim et al. 2020). ``readers`` are (consumer, {unit: input indices}) pairs (for a
+    transposed convolution the indices address dimension 0 of its weight, otherwise dimension 1);
+    ``incoming`` is the (n_units, d) matrix of :func:`fold_incoming`.
     """
     n = selection.n_units
     norms = np.linalg.norm(incoming, axis=1)
@@ -188,18 +155,14 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     return torch.cat(design), torch.cat(targets)
 
 
-def lsq_refit(dg, group, selection: Any, context: FusionContext, out_index: dict[str, np.ndarray]) -> None:
-    """Re-fit every consumer's weights on the kept units by ridge least squares (Mariet & Sra 2016).
-
-    ``out_index`` maps layer names to the original indices of their present output units. Transposed
-    convolutions are left as they are (their inputs are simply dropped).
-    """
-    refit_consumers(consumers(dg, group), selection, context, out_index)
-
-
 def refit_consumers(readers: list[tuple[nn.Module, dict[int, list[int]]]], selection: Any, context: FusionContext,
                     out_index: dict[str, np.ndarray]) -> None:
-    """:func:`lsq_refit` for (consumer, {unit: input indices}) pairs, as :func:`consumers` returns them."""
+    """Re-fit every consumer's weights on the kept units by ridge least squares (Mariet & Sra 2016).
+
+    ``readers`` are (consumer, {unit: input indices}) pairs, as for :func:`merge_columns`; ``out_index``
+    maps layer names to the original indices of their present output units. Transposed convolutions are
+    left as they are (their inputs are simply dropped).
+    """
     names = {module: name for name, module in context.pruned.named_modules()}
     reference_modules = dict(context.reference.named_modules())
     dropped = {int(d) for d in range(selection.n_units)} - {int(k) for k in selection.keep}

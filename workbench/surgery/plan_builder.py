@@ -19,9 +19,8 @@ def _with_budget(selector: Any, budget: float) -> Any:
 
 
 def unrebuildable_groups(graph: Any) -> dict[str, str]:
-    """Group -> reason, for the prunable groups of ``graph`` that surgery cannot rebuild at all (neither
-    torch-pruning nor graph slicing; groups torch-pruning cannot couple are sliced from the graph and are
-    not listed)."""
+    """Group -> reason, for the prunable groups of ``graph`` that surgery cannot rebuild (graph slicing
+    cannot edit them)."""
     import torch
 
     from workbench.surgery.apply import supported_groups

@@ -1,14 +1,16 @@
 """Remove a group's units by slicing the modules from the graph's exact unit maps.
 
-Used by :func:`workbench.surgery.apply` for groups whose channel coupling torch-pruning cannot follow
-(zero-padding concatenations, max-unpooling indices): the :class:`~workbench.graph.NetworkGraph` knows
-which group unit every output channel of every layer belongs to (``Group.unit_maps``) and which unit
-feeds every input column of every consumer (``Consumer.index``), so the edits need nothing else.
-Shapes computed at run time from tensors (ENet's zero-padding width) adapt to the smaller layers.
+This is how :func:`workbench.surgery.apply` edits every group: the :class:`~workbench.graph.NetworkGraph`
+knows which group unit every output channel of every layer belongs to (``Group.unit_maps``, including
+zero-padded residuals and channels tied by max-unpooling indices) and which unit feeds every input column
+of every consumer (``Consumer.index``), so the edits need nothing else. Shapes computed at run time from
+tensors (ENet's zero-padding width) adapt to the smaller layers. What depends on the graph alone (which
+groups can be sliced, the order of the groups) is computed once per graph.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -208,6 +210,35 @@ def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
     return None
 
 
+_PER_GRAPH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _per_graph(graph: Any, key: str, compute: Callable[[Any], Any]) -> Any:
+    """``compute(graph)``, computed on the first call for ``graph`` and reused while the graph lives."""
+    cached = _PER_GRAPH.setdefault(graph, {})
+    if key not in cached:
+        cached[key] = compute(graph)
+    return cached[key]
+
+
+def slicing_problems(graph: Any) -> dict[str, str | None]:
+    """Prunable group name -> None when :func:`slice_group` can edit it, else why not (once per graph).
+
+    Read it, do not modify it: the dict is shared by every call for ``graph``.
+    """
+    return _per_graph(graph, "problems", lambda g: {group.name: unsliceable_reason(g.model, group)
+                                                    for group in g.prunable_groups()})
+
+
+def group_order(graph: Any) -> dict[str, int]:
+    """Prunable group name -> position of its named layer in the traced forward pass (once per graph)."""
+    def compute(g: Any) -> dict[str, int]:
+        position = {name: i for i, name in enumerate(g.layers)}
+        return {group.name: position.get(group.name, len(position)) for group in g.prunable_groups()}
+
+    return _per_graph(graph, "order", compute)
+
+
 def graph_producers(model: nn.Module, group: Any) -> list[tuple[nn.Module, np.ndarray]]:
     """(module, channel of each unit) for the group's layers that carry every unit, in network order
     (the input of :func:`workbench.surgery.fusion.fold_incoming`)."""
@@ -223,7 +254,7 @@ def graph_producers(model: nn.Module, group: Any) -> list[tuple[nn.Module, np.nd
 def graph_consumers(model: nn.Module, group: Any, in_index: dict[str, np.ndarray] | None = None
                     ) -> list[tuple[nn.Module, dict[int, list[int]]]]:
     """(consumer, {unit: present input indices}) for the Linear / ungrouped convolution consumers of
-    ``group``, in the format of :func:`workbench.surgery.fusion.consumers`."""
+    ``group`` (the readers of :func:`workbench.surgery.fusion.merge_columns` and ``refit_consumers``)."""
     in_index = in_index or {}
     modules = dict(model.named_modules())
     found = []
