@@ -142,3 +142,17 @@ def test_confusion_matrix_miou_with_absent_class_and_ignore():
     assert pixel_accuracy(confusion) == pytest.approx(5 / 7)
     with pytest.raises(DataError, match=r"\[0, 3\)"):
         confusion_matrix(torch.tensor([0]), torch.tensor([7]), num_classes=3)
+
+
+def test_dense_bytes_count_what_a_parametrized_layer_computes_with():
+    from workbench.quantize import share_weights
+    from workbench.sparse import prune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
+    plain = dense_bytes(model)
+    assert plain == 4 * (10 * 20 + 20 + 20 * 3 + 3)
+    pruned = prune(model, rate=0.5)                 # a boolean mask per weight: not part of the dense size
+    assert dense_bytes(pruned) == plain
+    shared = share_weights(pruned, bits=3)          # int64 indices and a codebook: the dense weights count
+    assert dense_bytes(shared) == plain

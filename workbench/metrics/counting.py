@@ -59,5 +59,18 @@ def param_bytes(model: nn.Module) -> int:
 
 
 def dense_bytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers (e.g. batch-norm statistics) as stored, without any compression."""
-    return _nbytes(list(model.parameters()) + list(model.buffers()))
+    """Bytes of the model stored dense, without any compression: every parameter and buffer (e.g. batch-norm
+    statistics) at its dtype, and a parametrized tensor (masked, quantized, shared, hashed weights) at the
+    size of the tensor it computes with, not of what it is made from (masks, codebooks, indices)."""
+    from torch.nn.utils import parametrize
+
+    tensors: list[torch.Tensor] = []
+    inner: list[torch.Tensor] = []  # what parametrizations hold: counted through their result instead
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name, chain in module.parametrizations.items():
+                tensors.append(getattr(module, name).detach())
+                inner += [*chain.parameters(), *chain.buffers()]
+    hidden = {id(t) for t in inner}
+    tensors += [t for t in (*model.parameters(), *model.buffers()) if id(t) not in hidden]
+    return _nbytes(tensors)
