@@ -15,6 +15,7 @@ are repeated and the best of three is kept on both sides. Target: >= 100x where 
 
 Usage: ``python analyses/bench_graph.py [--quick] [--json] [--threads 1] [--nx-time-cap 60]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,18 @@ def run_ours(case: str) -> dict[str, Any]:
         adjacency = graph.unit_adjacency("l2")
         best = min(best, time.perf_counter() - t)
     return {
-        "case": case, "route": "ours", "weights": n_weights, "units": graph.n_nodes, "edges": int(adjacency.nnz),
-        "groups": len(graph.groups), "trace_s": t1 - t0, "adjacency_first_s": first, "adjacency_s": best,
-        "total_s": t1 - t0 + best, "peak_increase_mb": peak, "weights_mb": n_weights * 4 / 2**20,
+        "case": case,
+        "route": "ours",
+        "weights": n_weights,
+        "units": graph.n_nodes,
+        "edges": int(adjacency.nnz),
+        "groups": len(graph.groups),
+        "trace_s": t1 - t0,
+        "adjacency_first_s": first,
+        "adjacency_s": best,
+        "total_s": t1 - t0 + best,
+        "peak_increase_mb": peak,
+        "weights_mb": n_weights * 4 / 2**20,
     }
 
 
@@ -104,14 +114,20 @@ def run_networkx(case: str, time_cap: float, edge_cap: int) -> dict[str, Any]:
             break
     g, _, finished = result
     return {
-        "case": case, "route": "networkx", "finished": finished, "time_s": best, "edges_built": g.number_of_edges(),
-        "edges_total": total_edges, "share_done": g.number_of_edges() / max(total_edges, 1),
+        "case": case,
+        "route": "networkx",
+        "finished": finished,
+        "time_s": best,
+        "edges_built": g.number_of_edges(),
+        "edges_total": total_edges,
+        "share_done": g.number_of_edges() / max(total_edges, 1),
         "peak_increase_mb": _peak_mb() - base,
     }
 
 
-def _networkx_once(graph: Any, nx: Any, np: Any, input_columns: Any, weight_out_in: Any, time_cap: float,
-                   edge_cap: int) -> tuple[Any, float, bool]:
+def _networkx_once(
+    graph: Any, nx: Any, np: Any, input_columns: Any, weight_out_in: Any, time_cap: float, edge_cap: int
+) -> tuple[Any, float, bool]:
     t0 = time.perf_counter()
     g = nx.DiGraph()
     g.add_nodes_from(range(graph.n_nodes))
@@ -181,25 +197,38 @@ def main(argv: list[str] | None = None) -> int:
         ours = _child(["--child", "ours", case, *common], args.threads)
         theirs = _child(["--child", "networkx", case, *common], args.threads)
         ratio = theirs["time_s"] / ours["adjacency_s"] if theirs["finished"] else None
-        rows.append({"case": case, "ours": ours, "networkx": theirs, "speedup_vs_adjacency": ratio,
-                     "speedup_vs_total": theirs["time_s"] / ours["total_s"] if theirs["finished"] else None})
+        rows.append(
+            {
+                "case": case,
+                "ours": ours,
+                "networkx": theirs,
+                "speedup_vs_adjacency": ratio,
+                "speedup_vs_total": theirs["time_s"] / ours["total_s"] if theirs["finished"] else None,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'network':<13} {'weights':>11} {'units':>7} {'edges':>11} {'trace s':>8} {'adj s':>7} {'(1st)':>7} "
-          f"{'ours MB':>8} {'nx s':>9} {'nx MB':>8} {'speedup':>10}")
+    print(
+        f"{'network':<13} {'weights':>11} {'units':>7} {'edges':>11} {'trace s':>8} {'adj s':>7} {'(1st)':>7} "
+        f"{'ours MB':>8} {'nx s':>9} {'nx MB':>8} {'speedup':>10}"
+    )
     for r in rows:
         o, n = r["ours"], r["networkx"]
         if n["finished"]:
             nx_text, speed = f"{n['time_s']:9.2f}", f"{r['speedup_vs_adjacency']:9.0f}x"
         else:
             nx_text, speed = f"{'>' + format(n['time_s'], '.1f'):>9}", f"dnf ({100 * n['share_done']:.0f}%)"
-        print(f"{r['case']:<13} {o['weights']:>11,} {o['units']:>7,} {o['edges']:>11,} {o['trace_s']:8.2f} "
-              f"{o['adjacency_s']:7.3f} {o['adjacency_first_s']:7.3f} {o['peak_increase_mb']:8.0f} {nx_text} "
-              f"{n['peak_increase_mb']:8.0f} {speed:>10}")
-    print("trace s: from_model; adj s: unit_adjacency, best of 3 (1st: first call); MB: peak RSS increase. speedup = "
-          "networkx construction time / unit_adjacency time, same run; dnf = networkx hit the time cap "
-          f"({cap:.0f} s) or edge cap ({args.nx_edge_cap:,}), share of edges built in brackets.")
+        print(
+            f"{r['case']:<13} {o['weights']:>11,} {o['units']:>7,} {o['edges']:>11,} {o['trace_s']:8.2f} "
+            f"{o['adjacency_s']:7.3f} {o['adjacency_first_s']:7.3f} {o['peak_increase_mb']:8.0f} {nx_text} "
+            f"{n['peak_increase_mb']:8.0f} {speed:>10}"
+        )
+    print(
+        "trace s: from_model; adj s: unit_adjacency, best of 3 (1st: first call); MB: peak RSS increase. speedup = "
+        "networkx construction time / unit_adjacency time, same run; dnf = networkx hit the time cap "
+        f"({cap:.0f} s) or edge cap ({args.nx_edge_cap:,}), share of edges built in brackets."
+    )
     return 0
 
 

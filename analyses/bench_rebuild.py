@@ -20,6 +20,7 @@ before it. Graph slicing is therefore the one editor, and torch-pruning an oracl
 Usage: ``python analyses/bench_rebuild.py`` (about a minute on one core). ``tests/tp_oracle.py`` holds
 the torch-pruning path.
 """
+
 from __future__ import annotations
 
 import copy
@@ -98,7 +99,7 @@ def unit_pair(group: Any) -> tuple[int, int] | None:
     free = np.flatnonzero(~np.asarray(group.fixed))
     signature = {int(u): tuple(len(p) for p in _unit_positions(group, int(u)).values()) for u in free[:16]}
     for i, a in enumerate(signature):
-        for b in list(signature)[i + 1:]:
+        for b in list(signature)[i + 1 :]:
             if signature[a] == signature[b]:
                 return a, b
     return None
@@ -113,11 +114,15 @@ def exactness(model: nn.Module, graph: Any, group: Any, x: torch.Tensor, tp_ok: 
     keep = [u for u in range(group.n_units) if u != copy_to]
     plan = Plan({group.name: selection(group, keep, {copy_to: source})})
     twin, quiet = duplicate_unit(model, group, copy_to, source), silence_unit(model, group, copy_to)
-    out = [difference(apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
-           difference(apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False)]
+    out = [
+        difference(apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
+        difference(apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False),
+    ]
     if tp_ok:
-        out += [difference(tp_apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
-                difference(tp_apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False)]
+        out += [
+            difference(tp_apply(twin, plan, "merge", example_input=x, graph=graph), twin, x, False),
+            difference(tp_apply(quiet, plan, "drop", example_input=x, graph=graph), quiet, x, False),
+        ]
     return out + [float("nan")] * (4 - len(out))
 
 
@@ -139,9 +144,16 @@ def main() -> None:
         by_tp, t_reasons = timed(tp_reasons, model, graph, x)
         by_slicing = supported_groups(model, graph)
         tp_only = [n for n in by_tp if by_tp[n] is None and by_slicing[n] is not None]
-        support_rows.append([name, len(groups), sum(r is None for r in by_tp.values()),
-                             sum(r is None for r in by_slicing.values()), len(tp_only),
-                             "; ".join(f"{n}: {r}" for n, r in by_tp.items() if r is not None)[:90] or "-"])
+        support_rows.append(
+            [
+                name,
+                len(groups),
+                sum(r is None for r in by_tp.values()),
+                sum(r is None for r in by_slicing.values()),
+                len(tp_only),
+                "; ".join(f"{n}: {r}" for n, r in by_tp.items() if r is not None)[:90] or "-",
+            ]
+        )
         full = random_plan([g for g in groups if by_slicing[g.name] is None], np.random.default_rng(0))
         common = Plan({n: s for n, s in full.items() if by_tp[n] is None})
         for fuse in FUSES:
@@ -149,8 +161,18 @@ def main() -> None:
             _, t_full = timed(apply, model, full, fuse, graph=graph, **kwargs)
             sliced, t_slice = timed(apply, model, common, fuse, graph=graph, **kwargs)
             oracle, t_tp = timed(tp_apply, model, common, fuse, graph=graph, **kwargs)
-            rows.append([name, fuse, len(full), len(common), f"{difference(sliced, oracle, x):.1e}",
-                         f"{t_full * 1e3:.0f}", f"{t_slice * 1e3:.0f}", f"{t_tp * 1e3:.0f}"])
+            rows.append(
+                [
+                    name,
+                    fuse,
+                    len(full),
+                    len(common),
+                    f"{difference(sliced, oracle, x):.1e}",
+                    f"{t_full * 1e3:.0f}",
+                    f"{t_slice * 1e3:.0f}",
+                    f"{t_tp * 1e3:.0f}",
+                ]
+            )
         picks = [groups[i] for i in sorted({0, len(groups) // 2, len(groups) - 1})] if groups else []
         for group in picks:
             values = exactness(model, graph, group, x, by_tp[group.name] is None)
@@ -159,8 +181,21 @@ def main() -> None:
     print("Prunable groups each path can rebuild")
     print(table(["model", "groups", "torch-pruning", "slicing", "tp only", "why not torch-pruning"], support_rows))
     print("\nSame plans (keep 0.5 of every group torch-pruning supports): slicing vs torch-pruning; times in ms")
-    print(table(["model", "fuse", "groups (all)", "groups (tp)", "max rel diff", "slicing (all)",
-                        "slicing (tp groups)", "torch-pruning (tp groups)"], rows))
+    print(
+        table(
+            [
+                "model",
+                "fuse",
+                "groups (all)",
+                "groups (tp)",
+                "max rel diff",
+                "slicing (all)",
+                "slicing (tp groups)",
+                "torch-pruning (tp groups)",
+            ],
+            rows,
+        )
+    )
     print("\nExactness (relative output change; nan: not applicable): a copied unit merged, a silent unit dropped")
     print(table(["model", "group", "slicing merge", "slicing drop", "tp merge", "tp drop"], exact_rows))
 

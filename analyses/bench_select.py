@@ -22,6 +22,7 @@ Usage::
     python analyses/bench_select.py --quick    # n = 256, 1024
     python analyses/bench_select.py --json     # machine-readable output
 """
+
 from __future__ import annotations
 
 import argparse

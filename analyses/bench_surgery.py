@@ -9,6 +9,7 @@
 
 Usage: ``python analyses/bench_surgery.py [--quick] [--json] [--threads N]``. All ratios come from one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,30 @@ def latency_rows(batch: int, repeats: int) -> list[dict]:
         before = measure_latency(model, x, warmup=3, repeats=repeats)["median_ms"]
         after = measure_latency(small, x, warmup=3, repeats=repeats)["median_ms"]
         gain = before / after
-        rows.append({"model": name, "input": "x".join(map(str, model.input_shape)), "batch": batch, "macs_gain": round(macs_gain, 2), "latency_ms": round(before, 2),
-                     "rebuilt_ms": round(after, 2), "latency_gain": round(gain, 2),
-                     "gain/macs_gain": round(gain / macs_gain, 2), "target_met": gain >= 0.7 * macs_gain})
+        rows.append(
+            {
+                "model": name,
+                "input": "x".join(map(str, model.input_shape)),
+                "batch": batch,
+                "macs_gain": round(macs_gain, 2),
+                "latency_ms": round(before, 2),
+                "rebuilt_ms": round(after, 2),
+                "latency_gain": round(gain, 2),
+                "gain/macs_gain": round(gain / macs_gain, 2),
+                "target_met": gain >= 0.7 * macs_gain,
+            }
+        )
     return rows
 
 
 FUSION_CASES = (
-    ("mnist1d", "mlp", {"widths": [40, 100, 100, 10]}, dict(epochs=150, lr=1e-2, batch_size=100, schedule="constant"), "trainval"),
+    (
+        "mnist1d",
+        "mlp",
+        {"widths": [40, 100, 100, 10]},
+        dict(epochs=150, lr=1e-2, batch_size=100, schedule="constant"),
+        "trainval",
+    ),
     ("digits", "lenet300", {}, dict(epochs=40), "train"),
 )
 SELECTORS = (("random", {}), ("magnitude", {}), ("dpp", {"mode": "sample"}))

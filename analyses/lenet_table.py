@@ -25,6 +25,7 @@ images, 1.8k samples; MNIST-1D: 40-sample signals), so the numbers are ours, not
     python analyses/lenet_table.py --data mnist1d --seeds 3
     python analyses/lenet_table.py --data idx --root ~/data/mnist
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,30 @@ from workbench.zoo import create_model
 #: ``round_epochs`` each (None: see ``ROUND_SAMPLES``);
 #: ``fc_bits``: Deep Compression's codebook bits for fully connected layers.
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "digits": {"split": "train", "base": {"epochs": 40, "lr": 1e-3, "batch_size": 64},
-               "retrain_lr": 5e-3, "rounds": (0.5, 0.75, 0.9, 1.0), "round_epochs": 60, "fc_bits": 4},
-    "mnist1d": {"split": "trainval", "base": {"epochs": 150, "lr": 1e-2, "schedule": "constant", "batch_size": 100},
-                "retrain_lr": 1e-2, "rounds": (0.3, 0.5, 0.65, 0.8, 0.9, 1.0), "round_epochs": 30, "fc_bits": 5},
-    "idx": {"split": "train", "base": {"epochs": 20, "lr": 1e-3, "batch_size": 128},
-            "retrain_lr": 2e-3, "rounds": (0.5, 0.8, 1.0), "round_epochs": None, "fc_bits": 5},
+    "digits": {
+        "split": "train",
+        "base": {"epochs": 40, "lr": 1e-3, "batch_size": 64},
+        "retrain_lr": 5e-3,
+        "rounds": (0.5, 0.75, 0.9, 1.0),
+        "round_epochs": 60,
+        "fc_bits": 4,
+    },
+    "mnist1d": {
+        "split": "trainval",
+        "base": {"epochs": 150, "lr": 1e-2, "schedule": "constant", "batch_size": 100},
+        "retrain_lr": 1e-2,
+        "rounds": (0.3, 0.5, 0.65, 0.8, 0.9, 1.0),
+        "round_epochs": 30,
+        "fc_bits": 5,
+    },
+    "idx": {
+        "split": "train",
+        "base": {"epochs": 20, "lr": 1e-3, "batch_size": 128},
+        "retrain_lr": 2e-3,
+        "rounds": (0.5, 0.8, 1.0),
+        "round_epochs": None,
+        "fc_bits": 5,
+    },
 }
 #: Dynamic network surgery's threshold multipliers (larger: sparser); tuned on digits, 3 seeds.
 DNS_C_RATE = {"conv": 1.0, "linear": 1.6}
@@ -152,8 +171,12 @@ def run_seed(data_name: str, splits, quick: bool, seed: int, distill: bool, log=
             log(f"{arch} seed {seed}: {method}: {rows[-1]['accuracy']:.2f}% x{rows[-1]['ratio']:.1f}")
             return model
 
-        timed("magnitude pruning + retrain (Han 2015)", lambda: iterative_prune(
-            base, train, rates=schedule, retrain_epochs=rounds, lr=lr, teacher=teacher, **fit_kw))
+        timed(
+            "magnitude pruning + retrain (Han 2015)",
+            lambda: iterative_prune(
+                base, train, rates=schedule, retrain_epochs=rounds, lr=lr, teacher=teacher, **fit_kw
+            ),
+        )
 
         def dns():  # surgery at a tenth of the retraining rate, then the masks retrained at the full rate
             model = dynamic_surgery(base, c_rate=DNS_C_RATE)
@@ -166,21 +189,43 @@ def run_seed(data_name: str, splits, quick: bool, seed: int, distill: bool, log=
         timed("dynamic network surgery (Guo 2016)", dns)
 
         fc_bits = proto["fc_bits"]
-        timed(f"Deep Compression (prune+share 8/{fc_bits} bit+Huffman)", lambda: DeepCompression(
-            prune_rounds=schedule, retrain_epochs=rounds, quant_epochs=_epochs(20, quick),
-            bits={"conv": 8, "linear": fc_bits}, index_bits={"conv": 8, "linear": 5}, bias_bits=8, teacher=teacher,
-            fit_kwargs={"lr": lr, **fit_kw}, quant_fit_kwargs={"lr": 1e-3, **fit_kw}, random_state=seed,
-        ).run(base, train))
+        timed(
+            f"Deep Compression (prune+share 8/{fc_bits} bit+Huffman)",
+            lambda: DeepCompression(
+                prune_rounds=schedule,
+                retrain_epochs=rounds,
+                quant_epochs=_epochs(20, quick),
+                bits={"conv": 8, "linear": fc_bits},
+                index_bits={"conv": 8, "linear": 5},
+                bias_bits=8,
+                teacher=teacher,
+                fit_kwargs={"lr": lr, **fit_kw},
+                quant_fit_kwargs={"lr": 1e-3, **fit_kw},
+                random_state=seed,
+            ).run(base, train),
+        )
 
-        timed("soft weight-sharing (Ullrich 2017, s0=.01)", lambda: soft_weight_sharing(
-            base, train, components=17, epochs=_epochs(20, quick), tau=5e-3, lr=5e-4, zero_std=0.01,
-            batch_size=batch, random_state=seed))
+        timed(
+            "soft weight-sharing (Ullrich 2017, s0=.01)",
+            lambda: soft_weight_sharing(
+                base,
+                train,
+                components=17,
+                epochs=_epochs(20, quick),
+                tau=5e-3,
+                lr=5e-4,
+                zero_std=0.01,
+                batch_size=batch,
+                random_state=seed,
+            ),
+        )
 
         def retrained(transform):
             def make():
                 model = transform(base)
                 retrain(model, train, epochs=_epochs(10, quick), lr=5e-4, teacher=teacher, **fit_kw)
                 return model
+
             return make
 
         timed("BinaryConnect (det, scaled)", retrained(lambda m: binary_connect(m, scale="mean")))
@@ -201,33 +246,50 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((row["model"], row["method"]), []).append(row)
     out = []
     for (model, method), items in groups.items():
+
         def mean(key):
             return statistics.fmean(r[key] for r in items)
+
         changes = [r["change"] for r in items]
-        out.append({
-            "model": model, "method": method, "data": items[0]["data"], "seeds": len(items),
-            "accuracy": round(mean("accuracy"), 2), "change": round(mean("change"), 2),
-            "change_std": round(statistics.stdev(changes), 2) if len(changes) > 1 else 0.0,
-            "weights": items[0]["weights"], "nonzero": round(mean("nonzero")),
-            "param_reduction": round(mean("param_reduction"), 1), "stored_bytes": round(mean("stored_bytes")),
-            "ratio": round(mean("ratio"), 1), "weights_only_ratio": round(mean("weights_only_ratio"), 1),
-            "schemes": items[0]["schemes"], "seconds": round(mean("seconds"), 1),
-        })
+        out.append(
+            {
+                "model": model,
+                "method": method,
+                "data": items[0]["data"],
+                "seeds": len(items),
+                "accuracy": round(mean("accuracy"), 2),
+                "change": round(mean("change"), 2),
+                "change_std": round(statistics.stdev(changes), 2) if len(changes) > 1 else 0.0,
+                "weights": items[0]["weights"],
+                "nonzero": round(mean("nonzero")),
+                "param_reduction": round(mean("param_reduction"), 1),
+                "stored_bytes": round(mean("stored_bytes")),
+                "ratio": round(mean("ratio"), 1),
+                "weights_only_ratio": round(mean("weights_only_ratio"), 1),
+                "schemes": items[0]["schemes"],
+                "seconds": round(mean("seconds"), 1),
+            }
+        )
     return out
 
 
-def run(data_name: str, root: str | None, quick: bool, seeds: list[int], distill: bool = True,
-        log=print) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run(
+    data_name: str, root: str | None, quick: bool, seeds: list[int], distill: bool = True, log=print
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All seeds' rows and their summary (see :func:`summarize`)."""
-    splits = (load_dataset(data_name, root=root, split=PROTOCOLS[data_name]["split"]),
-              load_dataset(data_name, root=root, split="test"))
+    splits = (
+        load_dataset(data_name, root=root, split=PROTOCOLS[data_name]["split"]),
+        load_dataset(data_name, root=root, split="test"),
+    )
     rows = [row for seed in seeds for row in run_seed(data_name, splits, quick, seed, distill, log)]
     return rows, summarize(rows)
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'model':<9}{'method':<48}{'acc %':>7}{'change':>15}{'nonzero':>9}{'params x':>9}{'bytes':>9}"
-            f"{'ratio':>8}{'w-only':>8}")
+    head = (
+        f"{'model':<9}{'method':<48}{'acc %':>7}{'change':>15}{'nonzero':>9}{'params x':>9}{'bytes':>9}"
+        f"{'ratio':>8}{'w-only':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         spread = f"{r['change']:+.2f}" + (f" ± {r['change_std']:.2f}" if r["seeds"] > 1 else "")

@@ -1,4 +1,5 @@
 """Suite-wide settings: one torch thread (the tests use tiny models, where threads only add overhead)."""
+
 from __future__ import annotations
 
 import pytest

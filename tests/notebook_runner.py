@@ -1,4 +1,5 @@
 """Execute a notebook of ``notebooks/`` top to bottom and collect what it printed and drew."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,9 @@ def execute_notebook(name: str) -> tuple[Any, str, list[dict]]:
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(FOLDER / name, as_version=4)
     # "python3" is ipykernel's own kernel; jupyter_client starts it with this interpreter (sys.executable)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
+    ).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors, errors

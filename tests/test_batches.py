@@ -1,4 +1,5 @@
 """workbench.datasets.batches: one adapter from tensors, pairs, data sets and loaders to batches."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,8 +1,7 @@
 """workbench.checkpoints: round trips, refusals of files that are not checkpoints, and edited models
 (pruned, factorized, quantized in any order) saved, loaded and retrained with their masks."""
-from __future__ import annotations
 
-import pickle
+from __future__ import annotations
 
 import pytest
 import torch
@@ -50,8 +49,9 @@ def trained_tiny(**kwargs) -> nn.Module:
 
 def test_checkpoint_round_trip(tmp_path):
     model = trained_tiny(width=5, depth=2)
-    path = save_checkpoint(tmp_path / "sub" / "tiny.pt", model,
-                           metadata={"accuracy": torch.tensor(0.75), "epochs": 3, "tags": ("a", "b")})
+    path = save_checkpoint(
+        tmp_path / "sub" / "tiny.pt", model, metadata={"accuracy": torch.tensor(0.75), "epochs": 3, "tags": ("a", "b")}
+    )
     assert path.exists() and sorted(p.name for p in path.parent.iterdir()) == ["tiny.pt"]  # no temp files left
     loaded, metadata = load_checkpoint(path)
     x = torch.randn(7, 3)
@@ -112,8 +112,6 @@ def test_save_checkpoint_needs_a_spec_and_json_metadata(tmp_path):
     with pytest.raises(ConfigError, match="spec"):
         save_checkpoint(tmp_path / "x.pt", small_net(), spec={"kwargs": {}})
     assert not (tmp_path / "x.pt").exists()
-
-
 
 
 # ---------------------------------------------------------------- edited models: one ordered history
@@ -184,13 +182,16 @@ def test_pruning_masks_are_saved_and_hold_after_loading(tmp_path):
         assert torch.all(weight[~mask] == 0) and torch.any(weight[mask] != 0)
 
 
-@pytest.mark.parametrize("order", [
-    ("prune", "factorize", "surgery", "fixed-point"),
-    ("surgery", "prune", "share"),
-    ("factorize", "prune", "binary"),
-    ("prune", "ternary", "factorize"),
-    ("surgery", "power-of-two", "prune"),
-])
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("prune", "factorize", "surgery", "fixed-point"),
+        ("surgery", "prune", "share"),
+        ("factorize", "prune", "binary"),
+        ("prune", "ternary", "factorize"),
+        ("surgery", "power-of-two", "prune"),
+    ],
+)
 def test_edits_in_any_order_are_saved_loaded_and_retrained_with_masks(tmp_path, order):
     from workbench.quantize import binary_connect, fixed_point, power_of_two, share_weights, ternary_connect
     from workbench.sparse import get_masks, prune
@@ -225,9 +226,9 @@ def test_structural_quantizers_and_frequency_transforms_round_trip(tmp_path):
     from workbench.sparse import dynamic_surgery
 
     _round_trip(tmp_path, fixed_point(_mlp(), weight_bits=8, act_bits=8), "act.pt")  # inserted activation quantizers
-    _round_trip(tmp_path, binarize_network(_mlp()), "bnn.pt")                       # replaced activations
-    _round_trip(tmp_path, quantized_backprop(_mlp()), "qbp.pt")                      # wrapped layers
-    _round_trip(tmp_path, dynamic_surgery(_mlp(), c_rate=0.5), "dns.pt")             # surgery masks mid-training
+    _round_trip(tmp_path, binarize_network(_mlp()), "bnn.pt")  # replaced activations
+    _round_trip(tmp_path, quantized_backprop(_mlp()), "qbp.pt")  # wrapped layers
+    _round_trip(tmp_path, dynamic_surgery(_mlp(), c_rate=0.5), "dns.pt")  # surgery masks mid-training
     _round_trip(tmp_path, dct_compress(_lenet5(), keep=0.5, bits=4), "dct.pt")
     _round_trip(tmp_path, hashed_dct(_lenet5(), compression=0.25), "hashed.pt")
 
@@ -261,9 +262,12 @@ def test_specs_written_before_edit_histories_still_load(tmp_path):
 
     smaller = apply(_mlp(), _half_plan(_mlp()))
     low_rank = factorize(smaller, "svd", budget=0.9)
-    old = {"name": "mlp", "kwargs": low_rank.workbench_spec["kwargs"],
-           "plans": [low_rank.workbench_spec["edits"][0]["plan"]],
-           "steps": [{"factorize": "svd", "ranks": low_rank.workbench_spec["edits"][1]["ranks"]}]}
+    old = {
+        "name": "mlp",
+        "kwargs": low_rank.workbench_spec["kwargs"],
+        "plans": [low_rank.workbench_spec["edits"][0]["plan"]],
+        "steps": [{"factorize": "svd", "ranks": low_rank.workbench_spec["edits"][1]["ranks"]}],
+    }
     model = build_from_spec(old)
     model.load_state_dict(low_rank.state_dict())
     x, _ = _data(low_rank, 8)

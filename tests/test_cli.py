@@ -1,4 +1,5 @@
 """The `workbench` command: fast start, argument parsing, JSON output and clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,10 @@ def test_help_lists_the_commands():
 
 def test_parse_model_args_reads_json_values():
     assert parse_model_args(["--width", "0.5", "--resolution=160", "--cfg", "vgg16", "--widths", "[4, 3]"]) == {
-        "width": 0.5, "resolution": 160, "cfg": "vgg16", "widths": [4, 3],
+        "width": 0.5,
+        "resolution": 160,
+        "cfg": "vgg16",
+        "widths": [4, 3],
     }
     with pytest.raises(ConfigError, match="needs a value"):
         parse_model_args(["--width"])
@@ -64,8 +68,10 @@ def test_models_and_datasets_list(capsys):
 
 def test_train_writes_a_checkpoint_that_profiles(tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
-    assert main(["train", "--model", "mlp", "--data", "digits", "--epochs", "2", "--quiet", "--json",
-                 "--out", str(ckpt)]) == 0
+    assert (
+        main(["train", "--model", "mlp", "--data", "digits", "--epochs", "2", "--quiet", "--json", "--out", str(ckpt)])
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)
     assert ckpt.exists() and 0.0 <= row["test_accuracy"] <= 1.0
     assert main(["profile", "--checkpoint", str(ckpt), "--json", "--no-latency"]) == 0
@@ -74,11 +80,34 @@ def test_train_writes_a_checkpoint_that_profiles(tmp_path, capsys):
 
 def test_compress_writes_a_smaller_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
-    assert main(["train", "--model", "lenet300", "--data", "digits", "--epochs", "3", "--quiet", "--out", str(ckpt)]) == 0
+    assert (
+        main(["train", "--model", "lenet300", "--data", "digits", "--epochs", "3", "--quiet", "--out", str(ckpt)]) == 0
+    )
     capsys.readouterr()
     out = tmp_path / "small.pt"
-    assert main(["compress", str(ckpt), "--method", "dpp", "--mode", "map", "--keep", "0.5", "--fuse", "lsq",
-                 "--finetune", "1", "--json", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(ckpt),
+                "--method",
+                "dpp",
+                "--mode",
+                "map",
+                "--keep",
+                "0.5",
+                "--fuse",
+                "lsq",
+                "--finetune",
+                "1",
+                "--json",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["after"]["params"] < 0.5 * report["before"]["params"]
     assert report["after"]["macs"] < 0.5 * report["before"]["macs"]

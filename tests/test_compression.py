@@ -1,14 +1,14 @@
 """The orchestration layer: one call selects, rebuilds, retrains and measures; plan warnings become notes."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from toy import tiny_mlp, toy_data
 
 from workbench.compression import Retraining, compress
 from workbench.errors import ConfigError, PlanWarning
 from workbench.train import fit
-
-from toy import tiny_mlp, toy_data
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,9 @@ def test_compress_rebuilds_measures_and_retrains_without_touching_the_input(trai
     assert not plain.retrained and plain.after["accuracy"] == plain.rebuilt["accuracy"]
     assert plain.after["params"] < plain.before["params"] and plain.model[0].out_features == 8
     assert plain.after["latency_ms"] is None and 0 <= plain.before["accuracy"] <= 1
-    distilled = compress(trained, keep=0.5, train=data, test=test, latency=False,
-                         retrain=Retraining(method="distill", epochs=2, lr=1e-2))
+    distilled = compress(
+        trained, keep=0.5, train=data, test=test, latency=False, retrain=Retraining(method="distill", epochs=2, lr=1e-2)
+    )
     assert distilled.retrained and distilled.rebuilt == plain.rebuilt  # same seed, same rebuild
     assert not torch.equal(distilled.model[0].weight, plain.model[0].weight)
     assert all(torch.equal(before[key], value) for key, value in trained.state_dict().items())
@@ -58,7 +59,8 @@ def _imported(path):
 
     tree = ast.parse(path.read_text())
     return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
 
 
 def test_surgery_reads_selections_without_the_selectors_and_orchestration_sits_below_study():
@@ -69,6 +71,10 @@ def test_surgery_reads_selections_without_the_selectors_and_orchestration_sits_b
     root = Path(workbench.__file__).parent
     for path in (root / "surgery").glob("*.py"):
         found = _imported(path)
-        assert not {m for m in found if m.startswith(("workbench.select.", "workbench.compression", "workbench.study"))
-                    or m == "workbench.select"}, path.name
+        assert not {
+            m
+            for m in found
+            if m.startswith(("workbench.select.", "workbench.compression", "workbench.study"))
+            or m == "workbench.select"
+        }, path.name
     assert not {m for m in _imported(root / "compression.py") if m.startswith(("workbench.study", "workbench.cli"))}

@@ -1,4 +1,5 @@
 """The classic-compression notebook runs top to bottom."""
+
 from __future__ import annotations
 
 from notebook_runner import execute_notebook

@@ -1,4 +1,5 @@
 """Tests of workbench.datasets: embedded sets, IDX and CIFAR-10 files, splits and error messages."""
+
 from __future__ import annotations
 
 import gzip
@@ -241,8 +242,9 @@ def test_shapes_options():
     assert data.input_shape == (1, 16, 16) and data.num_classes == 2 and data.class_names == ["ring", "cross"]
     three = load_dataset("shapes", split="val", num_samples=100, classes=3)
     assert three.class_names == ["circle", "square", "triangle"]
-    assert not torch.equal(load_dataset("shapes", num_samples=60, seed=1).inputs,
-                           load_dataset("shapes", num_samples=60, seed=2).inputs)
+    assert not torch.equal(
+        load_dataset("shapes", num_samples=60, seed=1).inputs, load_dataset("shapes", num_samples=60, seed=2).inputs
+    )
     with pytest.raises(ConfigError, match="Did you mean 'circle'"):
         load_dataset("shapes", classes=["circel", "square"])
     for bad in ({"classes": 1}, {"classes": 9}, {"size": 4}, {"channels": 0}, {"noise": -0.1}, {"num_samples": 5}):
@@ -393,8 +395,11 @@ def write_cifar(folder: Path, per_batch: int = 10, n_test: int = 10) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     batches = {}
     for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"labels": [int(v) for v in rng.permutation(np.arange(n) % 10)], b"batch_label": name.encode()}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.permutation(np.arange(n) % 10)],
+            b"batch_label": name.encode(),
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
         batches[name] = batch
     names = [n.encode() for n in ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
@@ -429,8 +434,10 @@ def test_cifar10_errors_name_the_file(tmp_path):
     cases = [
         ([1, 2, 3], "data_batch_2: holds a list, expected a dict"),
         ({b"labels": [0]}, "data_batch_2: no 'data' entry"),
-        ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]},
-         r"data_batch_2: b'data' is uint8 of shape \(2, 100\)"),
+        (
+            {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]},
+            r"data_batch_2: b'data' is uint8 of shape \(2, 100\)",
+        ),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "data_batch_2: 2 images but b'labels' has shape"),
         ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [10]}, r"data_batch_2: labels range over 10..10"),
         ({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0.5]}, r"data_batch_2: b'labels' holds float64"),

@@ -1,12 +1,13 @@
 """The main job: the demo study's baselines reach their targets, and a quick demo writes its report."""
+
 from __future__ import annotations
 
 import json
 
+from workbench.checkpoints import load_checkpoint
 from workbench.demo import load_demo_study, run_demo
 from workbench.study import Store, run_study
 from workbench.study.runner import cache_dir_for
-from workbench.checkpoints import load_checkpoint
 
 TARGETS = {
     "LeNet-300-100": ("digits", 0.97),
@@ -29,8 +30,12 @@ def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
 
 def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path):
     store = tmp_path / "demo.sqlite"
-    outcome = run_study(load_demo_study(), store=store, quiet=True,
-                        where=lambda run: run.kind == "train" and run.config["model"]["label"] in TARGETS)
+    outcome = run_study(
+        load_demo_study(),
+        store=store,
+        quiet=True,
+        where=lambda run: run.kind == "train" and run.config["model"]["label"] in TARGETS,
+    )
     assert (outcome.done, outcome.failed) == (3, 0)
     with Store(store, readonly=True) as db:
         rows = {row["config"]["model"]["label"]: row for row in db.rows()}

@@ -1,4 +1,5 @@
 """Distillation: the student learns the teacher's function; losses, noise and several teachers behave."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,14 +1,15 @@
 """Low-rank and tensor factorization: exact at full rank, optimal SVD truncation, budgets, checkpoints."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
+from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.errors import CompressionError, ConfigError
 from workbench.metrics import count_params
 from workbench.surgery import cp_conv, factorize, reconstruct, svd_linear, tucker2_conv
-from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.zoo import create_model, example_input
 
 
@@ -86,6 +87,7 @@ def test_global_error_reconstruction_reduces_the_output_error():
     model = create_model("mlp", widths=[64, 128, 64, 10])
     fit(model, train, epochs=5, quiet=True)
     small = factorize(model, "svd", budget=0.15)
+
     def mse() -> float:
         with torch.no_grad():
             return float(((small(train.inputs) - model(train.inputs)) ** 2).mean())

@@ -1,4 +1,5 @@
 """Tracing, layers, edges and coupled groups of workbench.graph."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,8 +17,15 @@ from workbench.zoo import create_model
 
 def conv_flatten_linear() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5),
-        nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 2),
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 5),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(5, 2),
     )
 
 

@@ -1,4 +1,5 @@
 """Figures of workbench.viz.graph_figures: data of the traces, not pixels."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Unit graphs, unit views, networkx export and summarization of workbench.graph."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -154,8 +155,9 @@ def test_activation_view_streams_batches_with_caps_and_seed():
     assert (view.activations >= 0).all()  # after the ReLU
     again = graph.unit_view("0", source="activations", data=data, max_samples=20, max_positions=5, batch_size=8)
     np.testing.assert_array_equal(view.activations, again.activations)
-    other = graph.unit_view("0", source="activations", data=data, max_samples=20, max_positions=5,
-                            batch_size=8, random_state=1)
+    other = graph.unit_view(
+        "0", source="activations", data=data, max_samples=20, max_positions=5, batch_size=8, random_state=1
+    )
     assert not np.array_equal(view.activations, other.activations)
 
 
@@ -215,7 +217,9 @@ def test_to_networkx_unit_and_layer_levels():
     assert units.edges[0, 16]["weight"] == pytest.approx(abs(float(weight[0, 0])), rel=1e-6)
     layers = graph.to_networkx("layer")
     assert list(layers.edges) == [("input", "layers.1"), ("layers.1", "layers.3"), ("layers.3", "layers.5")]
-    assert layers.edges["layers.1", "layers.3"]["weight"] == pytest.approx(float(model.layers[3].weight.detach().abs().sum()), rel=1e-6)
+    assert layers.edges["layers.1", "layers.3"]["weight"] == pytest.approx(
+        float(model.layers[3].weight.detach().abs().sum()), rel=1e-6
+    )
     with pytest.raises(GraphError, match="unit_adjacency"):
         graph.to_networkx("unit", max_edges=100)
     with pytest.raises(GraphError, match="unknown level"):
@@ -225,18 +229,25 @@ def test_to_networkx_unit_and_layer_levels():
 def test_layer_graph_couples_bn_and_depthwise():
     graph = from_model(create_model("mobilenet_v1", width=0.25, resolution=32, classes=10))
     g = layer_graph(graph)
-    assert g.has_edge("stem.0", "stem.1") and g.has_edge("stem.1", "blocks.0.dw") and g.has_edge("blocks.0.dw_bn", "blocks.0.pw")
+    assert (
+        g.has_edge("stem.0", "stem.1")
+        and g.has_edge("stem.1", "blocks.0.dw")
+        and g.has_edge("blocks.0.dw_bn", "blocks.0.pw")
+    )
     dw = graph.module_of("blocks.0.dw").weight.detach().abs().sum()
     assert g.edges["stem.1", "blocks.0.dw"]["weight"] == pytest.approx(float(dw), rel=1e-6)
 
 
 def test_quotient_graph_blocks():
-    a = np.array([
-        [0, 1, 2, 0],
-        [3, 0, 0, 4],
-        [0, 0, 0, 5],
-        [0, 6, 0, 0],
-    ], dtype=float)
+    a = np.array(
+        [
+            [0, 1, 2, 0],
+            [3, 0, 0, 4],
+            [0, 0, 0, 5],
+            [0, 6, 0, 0],
+        ],
+        dtype=float,
+    )
     q = quotient_graph(sp.csr_matrix(a), ["x", "x", "y", "y"])
     np.testing.assert_array_equal(q.labels, ["x", "y"])
     np.testing.assert_array_equal(q.sizes, [2, 2])
@@ -299,7 +310,9 @@ def test_random_conv_nets_match_the_reference():
         side = 2 if pool else 4
         layers += [nn.Flatten(), nn.Linear(c * side * side, 3)]
         graph = from_model(nn.Sequential(*layers), torch.randn(1, 2, 4, 4))
-        np.testing.assert_allclose(graph.unit_adjacency(norm).toarray(), reference_adjacency(graph, norm), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            graph.unit_adjacency(norm).toarray(), reference_adjacency(graph, norm), rtol=1e-5, atol=1e-6
+        )
         assert len(graph.groups) == len(widths) + 1
 
     check()

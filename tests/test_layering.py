@@ -1,5 +1,6 @@
 """The import graph between the workbench's packages points one way: a lower package never imports a
 higher one (at module level or inside a function), and no two packages import each other."""
+
 from __future__ import annotations
 
 import ast
@@ -51,14 +52,20 @@ def import_edges(root: Path = ROOT) -> dict[tuple[str, str], list[str]]:
 
 
 def test_every_package_has_a_layer():
-    found = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
-             if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.name != "__pycache__"}
+    found = {
+        p.stem if p.is_file() else p.name
+        for p in ROOT.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.name != "__pycache__"
+    }
     assert found - set(LEVEL) == set(), "add new packages to LAYERS (and to DESIGN.md's table)"
 
 
 def test_no_package_imports_a_higher_one():
-    upward = [f"{src} (layer {LEVEL[src]}) imports {dst} (layer {LEVEL[dst]}) at {', '.join(places[:3])}"
-              for (src, dst), places in import_edges().items() if LEVEL[dst] > LEVEL[src]]
+    upward = [
+        f"{src} (layer {LEVEL[src]}) imports {dst} (layer {LEVEL[dst]}) at {', '.join(places[:3])}"
+        for (src, dst), places in import_edges().items()
+        if LEVEL[dst] > LEVEL[src]
+    ]
     assert upward == []
 
 

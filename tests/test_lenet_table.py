@@ -1,4 +1,5 @@
 """The LeNet table analysis end to end on a user's MNIST-style IDX folder (here: digits written as IDX)."""
+
 from __future__ import annotations
 
 import importlib.util

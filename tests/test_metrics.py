@@ -1,4 +1,5 @@
 """workbench.metrics: parameter, multiply-add and byte counts against formulas, latency, profile, tables, scores."""
+
 from __future__ import annotations
 
 import json
@@ -152,7 +153,7 @@ def test_dense_bytes_count_what_a_parametrized_layer_computes_with():
     model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
     plain = dense_bytes(model)
     assert plain == 4 * (10 * 20 + 20 + 20 * 3 + 3)
-    pruned = prune(model, rate=0.5)                 # a boolean mask per weight: not part of the dense size
+    pruned = prune(model, rate=0.5)  # a boolean mask per weight: not part of the dense size
     assert dense_bytes(pruned) == plain
-    shared = share_weights(pruned, bits=3)          # int64 indices and a codebook: the dense weights count
+    shared = share_weights(pruned, bits=3)  # int64 indices and a codebook: the dense weights count
     assert dense_bytes(shared) == plain

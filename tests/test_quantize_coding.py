@@ -1,9 +1,12 @@
 """Huffman coding, Deep Compression's layer format, k-means weight sharing and trained quantization."""
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy import STEADY
 
+from workbench.edits import note
 from workbench.errors import CompressionError
 from workbench.quantize import (
     HuffmanCode,
@@ -15,11 +18,8 @@ from workbench.quantize import (
     relative_gaps,
     share_weights,
 )
-from workbench.edits import note
 from workbench.sparse import prune
 from workbench.train import fit
-
-from toy import STEADY
 
 
 @pytest.mark.parametrize("symbols", [[], [7], [3, 3, 3, 3], [0, 1], list(range(40)) * 3])
@@ -65,8 +65,14 @@ def test_layer_encoding_round_trip_and_sizes():
     enc = encode_layer(codes, codebook, 2, mask, index_bits=4)
     assert np.array_equal(decode_layer(enc), np.where(mask, codebook[codes], 0).astype(np.float32))
     assert enc.n_entries == mask.sum() + enc.n_fillers
-    expected = (enc.weight_stream.n_bits + enc.index_stream.n_bits + enc.weight_code.table_bits()
-                + enc.index_code.table_bits() + 4 * 32 + 128)
+    expected = (
+        enc.weight_stream.n_bits
+        + enc.index_stream.n_bits
+        + enc.weight_code.table_bits()
+        + enc.index_code.table_bits()
+        + 4 * 32
+        + 128
+    )
     assert enc.huffman_bits == expected
     with pytest.raises(CompressionError, match="zero"):
         encode_layer(codes, codebook[::-1].copy(), 2, mask, index_bits=4)
@@ -153,10 +159,23 @@ def test_deep_compression_pipeline_steps_and_streams():
     from workbench.pipeline import DeepCompression
 
     model, data = _toy()
-    pipeline = DeepCompression(prune_rounds=[0.5, 0.8], bits=3, index_bits=4, retrain_epochs=1, quant_epochs=1,
-                               fit_kwargs={"quiet": True, "lr": 1e-2})
+    pipeline = DeepCompression(
+        prune_rounds=[0.5, 0.8],
+        bits=3,
+        index_bits=4,
+        retrain_epochs=1,
+        quant_epochs=1,
+        fit_kwargs={"quiet": True, "lr": 1e-2},
+    )
     assert [step["do"] for step in pipeline.steps] == [
-        "prune", "retrain", "prune", "retrain", "share", "retrain", "huffman"]
+        "prune",
+        "retrain",
+        "prune",
+        "retrain",
+        "share",
+        "retrain",
+        "huffman",
+    ]
     assert [step.get("rate") for step in pipeline.steps[:3:2]] == [0.5, 0.8] and pipeline.steps[1]["lr"] == 1e-2
     out = pipeline.run(model, data, val_data=data)
     assert len(pipeline.log) == 7 and "val_accuracy" in pipeline.log[-1]
@@ -173,8 +192,14 @@ def test_deep_compression_distils_from_the_input_and_quantizes_biases():
 
     model, data = _toy()
     reference = [p.detach().clone() for p in model.parameters()]
-    options = dict(prune_rounds=[0.5, 0.8], bits=3, index_bits=4, retrain_epochs=1, quant_epochs=1,
-                   fit_kwargs={"quiet": True, "lr": 1e-2})
+    options = dict(
+        prune_rounds=[0.5, 0.8],
+        bits=3,
+        index_bits=4,
+        retrain_epochs=1,
+        quant_epochs=1,
+        fit_kwargs={"quiet": True, "lr": 1e-2},
+    )
     plain = DeepCompression(**options).run(model, data)
     pipeline = DeepCompression(**options, bias_bits=8, teacher="input", distill_options={"temperature": 2.0})
     assert [step["do"] for step in pipeline.steps][4:6] == ["share", "fixed-point-biases"]

@@ -7,7 +7,11 @@ import pytest
 import scipy.fft
 import torch
 from torch import nn
+from toy import STEADY
+from toy import tiny_mlp as _mlp
+from toy import toy_data as _data
 
+from workbench.edits import note
 from workbench.errors import CompressionError
 from workbench.quantize import (
     ActivationQuantizer,
@@ -31,11 +35,7 @@ from workbench.quantize import (
     soft_weight_sharing,
     ternary_connect,
 )
-from workbench.edits import note
 from workbench.train import fit
-
-
-from toy import STEADY, tiny_mlp as _mlp, toy_data as _data
 
 
 def test_fixed_point_values_on_grid_and_range():
@@ -86,7 +86,9 @@ def test_binary_connect_forward_is_sign_and_real_weights_learn():
     assert real.abs().max() <= 1.0
     scaled = binary_connect(_mlp(), scale="mean")
     vals = torch.unique(scaled[0].weight.detach().abs())
-    assert vals.numel() == 1 and vals.item() == pytest.approx(float(scaled[0].parametrizations.weight.original.detach().abs().mean()))
+    assert vals.numel() == 1 and vals.item() == pytest.approx(
+        float(scaled[0].parametrizations.weight.original.detach().abs().mean())
+    )
 
 
 def test_stochastic_binarization_follows_hard_sigmoid():

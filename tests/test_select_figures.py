@@ -1,4 +1,5 @@
 """Selection figures: embedding scatter and kernel heatmap."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """k-DPP numerics: exact sampling (ours and dppy's), exact marginals, greedy MAP."""
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """Selectors: the Selection contract, budgets, input validation, and what each selector chooses."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,15 @@ def test_resolve_budget():
 
 @pytest.mark.parametrize(
     "budget, message",
-    [(0, r"k = 0 is out of range: keep between 1 and 10"), (11, r"k = 11 is out of range"), (1.5, r"fraction 1.5 is out of range"),
-     (0.0, r"fraction 0.0"), (float("nan"), r"fraction nan"), (True, "bool"), ("half", "str")],
+    [
+        (0, r"k = 0 is out of range: keep between 1 and 10"),
+        (11, r"k = 11 is out of range"),
+        (1.5, r"fraction 1.5 is out of range"),
+        (0.0, r"fraction 0.0"),
+        (float("nan"), r"fraction nan"),
+        (True, "bool"),
+        ("half", "str"),
+    ],
 )
 def test_resolve_budget_refuses(budget, message):
     with pytest.raises(SelectionError, match=message):
@@ -61,7 +69,15 @@ def test_resolve_budget_refuses(budget, message):
 
 
 def test_selection_validation_and_json_round_trip():
-    s = Selection("g", 5, keep=[3, 0], assign=[0, 0, 3, 3, 0], scores=[1, 0.5, 0.2, 0.9, 0.1], method="m", params={"a": np.int64(2)})
+    s = Selection(
+        "g",
+        5,
+        keep=[3, 0],
+        assign=[0, 0, 3, 3, 0],
+        scores=[1, 0.5, 0.2, 0.9, 0.1],
+        method="m",
+        params={"a": np.int64(2)},
+    )
     assert s.keep.tolist() == [0, 3] and s.k == 2 and s.fraction == 0.4 and s.dropped.tolist() == [1, 2, 4]
     data = json.loads(json.dumps(s.to_dict()))
     back = Selection.from_dict(data)
@@ -92,11 +108,23 @@ def test_registry():
 
 # -- every selector -------------------------------------------------------------------------------
 SETTINGS = [
-    ("random", {}), ("magnitude", {}), ("magnitude", {"source": "out", "criterion": "l2"}), ("magnitude", {"source": "bn"}),
-    ("activation", {}), ("activation", {"criterion": "apoz"}), ("sbm", {"n_blocks": 3}), ("spectral", {}),
-    ("spectral", {"embedding": "lse", "clustering": "gmm", "medoid": "centroid"}), ("leiden", {}),
-    ("leiden", {"max_cluster_size": 15}), ("dpp", {}), ("dpp", {"mode": "map"}), ("dpp", {"backend": "dppy"}),
-    ("submodular", {}), ("submodular", {"objective": "logdet"}), ("submodular", {"objective": "input_change"}),
+    ("random", {}),
+    ("magnitude", {}),
+    ("magnitude", {"source": "out", "criterion": "l2"}),
+    ("magnitude", {"source": "bn"}),
+    ("activation", {}),
+    ("activation", {"criterion": "apoz"}),
+    ("sbm", {"n_blocks": 3}),
+    ("spectral", {}),
+    ("spectral", {"embedding": "lse", "clustering": "gmm", "medoid": "centroid"}),
+    ("leiden", {}),
+    ("leiden", {"max_cluster_size": 15}),
+    ("dpp", {}),
+    ("dpp", {"mode": "map"}),
+    ("dpp", {"backend": "dppy"}),
+    ("submodular", {}),
+    ("submodular", {"objective": "logdet"}),
+    ("submodular", {"objective": "input_change"}),
 ]
 
 
@@ -114,7 +142,9 @@ def test_selector_contract_and_determinism(view, name, params):
     sim = view.similarity()
     labels = getattr(a, "labels_", None)
     for i in s.dropped[:5]:
-        candidates = s.keep if labels is None or not np.any(labels[s.keep] == labels[i]) else s.keep[labels[s.keep] == labels[i]]
+        candidates = (
+            s.keep if labels is None or not np.any(labels[s.keep] == labels[i]) else s.keep[labels[s.keep] == labels[i]]
+        )
         if name == "submodular" and params.get("objective") == "input_change":
             break  # assigned by activation similarity, checked below
         assert sim[i, s.assign[i]] == pytest.approx(sim[i, candidates].max())
@@ -200,7 +230,9 @@ def test_missing_arrays_are_named():
 # -- scoring selectors ----------------------------------------------------------------------------
 def test_magnitude_and_activation_scores():
     weights = np.array([[1.0, -1.0], [3.0, 0.0], [0.5, 0.5], [-2.0, 2.0]])
-    view = UnitView("g", weights, in_weights=weights, out_weights=weights[::-1].copy(), bn_scale=np.array([0.1, -5.0, 1.0, 0.2]))
+    view = UnitView(
+        "g", weights, in_weights=weights, out_weights=weights[::-1].copy(), bn_scale=np.array([0.1, -5.0, 1.0, 0.2])
+    )
     l1 = get_selector("magnitude", budget=2).fit(view)
     np.testing.assert_allclose(l1.scores_, [2, 3, 1, 4])
     assert l1.keep_.tolist() == [1, 3]
@@ -219,8 +251,13 @@ def test_magnitude_and_activation_scores():
 # -- graph selectors recover planted blocks -------------------------------------------------------
 @pytest.mark.parametrize(
     "name, params",
-    [("sbm", {"n_blocks": 3}), ("sbm", {"n_blocks": 3, "degree_corrected": True}), ("spectral", {"budget": 3}),
-     ("spectral", {"budget": 3, "embedding": "lse", "clustering": "gmm"}), ("leiden", {})],
+    [
+        ("sbm", {"n_blocks": 3}),
+        ("sbm", {"n_blocks": 3, "degree_corrected": True}),
+        ("spectral", {"budget": 3}),
+        ("spectral", {"budget": 3, "embedding": "lse", "clustering": "gmm"}),
+        ("leiden", {}),
+    ],
 )
 def test_planted_blocks_are_recovered(name, params):
     features, truth = planted()
@@ -281,7 +318,10 @@ def test_lazy_greedy_equals_plain_greedy():
         np.testing.assert_allclose(lazy_gains, plain_gains)
         assert np.all(np.diff(plain_gains) <= 1e-12)  # diminishing returns along the greedy path
         kernel = features @ features.T / 16
-        assert greedy_maximize(LogDet(kernel, 10), 10, lazy=True)[0].tolist() == greedy_maximize(LogDet(kernel, 10), 10, lazy=False)[0].tolist()
+        assert (
+            greedy_maximize(LogDet(kernel, 10), 10, lazy=True)[0].tolist()
+            == greedy_maximize(LogDet(kernel, 10), 10, lazy=False)[0].tolist()
+        )
 
 
 def test_facility_location_value_is_monotone_and_matches_definition():
@@ -322,8 +362,10 @@ def test_selectors_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, workbench.select; import numpy as np; from workbench.select import get_selector; " \
-           "get_selector('dpp', budget=2).fit(np.random.default_rng(0).standard_normal((6, 3))); print('torch' in sys.modules)"
+    code = (
+        "import sys, workbench.select; import numpy as np; from workbench.select import get_selector; "
+        "get_selector('dpp', budget=2).fit(np.random.default_rng(0).standard_normal((6, 3))); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,8 +1,12 @@
 """Magnitude pruning with masks, dynamic network surgery and group lasso."""
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy import STEADY
+from toy import tiny_mlp as _mlp
+from toy import toy_data as _data
 
 from workbench.edits import note
 from workbench.errors import CompressionError
@@ -20,9 +24,6 @@ from workbench.sparse import (
 )
 from workbench.sparse.dynamic_surgery import SurgeryMask, surgery_layers
 from workbench.train import fit
-
-
-from toy import STEADY, tiny_mlp as _mlp, toy_data as _data
 
 
 def test_prune_rate_per_layer_and_masks_stay_zero_while_retraining():
@@ -220,7 +221,9 @@ def test_surgery_and_factorization_carry_masks_that_match_and_stale_masks_are_na
     assert _zeros_kept(small, masks)
     low_rank = factorize(model, "svd", layers=["0"], budget=0.5)
     assert get_masks(low_rank) is not None and "0" not in get_masks(low_rank) and "2" in get_masks(low_rank)
-    with pytest.raises(CompressionError, match=r"mask for layer '0' does not match.*\(8, 8\) but the weight has \(16, 8\)"):
+    with pytest.raises(
+        CompressionError, match=r"mask for layer '0' does not match.*\(8, 8\) but the weight has \(16, 8\)"
+    ):
         set_masks(_mlp(), get_masks(small))
 
 

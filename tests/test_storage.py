@@ -1,4 +1,5 @@
 """Storage accounting: dense, CSR, and the real encoded streams of transformed layers."""
+
 import pytest
 import torch
 from torch import nn

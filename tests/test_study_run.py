@@ -1,4 +1,5 @@
 """Running studies: here, on local processes, on a Dask LocalCluster; failures, resume after a kill, the report."""
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,9 @@ def test_run_records_every_run_goes_on_after_failures_and_skips_finished_runs(tm
     rows = stored(tmp_path / "small.sqlite")
     assert set(rows) == {run.hash for run in runs}
     failed = [row for row in rows.values() if row["status"] == "failed"]
-    assert all("'no_such_layer' is not a prunable group" in row["error"] and "layers.1" in row["error"] for row in failed)
+    assert all(
+        "'no_such_layer' is not a prunable group" in row["error"] and "layers.1" in row["error"] for row in failed
+    )
     done = [row for row in rows.values() if row["status"] == "done" and row["kind"] == "compress"]
     for row in done:
         metrics = row["metrics"]
@@ -74,22 +77,29 @@ def test_run_records_every_run_goes_on_after_failures_and_skips_finished_runs(tm
     again = run_study(study, quiet=True)
     assert again.skipped == 6 and again.done == 0 and again.failed == 4  # failed runs are tried again
     assert {h: r["finished"] for h, r in stored(tmp_path / "small.sqlite").items() if r["status"] == "done"} == {
-        h: r["finished"] for h, r in rows.items() if r["status"] == "done"}
+        h: r["finished"] for h, r in rows.items() if r["status"] == "done"
+    }
 
 
 def test_local_processes_give_the_same_results_as_one_process(tmp_path):
-    text = SMALL.replace(', { keep = 0.5, per_layer = { "no_such_layer" = 0.5 } }', "").replace("[baselines]\nmodels = [", "#")
+    text = SMALL.replace(', { keep = 0.5, per_layer = { "no_such_layer" = 0.5 } }', "").replace(
+        "[baselines]\nmodels = [", "#"
+    )
     text = text.replace('{ name = "lenet300", data = "digits", training = { epochs = 1, max_batches = 2 } }]', "")
     path = write_study(tmp_path, text)
     here = run_study(path, store=tmp_path / "one.sqlite", quiet=True)
     there = run_study(path, store=tmp_path / "two.sqlite", jobs=2, quiet=True)
     assert here.failed == there.failed == 0 and here.done == there.done == 5
     one, two = stored(tmp_path / "one.sqlite"), stored(tmp_path / "two.sqlite")
-    assert {h: r["metrics"]["accuracy"] for h, r in one.items()} == {h: r["metrics"]["accuracy"] for h, r in two.items()}
+    assert {h: r["metrics"]["accuracy"] for h, r in one.items()} == {
+        h: r["metrics"]["accuracy"] for h, r in two.items()
+    }
 
 
 def test_study_on_a_local_dask_cluster(tmp_path):
-    text = SMALL.replace(', { keep = 0.5, per_layer = { "no_such_layer" = 0.5 } }', "").replace('fuse = ["drop", "lsq"]', 'fuse = ["drop"]')
+    text = SMALL.replace(', { keep = 0.5, per_layer = { "no_such_layer" = 0.5 } }', "").replace(
+        'fuse = ["drop", "lsq"]', 'fuse = ["drop"]'
+    )
     outcome = run_study(write_study(tmp_path, text), local_cluster=2, timeout=30, quiet=True)
     assert (outcome.total, outcome.done, outcome.failed) == (4, 4, 0)
     assert all(row["status"] == "done" for row in stored(tmp_path / "small.sqlite").values())
@@ -107,7 +117,8 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error_not_a_hang(tmp_path):
 
 def test_a_killed_study_resumes_where_it_stopped(tmp_path):
     text = SMALL.replace(', { keep = 0.5, per_layer = { "no_such_layer" = 0.5 } }', ", 0.25, 0.75").replace(
-        "[finetune]\nepochs = 1", "[finetune]\nepochs = 3")
+        "[finetune]\nepochs = 1", "[finetune]\nepochs = 3"
+    )
     path = write_study(tmp_path, text)
     store = tmp_path / "small.sqlite"
     command = [sys.executable, "-m", "workbench.cli", "study", "run", str(path), "--quiet"]
@@ -118,8 +129,11 @@ def test_a_killed_study_resumes_where_it_stopped(tmp_path):
         while time.time() < deadline and process.poll() is None:
             if store.exists():
                 try:
-                    done = sqlite3.connect(store).execute(
-                        "SELECT COUNT(*) FROM runs WHERE status = 'done' AND kind = 'compress'").fetchone()[0]
+                    done = (
+                        sqlite3.connect(store)
+                        .execute("SELECT COUNT(*) FROM runs WHERE status = 'done' AND kind = 'compress'")
+                        .fetchone()[0]
+                    )
                 except sqlite3.Error:
                     done = 0
                 if done >= 1:
@@ -151,9 +165,15 @@ def test_report_is_one_self_contained_page_with_the_summary_first(tmp_path):
     assert page.count("window.PlotlyConfig") == 1 and len(page) > 1_000_000  # plotly.js embedded, once
     assert "<script src" not in page and page.count("Plotly.newPlot") == 4  # params, MACs, budget, Canziani
     summary = page.index("Summary")
-    assert summary < page.index("Plotly.newPlot") and "tiny MLP" in page[summary:page.index("Plotly.newPlot")]
-    for title in ("Accuracy against parameters", "Accuracy against multiply-adds", "rebuilt, not retrained",
-                  "Accuracy against operations on digits", "lenet300", "Failed runs (4)"):
+    assert summary < page.index("Plotly.newPlot") and "tiny MLP" in page[summary : page.index("Plotly.newPlot")]
+    for title in (
+        "Accuracy against parameters",
+        "Accuracy against multiply-adds",
+        "rebuilt, not retrained",
+        "Accuracy against operations on digits",
+        "lenet300",
+        "Failed runs (4)",
+    ):
         assert title in page, title
 
 

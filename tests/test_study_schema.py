@@ -1,4 +1,5 @@
 """Study files: schema errors name the bad key and what is allowed; the grid and its hashes."""
+
 from __future__ import annotations
 
 import subprocess
@@ -63,25 +64,38 @@ def test_hash_is_stable_and_follows_what_is_computed(tmp_path):
     assert first == again
     relabelled = STUDY.replace('name = "mlp"', 'name = "mlp"\nlabel = "tiny MLP"')
     assert [run.hash for run in expand(load_study(write(tmp_path, relabelled, "c.toml")))] == first
-    changed = [run.hash for run in expand(load_study(write(tmp_path, STUDY.replace("epochs = 2", "epochs = 3"), "d.toml")))]
+    changed = [
+        run.hash for run in expand(load_study(write(tmp_path, STUDY.replace("epochs = 2", "epochs = 3"), "d.toml")))
+    ]
     # the MLP's training changed: its base run and all compression runs change, the baseline's runs do not
     assert len(set(changed) & set(first)) == 2
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ('name = "mlp"', 'name = "lenet30"', ["models[0].name", "unknown model 'lenet30'", "Did you mean 'lenet300'?"]),
-    ('data = "digits"\ntraining', 'data = "digit"\ntraining', ["models[0].data", "Did you mean 'digits'?"]),
-    ("random = {}", "randm = {}", ["selectors", "unknown selector 'randm'", "Did you mean 'random'?"]),
-    ('criterion = "l2"', 'critrion = "l2"', ["selector 'magnitude'", "critrion", "criterion"]),
-    ("budgets = [0.5,", "budgets = [1.5,", ["compression.budgets[0].keep", "(0, 1]", "1.5"]),
-    ("budgets = [0.5,", "budgets = [0,", ["compression.budgets[0].keep", "(0, 1]"]),
-    ('"layers.1" = 0.5', '"layers.1" = -0.5', ["compression.budgets[1].per_layer.layers.1", "(0, 1]"]),
-    ("training = { epochs = 2 }", "training = { epoch = 2 }", ["models[0].training: unknown key 'epoch'", "Did you mean 'epochs'?", "Allowed keys here"]),
-    ('fuse = ["drop", "lsq"]', 'fuse = ["drop", "lsqq"]', ["compression.fuse[1]", "'merge'", "lsqq"]),
-    ("[selectors]", "[selector]", ["unknown key 'selector'", "Did you mean 'selectors'?"]),
-    ("seeds = [0, 1]", "seeds = [0, 0]", ["study.seeds", "distinct"]),
-    ("args = { widths = [64, 16, 10] }", "args = { width = [64, 16, 10] }", ["models[0]", "no argument(s) 'width'", "widths"]),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ('name = "mlp"', 'name = "lenet30"', ["models[0].name", "unknown model 'lenet30'", "Did you mean 'lenet300'?"]),
+        ('data = "digits"\ntraining', 'data = "digit"\ntraining', ["models[0].data", "Did you mean 'digits'?"]),
+        ("random = {}", "randm = {}", ["selectors", "unknown selector 'randm'", "Did you mean 'random'?"]),
+        ('criterion = "l2"', 'critrion = "l2"', ["selector 'magnitude'", "critrion", "criterion"]),
+        ("budgets = [0.5,", "budgets = [1.5,", ["compression.budgets[0].keep", "(0, 1]", "1.5"]),
+        ("budgets = [0.5,", "budgets = [0,", ["compression.budgets[0].keep", "(0, 1]"]),
+        ('"layers.1" = 0.5', '"layers.1" = -0.5', ["compression.budgets[1].per_layer.layers.1", "(0, 1]"]),
+        (
+            "training = { epochs = 2 }",
+            "training = { epoch = 2 }",
+            ["models[0].training: unknown key 'epoch'", "Did you mean 'epochs'?", "Allowed keys here"],
+        ),
+        ('fuse = ["drop", "lsq"]', 'fuse = ["drop", "lsqq"]', ["compression.fuse[1]", "'merge'", "lsqq"]),
+        ("[selectors]", "[selector]", ["unknown key 'selector'", "Did you mean 'selectors'?"]),
+        ("seeds = [0, 1]", "seeds = [0, 0]", ["study.seeds", "distinct"]),
+        (
+            "args = { widths = [64, 16, 10] }",
+            "args = { width = [64, 16, 10] }",
+            ["models[0]", "no argument(s) 'width'", "widths"],
+        ),
+    ],
+)
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, old, new, expected):
     assert old in STUDY
     message = error_of(tmp_path, STUDY.replace(old, new, 1))
@@ -113,7 +127,9 @@ def test_cli_reports_bad_study_without_traceback(tmp_path, capsys):
 
 
 def test_importing_the_package_is_light():
-    code = ("import sys, workbench.study; "
-            "print(sorted(m for m in ('torch', 'dask', 'distributed', 'pydantic', 'plotly', 'graspologic') if m in sys.modules))")
+    code = (
+        "import sys, workbench.study; "
+        "print(sorted(m for m in ('torch', 'dask', 'distributed', 'pydantic', 'plotly', 'graspologic') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

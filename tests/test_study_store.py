@@ -1,4 +1,5 @@
 """The study store: atomic rows, finished rows never overwritten, clear errors for unusable files."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -10,9 +11,16 @@ from workbench.study import Store
 
 
 def result(run_hash, status="done", accuracy=0.9, finished="2026-01-01T00:00:01"):
-    return {"hash": run_hash, "status": status, "started": "2026-01-01T00:00:00", "finished": finished, "seconds": 1.0,
-            "metrics": {"accuracy": accuracy} if status == "done" else None, "plan": {"format": "workbench-plan"},
-            "error": None if status == "done" else "ConfigError: bad"}
+    return {
+        "hash": run_hash,
+        "status": status,
+        "started": "2026-01-01T00:00:00",
+        "finished": finished,
+        "seconds": 1.0,
+        "metrics": {"accuracy": accuracy} if status == "done" else None,
+        "plan": {"format": "workbench-plan"},
+        "error": None if status == "done" else "ConfigError: bad",
+    }
 
 
 def write(store, res):

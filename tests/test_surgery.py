@@ -1,4 +1,5 @@
 """Surgery: physically smaller models, exact merging of redundant units, lsq fusion, plans and checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.errors import ConfigError, SurgeryError
 from workbench.metrics import count_params
 from workbench.select import Selection
 from workbench.surgery import Plan, apply
-from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.zoo import create_model
 
 
@@ -62,8 +63,14 @@ def test_input_model_is_not_modified(redundant_mlp):
 
 def test_dropping_zero_units_changes_nothing():
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 5 * 5, 3),
+    ).eval()
     with torch.no_grad():
         model[0].weight[[1, 4]], model[0].bias[[1, 4]] = 0.0, 0.0  # filters that output zero
         model[2].weight[2], model[2].bias[2] = 0.0, 0.0  # a filter whose flattened outputs are zero
@@ -77,8 +84,15 @@ def test_dropping_zero_units_changes_nothing():
 
 def test_merge_folds_batchnorm_exactly():
     torch.manual_seed(2)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 36, 3),
+    ).eval()
     with torch.no_grad():
         bn = model[1]
         bn.running_mean.uniform_(-1, 1)
@@ -116,7 +130,9 @@ def test_lsq_beats_drop_on_a_trained_network():
 
 def test_pruned_checkpoint_round_trip(tmp_path, redundant_mlp):
     merged = apply(redundant_mlp, redundant_mlp_plan(), fuse="merge", example_input=torch.randn(2, 8))
-    assert [e["op"] for e in merged.workbench_spec["edits"]] == ["plan"] and merged.workbench_spec["edits"][0]["fuse"] == "merge"
+    assert [e["op"] for e in merged.workbench_spec["edits"]] == ["plan"] and merged.workbench_spec["edits"][0][
+        "fuse"
+    ] == "merge"
     path = save_checkpoint(tmp_path / "pruned.pt", merged)
     loaded, _ = load_checkpoint(path)
     x = torch.randn(16, 8)
@@ -165,11 +181,14 @@ def random_plan(graph, supported, rng) -> Plan:
     return Plan(selections)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("resnet", {"depth": 20}),
-    ("mobilenet_v1", {"resolution": 64, "classes": 10}),
-    ("enet", {"input_size": 64, "classes": 5}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet", {"depth": 20}),
+        ("mobilenet_v1", {"resolution": 64, "classes": 10}),
+        ("enet", {"input_size": 64, "classes": 5}),
+    ],
+)
 def test_random_plans_give_the_predicted_counts(name, kwargs):
     from workbench.graph import from_model
     from workbench.metrics import count_macs

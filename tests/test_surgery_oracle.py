@@ -1,11 +1,12 @@
 """Graph slicing checked against torch-pruning, an independent rebuild of the same plans (tests/tp_oracle.py)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from tp_oracle import SIZES, difference, random_plan, randomize_bn, tp_apply, tp_reasons
+
 from workbench.graph import from_model
 from workbench.metrics import count_params
 from workbench.surgery import apply, supported_groups
@@ -13,8 +14,12 @@ from workbench.zoo import create_model, example_input, list_models
 
 # merge and lsq where the couplings differ most: residual streams (resnet), depthwise groups (mobilenet)
 CASES = [(name, "drop") for name in sorted(SIZES)] + [
-    ("resnet", "merge"), ("resnet", "lsq"), ("mobilenet_v1", "merge"), ("mobilenet_v1", "lsq"),
-    ("enet", "merge"), ("lenet5", "lsq"),
+    ("resnet", "merge"),
+    ("resnet", "lsq"),
+    ("mobilenet_v1", "merge"),
+    ("mobilenet_v1", "lsq"),
+    ("enet", "merge"),
+    ("lenet5", "lsq"),
 ]
 
 

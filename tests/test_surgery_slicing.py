@@ -1,4 +1,5 @@
 """Graph slicing: groups torch-pruning cannot couple (zero-padding residuals, max-unpooling) rebuilt exactly."""
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,14 @@ from workbench.zoo import create_model, example_input
 def make_selection(group, keep) -> Selection:
     keep = sorted({int(k) for k in keep})
     assign = np.array([u if u in keep else keep[0] for u in range(group.n_units)])
-    return Selection(group=group.name, n_units=group.n_units, keep=np.array(keep), assign=assign,
-                     scores=np.zeros(group.n_units), method="test")
+    return Selection(
+        group=group.name,
+        n_units=group.n_units,
+        keep=np.array(keep),
+        assign=assign,
+        scores=np.zeros(group.n_units),
+        method="test",
+    )
 
 
 def random_plan(graph, rng) -> Plan:
@@ -187,9 +194,9 @@ def test_plan_from_includes_the_enet_trunk(enet):
 
 
 def test_slice_group_checks_widths_and_checkpoints_rebuild_sliced_plans(enet, tmp_path):
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
     from workbench.errors import SurgeryError
     from workbench.surgery.slicing import slice_group
-    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model, x, graph = enet
     trunk = graph.group("down2.expand")

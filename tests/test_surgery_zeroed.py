@@ -1,18 +1,17 @@
 """Structured sparsity made physical: units whose weights are zero are removed by surgery, exactly."""
-import numpy as np
+
 import pytest
 import torch
 from torch import nn
+from toy import STEADY
 
+from workbench.edits import note
 from workbench.errors import ConfigError
 from workbench.metrics import count_params
 from workbench.sparse import GroupLasso
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan
 from workbench.train import fit
 from workbench.zoo import create_model
-from workbench.edits import note
-
-from toy import STEADY
 
 
 def _zeroed_mlp() -> nn.Module:
@@ -99,7 +98,9 @@ def test_bad_tolerance_and_nothing_to_remove_are_named():
 def test_a_zeroed_pointwise_filter_of_mobilenet_is_silent_through_its_depthwise_layer():
     torch.manual_seed(0)
     model = create_model("mobilenet_v1", width=0.25, in_channels=1, resolution=32, classes=10).eval()
-    pointwise = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == 1 and m.kernel_size == (1, 1))
+    pointwise = next(
+        m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == 1 and m.kernel_size == (1, 1)
+    )
     with torch.no_grad():
         pointwise.weight[:4] = 0.0  # BatchNorms are fresh: no shift, so the channels stay zero
     plan = zeroed_plan(model)

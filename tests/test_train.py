@@ -1,4 +1,5 @@
 """workbench.train: fitting, seeding, hooks and penalties, argument checks, evaluation by hand."""
+
 from __future__ import annotations
 
 import copy
@@ -148,8 +149,15 @@ def test_param_groups_train_extra_parameters_at_their_own_rates():
     start = small_net()
     plain, model = copy.deepcopy(start), copy.deepcopy(start)
     near, far = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
-    one_sgd_step = {"epochs": 1, "max_batches": 1, "optimizer": "sgd", "momentum": 0.0, "lr": 0.05,
-                    "schedule": "constant", "quiet": True}
+    one_sgd_step = {
+        "epochs": 1,
+        "max_batches": 1,
+        "optimizer": "sgd",
+        "momentum": 0.0,
+        "lr": 0.05,
+        "schedule": "constant",
+        "quiet": True,
+    }
     groups = [{"params": model.parameters()}, {"params": [near], "lr": 0.1}, {"params": [far], "lr": 0.01}]
     fit(model, blobs(), param_groups=groups, penalty=lambda m: (near - 1) ** 2 + (far - 1) ** 2, **one_sgd_step)
     assert near.item() == pytest.approx(0.2) and far.item() == pytest.approx(0.02)  # lr times the gradient 2
@@ -240,8 +248,9 @@ def test_schedules_set_the_learning_rate(schedule, kwargs, expected):
 def test_onecycle_adamw_and_loader_and_pair_inputs():
     data = blobs(64)
     loader = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
-    history = fit(small_net(), loader, optimizer="adamw", schedule="onecycle", lr=0.01, weight_decay=0.01,
-                  epochs=2, quiet=True)
+    history = fit(
+        small_net(), loader, optimizer="adamw", schedule="onecycle", lr=0.01, weight_decay=0.01, epochs=2, quiet=True
+    )
     assert history.lr[-1] < 0.01 * 0.01 and len(history) == 2
     history = fit(small_net(), data.tensors, epochs=2, quiet=True)
     assert len(history.train_loss) == 2

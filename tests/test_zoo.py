@@ -1,4 +1,5 @@
 """Tests of the built-in zoo models: shapes, torch.fx tracing, published sizes, argument checks."""
+
 from __future__ import annotations
 
 import pytest
@@ -88,9 +89,7 @@ def test_vgg16_parameter_count_without_forward():
     assert round(with_bn / 1e6, 2) == 138.36
 
 
-@pytest.mark.parametrize(
-    "width,params,published_macs", [(1.0, 4_231_976, 569e6), (0.5, 1_331_592, 149e6)]
-)
+@pytest.mark.parametrize("width,params,published_macs", [(1.0, 4_231_976, 569e6), (0.5, 1_331_592, 149e6)])
 def test_mobilenet_v1_published_size(width, params, published_macs):
     model = create_model("mobilenet_v1", width=width).eval()
     assert model.input_shape == (3, 224, 224)
@@ -126,8 +125,13 @@ def test_enet_downsampling_pads_with_zero_channels():
     x = torch.randn(1, 16, 8, 8)
     out, indices = block(x)
     assert out.shape == (1, 64, 4, 4) and indices.shape == (1, 16, 4, 4)
-    ext = block.dropout(block.expand_bn(block.expand(block.conv_act(block.conv_bn(block.conv(
-        block.project_act(block.project_bn(block.project(x)))))))))
+    ext = block.dropout(
+        block.expand_bn(
+            block.expand(
+                block.conv_act(block.conv_bn(block.conv(block.project_act(block.project_bn(block.project(x))))))
+            )
+        )
+    )
     pooled = torch.nn.functional.max_pool2d(x, 2)
     expected = block.act(ext + torch.cat([pooled, torch.zeros(1, 48, 4, 4)], dim=1))
     assert torch.allclose(out, expected, atol=1e-6)

@@ -1,9 +1,9 @@
 """A tiny MLP, a toy 3-class problem and the training settings shared by the compression tests."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
-
 
 # workbench.train.fit at a constant learning rate, without a progress bar (plain mini-batch steps).
 STEADY = {"schedule": "constant", "quiet": True}

@@ -5,6 +5,7 @@ same plans are rebuilt by torch-pruning's ``DependencyGraph`` (its own tracing a
 the same fusion arithmetic fed from torch-pruning's groups, so the tests (and ``analyses/bench_rebuild.py``)
 can check that both give the same network on every group torch-pruning can couple as the graph does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,8 +40,14 @@ def selection(group: Any, keep: Any, assign: dict[int, int] | None = None) -> Se
     keep = sorted({int(k) for k in keep})
     assign = assign or {}
     mapping = np.array([u if u in keep else assign.get(u, keep[0]) for u in range(group.n_units)])
-    return Selection(group=group.name, n_units=group.n_units, keep=np.array(keep), assign=mapping,
-                     scores=np.zeros(group.n_units), method="test")
+    return Selection(
+        group=group.name,
+        n_units=group.n_units,
+        keep=np.array(keep),
+        assign=mapping,
+        scores=np.zeros(group.n_units),
+        method="test",
+    )
 
 
 def random_plan(groups: list[Any], rng: np.random.Generator) -> Plan:
@@ -164,9 +171,19 @@ def _track_outputs(dg, group, names: dict[nn.Module, str], out_index: dict[str, 
             out_index[names[module]] = np.delete(current, idxs)
 
 
-def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: torch.Tensor, graph: Any,
-             data: Any = None, max_samples: int = 1024, max_positions: int = 64, ridge: float = 1e-6,
-             random_state: int = 0) -> nn.Module:
+def tp_apply(
+    model: nn.Module,
+    plan: Any,
+    fuse: str = "drop",
+    *,
+    example_input: torch.Tensor,
+    graph: Any,
+    data: Any = None,
+    max_samples: int = 1024,
+    max_positions: int = 64,
+    ridge: float = 1e-6,
+    random_state: int = 0,
+) -> nn.Module:
     """:func:`workbench.surgery.apply` done by torch-pruning (plan groups must be ones it supports).
 
     The groups go in ``graph``'s order, and merging folds each BatchNorm into the layer before it only
@@ -179,8 +196,15 @@ def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: 
     position = {modules[name]: i for i, name in enumerate(graph.layers) if name in modules}
     order = group_order(graph)
     out_index: dict[str, np.ndarray] = {}
-    context = FusionContext(reference=model.eval(), pruned=pruned, data=data, max_samples=max_samples,
-                            max_positions=max_positions, ridge=ridge, random_state=random_state)
+    context = FusionContext(
+        reference=model.eval(),
+        pruned=pruned,
+        data=data,
+        max_samples=max_samples,
+        max_positions=max_positions,
+        ridge=ridge,
+        random_state=random_state,
+    )
     for name in sorted(plan, key=lambda n: order.get(n, len(order))):
         selection = plan[name]
         dropped = sorted(set(range(selection.n_units)) - {int(i) for i in selection.keep})
@@ -192,7 +216,9 @@ def tp_apply(model: nn.Module, plan: Any, fuse: str = "drop", *, example_input: 
         with torch.no_grad():
             if fuse == "merge":
                 producers = _producers(dg, full, position)
-                merge_columns(_readers(dg, full), fold_incoming(producers, selection.n_units, per_block=True), selection)
+                merge_columns(
+                    _readers(dg, full), fold_incoming(producers, selection.n_units, per_block=True), selection
+                )
             elif fuse == "lsq":
                 refit_consumers(_readers(dg, full), selection, context, out_index)
         group = dg.get_pruning_group(root, pruner.prune_out_channels, dropped)

@@ -14,6 +14,7 @@ Subpackages are imported lazily so that ``import workbench`` and ``workbench --h
 - :mod:`workbench.compression` -- one call from a trained model to a compressed, profiled one
 - :mod:`workbench.viz`, :mod:`workbench.study` -- figures, studies
 """
+
 from __future__ import annotations
 
 import importlib
@@ -25,8 +26,23 @@ __version__ = "0.1.0"
 __all__ = ["PlanWarning", "WorkbenchError", "__version__"]
 
 _SUBMODULES = {
-    "zoo", "datasets", "train", "checkpoints", "edits", "metrics", "graph", "select", "surgery", "sparse", "quantize",
-    "pipeline", "viz", "compression", "selection", "study", "cli",
+    "zoo",
+    "datasets",
+    "train",
+    "checkpoints",
+    "edits",
+    "metrics",
+    "graph",
+    "select",
+    "surgery",
+    "sparse",
+    "quantize",
+    "pipeline",
+    "viz",
+    "compression",
+    "selection",
+    "study",
+    "cli",
 }
 
 

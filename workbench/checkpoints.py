@@ -17,14 +17,15 @@ the ``state_dict``. So a model pruned, factorized and quantized in any order is 
 exactly, masks included. This module sits above ``surgery``, ``quantize`` and ``sparse``: it restores
 architectures, it does not train.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import os
 import pickle
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,12 +59,18 @@ def _to_json(what: str, value: Any) -> str:
     try:
         return json.dumps(value, default=_json_default, sort_keys=True)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the checkpoint {what} must be JSON-serializable (numbers, strings, lists, dicts): {exc}.") from None
+        raise ConfigError(
+            f"the checkpoint {what} must be JSON-serializable (numbers, strings, lists, dicts): {exc}."
+        ) from None
 
 
 def check_spec(spec: Any) -> dict[str, Any]:
     """``spec`` if it is a dict with a string ``name`` and a dict ``kwargs``; ConfigError otherwise."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs", {}), dict):
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("name"), str)
+        or not isinstance(spec.get("kwargs", {}), dict)
+    ):
         raise ConfigError(
             f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}}, got {spec!r}."
         )
@@ -78,8 +85,13 @@ def _replays() -> dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]]:
     from workbench.surgery.apply import replay_plan
     from workbench.surgery.factorize import refactorize
 
-    return {"plan": replay_plan, "factorize": refactorize, "activation-quantizers": replay_activation_quantizers,
-            "sign-activations": replay_sign_activations, "quantized-backprop": replay_quantized_backprop}
+    return {
+        "plan": replay_plan,
+        "factorize": refactorize,
+        "activation-quantizers": replay_activation_quantizers,
+        "sign-activations": replay_sign_activations,
+        "quantized-backprop": replay_quantized_backprop,
+    }
 
 
 def _history(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -158,7 +170,9 @@ def parametrizations_of(model: nn.Module) -> list[dict[str, Any]]:
                         "placeholder()), or bake it in first (workbench.sparse.bake)."
                     )
                 entries.append({"type": key, "config": p.config()})
-            found.append({"layer": name, "tensor": tensor, "shape": list(getattr(module, tensor).shape), "chain": entries})
+            found.append(
+                {"layer": name, "tensor": tensor, "shape": list(getattr(module, tensor).shape), "chain": entries}
+            )
     return found
 
 
@@ -187,7 +201,11 @@ def _register_builtin() -> None:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: nn.Module, *, spec: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    spec: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s architecture spec (with its edit history and weight parametrizations), ``metadata``
     and weights to ``path`` atomically; return the path.
@@ -238,7 +256,9 @@ def _unsafe_globals(path: Path, error: Exception) -> list[str]:
 
 def _read(path: Path) -> Any:
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: check the path, or write one with workbench.checkpoints.save_checkpoint.")
+        raise CheckpointError(
+            f"no checkpoint at {path}: check the path, or write one with workbench.checkpoints.save_checkpoint."
+        )
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file; give the path of a checkpoint file.")
     try:
@@ -290,7 +310,9 @@ def _parse_json(path: Path, payload: dict[str, Any], key: str) -> Any:
     try:
         return json.loads(payload[key])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is a damaged workbench checkpoint: its {key} is not valid JSON ({exc}).") from None
+        raise CheckpointError(
+            f"{path} is a damaged workbench checkpoint: its {key} is not valid JSON ({exc})."
+        ) from None
 
 
 def _mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
@@ -330,14 +352,18 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
     try:
         model = build_from_spec(spec)
     except WorkbenchError as exc:
-        what = f"{spec.get('name')!r} with {len(_history(spec))} edits" if isinstance(spec, dict) else type(spec).__name__
+        what = (
+            f"{spec.get('name')!r} with {len(_history(spec))} edits" if isinstance(spec, dict) else type(spec).__name__
+        )
         raise CheckpointError(
             f"{path}: cannot rebuild its architecture ({what}): {exc} "
             "If the model is your own, register it with workbench.zoo.register_model before loading."
         ) from None
     state_dict = payload["state_dict"]
     if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{path} is a damaged workbench checkpoint: its state_dict is a {type(state_dict).__name__}.")
+        raise CheckpointError(
+            f"{path} is a damaged workbench checkpoint: its state_dict is a {type(state_dict).__name__}."
+        )
     problems = _mismatch(model, state_dict)
     if problems:
         raise CheckpointError(

@@ -5,6 +5,7 @@ Model arguments are given as extra ``--name value`` options (``--width 0.5 --res
 passed to :func:`workbench.zoo.create_model`; values are read as JSON where possible (numbers, lists,
 ``true``/``false``) and as strings otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,9 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
         from workbench.checkpoints import load_checkpoint
 
         if extra:
-            raise ConfigError("model arguments cannot be combined with --checkpoint: the checkpoint fixes the architecture.")
+            raise ConfigError(
+                "model arguments cannot be combined with --checkpoint: the checkpoint fixes the architecture."
+            )
         model, _ = load_checkpoint(args.checkpoint)
         label = args.checkpoint
     elif args.model:
@@ -99,9 +102,9 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.checkpoints import save_checkpoint
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table, profile
-    from workbench.checkpoints import save_checkpoint
     from workbench.train import evaluate, fit
     from workbench.zoo import create_model_for_data, example_input
 
@@ -110,14 +113,26 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     test = load_dataset(args.data, root=args.root, split="test")
     model = create_model_for_data(args.model, train.input_shape, train.num_classes, **parse_model_args(extra))
     history = fit(
-        model, train, val_data=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, random_state=args.seed, quiet=args.quiet,
+        model,
+        train,
+        val_data=val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        random_state=args.seed,
+        quiet=args.quiet,
     )
     metrics = evaluate(model, test)
     prof = profile(model, example_input(model, 1))
-    row = {"model": args.model, "data": args.data, "epochs": args.epochs,
-           **{f"test_{k}": v for k, v in metrics.items() if k != "n"}, **prof.as_dict(),
-           "train_seconds": round(sum(history.seconds), 2)}
+    row = {
+        "model": args.model,
+        "data": args.data,
+        "epochs": args.epochs,
+        **{f"test_{k}": v for k, v in metrics.items() if k != "n"},
+        **prof.as_dict(),
+        "train_seconds": round(sum(history.seconds), 2),
+    }
     if args.out:
         save_checkpoint(args.out, model, metadata={"data": args.data, "test": metrics, "seed": args.seed})
         row["checkpoint"] = str(args.out)
@@ -128,10 +143,10 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
     from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
-    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
     data = args.data or meta.get("data")
@@ -139,14 +154,34 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"{args.checkpoint} does not record its data set; name it with --data.")
     train = load_dataset(data, root=args.root, split="train")
     test = load_dataset(data, root=args.root, split="test")
-    result = compress(model, method=args.method, selector_params=parse_model_args(extra), keep=args.keep,
-                      fuse=args.fuse, source=args.source, train=train, test=test,
-                      retrain=Retraining(epochs=args.finetune), random_state=args.seed, quiet=args.quiet)
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
-        f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
-    save_checkpoint(out, result.model, metadata={**meta, "data": data, "compressed": {
-        "method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
-        "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS}})
+    result = compress(
+        model,
+        method=args.method,
+        selector_params=parse_model_args(extra),
+        keep=args.keep,
+        fuse=args.fuse,
+        source=args.source,
+        train=train,
+        test=test,
+        retrain=Retraining(epochs=args.finetune),
+        random_state=args.seed,
+        quiet=args.quiet,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
+    )
+    save_checkpoint(
+        out,
+        result.model,
+        metadata={
+            **meta,
+            "data": data,
+            "compressed": {"method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
+            "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS},
+        },
+    )
     rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
     payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
     _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
@@ -159,12 +194,26 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
 
     result = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
     outcome = result.outcome
-    payload = {"report": str(result.report), "store": str(outcome.store), "seconds": result.seconds,
-               "summary": outcome.summary, "pipelines": outcome.pipelines, "trained": result.trained,
-               "errors": outcome.errors}
-    text = [format_table(result.trained), "", format_table(outcome.summary), "", format_table(outcome.pipelines), "",
-            f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
-            f"in {result.seconds:.1f} s", f"report: {result.report}"]
+    payload = {
+        "report": str(result.report),
+        "store": str(outcome.store),
+        "seconds": result.seconds,
+        "summary": outcome.summary,
+        "pipelines": outcome.pipelines,
+        "trained": result.trained,
+        "errors": outcome.errors,
+    }
+    text = [
+        format_table(result.trained),
+        "",
+        format_table(outcome.summary),
+        "",
+        format_table(outcome.pipelines),
+        "",
+        f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
+        f"in {result.seconds:.1f} s",
+        f"report: {result.report}",
+    ]
     _emit(args, payload, "\n".join(text))
     return 1 if outcome.failed else 0
 
@@ -179,17 +228,36 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.metrics import format_table
     from workbench.study.runner import run_study
 
-    outcome = run_study(args.study, store=args.store, jobs=args.jobs, scheduler=args.scheduler,
-                        local_cluster=args.local_cluster, timeout=args.timeout, quiet=args.quiet)
-    payload = {"study": outcome.study, "store": str(outcome.store), "total": outcome.total, "skipped": outcome.skipped,
-               "done": outcome.done, "failed": outcome.failed, "seconds": outcome.seconds,
-               "summary": outcome.summary, "pipelines": outcome.pipelines, "errors": outcome.errors}
+    outcome = run_study(
+        args.study,
+        store=args.store,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        local_cluster=args.local_cluster,
+        timeout=args.timeout,
+        quiet=args.quiet,
+    )
+    payload = {
+        "study": outcome.study,
+        "store": str(outcome.store),
+        "total": outcome.total,
+        "skipped": outcome.skipped,
+        "done": outcome.done,
+        "failed": outcome.failed,
+        "seconds": outcome.seconds,
+        "summary": outcome.summary,
+        "pipelines": outcome.pipelines,
+        "errors": outcome.errors,
+    }
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
     tables = [format_table(rows) for rows in (outcome.summary, outcome.pipelines) if rows]
-    text = ["\n\n".join(tables), *errors,
-            f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
-            f"in {outcome.seconds:.1f} s; store: {outcome.store}",
-            f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else "")]
+    text = [
+        "\n\n".join(tables),
+        *errors,
+        f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
+        f"in {outcome.seconds:.1f} s; store: {outcome.store}",
+        f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else ""),
+    ]
     _emit(args, payload, "\n".join(text))
     return 1 if outcome.failed else 0
 
@@ -231,12 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the trained model to this checkpoint file")
 
-    p = add("compress", "select redundant units of a checkpoint, rebuild it smaller, compare before / after",
-            _cmd_compress, True)
+    p = add(
+        "compress",
+        "select redundant units of a checkpoint, rebuild it smaller, compare before / after",
+        _cmd_compress,
+        True,
+    )
     p.epilog = "Extra --name value options are passed to the selector (e.g. --mode map for dpp)."
     p.add_argument("checkpoint", help="a checkpoint written by `workbench train` or save_checkpoint")
-    p.add_argument("--method", default="magnitude", help="selector name (random, magnitude, activation, sbm, "
-                   "spectral, leiden, dpp, submodular)")
+    p.add_argument(
+        "--method",
+        default="magnitude",
+        help="selector name (random, magnitude, activation, sbm, spectral, leiden, dpp, submodular)",
+    )
     p.add_argument("--keep", type=float, default=0.5, help="fraction of each group's units kept")
     p.add_argument("--fuse", default="drop", choices=["drop", "merge", "lsq"])
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tuning epochs after the rebuild")
@@ -246,19 +321,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
-    p = add("demo", "the main job: run the demo study (six selectors, three budgets, drop / lsq fusion on "
-                "LeNet-300-100 / digits and an MLP / MNIST-1D, classic compression pipelines, baselines) and write "
-                "its HTML report", _cmd_demo)
+    p = add(
+        "demo",
+        "the main job: run the demo study (six selectors, three budgets, drop / lsq fusion on "
+        "LeNet-300-100 / digits and an MLP / MNIST-1D, classic compression pipelines, baselines) and write "
+        "its HTML report",
+        _cmd_demo,
+    )
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--out", default=None, help="folder for the demo's outputs (default: ./workbench-demo)")
-    p = add("study", "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",
-            _cmd_study)
-    p.add_argument("action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report")
+    p = add(
+        "study",
+        "run a study file (a grid of models, selectors, budgets, fusion modes, seeds) or write its report",
+        _cmd_study,
+    )
+    p.add_argument(
+        "action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report"
+    )
     p.add_argument("study", help="a TOML study file (e.g. workbench/studies/demo.toml)")
     p.add_argument("--store", help="the SQLite store (default: beside the study file)")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (run)")
     p.add_argument("--scheduler", help="run on the Dask scheduler at this address, e.g. tcp://host:8786 (run)")
-    p.add_argument("--local-cluster", type=int, metavar="N", help="start a local Dask cluster of N worker processes (run)")
+    p.add_argument(
+        "--local-cluster", type=int, metavar="N", help="start a local Dask cluster of N worker processes (run)"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the Dask scheduler (run)")
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
     return parser

@@ -7,6 +7,7 @@ order the design gives: graph -> select -> surgery -> retrain -> metrics. The st
 a command-line run of the same settings do the same steps. The parts themselves know nothing of each
 other beyond their data contracts (:class:`~workbench.selection.Selection`, :class:`~workbench.surgery.Plan`).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -64,13 +65,27 @@ class Retraining:
         """Retrain ``model`` in place on ``train`` (``teacher`` is read only by distillation)."""
         from workbench.train import distill, finetune
 
-        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "optimizer": self.optimizer, "schedule": self.schedule,
-                                  "max_batches": self.max_batches, "random_state": random_state, "quiet": quiet}
+        kwargs: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "max_batches": self.max_batches,
+            "random_state": random_state,
+            "quiet": quiet,
+        }
         if self.lr is not None:
             kwargs["lr"] = self.lr
         if self.method == "distill":
-            distill(model, teacher, train, epochs=self.epochs, loss=self.loss, temperature=self.temperature,
-                    alpha=self.alpha, **kwargs)
+            distill(
+                model,
+                teacher,
+                train,
+                epochs=self.epochs,
+                loss=self.loss,
+                temperature=self.temperature,
+                alpha=self.alpha,
+                **kwargs,
+            )
         else:
             finetune(model, train, epochs=self.epochs, **kwargs)
 
@@ -192,13 +207,15 @@ def compress(
     retrain = retrain or Retraining(method="none")
     graph = from_model(model, example_input(model, 2))
     selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
-    plan, notes = _plan_with_notes(graph, selector, keep=keep, per_layer=per_layer, source=source,
-                                   data=train if source == "activations" else None)
+    plan, notes = _plan_with_notes(
+        graph, selector, keep=keep, per_layer=per_layer, source=source, data=train if source == "activations" else None
+    )
     before = measure(model, test, latency=latency if base_latency is None else base_latency)
     smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
     rebuilt = scores(smaller, test)
     if retrain.active:
         retrain.run(smaller, train, teacher if teacher is not None else model, random_state, quiet)
     after = measure(smaller, test, latency=latency)
-    return CompressionResult(model=smaller, plan=plan, before=before, after=after, rebuilt=rebuilt,
-                             retrained=retrain.active, notes=notes)
+    return CompressionResult(
+        model=smaller, plan=plan, before=before, after=after, rebuilt=rebuilt, retrained=retrain.active, notes=notes
+    )

@@ -6,6 +6,7 @@ compressed by six selectors at three budgets with drop and least-squares fusion,
 profiled, next to small baseline architectures trained on the same data; the runs are stored in
 ``<out>/demo.sqlite`` (a rerun skips what is stored) and the report is written to ``<out>/report.html``.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,25 +42,38 @@ def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) 
     if path is not None:
         study = load_study(path)
     elif not DEMO_STUDY.is_file():
-        raise StudyError("the demo study (workbench/studies/demo.toml) is missing from the installed package; "
-                         "reinstall the workbench, or run your own study with `workbench study run STUDY.toml`.")
+        raise StudyError(
+            "the demo study (workbench/studies/demo.toml) is missing from the installed package; "
+            "reinstall the workbench, or run your own study with `workbench study run STUDY.toml`."
+        )
     else:
         with resources.as_file(DEMO_STUDY) as file:
             study = load_study(file)
     if quick:
         selectors = dict(list(study.selectors.items())[:2])
-        budgets = study.compression.budgets[len(study.compression.budgets) // 2:][:1]
+        budgets = study.compression.budgets[len(study.compression.budgets) // 2 :][:1]
         compression = study.compression.model_copy(update={"budgets": budgets, "fuse": study.compression.fuse[:1]})
         pipelines = dict(list(study.pipelines.items())[-1:])
-        quick_study = study.model_copy(update={"selectors": selectors, "compression": compression, "pipelines": pipelines,
-                                               "baselines": study.baselines.model_copy(update={"models": []})})
+        quick_study = study.model_copy(
+            update={
+                "selectors": selectors,
+                "compression": compression,
+                "pipelines": pipelines,
+                "baselines": study.baselines.model_copy(update={"models": []}),
+            }
+        )
         quick_study._path = study.path
         study = quick_study
     return study
 
 
-def run_demo(quick: bool = False, quiet: bool = False, out: str | os.PathLike | None = None,
-             jobs: int | None = None, study: str | os.PathLike | None = None) -> DemoResult:
+def run_demo(
+    quick: bool = False,
+    quiet: bool = False,
+    out: str | os.PathLike | None = None,
+    jobs: int | None = None,
+    study: str | os.PathLike | None = None,
+) -> DemoResult:
     """Run the demo study and write its report; return a :class:`DemoResult`.
 
     Parameters
@@ -90,6 +104,8 @@ def run_demo(quick: bool = False, quiet: bool = False, out: str | os.PathLike | 
     report = write_report(demo, store=store, out=out_dir / "report.html")
     with Store(store, readonly=True) as db:
         trained = training_table(collect(demo, db.rows()))
-    atomic_write_text(out_dir / "results.json", json.dumps({"summary": outcome.summary, "pipelines": outcome.pipelines,
-                                                            "trained": trained}, indent=2))
+    atomic_write_text(
+        out_dir / "results.json",
+        json.dumps({"summary": outcome.summary, "pipelines": outcome.pipelines, "trained": trained}, indent=2),
+    )
     return DemoResult(outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2))

@@ -21,6 +21,7 @@ Side results of transforms (a pruning log, a pipeline's record, soft weight-shar
 Compression's encoded streams, the plan a shrink applied) are notes: :func:`set_note` / :func:`note`,
 kept in one dictionary ``model.workbench_notes``.
 """
+
 from __future__ import annotations
 
 import copy

@@ -5,6 +5,7 @@ and what to do about it. The subclasses also derive from the matching built-in e
 (``ValueError``, ``KeyError``, ...) so that generic handlers keep working. Warnings that code reacts to
 have their own class (:class:`PlanWarning`), so that they are filtered by class, not by message text.
 """
+
 from __future__ import annotations
 
 import difflib

@@ -14,6 +14,7 @@ compressors of ``workbench.sparse``, ``workbench.quantize`` and ``workbench.surg
 :func:`check_steps` validates a pipeline before anything runs (unknown transforms and parameters are named
 with the allowed ones); :func:`list_transforms` lists the transforms with a line each.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -41,19 +42,25 @@ class Transform:
     needs_data: bool = True  # trains, so the pipeline needs training data
     exclude: tuple[str, ...] = ()  # fit keywords the transform sets itself
 
-    def __call__(self, model: nn.Module, data: Any, teacher: nn.Module | None, random_state: int,
-                 **params: Any) -> nn.Module:
+    def __call__(
+        self, model: nn.Module, data: Any, teacher: nn.Module | None, random_state: int, **params: Any
+    ) -> nn.Module:
         """Run the step on ``model`` (the pipeline passes its data, teacher and seed)."""
         return self.function(model, data, teacher, random_state, **params)
 
     def parameters(self) -> list[str]:
         """The parameters a step of this transform may set."""
-        names = [name for name, p in inspect.signature(self.target).parameters.items()
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in _FIXED]
+        names = [
+            name
+            for name, p in inspect.signature(self.target).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in _FIXED
+        ]
         if self.fit_kwargs:
             from workbench.train import fit
 
-            names += [name for name in inspect.signature(fit).parameters if name not in (*_FIXED, *self.exclude, *names)]
+            names += [
+                name for name in inspect.signature(fit).parameters if name not in (*_FIXED, *self.exclude, *names)
+            ]
         return names
 
 
@@ -68,6 +75,7 @@ def _seeded(function: Callable[..., nn.Module], params: dict[str, Any], random_s
 def _model_only(function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     def step(model, data, teacher, random_state, **params):
         return function(model, **_seeded(function, params, random_state))
+
     return step
 
 
@@ -77,6 +85,7 @@ def _with_data(function: Callable[..., nn.Module], teacher_arg: bool, fit_kwargs
         if fit_kwargs:
             params = {"quiet": True, **params}
         return function(model, data, **extra, **_seeded(function, params, random_state))
+
     return step
 
 
@@ -84,31 +93,64 @@ def _retrain(model, data, teacher, random_state, *, epochs: int, distill_options
     """Retrain in place (masks and quantizers kept): fit, or distil from the pipeline's teacher."""
     from workbench.train import retrain
 
-    retrain(model, data, epochs=epochs, teacher=teacher, distill_options=distill_options if teacher is not None else None,
-            random_state=random_state, **{"quiet": True, **fit_kwargs})
+    retrain(
+        model,
+        data,
+        epochs=epochs,
+        teacher=teacher,
+        distill_options=distill_options if teacher is not None else None,
+        random_state=random_state,
+        **{"quiet": True, **fit_kwargs},
+    )
     return model
 
 
-def _network_surgery(model, data, teacher, random_state, *, c_rate: float | dict = 1.0, epochs: int = 10,
-                     gamma: float = 1e-4, power: float = 1.0, interval: int = 1, finish_epochs: int = 0,
-                     layers: Sequence[str] | None = None, **fit_kwargs):
+def _network_surgery(
+    model,
+    data,
+    teacher,
+    random_state,
+    *,
+    c_rate: float | dict = 1.0,
+    epochs: int = 10,
+    gamma: float = 1e-4,
+    power: float = 1.0,
+    interval: int = 1,
+    finish_epochs: int = 0,
+    layers: Sequence[str] | None = None,
+    **fit_kwargs,
+):
     """Dynamic network surgery (Guo et al. 2016): prune and splice while training, then retrain the masks."""
     from workbench.sparse import SurgeryHook, dynamic_surgery, finish_surgery
 
     model = dynamic_surgery(model, c_rate=c_rate, layers=layers, inplace=True)  # the pipeline works on a copy
     hook = SurgeryHook(interval=interval, gamma=gamma, power=power, random_state=random_state)
     fit_kwargs = {"quiet": True, **fit_kwargs}
-    _retrain(model, data, teacher, random_state, epochs=epochs, hooks=(*fit_kwargs.pop("hooks", ()), hook), **fit_kwargs)
+    _retrain(
+        model, data, teacher, random_state, epochs=epochs, hooks=(*fit_kwargs.pop("hooks", ()), hook), **fit_kwargs
+    )
     finish_surgery(model)
     if finish_epochs:
         _retrain(model, data, teacher, random_state, epochs=finish_epochs, **fit_kwargs)
     return model
 
 
-def _group_lasso(model, data, teacher, random_state, *, strength: float | dict = 0.1,
-                 kinds: Sequence[str] = ("filters", "channels"), layers: Sequence[str] | None = None,
-                 depth_layers: Sequence[str] | None = None, epochs: int = 10, lr: float = 5e-2,
-                 shrink: bool = True, tol: float = 1e-3, **fit_kwargs):
+def _group_lasso(
+    model,
+    data,
+    teacher,
+    random_state,
+    *,
+    strength: float | dict = 0.1,
+    kinds: Sequence[str] = ("filters", "channels"),
+    layers: Sequence[str] | None = None,
+    depth_layers: Sequence[str] | None = None,
+    epochs: int = 10,
+    lr: float = 5e-2,
+    shrink: bool = True,
+    tol: float = 1e-3,
+    **fit_kwargs,
+):
     """Structured sparsity learning (Wen et al. 2016): proximal group-lasso SGD, then (``shrink``) the
     zeroed filters and neurons removed by surgery (constant units re-fitted by least squares).
 
@@ -122,8 +164,16 @@ def _group_lasso(model, data, teacher, random_state, *, strength: float | dict =
 
     lasso = GroupLasso(strength=strength, kinds=kinds, layers=layers, depth_layers=depth_layers)
     fit_kwargs = {"optimizer": "sgd", "schedule": "constant", "quiet": True, **fit_kwargs}
-    _retrain(model, data, teacher, random_state, epochs=epochs, lr=lr,
-             hooks=(*fit_kwargs.pop("hooks", ()), lasso.prox_hook(lr)), **fit_kwargs)
+    _retrain(
+        model,
+        data,
+        teacher,
+        random_state,
+        epochs=epochs,
+        lr=lr,
+        hooks=(*fit_kwargs.pop("hooks", ()), lasso.prox_hook(lr)),
+        **fit_kwargs,
+    )
     if not shrink:
         return model
     example = None if getattr(model, "input_shape", None) is not None else next(input_batches(data, 2))
@@ -131,8 +181,9 @@ def _group_lasso(model, data, teacher, random_state, *, strength: float | dict =
     plan = zeroed_plan(model, tol=tol, constant=True, graph=graph)
     if not len(plan):
         return model
-    return shrink_zeroed(model, plan=plan, graph=graph, constant=True, data=data, example_input=example,
-                         random_state=random_state)
+    return shrink_zeroed(
+        model, plan=plan, graph=graph, constant=True, data=data, example_input=example, random_state=random_state
+    )
 
 
 def _register_all(registry: Registry[nn.Module]) -> None:
@@ -144,41 +195,84 @@ def _register_all(registry: Registry[nn.Module]) -> None:
         return Transform(name, summary, _model_only(function), function, needs_data=False)
 
     def with_data(name, summary, function, target=None, teacher=True, fit_kwargs=False):
-        return Transform(name, summary, _with_data(function, teacher, fit_kwargs), target or function, fit_kwargs,
-                         exclude=("epochs",) if fit_kwargs else ())
+        return Transform(
+            name,
+            summary,
+            _with_data(function, teacher, fit_kwargs),
+            target or function,
+            fit_kwargs,
+            exclude=("epochs",) if fit_kwargs else (),
+        )
 
     items = [
         model_only("prune", "magnitude pruning to a rate or quality threshold (Han et al. 2015)", sparse.prune),
-        with_data("iterative-prune", "prune-retrain rounds with masks held (Han et al. 2015)", sparse.iterative_prune,
-                  fit_kwargs=True),
-        Transform("network-surgery", "dynamic network surgery: pruning and splicing (Guo et al. 2016)",
-                  _network_surgery, _network_surgery, fit_kwargs=True),
-        Transform("group-lasso", "structured sparsity by group lasso, zeroed units removed (Wen et al. 2016)",
-                  _group_lasso, _group_lasso, fit_kwargs=True),
+        with_data(
+            "iterative-prune",
+            "prune-retrain rounds with masks held (Han et al. 2015)",
+            sparse.iterative_prune,
+            fit_kwargs=True,
+        ),
+        Transform(
+            "network-surgery",
+            "dynamic network surgery: pruning and splicing (Guo et al. 2016)",
+            _network_surgery,
+            _network_surgery,
+            fit_kwargs=True,
+        ),
+        Transform(
+            "group-lasso",
+            "structured sparsity by group lasso, zeroed units removed (Wen et al. 2016)",
+            _group_lasso,
+            _group_lasso,
+            fit_kwargs=True,
+        ),
         model_only("shrink-zeroed", "remove units whose weights are zero (surgery)", shrink_zeroed),
         model_only("share", "k-means weight sharing, trainable centroids (Han et al. 2016)", quantize.share_weights),
-        with_data("deep-compression", "prune, share, fine-tune centroids, Huffman (Han et al. 2016)",
-                  deep_compress, target=DeepCompression),
-        model_only("huffman", "Huffman-code the shared layers into real bit streams (checked by decoding)",
-                   quantize.huffman_code),
-        with_data("soft-sharing", "Gaussian-mixture prior, then quantized to its means (Ullrich et al. 2017)",
-                  quantize.soft_weight_sharing, teacher=False),
+        with_data(
+            "deep-compression",
+            "prune, share, fine-tune centroids, Huffman (Han et al. 2016)",
+            deep_compress,
+            target=DeepCompression,
+        ),
+        model_only(
+            "huffman",
+            "Huffman-code the shared layers into real bit streams (checked by decoding)",
+            quantize.huffman_code,
+        ),
+        with_data(
+            "soft-sharing",
+            "Gaussian-mixture prior, then quantized to its means (Ullrich et al. 2017)",
+            quantize.soft_weight_sharing,
+            teacher=False,
+        ),
         model_only("fixed-point", "Q-format weights and activations (Lin & Talathi 2016)", quantize.fixed_point),
-        with_data("fixed-point-iterative", "fixed point layer by layer with fine-tuning (Lin & Talathi 2016)",
-                  quantize.iterative_fixed_point, teacher=False, fit_kwargs=True),
+        with_data(
+            "fixed-point-iterative",
+            "fixed point layer by layer with fine-tuning (Lin & Talathi 2016)",
+            quantize.iterative_fixed_point,
+            teacher=False,
+            fit_kwargs=True,
+        ),
         model_only("fixed-point-biases", "Q-format biases", quantize.fixed_point_biases),
         model_only("binary", "BinaryConnect weights (Courbariaux et al. 2015)", quantize.binary_connect),
         model_only("binarize", "binary weights and activations (Hubara et al. 2016)", quantize.binarize_network),
         model_only("ternary", "ternary weights (Lin et al. 2016)", quantize.ternary_connect),
         model_only("power-of-two", "power-of-two weights (Lin et al. 2016)", quantize.power_of_two),
-        model_only("quantized-backprop", "power-of-two quantized back-propagation (Lin et al. 2016)",
-                   quantize.quantized_backprop),
-        model_only("dct", "DCT filter coefficients pruned and shared (CNNpack, Wang et al. 2016)", quantize.dct_compress),
-        model_only("hashed-dct", "hashed weight sharing in the DCT domain (FreshNets, Chen et al. 2016)",
-                   quantize.hashed_dct),
+        model_only(
+            "quantized-backprop",
+            "power-of-two quantized back-propagation (Lin et al. 2016)",
+            quantize.quantized_backprop,
+        ),
+        model_only(
+            "dct", "DCT filter coefficients pruned and shared (CNNpack, Wang et al. 2016)", quantize.dct_compress
+        ),
+        model_only(
+            "hashed-dct", "hashed weight sharing in the DCT domain (FreshNets, Chen et al. 2016)", quantize.hashed_dct
+        ),
         model_only("factorize", "low-rank (SVD) or tensor (Tucker-2, CP) factorization of layers", surgery.factorize),
-        Transform("retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain,
-                  fit_kwargs=True),
+        Transform(
+            "retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain, fit_kwargs=True
+        ),
     ]
     for transform in items:
         registry.register(transform.name, transform.summary)(transform)
@@ -203,8 +297,10 @@ def list_transforms() -> list[str]:
 def describe_transforms() -> dict[str, str]:
     """Name -> its summary and the parameters a step may set (``workbench transforms`` prints it)."""
     registry = transforms()
-    return {name: f"{summary}; parameters: {', '.join(registry.get(name).parameters())}"
-            for name, summary in registry.describe().items()}
+    return {
+        name: f"{summary}; parameters: {', '.join(registry.get(name).parameters())}"
+        for name, summary in registry.describe().items()
+    }
 
 
 def check_steps(steps: Any) -> list[dict[str, Any]]:
@@ -217,7 +313,9 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
         (with the closest names and the allowed ones), or a parameter the pipeline sets itself.
     """
     if not isinstance(steps, (list, tuple)) or not steps:
-        raise ConfigError(f"a pipeline is a non-empty list of steps like {{'do': 'prune', 'rate': 0.9}}, got {steps!r}.")
+        raise ConfigError(
+            f"a pipeline is a non-empty list of steps like {{'do': 'prune', 'rate': 0.9}}, got {steps!r}."
+        )
     known = transforms()
     problems, out = [], []
     for i, step in enumerate(steps):
@@ -226,16 +324,22 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
             continue
         name, params = step["do"], {k: v for k, v in step.items() if k != "do"}
         if name not in known:
-            problems.append(f"step {i}: unknown transform {name!r}.{closest(str(name), known.names())} "
-                            f"Known: {', '.join(known.names())}")
+            problems.append(
+                f"step {i}: unknown transform {name!r}.{closest(str(name), known.names())} "
+                f"Known: {', '.join(known.names())}"
+            )
             continue
         allowed = known.get(name).parameters()
         for key in params:
             if key in _FIXED:
-                problems.append(f"step {i} ({name}): {key!r} is set by the pipeline (its data, teacher and seed); remove it")
+                problems.append(
+                    f"step {i} ({name}): {key!r} is set by the pipeline (its data, teacher and seed); remove it"
+                )
             elif key not in allowed:
-                problems.append(f"step {i} ({name}): unknown parameter {key!r}.{closest(key, allowed)} "
-                                f"Allowed: {', '.join(allowed)}")
+                problems.append(
+                    f"step {i} ({name}): unknown parameter {key!r}.{closest(key, allowed)} "
+                    f"Allowed: {', '.join(allowed)}"
+                )
         out.append({"do": name, **params})
     if problems:
         raise ConfigError("; ".join(problems) + ".")
@@ -352,8 +456,11 @@ class DeepCompression:
         """The pipeline's steps, ``[{"do": "prune", "rate": 0.5}, {"do": "retrain", ...}, ...]``."""
         distill = {"distill_options": self.distill_options} if self.distill_options else {}
         fit_kwargs = {k: v for k, v in self.fit_kwargs.items() if k not in _FIXED}  # the pipeline sets those
-        prune = ([{"do": "prune", "quality": self.quality}] if self.quality is not None and self.prune_rounds is None
-                 else [{"do": "prune", "rate": rate} for rate in self.prune_rounds or [self.rate]])
+        prune = (
+            [{"do": "prune", "quality": self.quality}]
+            if self.quality is not None and self.prune_rounds is None
+            else [{"do": "prune", "rate": rate} for rate in self.prune_rounds or [self.rate]]
+        )
         steps: list[dict[str, Any]] = []
         for step in prune:
             steps.append(step)
@@ -372,8 +479,9 @@ class DeepCompression:
     def run(self, model: nn.Module, train_data: Any, val_data: Any = None) -> nn.Module:
         """Run :attr:`steps` on a copy of ``model``; :attr:`log` records each step (with its validation
         accuracy when ``val_data`` is given). The encoded layers are the result's note ``"encoded"``."""
-        out = run_pipeline(model, self.steps, train_data, val_data=val_data, teacher=self.teacher,
-                           random_state=self.random_state)
+        out = run_pipeline(
+            model, self.steps, train_data, val_data=val_data, teacher=self.teacher, random_state=self.random_state
+        )
         from workbench.edits import note
 
         self.log = note(out, "pipeline")

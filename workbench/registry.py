@@ -1,4 +1,5 @@
 """A small name -> factory registry shared by the zoo, the data sets, the selectors and the transforms."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@
 Selectors (:mod:`workbench.select`) make Selections, surgery (:mod:`workbench.surgery`) reads them; neither
 package needs the other, so the contract lives here, beside :mod:`workbench.unitview`.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,14 @@ def resolve_budget(n: int, budget: int | float) -> int:
         raise SelectionError(f"the number of units must be a positive int, got {n!r}.")
     n = int(n)
     if isinstance(budget, (bool, np.bool_)):
-        raise SelectionError(f"budget must be an int k in [1, {n}] or a float fraction in (0, 1], got the bool {budget!r}.")
+        raise SelectionError(
+            f"budget must be an int k in [1, {n}] or a float fraction in (0, 1], got the bool {budget!r}."
+        )
     if isinstance(budget, (int, np.integer)):
         if not 1 <= budget <= n:
-            raise SelectionError(f"budget k = {int(budget)} is out of range: keep between 1 and {n} units (the group size).")
+            raise SelectionError(
+                f"budget k = {int(budget)} is out of range: keep between 1 and {n} units (the group size)."
+            )
         return int(budget)
     if isinstance(budget, (float, np.floating)):
         fraction = float(budget)

@@ -4,6 +4,7 @@
 and consumed by :mod:`workbench.select`. It holds numpy arrays only, never torch modules, so that
 selectors know nothing of networks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ def similarity_matrix(features: np.ndarray, metric: str = "cosine") -> np.ndarra
     if x.ndim != 2:
         raise SelectionError(f"features must be a 2-d array (units x features), got shape {x.shape}.")
     if not np.all(np.isfinite(x)):
-        raise SelectionError("features contain NaN or infinite values; check the weights or activations they came from.")
+        raise SelectionError(
+            "features contain NaN or infinite values; check the weights or activations they came from."
+        )
     if metric == "linear":
         return x @ x.T
     if metric in ("cosine", "correlation"):

@@ -1,4 +1,5 @@
 """Small shared helpers: random states, seeding and atomic file writes."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ Embedded (nothing to download): ``digits`` (scikit-learn), ``mnist1d`` (generate
 batches). Every loader returns an :class:`ArrayDataset`; splits are ``"train"``, ``"val"``,
 ``"test"`` and ``"trainval"`` (train and val together), deterministic and disjoint.
 """
+
 from __future__ import annotations
 
 from workbench.datasets.base import ArrayDataset
@@ -20,5 +21,11 @@ from workbench.datasets import idx as _idx  # noqa: E402,F401  isort: skip
 from workbench.datasets import cifar as _cifar  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "ArrayDataset", "DATASETS", "SPLITS", "describe_datasets", "list_datasets", "load_dataset", "register_dataset",
+    "ArrayDataset",
+    "DATASETS",
+    "SPLITS",
+    "describe_datasets",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
 ]

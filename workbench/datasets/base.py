@@ -1,4 +1,5 @@
 """The in-memory data set every loader returns: :class:`ArrayDataset`."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

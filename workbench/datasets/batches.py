@@ -5,6 +5,7 @@
 - :func:`input_batches` -- input tensors only, in order, at most ``max_samples`` rows (graph views,
   least-squares fusion, example inputs).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -18,7 +19,9 @@ from workbench.errors import ConfigError, DataError
 
 Data = Dataset | DataLoader | tuple | list
 
-_UNSIZED = "is a DataLoader over an iterable data set of unknown length; give a map-style Dataset or a sized DataLoader."
+_UNSIZED = (
+    "is a DataLoader over an iterable data set of unknown length; give a map-style Dataset or a sized DataLoader."
+)
 
 
 def data_attribute(data: Any, name: str) -> Any:

@@ -1,4 +1,5 @@
 """The data-set registry and :func:`load_dataset`."""
+
 from __future__ import annotations
 
 import inspect
@@ -24,9 +25,7 @@ def describe_datasets() -> dict[str, str]:
     return DATASETS.describe()
 
 
-def load_dataset(
-    name: str, root: str | os.PathLike | None = None, split: str = "train", **kwargs: Any
-) -> ArrayDataset:
+def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = "train", **kwargs: Any) -> ArrayDataset:
     """Load split ``split`` of data set ``name``.
 
     Parameters

@@ -5,6 +5,7 @@ Each batch is a pickled dict with ``b"data"`` (N x 3072 unsigned bytes: the red,
 32 x 32 planes of each image) and ``b"labels"`` (N ints). These files are unpickled, which runs
 whatever code a crafted pickle holds: only point ``root`` at a copy of CIFAR-10 you trust.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,10 @@ def _batch_folder(root: str | os.PathLike | None) -> Path:
 
 def _unpickle(path: Path) -> Any:
     if not path.is_file():
-        raise DataError(f"{path.parent}: missing CIFAR-10 file {path.name}; expected {', '.join(TRAIN_BATCHES)}, "
-                        f"{TEST_BATCH} (and optionally {META}).")
+        raise DataError(
+            f"{path.parent}: missing CIFAR-10 file {path.name}; expected {', '.join(TRAIN_BATCHES)}, "
+            f"{TEST_BATCH} (and optionally {META})."
+        )
     try:
         with path.open("rb") as handle:
             return pickle.load(handle, encoding="bytes")
@@ -80,9 +83,7 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(data)
     size = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
-        raise DataError(
-            f"{path}: b'data' is {data.dtype} of shape {data.shape}, expected uint8 of shape (N, {size})."
-        )
+        raise DataError(f"{path}: b'data' is {data.dtype} of shape {data.shape}, expected uint8 of shape (N, {size}).")
     labels = np.asarray(labels)
     if labels.size and labels.dtype.kind not in "iu":
         raise DataError(f"{path}: b'labels' holds {labels.dtype} values, expected a list of integer class labels.")
@@ -146,8 +147,15 @@ def cifar10(
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
         rows = pick_split(split, {"train": train, "val": val})
     dataset = make_dataset(
-        images, labels, rows, divide_by=255.0, name="cifar10", split=split, num_classes=NUM_CLASSES,
-        task="classification", class_names=class_names,
+        images,
+        labels,
+        rows,
+        divide_by=255.0,
+        name="cifar10",
+        split=split,
+        num_classes=NUM_CLASSES,
+        task="classification",
+        class_names=class_names,
     )
     if normalize:
         train_images = images if split != "test" else _read_batches(folder, TRAIN_BATCHES)[0]

@@ -1,4 +1,5 @@
 """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), shipped with scikit-learn."""
+
 from __future__ import annotations
 
 import functools
@@ -39,6 +40,12 @@ def digits(root: str | os.PathLike | None, split: str) -> ArrayDataset:
     train, val, test = stratified_split(labels, FRACTIONS, SPLIT_SEED)
     rows = pick_split(split, {"train": train, "val": val, "test": test})
     return make_dataset(
-        images, labels, rows, name="digits", split=split, num_classes=10,
-        task="classification", class_names=[str(d) for d in range(10)],
+        images,
+        labels,
+        rows,
+        name="digits",
+        split=split,
+        num_classes=10,
+        task="classification",
+        class_names=[str(d) for d in range(10)],
     )

@@ -1,4 +1,5 @@
 """Helpers shared by the on-disk data sets: checking ``root`` and reading (possibly gzipped) files."""
+
 from __future__ import annotations
 
 import gzip

@@ -5,6 +5,7 @@ and ``t10k-labels-idx1-ubyte``, each raw or gzipped (``.gz``); ``train-images.id
 names are accepted too. An IDX file is a big-endian header -- two zero bytes, a type byte, the number
 of dimensions, then one 32-bit size per dimension -- followed by the values.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,14 @@ from workbench.datasets.splits import pick_split, stratified_split
 from workbench.errors import ConfigError, DataError
 
 #: IDX type byte -> numpy dtype (big-endian where it matters).
-IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
-             0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 SPLIT_SEED = 0
@@ -61,7 +68,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{path}: truncated header: {ndim} dimension sizes declared, file has {len(data)} bytes.")
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = math.prod(dims) * dtype.itemsize
     payload = len(data) - header
     shape = " x ".join(map(str, dims))
@@ -157,6 +164,13 @@ def idx(
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
         rows = pick_split(split, {"train": train, "val": val})
     return make_dataset(
-        images, labels, rows, divide_by=255.0, name="idx", split=split, num_classes=int(num_classes),
-        task="classification", class_names=None if class_names is None else list(class_names),
+        images,
+        labels,
+        rows,
+        divide_by=255.0,
+        name="idx",
+        split=split,
+        num_classes=int(num_classes),
+        task="classification",
+        class_names=None if class_names is None else list(class_names),
     )

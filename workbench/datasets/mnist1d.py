@@ -17,6 +17,7 @@ default arguments (5000 samples, seed 42) reproduce the reference generator's ou
 rounding: its first 80% (4000 samples) is the paper's training set, the last 20% (1000) its test set.
 The arithmetic is vectorized over samples (about 0.1 s for 5000 samples).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,18 +46,20 @@ _EPS = 1e-8  # added to the templates so that their zeros are told apart from pa
 _DILATED = TEMPLATE_LENGTH + PADDING[1]
 
 # Template curves of the digits 0..9 (before normalization), as designed in the paper.
-_RAW_TEMPLATES = np.array([
-    [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
-    [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
-    [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
-    [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
-    [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
-    [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
-    [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
-    [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
-    [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
-    [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
-])
+_RAW_TEMPLATES = np.array(
+    [
+        [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
+        [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
+        [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
+        [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
+        [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
+        [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
+        [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
+        [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
+        [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
+        [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
+    ]
+)
 
 
 def templates() -> np.ndarray:
@@ -94,8 +97,15 @@ def _draw(num_samples: int, seed: int) -> dict[str, np.ndarray]:
         iid[i] = rs.standard_normal(_DILATED)
         shear_u[i] = rs.random_sample()
     order = rs.permutation(num_samples)
-    return {"pad_u": pad_u, "scale_u": scale_u, "shift": shift, "corr": corr, "iid": iid,
-            "shear_u": shear_u, "order": order}
+    return {
+        "pad_u": pad_u,
+        "scale_u": scale_u,
+        "shift": shift,
+        "corr": corr,
+        "iid": iid,
+        "shear_u": shear_u,
+        "order": order,
+    }
 
 
 @functools.lru_cache(maxsize=8)
@@ -149,9 +159,7 @@ def split_positions(n: int) -> dict[str, np.ndarray]:
     "mnist1d",
     "MNIST-1D (Greydanus 2020): 1x40 signals, 10 classes, 3600/400/1000 train/val/test; generated locally",
 )
-def mnist1d(
-    root: str | os.PathLike | None, split: str, *, num_samples: int = 5000, seed: int = 42
-) -> ArrayDataset:
+def mnist1d(root: str | os.PathLike | None, split: str, *, num_samples: int = 5000, seed: int = 42) -> ArrayDataset:
     """MNIST-1D, generated locally with the reference generator's default arguments.
 
     Splits: the paper's training part is the first 80% of the shuffled samples and its test part the
@@ -172,6 +180,12 @@ def mnist1d(
     x, y = generate_mnist1d(num_samples, check_int(seed, "seed", 0, 2**32 - 1))
     rows = pick_split(split, split_positions(len(y)))
     return make_dataset(
-        x[:, None, :], y, rows, name="mnist1d", split=split, num_classes=10,
-        task="classification", class_names=[str(d) for d in range(10)],
+        x[:, None, :],
+        y,
+        rows,
+        name="mnist1d",
+        split=split,
+        num_classes=10,
+        task="classification",
+        class_names=[str(d) for d in range(10)],
     )

@@ -1,4 +1,5 @@
 """Validation of data-set options (ints and fractions), with messages that name the option."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,12 @@ from workbench.errors import ConfigError
 
 def check_int(value: object, what: str, low: int, high: int | None = None) -> int:
     """Return ``value`` as an int if it is one in ``[low, high]``; a :class:`ConfigError` naming ``what`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
-            or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ConfigError(f"{what} must be an int {bounds}, got {value!r}.")
     return int(value)

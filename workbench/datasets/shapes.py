@@ -6,6 +6,7 @@ background colour by 0.3 to 0.7 in every channel; light Gaussian pixel noise is 
 clipped to [0, 1]. Colour carries no class information, so a model has to recognize the outline.
 Everything is generated with vectorized numpy from ``seed`` and cached in memory.
 """
+
 from __future__ import annotations
 
 import functools
@@ -141,8 +142,12 @@ def _check_classes(classes: int | Sequence[str]) -> tuple[str, ...]:
 def _check_common(num_samples: object, channels: object, seed: object, noise: object) -> tuple[int, int, int, float]:
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 1.0:
         raise ConfigError(f"noise must be a number in [0, 1] (standard deviation of pixel noise), got {noise!r}.")
-    return (check_int(num_samples, "num_samples", 10), check_int(channels, "channels", 1),
-            check_int(seed, "seed", 0), float(noise))
+    return (
+        check_int(num_samples, "num_samples", 10),
+        check_int(channels, "channels", 1),
+        check_int(seed, "seed", 0),
+        float(noise),
+    )
 
 
 @register_dataset(
@@ -181,8 +186,14 @@ def shapes(
     train, val, test = stratified_split(labels, FRACTIONS, seed)
     rows = pick_split(split, {"train": train, "val": val, "test": test})
     return make_dataset(
-        images, labels, rows, name="shapes", split=split, num_classes=len(names),
-        task="classification", class_names=list(names),
+        images,
+        labels,
+        rows,
+        name="shapes",
+        split=split,
+        num_classes=len(names),
+        task="classification",
+        class_names=list(names),
     )
 
 
@@ -226,6 +237,12 @@ def shapes_seg(
     train, val, test = contiguous_split(num_samples, FRACTIONS)
     rows = pick_split(split, {"train": train, "val": val, "test": test})
     return make_dataset(
-        images, targets, rows, name="shapes-seg", split=split, num_classes=len(names) + 1,
-        task="segmentation", class_names=["background", *names],
+        images,
+        targets,
+        rows,
+        name="shapes-seg",
+        split=split,
+        num_classes=len(names) + 1,
+        task="segmentation",
+        class_names=["background", *names],
     )

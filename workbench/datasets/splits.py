@@ -1,4 +1,5 @@
 """Split names and deterministic ways of cutting a data set into train / val / test parts."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -21,9 +22,7 @@ def check_split(split: str, name: str) -> str:
     return split
 
 
-def stratified_split(
-    labels: np.ndarray, fractions: Sequence[float], random_state: RandomState = 0
-) -> list[np.ndarray]:
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], random_state: RandomState = 0) -> list[np.ndarray]:
     """Cut positions ``0..len(labels)-1`` into disjoint parts that keep the class proportions.
 
     Within each class the positions are shuffled with ``random_state`` and cut at the cumulative

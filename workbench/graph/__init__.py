@@ -10,6 +10,7 @@ Typical use::
     view = graph.unit_view(name, source="weights")  # workbench.unitview.UnitView for the selectors
     quotient = quotient_graph(adjacency, labels)    # block summary of the unit graph
 """
+
 from __future__ import annotations
 
 from workbench.graph.flow import Layer, Layout
@@ -17,5 +18,13 @@ from workbench.graph.network import Consumer, Group, NetworkGraph, from_model
 from workbench.graph.quotient import Quotient, layer_graph, quotient_graph
 
 __all__ = [
-    "from_model", "NetworkGraph", "Layer", "Group", "Consumer", "Layout", "Quotient", "quotient_graph", "layer_graph",
+    "from_model",
+    "NetworkGraph",
+    "Layer",
+    "Group",
+    "Consumer",
+    "Layout",
+    "Quotient",
+    "quotient_graph",
+    "layer_graph",
 ]

@@ -15,6 +15,7 @@ same pair of nodes their contributions combine the same way (squares summed then
 summed, maximum). Coupled layers (BatchNorm, depthwise convs) add no edges: their weights are per-unit
 attributes. Zero weights give no edge. Data are float32 and indices int32.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -106,11 +107,13 @@ class ReadPlan:
         return counts, indices, True
 
     @classmethod
-    def make(cls, layer: str, out_nodes: np.ndarray, col_nodes: np.ndarray) -> "ReadPlan":
+    def make(cls, layer: str, out_nodes: np.ndarray, col_nodes: np.ndarray) -> ReadPlan:
         valid = np.flatnonzero(col_nodes >= 0)
         sources, inv = np.unique(col_nodes[valid], return_inverse=True)
         regroup = len(sources) < len(valid) or not np.array_equal(sources, col_nodes[valid])
-        return cls(layer, out_nodes, col_nodes, valid, sources, inv, regroup, len(np.unique(out_nodes)) == len(out_nodes))
+        return cls(
+            layer, out_nodes, col_nodes, valid, sources, inv, regroup, len(np.unique(out_nodes)) == len(out_nodes)
+        )
 
 
 @dataclass
@@ -125,17 +128,20 @@ class _GraphCache:
 _CACHES: weakref.WeakKeyDictionary[NetworkGraph, _GraphCache] = weakref.WeakKeyDictionary()
 
 
-def _cache(graph: "NetworkGraph") -> _GraphCache:
+def _cache(graph: NetworkGraph) -> _GraphCache:
     """The cache of ``graph``, built on first use from its reads (coupled reads carry no edges)."""
     cache = _CACHES.get(graph)
     if cache is None:
-        plans = [ReadPlan.make(r.layer, graph.unit_nodes(graph.layer_units(r.layer)), graph.unit_nodes(r.ids))
-                 for r in graph.reads if not r.coupled]
+        plans = [
+            ReadPlan.make(r.layer, graph.unit_nodes(graph.layer_units(r.layer)), graph.unit_nodes(r.ids))
+            for r in graph.reads
+            if not r.coupled
+        ]
         cache = _CACHES[graph] = _GraphCache(plans)
     return cache
 
 
-def read_plans(graph: "NetworkGraph") -> list[ReadPlan]:
+def read_plans(graph: NetworkGraph) -> list[ReadPlan]:
     """Weight-independent structure of every uncoupled consumer read of ``graph`` (cached per graph)."""
     return _cache(graph).read_plans
 
@@ -167,24 +173,24 @@ def _consumer_rows(w: torch.Tensor, groups: int, plan: ReadPlan, norm: str) -> _
     reduced = torch.empty(out, len(sources), dtype=torch.float32)
     step = max(1, _CHUNK // max(1, w[0].numel()))
     for start in range(0, out, step):
-        block = _reduce(w[start:start + step], norm)
+        block = _reduce(w[start : start + step], norm)
         if not all_valid:
             block = block.index_select(1, valid_t)
         if regroup:
-            dest = reduced[start:start + step].zero_()
+            dest = reduced[start : start + step].zero_()
             if norm == "max":
                 dest.scatter_reduce_(1, inv_t.expand(block.shape[0], -1), block, reduce="amax")
             else:
                 dest.index_add_(1, inv_t, block)
         else:
-            reduced[start:start + step] = block
+            reduced[start : start + step] = block
     vals = reduced.t().contiguous().numpy()  # (sources, out)
     keep = vals != 0
     indices = np.broadcast_to(out_nodes.astype(np.int32), vals.shape)[keep]
     return _Rows(sources, keep.sum(axis=1), indices, vals[keep], unique=plan.unique_targets)
 
 
-def _combine(pieces: list[_Rows], n: int, norm: str, graph: "NetworkGraph | None" = None) -> sp.csr_matrix:
+def _combine(pieces: list[_Rows], n: int, norm: str, graph: NetworkGraph | None = None) -> sp.csr_matrix:
     """Sum (or max) the consumers' rows into one n x n CSR matrix (row = source unit).
 
     With ``graph`` given and every read free of zero entries, the assembled structure is reused.
@@ -216,7 +222,7 @@ def _combine(pieces: list[_Rows], n: int, norm: str, graph: "NetworkGraph | None
     return matrix
 
 
-def _assemble_dense(graph: "NetworkGraph", pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
+def _assemble_dense(graph: NetworkGraph, pieces: list[_Rows], n: int, norm: str) -> sp.csr_matrix:
     """:func:`_combine` for reads without zero entries: the CSR structure is the same every time, so it is
     built once per graph (the order that sorts the concatenated entries, and where repeated pairs start)."""
     data = np.concatenate([p.data for p in pieces]).astype(np.float32, copy=False)
@@ -238,7 +244,7 @@ def _assemble_dense(graph: "NetworkGraph", pieces: list[_Rows], n: int, norm: st
     return sp.csr_matrix((values.astype(np.float32, copy=False), indices.copy(), indptr.copy()), shape=(n, n))
 
 
-def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
+def unit_adjacency(graph: NetworkGraph, norm: str = "l2") -> sp.csr_matrix:
     """Directed weighted adjacency (n_nodes x n_nodes CSR, float32): ``A[i, j]`` is the weight of unit i -> unit j.
 
     Rows and columns follow ``graph.unit_index``. See the module docstring for what the weights are.
@@ -257,7 +263,7 @@ def unit_adjacency(graph: "NetworkGraph", norm: str = "l2") -> sp.csr_matrix:
     return total
 
 
-def unit_table(graph: "NetworkGraph") -> dict[str, np.ndarray]:
+def unit_table(graph: NetworkGraph) -> dict[str, np.ndarray]:
     """Per node of the unit graph: ``block``, ``index`` (in the block), ``layer`` (first producer), ``norm``, ``bias``.
 
     ``norm`` is the L2 norm of the unit's incoming weights over all producing layers of its group (conv /

@@ -1,4 +1,5 @@
 """Export of a :class:`NetworkGraph` to networkx (layer level, or unit level for small networks)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 LEVELS = ("layer", "unit")
 
 
-def to_networkx(graph: "NetworkGraph", level: str = "layer", norm: str = "l2", max_edges: int = 2_000_000) -> "nx.DiGraph":
+def to_networkx(graph: NetworkGraph, level: str = "layer", norm: str = "l2", max_edges: int = 2_000_000) -> nx.DiGraph:
     """A networkx ``DiGraph`` of the network.
 
     Parameters
@@ -55,8 +56,17 @@ def to_networkx(graph: "NetworkGraph", level: str = "layer", norm: str = "l2", m
     fixed[graph.unit_index["input"]] = True
     g = nx.DiGraph()
     g.add_nodes_from(
-        (i, {"block": table["block"][i], "layer": table["layer"][i], "index": int(table["index"][i]),
-             "norm": float(table["norm"][i]), "bias": float(table["bias"][i]), "fixed": bool(fixed[i])})
+        (
+            i,
+            {
+                "block": table["block"][i],
+                "layer": table["layer"][i],
+                "index": int(table["index"][i]),
+                "norm": float(table["norm"][i]),
+                "bias": float(table["bias"][i]),
+                "fixed": bool(fixed[i]),
+            },
+        )
         for i in range(graph.n_nodes)
     )
     coo = adjacency.tocoo()

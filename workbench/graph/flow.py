@@ -11,6 +11,7 @@ they read. Ties are pairs of ids; their connected components are the units that 
 together. Nothing here is guessed: an operation that is not understood turns its output UNKNOWN and
 pins (fixes) the units that flowed into it, with a warning.
 """
+
 from __future__ import annotations
 
 import math
@@ -193,8 +194,11 @@ class _Walker:
             return Layout(dim, np.full(shape[dim] if shape else 1, UNKNOWN, dtype=np.int64))
         if isinstance(shape, tuple):
             return tuple(
-                Layout(1 if len(s) >= 2 else 0, np.full(s[1 if len(s) >= 2 else 0] if s else 1, UNKNOWN, dtype=np.int64))
-                if _is_tensor_shape(s) else None
+                Layout(
+                    1 if len(s) >= 2 else 0, np.full(s[1 if len(s) >= 2 else 0] if s else 1, UNKNOWN, dtype=np.int64)
+                )
+                if _is_tensor_shape(s)
+                else None
                 for s in shape
             )
         return None
@@ -303,7 +307,9 @@ class _Walker:
             want_dim = len(in_shape) - 1 if kind == "linear" else min(1, len(in_shape) - 1)
             if lay.dim != want_dim:
                 self.opaque.append(name)
-                return self.give_up(node, f"layer {name!r} reading dimension {want_dim} of a tensor whose units run along {lay.dim}")
+                return self.give_up(
+                    node, f"layer {name!r} reading dimension {want_dim} of a tensor whose units run along {lay.dim}"
+                )
             n_out = int(shape[want_dim])
             if kind in K.COUPLED_KINDS and lay.channels != n_out:
                 self.opaque.append(name)
@@ -322,7 +328,9 @@ class _Walker:
         if kind == "flatten":
             return self.reshape(node, lay, self.flatten_dims(node, module))
         if kind == "pad":
-            return self.pad(node, lay, list(module.padding) if isinstance(module.padding, (tuple, list)) else [module.padding] * 2)
+            return self.pad(
+                node, lay, list(module.padding) if isinstance(module.padding, (tuple, list)) else [module.padding] * 2
+            )
         if kind == "unpool":
             return self.unpool(node, lay, node.args[1] if len(node.args) > 1 else node.kwargs.get("indices"))
         if kind in ("act", "dropout", "identity", "pool", "upsample"):
@@ -373,7 +381,7 @@ class _Walker:
             if isinstance(shape, tuple) and shape and not _is_tensor_shape(shape):  # (values, indices)
                 return tuple(lay for _ in shape)
             if _is_tensor_shape(shape) and len(shape) > lay.dim and shape[lay.dim] == lay.channels:
-                if lay.ids.ndim > 1 and tuple(shape[lay.dim:]) != lay.ids.shape:
+                if lay.ids.ndim > 1 and tuple(shape[lay.dim :]) != lay.ids.shape:
                     return self.give_up(node, f"operation {node.name!r} changing the shape of per-element input units")
                 return lay
         return self.give_up(node, f"operation {node.name!r}")
@@ -412,7 +420,9 @@ class _Walker:
         # align the channel dimension of both operands to the output (broadcasting aligns from the right)
         da, db = la.dim + len(shape) - len(sa), lb.dim + len(shape) - len(sb)
         if da != db:
-            return self.give_up(node, f"operation {node.name!r} combining tensors whose units run along different dimensions")
+            return self.give_up(
+                node, f"operation {node.name!r} combining tensors whose units run along different dimensions"
+            )
         if la.channels == lb.channels and la.ids.shape == lb.ids.shape:
             self.tie(la.ids, lb.ids, f"combined in {node.name!r} with an untracked tensor")
             out = np.where(la.ids >= 0, la.ids, np.where(lb.ids >= 0, lb.ids, np.minimum(la.ids, lb.ids)))
@@ -426,15 +436,21 @@ class _Walker:
     def cat(self, node: fx.Node, tensors: list[Any], dim: Any) -> Any:
         shape = _shape_of(node)
         lays = [self.layout_of(t) for t in tensors]
-        if not _is_tensor_shape(shape) or not all(isinstance(l, Layout) and l.ids.ndim == 1 for l in lays) or not isinstance(dim, int):
+        if (
+            not _is_tensor_shape(shape)
+            or not all(isinstance(lay, Layout) and lay.ids.ndim == 1 for lay in lays)
+            or not isinstance(dim, int)
+        ):
             return self.give_up(node, f"concatenation {node.name!r}")
         dim = dim % len(shape)
-        cdims = {l.dim + len(shape) - len(_shape_of(t)) for l, t in zip(lays, tensors)}
+        cdims = {lay.dim + len(shape) - len(_shape_of(t)) for lay, t in zip(lays, tensors)}
         if len(cdims) != 1:
-            return self.give_up(node, f"concatenation {node.name!r} of tensors whose units run along different dimensions")
+            return self.give_up(
+                node, f"concatenation {node.name!r} of tensors whose units run along different dimensions"
+            )
         cdim = cdims.pop()
         if dim == cdim:
-            return Layout(cdim, np.concatenate([l.ids for l in lays]))
+            return Layout(cdim, np.concatenate([lay.ids for lay in lays]))
         first = lays[0]
         for other in lays[1:]:  # concatenated along space or batch: channel c of every part is one channel
             if other.channels != first.channels:
@@ -459,17 +475,17 @@ class _Walker:
                 return Layout(d, lay.ids)
             if d > end:
                 return Layout(d - (end - start), lay.ids)
-            inner, outer = math.prod(sin[d + 1:end + 1]), math.prod(sin[start:d])
+            inner, outer = math.prod(sin[d + 1 : end + 1]), math.prod(sin[start:d])
             if lay.ids.ndim > 1:
                 if end != len(sin) - 1:
                     return self.give_up(node, f"reshape {node.name!r} of per-element input units")
                 return Layout(start, np.tile(lay.ids.reshape(-1), outer))
             return Layout(start, np.tile(np.repeat(lay.ids, inner), outer))
-        before, after = math.prod(sin[:d]), math.prod(sin[d + 1:])
+        before, after = math.prod(sin[:d]), math.prod(sin[d + 1 :])
         prefix = 1
         for k, size in enumerate(sout):
             if prefix == before and (k > 0 or d == 0):
-                rest = math.prod(sout[k + 1:])
+                rest = math.prod(sout[k + 1 :])
                 if size == c and rest == after and (lay.ids.ndim == 1 or tuple(sout[k:]) == lay.ids.shape):
                     return Layout(k, lay.ids)
                 if size == c * after and rest == 1:  # the unit dimension merged with everything after it
@@ -494,14 +510,19 @@ class _Walker:
 
     def pad(self, node: fx.Node, lay: Any, pad: list[Any]) -> Any:
         shape = _shape_of(node)
-        if not isinstance(lay, Layout) or lay.ids.ndim != 1 or not all(isinstance(p, int) for p in pad) or not _is_tensor_shape(shape):
+        if (
+            not isinstance(lay, Layout)
+            or lay.ids.ndim != 1
+            or not all(isinstance(p, int) for p in pad)
+            or not _is_tensor_shape(shape)
+        ):
             return self.give_up(node, f"padding {node.name!r}")
         ndim = len(shape)
         ids = lay.ids
         for k in range(len(pad) // 2):
             if ndim - 1 - k == lay.dim:
                 lo, hi = pad[2 * k], pad[2 * k + 1]
-                ids = ids[max(0, -lo): len(ids) - max(0, -hi)]
+                ids = ids[max(0, -lo) : len(ids) - max(0, -hi)]
                 ids = np.concatenate([np.full(max(lo, 0), CONST), ids, np.full(max(hi, 0), CONST)]).astype(np.int64)
         return Layout(lay.dim, ids)
 
@@ -561,13 +582,18 @@ class _Walker:
     def split(self, node: fx.Node, lay: Any) -> Any:
         shapes = _shape_of(node)
         dim = self.value_of(node.args[2]) if len(node.args) > 2 else self.value_of(node.kwargs.get("dim", 0))
-        if not isinstance(lay, Layout) or lay.ids.ndim != 1 or not isinstance(shapes, tuple) or not isinstance(dim, int):
+        if (
+            not isinstance(lay, Layout)
+            or lay.ids.ndim != 1
+            or not isinstance(shapes, tuple)
+            or not isinstance(dim, int)
+        ):
             return self.give_up(node, f"split {node.name!r}")
         dim %= len(shapes[0])
         if dim != lay.dim:
             return tuple(lay for _ in shapes)
         bounds = np.cumsum([0] + [s[dim] for s in shapes])
-        return tuple(Layout(lay.dim, lay.ids[bounds[i]: bounds[i + 1]]) for i in range(len(shapes)))
+        return tuple(Layout(lay.dim, lay.ids[bounds[i] : bounds[i + 1]]) for i in range(len(shapes)))
 
 
 def _pixel_input(gm: fx.GraphModule) -> bool:

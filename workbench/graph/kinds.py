@@ -6,6 +6,7 @@ Parameter-free kinds: ``input``, ``act``, ``dropout``, ``identity``, ``pool``, `
 ``flatten`` (any reshape), ``pad``, ``add``, ``mul``, ``cat``, ``split``, ``getitem``, ``permute``,
 ``reduce``, ``constant``, ``other``. Modules with parameters that are none of the above are ``opaque``.
 """
+
 from __future__ import annotations
 
 import operator
@@ -22,50 +23,179 @@ COUPLED_KINDS = frozenset({"bn", "norm", "prelu", "depthwise_conv"})
 UNIT_KINDS = PRODUCER_KINDS | COUPLED_KINDS
 
 _ACT_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
-    nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
-    nn.Softmax, nn.LogSoftmax, nn.Threshold, nn.RReLU,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Threshold,
+    nn.RReLU,
 )
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 _POOL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.LPPool1d,
+    nn.LPPool2d,
 )
 _UNPOOL_MODULES = (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)
 _UPSAMPLE_MODULES = (nn.Upsample,)
 _PAD_MODULES = (
-    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d,
-    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ZeroPad3d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ConstantPad3d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReflectionPad3d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
     nn.ReplicationPad3d,
 )
 _BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _INSTANCE_NORM_MODULES = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
-    torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.selu,
-    F.celu, F.gelu, F.silu, F.mish, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardtanh, F.hardswish,
-    F.hardsigmoid, F.softplus, F.softsign, F.softmax, F.log_softmax, torch.softmax, torch.log_softmax,
-    F.threshold, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
-    torch.clamp, torch.clip, torch.abs, torch.exp, torch.neg, operator.neg, torch.square, torch.sqrt,
+    torch.relu,
+    torch.relu_,
+    F.relu,
+    F.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.leaky_relu_,
+    F.elu,
+    F.elu_,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.hardtanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.softplus,
+    F.softsign,
+    F.softmax,
+    F.log_softmax,
+    torch.softmax,
+    torch.log_softmax,
+    F.threshold,
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.feature_alpha_dropout,
+    torch.clamp,
+    torch.clip,
+    torch.abs,
+    torch.exp,
+    torch.neg,
+    operator.neg,
+    torch.square,
+    torch.sqrt,
 }
 ELEMENTWISE_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "clip_", "contiguous",
-    "float", "double", "half", "to", "type", "type_as", "clone", "detach", "abs", "exp", "neg", "softmax",
-    "log_softmax", "square", "sqrt", "exp_", "abs_",
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "clamp",
+    "clamp_",
+    "clip",
+    "clip_",
+    "contiguous",
+    "float",
+    "double",
+    "half",
+    "to",
+    "type",
+    "type_as",
+    "clone",
+    "detach",
+    "abs",
+    "exp",
+    "neg",
+    "softmax",
+    "log_softmax",
+    "square",
+    "sqrt",
+    "exp_",
+    "abs_",
 }
 POOL_FUNCTIONS = {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.interpolate, F.upsample,
-    F.upsample_nearest, F.upsample_bilinear, torch.max_pool1d, torch.max_pool2d, torch.max_pool3d,
-    torch.avg_pool1d, F.max_pool2d_with_indices, F.max_pool1d_with_indices, F.max_pool3d_with_indices,
+    F.max_pool1d,
+    F.max_pool2d,
+    F.max_pool3d,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    F.lp_pool1d,
+    F.lp_pool2d,
+    F.interpolate,
+    F.upsample,
+    F.upsample_nearest,
+    F.upsample_bilinear,
+    torch.max_pool1d,
+    torch.max_pool2d,
+    torch.max_pool3d,
+    torch.avg_pool1d,
+    F.max_pool2d_with_indices,
+    F.max_pool1d_with_indices,
+    F.max_pool3d_with_indices,
 }
 UNPOOL_FUNCTIONS = {F.max_unpool1d, F.max_unpool2d, F.max_unpool3d}
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add, operator.sub, operator.isub, torch.sub}
 MUL_FUNCTIONS = {
-    operator.mul, operator.imul, torch.mul, operator.truediv, operator.itruediv, torch.div, torch.maximum,
-    torch.minimum, operator.pow, torch.pow,
+    operator.mul,
+    operator.imul,
+    torch.mul,
+    operator.truediv,
+    operator.itruediv,
+    torch.div,
+    torch.maximum,
+    torch.minimum,
+    operator.pow,
+    torch.pow,
 }
 ADD_METHODS = {"add", "add_", "sub", "sub_"}
 MUL_METHODS = {"mul", "mul_", "div", "div_", "maximum", "minimum", "pow"}
@@ -79,7 +209,13 @@ REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
 SPLIT_FUNCTIONS = {torch.split, torch.chunk}
 SPLIT_METHODS = {"split", "chunk"}
 CONSTANT_FUNCTIONS = {
-    torch.zeros, torch.ones, torch.full, torch.empty, torch.zeros_like, torch.ones_like, torch.full_like,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.empty,
+    torch.zeros_like,
+    torch.ones_like,
+    torch.full_like,
     torch.empty_like,
 }
 CONSTANT_METHODS = {"new_zeros", "new_ones", "new_full", "new_empty", "zero_"}
@@ -127,9 +263,15 @@ def function_kind(op: str, target: object) -> str:
     """The kind of a ``call_function`` / ``call_method`` node."""
     if op == "call_method":
         table = (
-            (ELEMENTWISE_METHODS, "act"), (ADD_METHODS, "add"), (MUL_METHODS, "mul"), (RESHAPE_METHODS, "flatten"),
-            (PERMUTE_METHODS, "permute"), (REDUCE_METHODS, "reduce"), (SPLIT_METHODS, "split"),
-            (CONSTANT_METHODS, "constant"), (NON_TENSOR_METHODS, "value"),
+            (ELEMENTWISE_METHODS, "act"),
+            (ADD_METHODS, "add"),
+            (MUL_METHODS, "mul"),
+            (RESHAPE_METHODS, "flatten"),
+            (PERMUTE_METHODS, "permute"),
+            (REDUCE_METHODS, "reduce"),
+            (SPLIT_METHODS, "split"),
+            (CONSTANT_METHODS, "constant"),
+            (NON_TENSOR_METHODS, "value"),
         )
         for names, kind in table:
             if target in names:
@@ -140,9 +282,17 @@ def function_kind(op: str, target: object) -> str:
     if target is getattr:
         return "value"
     table = (
-        (ELEMENTWISE_FUNCTIONS, "act"), (POOL_FUNCTIONS, "pool"), (UNPOOL_FUNCTIONS, "unpool"), (ADD_FUNCTIONS, "add"),
-        (MUL_FUNCTIONS, "mul"), (CAT_FUNCTIONS, "cat"), (RESHAPE_FUNCTIONS, "flatten"), (PERMUTE_FUNCTIONS, "permute"),
-        (REDUCE_FUNCTIONS, "reduce"), (SPLIT_FUNCTIONS, "split"), (CONSTANT_FUNCTIONS, "constant"),
+        (ELEMENTWISE_FUNCTIONS, "act"),
+        (POOL_FUNCTIONS, "pool"),
+        (UNPOOL_FUNCTIONS, "unpool"),
+        (ADD_FUNCTIONS, "add"),
+        (MUL_FUNCTIONS, "mul"),
+        (CAT_FUNCTIONS, "cat"),
+        (RESHAPE_FUNCTIONS, "flatten"),
+        (PERMUTE_FUNCTIONS, "permute"),
+        (REDUCE_FUNCTIONS, "reduce"),
+        (SPLIT_FUNCTIONS, "split"),
+        (CONSTANT_FUNCTIONS, "constant"),
     )
     for functions, kind in table:
         if target in functions:

@@ -1,4 +1,5 @@
 """``NetworkGraph``: layers, edges and coupled prunable groups of a traced network."""
+
 from __future__ import annotations
 
 import warnings
@@ -104,7 +105,7 @@ def _as_graph_module(model: nn.Module) -> fx.GraphModule:
     return symbolic_trace(model)
 
 
-def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> "NetworkGraph":
+def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> NetworkGraph:
     """Trace ``model`` with ``torch.fx`` and build its :class:`NetworkGraph`.
 
     Parameters
@@ -230,8 +231,14 @@ class NetworkGraph:
             reasons = sorted({fixed_comp[int(cc)] for cc in comps if int(cc) in fixed_comp})
             unit_maps = {nm: local_of_comp[comp[np.arange(*flow.unit_ranges[nm])]] for nm in names}
             group = Group(
-                name=root, layers=names, consumers=[], n_units=len(comps), prunable=not bool(fixed.all()),
-                fixed=fixed, unit_maps=unit_maps, reasons=reasons,
+                name=root,
+                layers=names,
+                consumers=[],
+                n_units=len(comps),
+                prunable=not bool(fixed.all()),
+                fixed=fixed,
+                unit_maps=unit_maps,
+                reasons=reasons,
             )
             self.groups[group.name] = group
             for nm in names:
@@ -240,7 +247,11 @@ class NetworkGraph:
         self._group_of_comp, self._local_of_comp = group_of_comp, local_of_comp
 
         # unit-graph nodes: input-only components first, then each group's units
-        input_ids = np.concatenate([np.arange(*flow.unit_ranges[nm]) for nm in input_layers]) if input_layers else np.zeros(0, dtype=np.int64)
+        input_ids = (
+            np.concatenate([np.arange(*flow.unit_ranges[nm]) for nm in input_layers])
+            if input_layers
+            else np.zeros(0, dtype=np.int64)
+        )
         input_comps = comp[input_ids]
         input_comps = input_comps[group_of_comp[input_comps] < 0]
         input_comps = input_comps[np.sort(np.unique(input_comps, return_index=True)[1])]
@@ -374,14 +385,23 @@ class NetworkGraph:
         max_positions: int = 64,
         batch_size: int = 256,
         random_state: Any = 0,
-    ) -> "UnitView":
+    ) -> UnitView:
         """Per-unit features of ``group``; see :func:`workbench.graph.views.unit_view`."""
         from workbench.graph.views import unit_view
 
-        return unit_view(self, group, source=source, data=data, metric=metric, max_samples=max_samples,
-                         max_positions=max_positions, batch_size=batch_size, random_state=random_state)
+        return unit_view(
+            self,
+            group,
+            source=source,
+            data=data,
+            metric=metric,
+            max_samples=max_samples,
+            max_positions=max_positions,
+            batch_size=batch_size,
+            random_state=random_state,
+        )
 
-    def to_networkx(self, level: str = "layer", norm: str = "l2", max_edges: int = 2_000_000) -> "nx.DiGraph":
+    def to_networkx(self, level: str = "layer", norm: str = "l2", max_edges: int = 2_000_000) -> nx.DiGraph:
         """A networkx DiGraph of layers or units; see :func:`workbench.graph.export.to_networkx`."""
         from workbench.graph.export import to_networkx
 

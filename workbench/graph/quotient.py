@@ -4,6 +4,7 @@ The quotient of a weighted adjacency ``A`` (n x n) by a partition of its nodes i
 k x k graph of block-to-block weights ``P^T A P``, where ``P`` is the n x k block indicator matrix.
 Computed with sparse products, so a unit graph of millions of edges summarizes in one pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,10 +94,12 @@ def quotient_graph(adjacency: Any, partition: Any) -> Quotient:
     np.fill_diagonal(pairs, sizes * (sizes - 1.0))
     mean = np.divide(total, pairs, out=np.zeros_like(total), where=pairs > 0)
     density = np.divide(count, pairs, out=np.zeros_like(count), where=pairs > 0)
-    return Quotient(labels=labels, sizes=sizes, total=total, count=count, mean=mean, density=density, assignment=assignment)
+    return Quotient(
+        labels=labels, sizes=sizes, total=total, count=count, mean=mean, density=density, assignment=assignment
+    )
 
 
-def layer_graph(graph: "NetworkGraph") -> "nx.DiGraph":
+def layer_graph(graph: NetworkGraph) -> nx.DiGraph:
     """Layers as nodes (unit-owning layers and the input), edge A -> B weighted by the total |w| of B reading A.
 
     For a coupled layer (BatchNorm, PReLU, depthwise conv) the weight is the total |parameter| of the
@@ -110,8 +113,14 @@ def layer_graph(graph: "NetworkGraph") -> "nx.DiGraph":
     owners = graph._owner_names
     for name in owners:
         layer = graph.layers[name]
-        g.add_node(name, kind=layer.kind, module_type=layer.module_type, n_units=layer.n_units, group=layer.group,
-                   weight_shape=layer.weight_shape)
+        g.add_node(
+            name,
+            kind=layer.kind,
+            module_type=layer.module_type,
+            n_units=layer.n_units,
+            group=layer.group,
+            weight_shape=layer.weight_shape,
+        )
     for read in graph.reads:
         module = graph.module_of(read.layer)
         weight = getattr(module, "weight", None)

@@ -1,4 +1,5 @@
 """Tracing a model with ``torch.fx`` and propagating shapes, with errors that say what and where."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,7 +33,11 @@ def check_finite_parameters(model: nn.Module) -> None:
     for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, tensor in items:
             # a sum is NaN/inf when any entry is (one pass, no temporary); confirm exactly before complaining
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
+            if (
+                tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor.sum()))
+                and not bool(torch.isfinite(tensor).all())
+            ):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise GraphError(
                     f"{kind} {name!r} of shape {tuple(tensor.shape)} holds {bad} NaN or infinite value(s); "
@@ -114,7 +119,9 @@ def _quiet(logger_name: str) -> Any:
         logger.setLevel(level)
 
 
-def _run_error(model: nn.Module, node: fx.Node | None, exc: Exception, example_input: torch.Tensor, expected: Any) -> GraphError:
+def _run_error(
+    model: nn.Module, node: fx.Node | None, exc: Exception, example_input: torch.Tensor, expected: Any
+) -> GraphError:
     cause = exc.__cause__ or exc
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     if node is None:

@@ -12,6 +12,7 @@ the tensor is the output of the group's last layer followed forward through elem
 ``max_samples`` samples are used and, for spatial outputs, at most ``max_positions`` positions per sample
 (chosen at random with ``random_state``), so memory stays below ``max_samples * max_positions * n`` floats.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,7 @@ def _expanded_weight(module: torch.nn.Module) -> torch.Tensor:
     return full
 
 
-def in_weights(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+def in_weights(graph: NetworkGraph, group: Group) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
     """(n, d) incoming weights (+ bias columns), (n,) bias of the first producer with one, and the layers used."""
     blocks, bias, used = [], None, []
     for name in group.layers:
@@ -72,7 +73,7 @@ def in_weights(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | None
     return (np.concatenate(blocks, axis=1) if blocks else None), bias, used
 
 
-def in_weights_size(graph: "NetworkGraph", group: "Group") -> int:
+def in_weights_size(graph: NetworkGraph, group: Group) -> int:
     """Number of entries :func:`in_weights` would build."""
     total = 0
     for name in group.layers:
@@ -82,7 +83,7 @@ def in_weights_size(graph: "NetworkGraph", group: "Group") -> int:
     return total
 
 
-def out_weights_size(graph: "NetworkGraph", group: "Group") -> int:
+def out_weights_size(graph: NetworkGraph, group: Group) -> int:
     """Number of entries :func:`out_weights` would build."""
     total = 0
     for consumer in group.consumers:
@@ -93,7 +94,7 @@ def out_weights_size(graph: "NetworkGraph", group: "Group") -> int:
     return total
 
 
-def out_weights(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | None, list[str]]:
+def out_weights(graph: NetworkGraph, group: Group) -> tuple[np.ndarray | None, list[str]]:
     """(n, d) outgoing weights: each consumer's columns of each unit, flattened and concatenated."""
     blocks, used = [], []
     for consumer in group.consumers:
@@ -107,7 +108,7 @@ def out_weights(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | Non
     return (np.concatenate(blocks, axis=1) if blocks else None), used
 
 
-def bn_scale(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | None, list[str]]:
+def bn_scale(graph: NetworkGraph, group: Group) -> tuple[np.ndarray | None, list[str]]:
     """(n,) mean |gamma| over the group's affine BatchNorm / norm layers (None without one)."""
     total, count, used = np.zeros(group.n_units), np.zeros(group.n_units), []
     for name in group.layers:
@@ -124,7 +125,7 @@ def bn_scale(graph: "NetworkGraph", group: "Group") -> tuple[np.ndarray | None, 
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0), used
 
 
-def activation_node(graph: "NetworkGraph", group: "Group") -> fx.Node:
+def activation_node(graph: NetworkGraph, group: Group) -> fx.Node:
     """The fx node whose output holds the group's units after the nonlinearity (see the module docstring)."""
     nodes = {n.name: n for n in graph.module.graph.nodes}
     last = graph.layers[group.layers[-1]].node
@@ -161,7 +162,12 @@ class _Capture(fx.Interpreter):
 
 
 def collect_activations(
-    graph: "NetworkGraph", group: "Group", data: Any, max_samples: int, max_positions: int, batch_size: int,
+    graph: NetworkGraph,
+    group: Group,
+    data: Any,
+    max_samples: int,
+    max_positions: int,
+    batch_size: int,
     random_state: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(rows, n) activations of ``group`` (rows: samples x kept positions); see the module docstring."""
@@ -214,13 +220,17 @@ def collect_activations(
     finally:
         graph.model.train(was_training)
     acts = np.concatenate(rows, axis=0)
-    meta = {"activation_node": node.name, "samples": seen, "positions_per_sample": acts.shape[0] // seen,
-            "units_not_in_tensor": missing}
+    meta = {
+        "activation_node": node.name,
+        "samples": seen,
+        "positions_per_sample": acts.shape[0] // seen,
+        "units_not_in_tensor": missing,
+    }
     return acts, meta
 
 
 def unit_view(
-    graph: "NetworkGraph",
+    graph: NetworkGraph,
     group: str,
     source: str = "weights",
     data: Any = None,
@@ -260,7 +270,10 @@ def unit_view(
         raise GraphError(f"unknown similarity metric {metric!r}; use one of {', '.join(METRICS)}.")
     g = graph.group(group)
     parts = {}
-    for label, size_of, build in (("incoming", in_weights_size, in_weights), ("outgoing", out_weights_size, out_weights)):
+    for label, size_of, build in (
+        ("incoming", in_weights_size, in_weights),
+        ("outgoing", out_weights_size, out_weights),
+    ):
         size = size_of(graph, g)
         if size <= MAX_FEATURE_ENTRIES:
             parts[label] = build(graph, g)
@@ -287,9 +300,25 @@ def unit_view(
     else:
         features = acts.T
     meta = {
-        "source": source, "layers": list(g.layers), "in_layers": in_layers, "out_layers": out_layers,
-        "bn_layers": bn_layers, "fixed": g.fixed.copy(), "prunable": g.prunable,
-        "max_samples": max_samples, "max_positions": max_positions, **act_meta,
+        "source": source,
+        "layers": list(g.layers),
+        "in_layers": in_layers,
+        "out_layers": out_layers,
+        "bn_layers": bn_layers,
+        "fixed": g.fixed.copy(),
+        "prunable": g.prunable,
+        "max_samples": max_samples,
+        "max_positions": max_positions,
+        **act_meta,
     }
-    return UnitView(group=g.name, features=features, metric=metric, in_weights=w_in, out_weights=w_out, bias=bias,
-                    bn_scale=scale, activations=acts, meta=meta)
+    return UnitView(
+        group=g.name,
+        features=features,
+        metric=metric,
+        in_weights=w_in,
+        out_weights=w_out,
+        bias=bias,
+        bn_scale=scale,
+        activations=acts,
+        meta=meta,
+    )

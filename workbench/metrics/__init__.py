@@ -8,6 +8,7 @@
   coded scheme) and the compression ratio against dense fp32
 - :func:`format_table` -- an aligned text table with human-friendly numbers
 """
+
 from __future__ import annotations
 
 from workbench.metrics.counting import count_macs, count_params, dense_bytes, param_bytes
@@ -19,8 +20,28 @@ from workbench.metrics.storage import LayerStorage, StorageReport, WeightStorage
 from workbench.metrics.table import format_bytes, format_count, format_table
 
 __all__ = [
-    "count_params", "count_macs", "param_bytes", "dense_bytes", "measure_latency", "Profile", "profile",
-    "confusion_matrix", "iou_per_class", "mean_iou", "pixel_accuracy", "accuracy", "IGNORE_INDEX",
-    "format_table", "format_count", "format_bytes", "checked_forward", "evaluation_mode",
-    "storage_report", "StorageReport", "LayerStorage", "WeightStorage", "csr_bits", "width_for",
+    "count_params",
+    "count_macs",
+    "param_bytes",
+    "dense_bytes",
+    "measure_latency",
+    "Profile",
+    "profile",
+    "confusion_matrix",
+    "iou_per_class",
+    "mean_iou",
+    "pixel_accuracy",
+    "accuracy",
+    "IGNORE_INDEX",
+    "format_table",
+    "format_count",
+    "format_bytes",
+    "checked_forward",
+    "evaluation_mode",
+    "storage_report",
+    "StorageReport",
+    "LayerStorage",
+    "WeightStorage",
+    "csr_bits",
+    "width_for",
 ]

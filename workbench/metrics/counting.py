@@ -1,4 +1,5 @@
 """Static size and cost of a model: parameters, multiply-adds and stored bytes."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """Running a model on an example input: its device and dtype, eval mode, and clear errors for wrong shapes."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """Wall-clock latency of a forward pass."""
+
 from __future__ import annotations
 
 import time

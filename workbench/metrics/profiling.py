@@ -1,4 +1,5 @@
 """One call for everything a compressed model is compared on: size, operations, storage and latency."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

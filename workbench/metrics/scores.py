@@ -1,4 +1,5 @@
 """Quality scores: accuracy, and confusion-matrix based mIoU and pixel accuracy for segmentation."""
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ Biases are counted at ``value_bits`` unless their own parametrization says what 
 biases, ``workbench.quantize.fixed_point_biases``); every other parameter (and BatchNorm running
 statistics) is counted dense at ``value_bits``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -147,7 +148,9 @@ class StorageReport:
                 f"{r.name:<16}{r.scheme:<20}{r.weights:>10}{r.nonzero:>10}{r.bits_per_weight:>8.2f}"
                 f"{r.stored_bytes:>12.0f}{ratio:>7.1f}x"
             )
-        lines.append(f"{'other params':<16}{'dense':<20}{self.other_params:>10}{'':>10}{'':>8}{self.other_bits / 8:>12.0f}")
+        lines.append(
+            f"{'other params':<16}{'dense':<20}{self.other_params:>10}{'':>10}{'':>8}{self.other_bits / 8:>12.0f}"
+        )
         lines.append(
             f"{'total':<16}{'':<20}{self.weights:>10}{self.nonzero:>10}{'':>8}{self.stored_bytes:>12.0f}{self.ratio:>7.1f}x"
         )
@@ -251,8 +254,20 @@ def storage_report(
                 scheme, wbits, detail = "dense", plain_dense, {"value_bits": value_bits}
         kind = "conv" if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else "linear"
         rows.append(
-            LayerStorage(name, kind, tuple(weight.shape), n, nonzero, scheme, wbits, bias_bits, dense, csr, detail,
-                         0 if bias is None else int(bias.numel()))
+            LayerStorage(
+                name,
+                kind,
+                tuple(weight.shape),
+                n,
+                nonzero,
+                scheme,
+                wbits,
+                bias_bits,
+                dense,
+                csr,
+                detail,
+                0 if bias is None else int(bias.numel()),
+            )
         )
     other_params = 0
     for p in model.parameters():

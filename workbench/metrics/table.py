@@ -1,4 +1,5 @@
 """Plain aligned text tables with human-friendly numbers (for the command line)."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
         return ""
     cells = [[format_value(c, row.get(c)) for c in columns] for row in rows]
     numeric = [
-        all(isinstance(row.get(c), numbers.Real) or row.get(c) is None for row in rows) and rows != []
-        for c in columns
+        all(isinstance(row.get(c), numbers.Real) or row.get(c) is None for row in rows) and rows != [] for c in columns
     ]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
 

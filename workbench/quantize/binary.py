@@ -14,16 +14,16 @@ Each weight scheme is a parametrization (:class:`BinaryWeight`, :class:`TernaryW
 :class:`PowerOfTwoWeight`); with ``scale="mean"`` the weights are ``alpha * {-1, (0,) +1}`` with one
 stored ``alpha = mean |W|`` per layer, which keeps the signal scale of networks without BatchNorm.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from typing import Any
 
 from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
@@ -85,8 +85,12 @@ class _Discrete(nn.Module):
 
         w = module.weight.detach()
         bits = w.numel() * self.level_bits + (32 if self.scale == "mean" else 0)
-        return WeightStorage(type(self).__name__.replace("Weight", "").lower(), bits, int((w != 0).sum()),
-                             {"bits_per_weight": self.level_bits, "scale": self.scale})
+        return WeightStorage(
+            type(self).__name__.replace("Weight", "").lower(),
+            bits,
+            int((w != 0).sum()),
+            {"bits_per_weight": self.level_bits, "scale": self.scale},
+        )
 
 
 @restorable("binary")
@@ -116,7 +120,9 @@ class TernaryWeight(_Discrete):
 
     level_bits = 2
 
-    def __init__(self, mode: str = "det", scale: str = "none", threshold: float = 0.5, random_state: RandomState = 0) -> None:
+    def __init__(
+        self, mode: str = "det", scale: str = "none", threshold: float = 0.5, random_state: RandomState = 0
+    ) -> None:
         super().__init__(mode, scale, random_state)
         if not 0.0 <= threshold < 1.0:
             raise CompressionError(f"ternary threshold must be in [0, 1), got {threshold}.")
@@ -183,8 +189,12 @@ class PowerOfTwoWeight(nn.Module):
         from workbench.metrics.storage import WeightStorage
 
         w = module.weight.detach()
-        return WeightStorage("power-of-two", w.numel() * self.level_bits + 16, int((w != 0).sum()),
-                             {"bits_per_weight": self.level_bits, "min_exp": self.min_exp, "max_exp": self.max_exp})
+        return WeightStorage(
+            "power-of-two",
+            w.numel() * self.level_bits + 16,
+            int((w != 0).sum()),
+            {"bits_per_weight": self.level_bits, "min_exp": self.min_exp, "max_exp": self.max_exp},
+        )
 
 
 class ClipHook:
@@ -238,8 +248,15 @@ def binary_connect(
 ) -> nn.Module:
     """BinaryConnect: binary weights in forward and backward, real weights updated (use :class:`ClipHook`)."""
     _check(mode, scale)
-    return _discretize(model, layers, lambda: BinaryWeight(mode, scale, random_state), "binary_connect", inplace,
-                       mode=mode, scale=scale)
+    return _discretize(
+        model,
+        layers,
+        lambda: BinaryWeight(mode, scale, random_state),
+        "binary_connect",
+        inplace,
+        mode=mode,
+        scale=scale,
+    )
 
 
 def binarize_network(
@@ -254,9 +271,12 @@ def binarize_network(
     from workbench.quantize.fixed_point import ACTIVATIONS
 
     model = binary_connect(model, mode="det", scale=scale, layers=layers, inplace=inplace, random_state=random_state)
-    names = [f"{parent_name}.{child_name}" if parent_name else child_name
-             for parent_name, parent in model.named_modules()
-             for child_name, child in parent.named_children() if isinstance(child, ACTIVATIONS)]
+    names = [
+        f"{parent_name}.{child_name}" if parent_name else child_name
+        for parent_name, parent in model.named_modules()
+        for child_name, child in parent.named_children()
+        if isinstance(child, ACTIVATIONS)
+    ]
     if not names:
         raise CompressionError(
             f"{type(model).__name__} has no activation modules to binarize; BNNs need nn.ReLU/nn.Tanh/... modules."
@@ -286,8 +306,16 @@ def ternary_connect(
     """Ternary weights (stochastic in training by default, as in Lin et al. 2016)."""
     _check(mode, scale)
     TernaryWeight(mode, scale, threshold)  # validates threshold
-    return _discretize(model, layers, lambda: TernaryWeight(mode, scale, threshold, random_state), "ternary_connect",
-                       inplace, mode=mode, scale=scale, threshold=threshold)
+    return _discretize(
+        model,
+        layers,
+        lambda: TernaryWeight(mode, scale, threshold, random_state),
+        "ternary_connect",
+        inplace,
+        mode=mode,
+        scale=scale,
+        threshold=threshold,
+    )
 
 
 def power_of_two(
@@ -300,8 +328,15 @@ def power_of_two(
 ) -> nn.Module:
     """Power-of-two weights (multiplications become shifts)."""
     PowerOfTwoWeight(min_exp, max_exp)  # validates
-    return _discretize(model, layers, lambda: PowerOfTwoWeight(min_exp, max_exp), "power_of_two", inplace,
-                       min_exp=min_exp, max_exp=max_exp)
+    return _discretize(
+        model,
+        layers,
+        lambda: PowerOfTwoWeight(min_exp, max_exp),
+        "power_of_two",
+        inplace,
+        min_exp=min_exp,
+        max_exp=max_exp,
+    )
 
 
 class QuantizedBackprop(nn.Module):

@@ -10,6 +10,7 @@ A layer is stored as (Han et al., ICLR 2016, section 2-4):
 
 :func:`encode_layer` builds the real bit streams; :func:`decode_layer` rebuilds the weights from them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -121,8 +122,15 @@ def encode_layer(
     wcode = HuffmanCode.from_symbols(weight_symbols)
     icode = HuffmanCode.from_symbols(gap_symbols)
     return EncodedLayer(
-        tuple(codes.shape), codebook, weight_bits, int(index_bits), wcode, wcode.encode(weight_symbols),
-        icode, icode.encode(gap_symbols), int(filler.sum()),
+        tuple(codes.shape),
+        codebook,
+        weight_bits,
+        int(index_bits),
+        wcode,
+        wcode.encode(weight_symbols),
+        icode,
+        icode.encode(gap_symbols),
+        int(filler.sum()),
     )
 
 

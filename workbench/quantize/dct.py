@@ -2,6 +2,7 @@
 
 Matches ``scipy.fft.dctn(w, axes=kernel_axes, norm="ortho")``; the inverse is exact (orthonormal basis).
 """
+
 from __future__ import annotations
 
 import math

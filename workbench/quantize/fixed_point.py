@@ -6,6 +6,7 @@ A value in Qm.n with ``bits = 1 + m + n`` (sign, integer, fraction bits) is ``k 
 gradient to the real weights); activations by :class:`ActivationQuantizer` modules inserted after each
 activation module. :func:`iterative_fixed_point` is the paper's bottom-to-top fine-tuning.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,14 @@ class FixedPointWeight(nn.Module):
     """Parametrization of a layer's ``weight`` (or ``bias``, see ``tensor``): the forward pass uses the
     Q-format value, gradients reach the real one."""
 
-    def __init__(self, bits: int, frac_bits: int, rounding: str = "nearest", random_state: RandomState = 0,
-                 tensor: str = "weight") -> None:
+    def __init__(
+        self,
+        bits: int,
+        frac_bits: int,
+        rounding: str = "nearest",
+        random_state: RandomState = 0,
+        tensor: str = "weight",
+    ) -> None:
         super().__init__()
         self.bits, self.frac_bits, self.rounding = int(bits), int(frac_bits), rounding
         self.tensor = tensor
@@ -82,8 +89,13 @@ class FixedPointWeight(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Constructor settings, for checkpoints."""
-        return {"bits": self.bits, "frac_bits": self.frac_bits, "rounding": self.rounding, "tensor": self.tensor,
-                "seed": self.seed}
+        return {
+            "bits": self.bits,
+            "frac_bits": self.frac_bits,
+            "rounding": self.rounding,
+            "tensor": self.tensor,
+            "seed": self.seed,
+        }
 
     @classmethod
     def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> FixedPointWeight:
@@ -100,8 +112,10 @@ class FixedPointWeight(nn.Module):
 
         w = getattr(module, self.tensor).detach()
         return WeightStorage(
-            f"fixed Q{self.bits - 1 - self.frac_bits}.{self.frac_bits}", w.numel() * self.bits + 8,
-            int((w != 0).sum()), {"bits": self.bits, "frac_bits": self.frac_bits},
+            f"fixed Q{self.bits - 1 - self.frac_bits}.{self.frac_bits}",
+            w.numel() * self.bits + 8,
+            int((w != 0).sum()),
+            {"bits": self.bits, "frac_bits": self.frac_bits},
         )
 
 
@@ -111,7 +125,9 @@ class ActivationQuantizer(nn.Module):
     Gradient: straight through inside the representable range, zero where the value saturated.
     """
 
-    def __init__(self, bits: int, frac_bits: int | None = None, rounding: str = "nearest", random_state: RandomState = 0) -> None:
+    def __init__(
+        self, bits: int, frac_bits: int | None = None, rounding: str = "nearest", random_state: RandomState = 0
+    ) -> None:
         super().__init__()
         if rounding not in ROUNDINGS:
             raise CompressionError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}.")
@@ -191,8 +207,14 @@ def insert_activation_quantizers(
             f"act_bits was given but {type(model).__name__} has no activation modules "
             f"({', '.join(t.__name__ for t in ACTIVATIONS)}) to quantize after; use act_bits=None."
         )
-    edit = {"op": "activation-quantizers", "names": names, "bits": b, "frac_bits": frac_bits, "rounding": rounding,
-            "seed": seed_from(random_state)}
+    edit = {
+        "op": "activation-quantizers",
+        "names": names,
+        "bits": b,
+        "frac_bits": frac_bits,
+        "rounding": rounding,
+        "seed": seed_from(random_state),
+    }
     replay_activation_quantizers(model, edit)
     record_edit(model, **edit)
     return names
@@ -233,8 +255,14 @@ def fixed_point(
         bits = per_layer(weight_bits, name, module, "weight_bits")
         n = per_layer(frac_bits, name, module, "frac_bits") if frac_bits is not None else None
         quantize_layer_weight(module, name, bits, n, rounding, random_state)
-    record_edit(model, "fixed-point", weight_bits=weight_bits, frac_bits=frac_bits, rounding=rounding,
-                layers=None if layers is None else list(layers))
+    record_edit(
+        model,
+        "fixed-point",
+        weight_bits=weight_bits,
+        frac_bits=frac_bits,
+        rounding=rounding,
+        layers=None if layers is None else list(layers),
+    )
     if act_bits is not None:
         insert_activation_quantizers(model, act_bits, act_frac_bits, rounding, random_state)
     return model

@@ -7,16 +7,16 @@
   hash of (layer, filter, channel, frequency) to one of a few shared buckets (with a hashed sign); low
   frequency bands get more buckets. The buckets are the layer's parameters; the weight is the inverse DCT.
 """
+
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-
-from typing import Any
 
 from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
@@ -63,8 +63,9 @@ def dct_compress(
         mask[order[:n_keep]] = True
         mask = mask.view_as(coef)
         attach(module, shared_layer(coef, b, mask=mask, init=init, random_state=rng, index_bits=ib, domain="dct"))
-    return record_edit(model, "dct", keep=keep, bits=bits, index_bits=index_bits,
-                       layers=None if layers is None else list(layers))
+    return record_edit(
+        model, "dct", keep=keep, bits=bits, index_bits=index_bits, layers=None if layers is None else list(layers)
+    )
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -158,8 +159,12 @@ class HashedDCTWeight(nn.Module):
         from workbench.metrics.storage import WeightStorage
 
         w = module.weight.detach()
-        return WeightStorage("hashed-dct", self.n_buckets * 32 + 64, int((w != 0).sum()),
-                             {"buckets": self.n_buckets, "band_budget": self.band_budget})
+        return WeightStorage(
+            "hashed-dct",
+            self.n_buckets * 32 + 64,
+            int((w != 0).sum()),
+            {"buckets": self.n_buckets, "band_budget": self.band_budget},
+        )
 
 
 def hashed_dct(
@@ -178,5 +183,11 @@ def hashed_dct(
         c = per_layer_fraction(compression, name, module, "compression")
         n = max(1, int(round(c * module.weight.numel())))
         attach(module, HashedDCTWeight(module.weight, n, name, seed, decay))
-    return record_edit(model, "hashed-dct", compression=compression, decay=decay, seed=seed,
-                       layers=None if layers is None else list(layers))
+    return record_edit(
+        model,
+        "hashed-dct",
+        compression=compression,
+        decay=decay,
+        seed=seed,
+        layers=None if layers is None else list(layers),
+    )

@@ -1,4 +1,5 @@
 """Canonical Huffman coding of non-negative integer symbols, to and from real bit streams."""
+
 from __future__ import annotations
 
 import heapq
@@ -71,7 +72,7 @@ class HuffmanCode:
             code += 1
             previous = n
         self._ordered = ordered
-        kraft = sum(2.0 ** -n for n in self.lengths.values())
+        kraft = sum(2.0**-n for n in self.lengths.values())
         if kraft > 1.0 + 1e-12:
             raise CompressionError("code lengths violate the Kraft inequality; not a prefix code.")
 

@@ -6,15 +6,15 @@ centroid each weight uses. Training the model afterwards is *trained quantizatio
 centroid is the sum of the gradients of the weights sharing it (the gather's backward), and every
 weight stays in its cluster.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-
-from typing import Any
 
 from workbench.edits import record_edit, restorable, set_note
 from workbench.errors import CompressionError
@@ -106,15 +106,26 @@ class SharedWeight(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Settings and sizes, for checkpoints (index, mask and centroids come from the state_dict)."""
-        return {"bits": self.bits, "index_bits": self.index_bits, "domain": self.domain,
-                "centroids": int(self._initial.numel()), "masked": self.mask is not None}
+        return {
+            "bits": self.bits,
+            "index_bits": self.index_bits,
+            "domain": self.domain,
+            "centroids": int(self._initial.numel()),
+            "masked": self.mask is not None,
+        }
 
     @classmethod
     def placeholder(cls, config: dict[str, Any], shape: tuple[int, ...]) -> SharedWeight:
         """A parametrization of the saved sizes for ``load_state_dict`` to fill."""
         mask = torch.ones(shape, dtype=torch.bool) if config["masked"] else None
-        return cls(torch.zeros(shape, dtype=torch.long), torch.zeros(config["centroids"]), config["bits"],
-                   mask=mask, index_bits=config["index_bits"], domain=config["domain"])
+        return cls(
+            torch.zeros(shape, dtype=torch.long),
+            torch.zeros(config["centroids"]),
+            config["bits"],
+            mask=mask,
+            index_bits=config["index_bits"],
+            domain=config["domain"],
+        )
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self._initial.clone().to(weight.device)
@@ -238,8 +249,9 @@ def share_weights(
         if ib is not None:
             ib = check_bits(ib, name, "index_bits")
         attach(module, shared_layer(w, b, mask=mask, init=init, random_state=rng, index_bits=ib))
-    return record_edit(model, "share", bits=bits, init=init, index_bits=index_bits,
-                       layers=None if layers is None else list(layers))
+    return record_edit(
+        model, "share", bits=bits, init=init, index_bits=index_bits, layers=None if layers is None else list(layers)
+    )
 
 
 def shared_values(module: nn.Module) -> torch.Tensor:
@@ -257,7 +269,9 @@ def encode_model(model: nn.Module, verify: bool = True) -> dict[str, EncodedLaye
             if verify:
                 back = decode_layer(enc)
                 if not np.array_equal(back, module.weight.detach().cpu().numpy().astype(np.float32)):
-                    raise CompressionError(f"layer {name!r}: decoding the Huffman streams did not give the weights back.")
+                    raise CompressionError(
+                        f"layer {name!r}: decoding the Huffman streams did not give the weights back."
+                    )
             encoded[name] = enc
     return encoded
 

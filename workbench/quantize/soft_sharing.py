@@ -12,6 +12,7 @@ needs its own learning rates, :func:`soft_weight_sharing` trains model and prior
 :func:`workbench.train.fit` and parameter groups. The prior can also be used as a ``penalty`` of any
 trainer that optimizes its parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.edits import record_edit, set_note
 from workbench.datasets.batches import sample_count
+from workbench.edits import record_edit, set_note
 from workbench.errors import CompressionError
 from workbench.quantize.sharing import DEFAULT_INDEX_BITS, SharedWeight
 from workbench.sparse.layers import attach, layer_kind, maybe_copy, weight_layers
@@ -105,14 +106,16 @@ class GaussianMixturePrior(nn.Module):
 
     def weights_of(self, model: nn.Module) -> torch.Tensor:
         """All weights the prior covers, flattened."""
-        return torch.cat([m.weight.reshape(-1) for _, m in weight_layers(model, self.layers, what="soft weight-sharing")])
+        return torch.cat(
+            [m.weight.reshape(-1) for _, m in weight_layers(model, self.layers, what="soft weight-sharing")]
+        )
 
     def negative_log_prior(self, model: nn.Module) -> torch.Tensor:
         """``-log p(w) - log p(lambda)`` (Gamma hyper-priors, up to constants)."""
         w = self.weights_of(model)
         nll = -torch.logsumexp(self.log_component_densities(w), dim=1).sum()
         log_lam = self.precisions_log()
-        hyper = ((self.gamma_alpha - 1) * log_lam - self.gamma_beta * log_lam.exp())
+        hyper = (self.gamma_alpha - 1) * log_lam - self.gamma_beta * log_lam.exp()
         if self.zero_std is not None:
             hyper = hyper[1:]
         hyper = hyper.sum()
@@ -138,7 +141,9 @@ class GaussianMixturePrior(nn.Module):
             best = None
             for a_i, a in enumerate(alive):
                 for b in alive[a_i + 1 :]:
-                    kl = 0.5 * ((var[a] / var[b] + var[b] / var[a]) - 2 + (mu[a] - mu[b]) ** 2 * (1 / var[a] + 1 / var[b]))
+                    kl = 0.5 * (
+                        (var[a] / var[b] + var[b] / var[a]) - 2 + (mu[a] - mu[b]) ** 2 * (1 / var[a] + 1 / var[b])
+                    )
                     if kl < kl_threshold and (best is None or kl < best[0]):
                         best = (float(kl), a, b)
             if best is None:
@@ -149,7 +154,9 @@ class GaussianMixturePrior(nn.Module):
             else:
                 wa, wb = pi[a], pi[b]
                 self.means[a - 1] = (wa * mu[a] + wb * mu[b]) / (wa + wb)
-                self.log_precisions[a] = torch.log((wa * self.log_precisions[a].exp() + wb * self.log_precisions[b].exp()) / (wa + wb))
+                self.log_precisions[a] = torch.log(
+                    (wa * self.log_precisions[a].exp() + wb * self.log_precisions[b].exp()) / (wa + wb)
+                )
                 logits = self.mixing_logits.clone()
                 logits[a - 1] = torch.logsumexp(torch.stack([logits[a - 1], logits[b - 1]]), 0)
                 logits[b - 1] = -1e4
@@ -171,7 +178,7 @@ def quantize_to_prior(model: nn.Module, prior: GaussianMixturePrior, *, kl_thres
     """
     prior.merge(kl_threshold)
     means = prior.all_means().detach()
-    for name, module in weight_layers(model, prior.layers, what="soft weight-sharing"):
+    for _, module in weight_layers(model, prior.layers, what="soft weight-sharing"):
         w = module.weight.detach()
         comp = prior.assign(w)
         mask = comp != 0
@@ -184,7 +191,10 @@ def quantize_to_prior(model: nn.Module, prior: GaussianMixturePrior, *, kl_thres
         bits = max(1, math.ceil(math.log2(used.numel() + 1)))
         sparse = bool((~mask).any())
         shared = SharedWeight(
-            index, means[used].float(), bits, mask=mask if sparse else None,
+            index,
+            means[used].float(),
+            bits,
+            mask=mask if sparse else None,
             index_bits=DEFAULT_INDEX_BITS[layer_kind(module)] if sparse else None,
         )
         attach(module, shared)
@@ -225,10 +235,16 @@ def soft_weight_sharing(
     if tau < 0:
         raise CompressionError(f"tau must be >= 0, got {tau}.")
     if prior is None:
-        w = torch.cat([m.weight.detach().reshape(-1) for _, m in weight_layers(model, layers, what="soft weight-sharing")])
+        w = torch.cat(
+            [m.weight.detach().reshape(-1) for _, m in weight_layers(model, layers, what="soft weight-sharing")]
+        )
         prior = GaussianMixturePrior(
-            components, init_range=float(w.abs().max()), init_std=init_std or float(w.std()) / 4, pi_zero=pi_zero,
-            layers=layers, zero_std=zero_std,
+            components,
+            init_range=float(w.abs().max()),
+            init_std=init_std or float(w.std()) / 4,
+            pi_zero=pi_zero,
+            layers=layers,
+            zero_std=zero_std,
         )
         if init_means == "kmeans":
             from workbench.quantize.sharing import kmeans_1d
@@ -247,8 +263,16 @@ def soft_weight_sharing(
         {"params": [prior.log_precisions, prior.mixing_logits], "lr": prior_lr},
     ]
     fit(
-        model, train_data, epochs=epochs, batch_size=batch_size, param_groups=groups, lr=lr, schedule="constant",
-        penalty=lambda m: tau * prior(m) / n_train, random_state=random_state, quiet=True,
+        model,
+        train_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        param_groups=groups,
+        lr=lr,
+        schedule="constant",
+        penalty=lambda m: tau * prior(m) / n_train,
+        random_state=random_state,
+        quiet=True,
     )
     quantize_to_prior(model, prior, kl_threshold=kl_threshold)
     record_edit(model, "soft-sharing", components=components, pi_zero=pi_zero, tau=tau, epochs=epochs)

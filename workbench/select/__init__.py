@@ -11,6 +11,7 @@ Registered selectors (:func:`list_selectors`): ``random``, ``magnitude``, ``acti
 :func:`sample_k_dpp`, :func:`k_dpp_marginals` and :func:`greedy_map_dpp`. graspologic, dppy and
 scikit-learn are imported only when a selector that needs them is fitted.
 """
+
 from __future__ import annotations
 
 from workbench.select.base import SELECTORS, Selector, get_selector, list_selectors, register_selector
@@ -19,10 +20,10 @@ from workbench.select.community import LeidenSelector
 from workbench.select.dpp import DPPSelector
 from workbench.select.kdpp import KDPP, greedy_map_dpp, k_dpp_marginals, sample_k_dpp, sample_k_dpp_dppy
 from workbench.select.scoring import ActivationSelector, MagnitudeSelector, RandomSelector
-from workbench.selection import Selection, resolve_budget
 from workbench.select.spectral import SpectralSelector
 from workbench.select.submodular import SubmodularSelector
 from workbench.select.validation import as_unit_view
+from workbench.selection import Selection, resolve_budget
 
 __all__ = [
     "SELECTORS",

@@ -6,6 +6,7 @@ trailing underscores, ``selection_`` (a :class:`~workbench.selection.Selection`)
 always. Subclasses implement :meth:`Selector._select`; the base class validates the view, resolves
 the budget, assigns dropped units to their most similar kept unit and builds the Selection.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -101,7 +102,9 @@ class Selector:
     def _choice(self, param: str, choices: tuple[str, ...]) -> str:
         value = getattr(self, param)
         if value not in choices:
-            raise SelectionError(f"selector {self.name!r}: {param}={value!r} is not one of {', '.join(map(repr, choices))}.")
+            raise SelectionError(
+                f"selector {self.name!r}: {param}={value!r} is not one of {', '.join(map(repr, choices))}."
+            )
         return value
 
     # -- fitting --------------------------------------------------------------------------------

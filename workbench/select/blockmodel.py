@@ -1,4 +1,5 @@
 """Stochastic-block-model selection: blocks of interchangeable units, the most central of each kept."""
+
 from __future__ import annotations
 
 import warnings
@@ -60,7 +61,11 @@ class SBMSelector(Selector):
 
     def _candidates(self, n: int) -> list[int]:
         if self.n_blocks is not None:
-            if isinstance(self.n_blocks, bool) or not isinstance(self.n_blocks, (int, np.integer)) or not 1 <= self.n_blocks <= n:
+            if (
+                isinstance(self.n_blocks, bool)
+                or not isinstance(self.n_blocks, (int, np.integer))
+                or not 1 <= self.n_blocks <= n
+            ):
                 raise SelectionError(f"selector 'sbm': n_blocks must be an int in [1, {n}], got {self.n_blocks!r}.")
             return [int(self.n_blocks)]
         if not isinstance(self.max_blocks, (int, np.integer)) or self.max_blocks < 1:

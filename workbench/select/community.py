@@ -1,4 +1,5 @@
 """Leiden community selection: communities of the unit-similarity graph, the most central units of each kept."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,7 +87,9 @@ class LeidenSelector(Selector):
         if self.max_cluster_size is None:
             return leiden(edges, resolution=float(self.resolution), random_seed=seed, is_weighted=True)
         if not isinstance(self.max_cluster_size, (int, np.integer)) or self.max_cluster_size < 1:
-            raise SelectionError(f"selector 'leiden': max_cluster_size must be None or a positive int, got {self.max_cluster_size!r}.")
+            raise SelectionError(
+                f"selector 'leiden': max_cluster_size must be None or a positive int, got {self.max_cluster_size!r}."
+            )
         result = hierarchical_leiden(
             edges,
             max_cluster_size=int(self.max_cluster_size),

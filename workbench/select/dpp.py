@@ -1,4 +1,5 @@
 """Diverse units by a k-DPP over the unit kernel (Mariet & Sra 2016, Diversity Networks)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Unit-similarity graphs for the graph selectors: non-negative weights, kNN and threshold binarization."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Lazy evaluation of an argmax whose values only decrease (Minoux's lazy greedy, vectorized)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,7 +34,9 @@ def lazy_argmax(bounds: np.ndarray, selected: np.ndarray, evaluate: Evaluate, ba
         exact, extra = evaluate(top)
         bounds[top] = exact
         best = int(np.argmax(exact))
-        if exact[best] > rest_best or (exact[best] == rest_best and not _lower_tie_outside(bounds, available, top, exact[best])):
+        if exact[best] > rest_best or (
+            exact[best] == rest_best and not _lower_tie_outside(bounds, available, top, exact[best])
+        ):
             ties = np.flatnonzero(exact == exact[best])
             best = int(ties[np.argmin(top[ties])])
             return int(top[best]), float(exact[best]), None if extra is None else extra[best]

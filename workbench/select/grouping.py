@@ -1,4 +1,5 @@
 """Shared steps of the selectors: top-k by score, budget across blocks, centres, assignment of dropped units."""
+
 from __future__ import annotations
 
 import numpy as np

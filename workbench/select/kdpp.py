@@ -19,6 +19,7 @@ upper bounds: the greedy takes the best bound after checking it, the sampler thi
 from the bounds); at the end of the block all n residuals are refreshed with one matrix product.
 The work is O(n k^2) in level-3 BLAS instead of k memory-bound matrix-vector products.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -30,7 +31,15 @@ from workbench.errors import SelectionError
 from workbench.select.greedy import lazy_argmax
 from workbench.utils import RandomState, check_random_state
 
-__all__ = ["KDPP", "sample_k_dpp", "sample_k_dpp_dppy", "k_dpp_marginals", "greedy_map_dpp", "greedy_map_details", "log_elementary_symmetric"]
+__all__ = [
+    "KDPP",
+    "sample_k_dpp",
+    "sample_k_dpp_dppy",
+    "k_dpp_marginals",
+    "greedy_map_dpp",
+    "greedy_map_details",
+    "log_elementary_symmetric",
+]
 
 Columns = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
 
@@ -128,7 +137,9 @@ class KDPP:
                 if remaining == 0:
                     break
         if remaining:
-            raise SelectionError("phase 1 of the k-DPP sampler failed to select k eigenvectors; the kernel is degenerate.")
+            raise SelectionError(
+                "phase 1 of the k-DPP sampler failed to select k eigenvectors; the kernel is degenerate."
+            )
         return np.array(sorted(chosen))
 
     def sample(self, k: int, random_state: RandomState = None, block: int = 32) -> np.ndarray:
@@ -162,9 +173,7 @@ class KDPP:
         return np.clip((self.eigenvectors**2) @ weights, 0.0, 1.0)
 
 
-def sample_k_dpp(
-    L: np.ndarray, k: int, random_state: RandomState = None, n_samples: int | None = None
-) -> np.ndarray:
+def sample_k_dpp(L: np.ndarray, k: int, random_state: RandomState = None, n_samples: int | None = None) -> np.ndarray:
     """Exact sample of a k-DPP with likelihood kernel ``L``.
 
     Parameters
@@ -386,7 +395,9 @@ def sample_k_dpp_dppy(L: np.ndarray, k: int, random_state: RandomState = None) -
     scaled = (L + L.T) / (2.0 * mean * np.exp(log_binom / k))
     try:
         with np.errstate(all="ignore"):
-            sample = FiniteDPP("likelihood", L=scaled).sample_exact_k_dpp(size=k, random_state=legacy_random_state(random_state))
+            sample = FiniteDPP("likelihood", L=scaled).sample_exact_k_dpp(
+                size=k, random_state=legacy_random_state(random_state)
+            )
         sample = np.asarray(sample, dtype=int)
     except Exception as exc:  # dppy raises bare ValueErrors (e.g. "probabilities do not sum to 1")
         raise SelectionError(

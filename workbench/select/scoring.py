@@ -1,4 +1,5 @@
 """Selectors that score units one by one: random, magnitude and activation statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,7 +56,9 @@ class MagnitudeSelector(Selector):
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
         source = self._choice("source", tuple(self.SOURCES))
         criterion = self._choice("criterion", ("l1", "l2"))
-        values = require(view, self.SOURCES[source], self.name, f"Choose another source than {source!r} or build the view with it.")
+        values = require(
+            view, self.SOURCES[source], self.name, f"Choose another source than {source!r} or build the view with it."
+        )
         if source == "bn":
             scores = np.abs(values.reshape(view.n_units))
         else:
@@ -82,7 +85,11 @@ class ActivationSelector(Selector):
     uses_similarity = False
 
     def __init__(
-        self, budget: int | float = 0.5, criterion: str = "mean", zero_tol: float = 0.0, random_state: RandomState = None
+        self,
+        budget: int | float = 0.5,
+        criterion: str = "mean",
+        zero_tol: float = 0.0,
+        random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state)
         self.criterion = criterion

@@ -1,4 +1,5 @@
 """Spectral selection: embed the unit-similarity graph, cluster into k groups, keep one medoid per cluster."""
+
 from __future__ import annotations
 
 import warnings
@@ -18,7 +19,9 @@ CLUSTERINGS = ("kmeans", "gmm")
 MEDOIDS = ("similarity", "centroid")
 
 
-@register_selector("spectral", description="spectral embedding (ASE / LSE / omnibus) + k-means or GMM, one medoid per cluster")
+@register_selector(
+    "spectral", description="spectral embedding (ASE / LSE / omnibus) + k-means or GMM, one medoid per cluster"
+)
 class SpectralSelector(Selector):
     """Spectral embedding of the weighted similarity graph, clustered into k = budget clusters.
 
@@ -79,8 +82,12 @@ class SpectralSelector(Selector):
         from graspologic.embed import AdjacencySpectralEmbed, LaplacianSpectralEmbed, OmnibusEmbed
 
         n = view.n_units
-        if self.n_components is not None and not (isinstance(self.n_components, (int, np.integer)) and 1 <= self.n_components < n):
-            raise SelectionError(f"selector 'spectral': n_components must be None or an int in [1, {n - 1}], got {self.n_components!r}.")
+        if self.n_components is not None and not (
+            isinstance(self.n_components, (int, np.integer)) and 1 <= self.n_components < n
+        ):
+            raise SelectionError(
+                f"selector 'spectral': n_components must be None or an int in [1, {n - 1}], got {self.n_components!r}."
+            )
         options = dict(n_components=self.n_components, svd_seed=seed, check_lcc=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -108,7 +115,9 @@ class SpectralSelector(Selector):
                 return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
             from sklearn.mixture import GaussianMixture
 
-            return GaussianMixture(n_components=k, covariance_type="full", reg_covar=1e-6, random_state=seed).fit_predict(x)
+            return GaussianMixture(
+                n_components=k, covariance_type="full", reg_covar=1e-6, random_state=seed
+            ).fit_predict(x)
 
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
         self._choice("embedding", EMBEDDINGS)
@@ -118,7 +127,9 @@ class SpectralSelector(Selector):
         sim = self._kernel(view)
         seed = seed_from(rng)
         if view.n_units < 3:
-            raise SelectionError(f"selector 'spectral' needs at least 3 units to embed, group {view.group!r} has {view.n_units}.")
+            raise SelectionError(
+                f"selector 'spectral' needs at least 3 units to embed, group {view.group!r} has {view.n_units}."
+            )
         self.embedding_ = self._embed(view, sim, seed)
         labels = relabel(self._cluster(self.embedding_, k, seed))
         if self.medoid == "similarity":

@@ -12,6 +12,7 @@ the largest stale gains are re-evaluated in batches), which returns the plain gr
 change is only weakly submodular (a gain can grow), so it always runs the plain greedy; its gains are
 all updated at once in O(samples * n) per step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -147,7 +148,9 @@ def greedy_maximize(objective, k: int, lazy: bool = True) -> tuple[np.ndarray, n
     return np.asarray(order, dtype=int), np.asarray(gains)
 
 
-@register_selector("submodular", description="greedy facility location, log-det or input-change (El Halabi et al. 2022)")
+@register_selector(
+    "submodular", description="greedy facility location, log-det or input-change (El Halabi et al. 2022)"
+)
 class SubmodularSelector(Selector):
     """Keep the k units chosen greedily for a set function.
 

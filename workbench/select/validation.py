@@ -1,4 +1,5 @@
 """Checks of what selectors read: unit views, features and kernels."""
+
 from __future__ import annotations
 
 import warnings

@@ -7,6 +7,7 @@ As in the authors' code, ``a = 0.9 * max(mu + c * sigma, 0)`` and ``b = 1.1 * ma
 with ``mu``/``sigma`` the mean and standard deviation of ``|W|`` of the layer, and ``c`` the layer's
 ``c_rate``; surgery happens with probability ``(1 + gamma * step) ** -power``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -16,7 +17,14 @@ from torch import nn
 
 from workbench.edits import record_edit, restorable
 from workbench.errors import CompressionError
-from workbench.sparse.layers import attach, maybe_copy, remove_parametrization, per_layer, weight_layers, weight_parametrization
+from workbench.sparse.layers import (
+    attach,
+    maybe_copy,
+    per_layer,
+    remove_parametrization,
+    weight_layers,
+    weight_parametrization,
+)
 from workbench.sparse.masks import Masks, set_masks
 from workbench.utils import RandomState, check_random_state
 
@@ -137,7 +145,9 @@ class SurgeryHook:
     (the paper's decaying surgery frequency). ``totals`` counts pruned and spliced weights.
     """
 
-    def __init__(self, interval: int = 1, gamma: float = 1e-4, power: float = 1.0, random_state: RandomState = 0) -> None:
+    def __init__(
+        self, interval: int = 1, gamma: float = 1e-4, power: float = 1.0, random_state: RandomState = 0
+    ) -> None:
         if interval < 1:
             raise CompressionError(f"SurgeryHook interval must be >= 1, got {interval}.")
         self.interval = int(interval)

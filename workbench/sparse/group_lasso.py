@@ -9,6 +9,7 @@ Groups of a weight ``W`` of shape ``(out, in, *kernel)`` (a Linear weight is ``(
 
 The penalty is ``strength * sum_groups ||W_g||_2``; use it as ``fit(..., penalty=GroupLasso(...))``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -1,4 +1,5 @@
 """Finding the weight layers a transform works on, and attaching weight parametrizations to them."""
+
 from __future__ import annotations
 
 import copy
@@ -112,7 +113,9 @@ def resolve_teacher(teacher: nn.Module | list | str | None, model: nn.Module) ->
         for p in frozen.parameters():
             p.requires_grad_(False)
         return frozen
-    raise CompressionError(f"teacher must be None, 'input' (the uncompressed model), a torch module or a list of them, got {teacher!r}.")
+    raise CompressionError(
+        f"teacher must be None, 'input' (the uncompressed model), a torch module or a list of them, got {teacher!r}."
+    )
 
 
 def own_class(module: nn.Module) -> nn.Module:

@@ -1,4 +1,5 @@
 """Magnitude pruning with retraining (Han et al., "Learning both weights and connections", NIPS 2015)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -7,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.edits import record_edit, set_note
 from workbench.errors import CompressionError
 from workbench.sparse.layers import maybe_copy, per_layer, resolve_teacher, weight_layers
-from workbench.edits import record_edit, set_note
 from workbench.sparse.masks import Masks, get_masks, set_masks
 
 
@@ -62,7 +63,9 @@ def magnitude_masks(
         Masks from an earlier round; weights they pruned stay pruned and rates count all weights.
     """
     if (rate is None) == (quality is None):
-        raise CompressionError("give exactly one of `rate` (fraction to prune) or `quality` (threshold = quality x std).")
+        raise CompressionError(
+            "give exactly one of `rate` (fraction to prune) or `quality` (threshold = quality x std)."
+        )
     if scope not in ("layer", "global"):
         raise CompressionError(f"scope must be 'layer' or 'global', got {scope!r}.")
     chosen = weight_layers(model, layers, what="magnitude pruning")
@@ -126,8 +129,15 @@ def prune(
     if previous is not None:
         masks = previous & masks
     set_masks(model, masks)
-    return record_edit(model, "prune", rate=rate, quality=quality, scope=scope,
-                       layers=None if layers is None else list(layers), density=masks.density())
+    return record_edit(
+        model,
+        "prune",
+        rate=rate,
+        quality=quality,
+        scope=scope,
+        layers=None if layers is None else list(layers),
+        density=masks.density(),
+    )
 
 
 def iterative_prune(
@@ -163,8 +173,15 @@ def iterative_prune(
         masks = get_masks(model)
         entry = {"round": round_index, "rate": rate, "density": masks.density()}
         if retrain_epochs > 0:
-            retrain(model, train_data, val_data=val_data, epochs=retrain_epochs,  # the masks hold in training
-                    teacher=teacher, distill_options=distill_options, **fit_kwargs)
+            retrain(
+                model,
+                train_data,
+                val_data=val_data,
+                epochs=retrain_epochs,  # the masks hold in training
+                teacher=teacher,
+                distill_options=distill_options,
+                **fit_kwargs,
+            )
         if val_data is not None:
             entry["val_accuracy"] = evaluate(model, val_data)["accuracy"]
         log.append(entry)

@@ -11,6 +11,7 @@ parametrization of the weight, above any quantizer), so that
 :func:`set_masks` attaches it, :func:`get_masks` reads it back, ``set_masks(model, None)`` lets pruned
 weights grow back.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -173,7 +174,7 @@ def set_masks(model: nn.Module, masks: Masks | None) -> nn.Module:
                 raise _mismatch(name, f"it has shape {tuple(mask.shape)} but the weight has {tuple(weight.shape)}")
     for module in modules.values():
         pop_mask(module)
-    for name, mask in (masks.items() if masks is not None else ()):
+    for name, mask in masks.items() if masks is not None else ():
         push_mask(modules[name], mask)
     return model
 

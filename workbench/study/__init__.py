@@ -9,6 +9,7 @@
 Nothing heavy is imported until a function needs it (pydantic when a study is loaded, torch when runs
 execute, dask only for a cluster, plotly for the report).
 """
+
 from __future__ import annotations
 
 from workbench.utils import lazy_exports

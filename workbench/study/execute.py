@@ -6,11 +6,12 @@ and the error, so that the study goes on. Base models are trained once per (mode
 training budget): the first run that needs one saves it atomically as a checkpoint named by the base
 run's hash in the cache folder, later runs (in any process that sees the folder) load it.
 """
+
 from __future__ import annotations
 
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from workbench.errors import WorkbenchError
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @lru_cache(maxsize=8)
@@ -59,9 +60,20 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
-    history = fit(model, train, val_data=val, epochs=training["epochs"], batch_size=training["batch_size"],
-                  optimizer=training["optimizer"], lr=training["lr"], weight_decay=training["weight_decay"],
-                  schedule=training["schedule"], max_batches=training["max_batches"], random_state=seed, quiet=True)
+    history = fit(
+        model,
+        train,
+        val_data=val,
+        epochs=training["epochs"],
+        batch_size=training["batch_size"],
+        optimizer=training["optimizer"],
+        lr=training["lr"],
+        weight_decay=training["weight_decay"],
+        schedule=training["schedule"],
+        max_batches=training["max_batches"],
+        random_state=seed,
+        quiet=True,
+    )
     return model, {"train_seconds": round(float(sum(history.seconds)), 3), "epochs": training["epochs"]}
 
 
@@ -70,9 +82,9 @@ def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict
 
     Returns ``(model, metadata)``; a checkpoint model is loaded from its file.
     """
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
     from workbench.errors import CheckpointError
     from workbench.study.grid import RunConfig
-    from workbench.checkpoints import load_checkpoint, save_checkpoint
 
     model_cfg = config["model"]
     if model_cfg.get("checkpoint"):
@@ -112,33 +124,57 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
 
     model, train, test = _base_and_data(config, cache_dir)
     budget = config["budget"]
-    result = compress(model, method=config["selector"], selector_params=config["selector_params"], keep=budget["keep"],
-                      per_layer=budget["per_layer"], fuse=config["fuse"], source=config["source"], train=train,
-                      test=test, retrain=Retraining(**config["finetune"]), latency=config.get("latency", True),
-                      base_latency=False, random_state=config["seed"])
+    result = compress(
+        model,
+        method=config["selector"],
+        selector_params=config["selector_params"],
+        keep=budget["keep"],
+        per_layer=budget["per_layer"],
+        fuse=config["fuse"],
+        source=config["source"],
+        train=train,
+        test=test,
+        retrain=Retraining(**config["finetune"]),
+        latency=config.get("latency", True),
+        base_latency=False,
+        random_state=config["seed"],
+    )
     metrics = _metrics(result.after)
     metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items()})
     metrics.update({f"base_{key}": value for key, value in _metrics(result.before).items() if key != "latency_ms"})
-    metrics.update({"kept_fraction": result.plan.kept_fraction, "retrained": result.retrained,
-                    "groups": len(result.plan), "notes": result.notes})
+    metrics.update(
+        {
+            "kept_fraction": result.plan.kept_fraction,
+            "retrained": result.retrained,
+            "groups": len(result.plan),
+            "notes": result.notes,
+        }
+    )
     return metrics, result.plan.to_dict()
 
 
 def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from workbench.edits import note
     from workbench.compression import measure, scores
+    from workbench.edits import note
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline
 
     model, train, test = _base_and_data(config, cache_dir)
-    compressed = run_pipeline(model, config["steps"], train, teacher=model if config.get("distill") else None,
-                              random_state=config["seed"])
+    compressed = run_pipeline(
+        model, config["steps"], train, teacher=model if config.get("distill") else None, random_state=config["seed"]
+    )
     before, after = storage_report(model), storage_report(compressed)
     metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
     metrics.update({f"base_{key}": value for key, value in scores(model, test).items()})
-    metrics.update({"nonzero": after.nonzero, "stored_bytes": after.stored_bytes, "base_stored_bytes": before.stored_bytes,
-                    "compression_ratio": before.stored_bytes / max(after.stored_bytes, 1e-9),
-                    "schemes": sorted({layer.scheme for layer in after.layers})})
+    metrics.update(
+        {
+            "nonzero": after.nonzero,
+            "stored_bytes": after.stored_bytes,
+            "base_stored_bytes": before.stored_bytes,
+            "compression_ratio": before.stored_bytes / max(after.stored_bytes, 1e-9),
+            "schemes": sorted({layer.scheme for layer in after.layers}),
+        }
+    )
     return metrics, {"pipeline": config["pipeline"], "steps": note(compressed, "pipeline")}
 
 

@@ -13,6 +13,7 @@ A run's hash is the sha256 of the canonical JSON (sorted keys, no spaces) of its
 without presentation fields (labels, role), so the same computation has the same hash in every study, and a
 compression run's ``base`` hash names the cached base model it starts from.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,10 @@ class RunConfig:
             return f"{model} / {self.config['model']['data']} seed {self.config['seed']}"
         if self.kind == "pipeline":
             return f"{model} / {self.config['model']['data']} pipeline {self.config['pipeline']} seed {self.config['seed']}"
-        return (f"{model} / {self.config['model']['data']} {self.config['selector']} keep {self.config['budget']['label']} "
-                f"{self.config['fuse']} seed {self.config['seed']}")
+        return (
+            f"{model} / {self.config['model']['data']} {self.config['selector']} keep {self.config['budget']['label']} "
+            f"{self.config['fuse']} seed {self.config['seed']}"
+        )
 
     @property
     def base_hash(self) -> str | None:
@@ -88,8 +91,15 @@ def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
 
 
 def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConfig:
-    return RunConfig({"kind": "train", "role": role, "model": _model_config(study, entry), "seed": seed,
-                      "latency": study.study.latency})
+    return RunConfig(
+        {
+            "kind": "train",
+            "role": role,
+            "model": _model_config(study, entry),
+            "seed": seed,
+            "latency": study.study.latency,
+        }
+    )
 
 
 def expand(study: Study) -> list[RunConfig]:
@@ -105,21 +115,42 @@ def expand(study: Study) -> list[RunConfig]:
             base = _train_run(study, entry, "base", seed)
             runs.append(base)
             for name, steps in study.pipelines.items():
-                compress.append(RunConfig({
-                    "kind": "pipeline", "role": "compress", "model": base.config["model"], "seed": seed,
-                    "base": base.hash, "pipeline": name, "steps": steps,
-                    "distill": study.finetune.method == "distill", "latency": study.study.latency,
-                }))
+                compress.append(
+                    RunConfig(
+                        {
+                            "kind": "pipeline",
+                            "role": "compress",
+                            "model": base.config["model"],
+                            "seed": seed,
+                            "base": base.hash,
+                            "pipeline": name,
+                            "steps": steps,
+                            "distill": study.finetune.method == "distill",
+                            "latency": study.study.latency,
+                        }
+                    )
+                )
             for selector, params in study.selectors.items():
                 for budget in study.compression.budgets:
                     for fuse in study.compression.fuse:
-                        compress.append(RunConfig({
-                            "kind": "compress", "role": "compress", "model": base.config["model"], "seed": seed,
-                            "base": base.hash, "selector": selector, "selector_params": dict(params),
-                            "budget": {**budget.model_dump(mode="json"), "label": budget.display},
-                            "fuse": fuse, "source": study.compression.source, "finetune": finetune,
-                            "latency": study.study.latency,
-                        }))
+                        compress.append(
+                            RunConfig(
+                                {
+                                    "kind": "compress",
+                                    "role": "compress",
+                                    "model": base.config["model"],
+                                    "seed": seed,
+                                    "base": base.hash,
+                                    "selector": selector,
+                                    "selector_params": dict(params),
+                                    "budget": {**budget.model_dump(mode="json"), "label": budget.display},
+                                    "fuse": fuse,
+                                    "source": study.compression.source,
+                                    "finetune": finetune,
+                                    "latency": study.study.latency,
+                                }
+                            )
+                        )
     for entry in study.baselines.models:
         for seed in study.study.seeds:
             runs.append(_train_run(study, entry, "baseline", seed))

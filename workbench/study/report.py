@@ -6,20 +6,32 @@ accuracy against operations in the style of Canziani et al. (2016), marker area 
 parameters, with the baseline architectures, the base models and the compressed networks; per base
 model with compression pipelines: accuracy against stored bytes.
 """
+
 from __future__ import annotations
 
 import html
 import math
 import os
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from workbench.study.schema import Study, load_study
 from workbench.study.summary import Record, collect, mean_std, pipeline_table, summary_table, training_table
 
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+_PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
 
 
 def _colors(names: list[str]) -> dict[str, str]:
@@ -45,8 +57,10 @@ def _base_point(records: list[Record], model: str, data: str) -> dict[str, tuple
     found = [r for r in records if r.kind == "train" and r.model == model and r.data == data and r.status == "done"]
     if not found:
         return None
-    return {key: mean_std([float(r.score(key) if key == "accuracy" else r.metrics[key]) for r in found])
-            for key in ("accuracy", "params", "macs")}
+    return {
+        key: mean_std([float(r.score(key) if key == "accuracy" else r.metrics[key]) for r in found])
+        for key in ("accuracy", "params", "macs")
+    }
 
 
 def _tradeoff_figure(records: list[Record], model: str, data: str, x: str, colors: dict[str, str]) -> Any:
@@ -59,8 +73,9 @@ def _tradeoff_figure(records: list[Record], model: str, data: str, x: str, color
     selectors = list(dict.fromkeys(s for (s, _, _) in points))
     budgets = list(dict.fromkeys(b for (_, _, b) in points))
     names = {"params": "parameters", "macs": "multiply-adds", "keep": "fraction of units kept"}
-    fig = make_subplots(rows=1, cols=max(1, len(fuses)), shared_yaxes=True,
-                        subplot_titles=[f"fusion: {f}" for f in fuses] or [""])
+    fig = make_subplots(
+        rows=1, cols=max(1, len(fuses)), shared_yaxes=True, subplot_titles=[f"fusion: {f}" for f in fuses] or [""]
+    )
     base = _base_point(records, model, data)
     for col, fuse in enumerate(fuses, start=1):
         for selector in selectors:
@@ -74,28 +89,50 @@ def _tradeoff_figure(records: list[Record], model: str, data: str, x: str, color
                 series.append(("accuracy_rebuilt", "dot", "rebuilt, not retrained"))
             for metric, dash, what in series:
                 ys = [points[k].get(metric, (math.nan, math.nan)) for k in keys]
-                fig.add_trace(go.Scatter(
-                    x=xs, y=[m for m, _ in ys], error_y={"type": "data", "array": [s for _, s in ys], "visible": True},
-                    mode="lines+markers", name=f"{selector} ({what})" if x == "keep" else selector,
-                    legendgroup=f"{selector}{metric}", showlegend=col == 1,
-                    line={"color": colors[selector], "dash": dash},
-                    hovertemplate=f"{selector}, {fuse}, {what}<br>budget %{{text}}<br>{names[x]} %{{x:,.4g}}<br>"
-                                  "accuracy %{y:.4f}<extra></extra>",
-                    text=[k[2] for k in keys],
-                ), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=[m for m, _ in ys],
+                        error_y={"type": "data", "array": [s for _, s in ys], "visible": True},
+                        mode="lines+markers",
+                        name=f"{selector} ({what})" if x == "keep" else selector,
+                        legendgroup=f"{selector}{metric}",
+                        showlegend=col == 1,
+                        line={"color": colors[selector], "dash": dash},
+                        hovertemplate=f"{selector}, {fuse}, {what}<br>budget %{{text}}<br>{names[x]} %{{x:,.4g}}<br>"
+                        "accuracy %{y:.4f}<extra></extra>",
+                        text=[k[2] for k in keys],
+                    ),
+                    row=1,
+                    col=col,
+                )
         if base is not None:
             base_x = 1.0 if x == "keep" else base[x][0]
-            fig.add_trace(go.Scatter(
-                x=[base_x], y=[base["accuracy"][0]], error_y={"type": "data", "array": [base["accuracy"][1]]},
-                mode="markers", marker={"symbol": "star", "size": 14, "color": "black"}, name="unpruned",
-                legendgroup="unpruned", showlegend=col == 1,
-                hovertemplate="unpruned<br>accuracy %{y:.4f}<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[base_x],
+                    y=[base["accuracy"][0]],
+                    error_y={"type": "data", "array": [base["accuracy"][1]]},
+                    mode="markers",
+                    marker={"symbol": "star", "size": 14, "color": "black"},
+                    name="unpruned",
+                    legendgroup="unpruned",
+                    showlegend=col == 1,
+                    hovertemplate="unpruned<br>accuracy %{y:.4f}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text=names[x], row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
-    title = {"params": "Accuracy against parameters", "macs": "Accuracy against multiply-adds",
-             "keep": "Accuracy against budget, with and without retraining"}[x]
-    fig.update_layout(title=f"{title}: {model} on {data}", height=430, template="plotly_white",
-                      legend={"orientation": "v"})
+    title = {
+        "params": "Accuracy against parameters",
+        "macs": "Accuracy against multiply-adds",
+        "keep": "Accuracy against budget, with and without retraining",
+    }[x]
+    fig.update_layout(
+        title=f"{title}: {model} on {data}", height=430, template="plotly_white", legend={"orientation": "v"}
+    )
     return fig
 
 
@@ -115,29 +152,60 @@ def _canziani_figure(records: list[Record], data: str, colors: dict[str, str]) -
 
     fig = go.Figure()
     for selector in colors:
-        runs = [r for r in records if r.kind == "compress" and r.data == data and r.selector == selector and r.status == "done"]
+        runs = [
+            r
+            for r in records
+            if r.kind == "compress" and r.data == data and r.selector == selector and r.status == "done"
+        ]
         if not runs:
             continue
-        fig.add_trace(go.Scatter(
-            x=[r.metrics["macs"] for r in runs], y=[r.score() for r in runs], mode="markers", name=f"{selector} (compressed)",
-            marker={"size": [size(r.metrics["params"]) for r in runs], "color": colors[selector], "opacity": 0.55,
-                    "line": {"width": 0.5, "color": "white"}},
-            text=[f"{r.model}, {r.selector}, keep {r.budget}, {r.fuse}, seed {r.seed}<br>{r.metrics['params']:,} parameters"
-                  for r in runs],
-            hovertemplate="%{text}<br>%{x:,} multiply-adds<br>accuracy %{y:.4f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r.metrics["macs"] for r in runs],
+                y=[r.score() for r in runs],
+                mode="markers",
+                name=f"{selector} (compressed)",
+                marker={
+                    "size": [size(r.metrics["params"]) for r in runs],
+                    "color": colors[selector],
+                    "opacity": 0.55,
+                    "line": {"width": 0.5, "color": "white"},
+                },
+                text=[
+                    f"{r.model}, {r.selector}, keep {r.budget}, {r.fuse}, seed {r.seed}<br>{r.metrics['params']:,} parameters"
+                    for r in runs
+                ],
+                hovertemplate="%{text}<br>%{x:,} multiply-adds<br>accuracy %{y:.4f}<extra></extra>",
+            )
+        )
     for (role, model), runs in trained.items():
         acc = mean_std([r.score() for r in runs if r.score() is not None])
         params, macs = runs[0].metrics["params"], runs[0].metrics["macs"]
-        fig.add_trace(go.Scatter(
-            x=[macs], y=[acc[0]], error_y={"type": "data", "array": [acc[1]]}, mode="markers+text", text=[model],
-            textposition="top center", name=f"{model} ({'unpruned base' if role == 'base' else 'baseline'})",
-            marker={"size": size(params), "symbol": "diamond" if role == "base" else "circle", "color": "rgba(0,0,0,0)",
-                    "line": {"width": 2, "color": "black" if role == "base" else "#555"}},
-            hovertemplate=f"{model}<br>{params:,} parameters<br>%{{x:,}} multiply-adds<br>accuracy %{{y:.4f}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[macs],
+                y=[acc[0]],
+                error_y={"type": "data", "array": [acc[1]]},
+                mode="markers+text",
+                text=[model],
+                textposition="top center",
+                name=f"{model} ({'unpruned base' if role == 'base' else 'baseline'})",
+                marker={
+                    "size": size(params),
+                    "symbol": "diamond" if role == "base" else "circle",
+                    "color": "rgba(0,0,0,0)",
+                    "line": {"width": 2, "color": "black" if role == "base" else "#555"},
+                },
+                hovertemplate=f"{model}<br>{params:,} parameters<br>%{{x:,}} multiply-adds<br>accuracy %{{y:.4f}}<extra></extra>",
+            )
+        )
     fig.update_xaxes(type="log", title_text="multiply-adds per input (log scale)")
     fig.update_yaxes(title_text="test accuracy")
-    fig.update_layout(title=f"Accuracy against operations on {data} (marker area proportional to parameters)",
-                      height=520, template="plotly_white")
+    fig.update_layout(
+        title=f"Accuracy against operations on {data} (marker area proportional to parameters)",
+        height=520,
+        template="plotly_white",
+    )
     return fig
 
 
@@ -152,15 +220,25 @@ def _storage_figure(records: list[Record], model: str, data: str) -> Any:
     points = []
     for name, items in by_pipeline.items():
         acc = mean_std([r.score() for r in items])
-        points.append({"name": name, "stored_bytes": mean_std([r.metrics["stored_bytes"] for r in items])[0],
-                       "accuracy": acc[0], "accuracy_std": acc[1], "seeds": len(items),
-                       "ratio": mean_std([r.metrics["compression_ratio"] for r in items])[0]})
+        points.append(
+            {
+                "name": name,
+                "stored_bytes": mean_std([r.metrics["stored_bytes"] for r in items])[0],
+                "accuracy": acc[0],
+                "accuracy_std": acc[1],
+                "seeds": len(items),
+                "ratio": mean_std([r.metrics["compression_ratio"] for r in items])[0],
+            }
+        )
     base = None
     if runs:
-        base = {"stored_bytes": runs[0].metrics["base_stored_bytes"],
-                "accuracy": mean_std([v for r in runs if (v := r.score("base_accuracy")) is not None])[0]}
-    return size_accuracy_figure(points, base=base,
-                                title=f"{model} on {data}: compression pipelines, accuracy against stored size")
+        base = {
+            "stored_bytes": runs[0].metrics["base_stored_bytes"],
+            "accuracy": mean_std([v for r in runs if (v := r.score("base_accuracy")) is not None])[0],
+        }
+    return size_accuracy_figure(
+        points, base=base, title=f"{model} on {data}: compression pipelines, accuracy against stored size"
+    )
 
 
 def build_figures(study: Study, records: list[Record]) -> list[tuple[str, Any]]:
@@ -188,7 +266,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(format_value(c, row.get(c)))}</td>" for c in columns) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(format_value(c, row.get(c)))}</td>" for c in columns) + "</tr>"
+        for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -214,11 +293,20 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
         f"<p class='note'>{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
         f"{counts['missing']} not run. Store: {html.escape(str(store))}. Written "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
-        *(["<h2>Summary: test accuracy after retraining, mean over seeds</h2>",
-            _table(summary_table(records))] if study.selectors else []),
-        *(["<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds</h2>",
-            _table(pipeline_table(records))] if study.pipelines else []),
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
+        *(
+            ["<h2>Summary: test accuracy after retraining, mean over seeds</h2>", _table(summary_table(records))]
+            if study.selectors
+            else []
+        ),
+        *(
+            [
+                "<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds</h2>",
+                _table(pipeline_table(records)),
+            ]
+            if study.pipelines
+            else []
+        ),
         "<h2>Trained models (base models and baselines)</h2>",
         _table(training_table(records)),
     ]
@@ -227,9 +315,12 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
     failed = [r for r in records if r.status == "failed"]
     if failed:
         parts.append(f"<h3>Failed runs ({len(failed)})</h3><ul class='failed'>")
-        parts.extend(f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
-                     f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
-                     f"{html.escape(str(r.error))}</li>" for r in failed[:50])
+        parts.extend(
+            f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
+            f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
+            f"{html.escape(str(r.error))}</li>"
+            for r in failed[:50]
+        )
         parts.append("</ul>")
     heading = None
     for i, (title, fig) in enumerate(figures):
@@ -241,8 +332,9 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
     return "\n".join(parts)
 
 
-def write_report(study: Study | str | os.PathLike, *, store: str | os.PathLike | None = None,
-                 out: str | os.PathLike | None = None) -> Path:
+def write_report(
+    study: Study | str | os.PathLike, *, store: str | os.PathLike | None = None, out: str | os.PathLike | None = None
+) -> Path:
     """Write the HTML report of ``study`` from its store; return the path.
 
     Parameters

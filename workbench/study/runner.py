@@ -5,6 +5,7 @@ baselines), then the compression runs. Each result is written to the store by th
 its run finishes, so a study killed mid-way loses at most the runs in progress, and running it again
 resumes: runs already ``done`` are skipped, failed ones are tried again.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,10 @@ def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[st
                 warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
                 yield from parallel(delayed(execute)(config, cache) for config in configs)
         except Exception as exc:  # a worker process died (killed, out of memory): execute itself never raises
-            raise StudyError(f"a worker process of the study died ({type(exc).__name__}: {exc}); "
-                             "finished runs are stored, run the study again to resume.") from None
+            raise StudyError(
+                f"a worker process of the study died ({type(exc).__name__}: {exc}); "
+                "finished runs are stored, run the study again to resume."
+            ) from None
 
     return run
 
@@ -85,9 +88,16 @@ def _dask(client: Any) -> Callable[[list[dict[str, Any]], str], Iterator[dict[st
             try:
                 yield future.result()
             except Exception as exc:  # noqa: BLE001 - the worker died running it (KilledWorker, ...)
-                yield {"hash": RunConfig(futures[future]).hash, "status": "failed", "started": None, "finished": None,
-                       "seconds": None, "metrics": None, "plan": None,
-                       "error": f"the Dask worker running it was lost ({type(exc).__name__}: {exc})"}
+                yield {
+                    "hash": RunConfig(futures[future]).hash,
+                    "status": "failed",
+                    "started": None,
+                    "finished": None,
+                    "seconds": None,
+                    "metrics": None,
+                    "plan": None,
+                    "error": f"the Dask worker running it was lost ({type(exc).__name__}: {exc})",
+                }
 
     return run
 
@@ -108,8 +118,13 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
     try:
         if local_cluster is not None:
             try:
-                cluster = LocalCluster(n_workers=local_cluster, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None)
+                cluster = LocalCluster(
+                    n_workers=local_cluster,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
                 client = Client(cluster, timeout=timeout)
             except Exception as exc:  # noqa: BLE001
                 raise StudyError(f"could not start a local Dask cluster of {local_cluster} workers: {exc}") from None
@@ -125,8 +140,10 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
                 client.wait_for_workers(1, timeout=timeout)
             except Exception:  # noqa: BLE001
                 client.close()
-                raise StudyError(f"the Dask scheduler at {scheduler} has no workers after {timeout:g} s; "
-                                 "start some with `dask worker " + str(scheduler) + "`.") from None
+                raise StudyError(
+                    f"the Dask scheduler at {scheduler} has no workers after {timeout:g} s; "
+                    "start some with `dask worker " + str(scheduler) + "`."
+                ) from None
         try:
             yield client
         finally:
@@ -198,8 +215,14 @@ def run_study(
         cache = str(cache_dir_for(store_path))
         counts = {"done": 0, "failed": 0}
         errors: dict[str, str] = {}
-        bar = tqdm(total=len(runs), initial=skipped, desc=f"study {study.study.name}", unit="run", disable=quiet,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(runs),
+            initial=skipped,
+            desc=f"study {study.study.name}",
+            unit="run",
+            disable=quiet,
+            dynamic_ncols=True,
+        )
 
         def record(result: dict[str, Any]) -> None:
             run = by_hash[result["hash"]]
@@ -220,9 +243,18 @@ def run_study(
                 if run.kind == "train":
                     continue
                 if status.get(run.base_hash) == "failed":
-                    record({"hash": run.hash, "status": "failed", "started": None, "finished": None, "seconds": None,
-                            "metrics": None, "plan": None,
-                            "error": f"its base model failed to train: {errors.get(by_hash[run.base_hash].label, 'see its row')}"})
+                    record(
+                        {
+                            "hash": run.hash,
+                            "status": "failed",
+                            "started": None,
+                            "finished": None,
+                            "seconds": None,
+                            "metrics": None,
+                            "plan": None,
+                            "error": f"its base model failed to train: {errors.get(by_hash[run.base_hash].label, 'see its row')}",
+                        }
+                    )
                 else:
                     runnable.append(run)
             for result in mapper([run.config for run in runnable], cache):
@@ -240,6 +272,15 @@ def run_study(
             bar.close()
         rows = db.rows([run.hash for run in runs])
     records = collect(study, rows)
-    return StudyOutcome(study=study.study.name, store=store_path, total=len(runs), skipped=skipped, done=counts["done"],
-                        failed=counts["failed"], seconds=round(time.perf_counter() - clock, 2),
-                        summary=summary_table(records), errors=errors, pipelines=pipeline_table(records))
+    return StudyOutcome(
+        study=study.study.name,
+        store=store_path,
+        total=len(runs),
+        skipped=skipped,
+        done=counts["done"],
+        failed=counts["failed"],
+        seconds=round(time.perf_counter() - clock, 2),
+        summary=summary_table(records),
+        errors=errors,
+        pipelines=pipeline_table(records),
+    )

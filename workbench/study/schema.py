@@ -10,6 +10,7 @@ their retraining distils from the base model when ``finetune.method = "distill"`
 problem is reported at once in a :class:`~workbench.errors.StudyError` that names the key (e.g.
 ``models[0].training.epochs``), what is allowed there and, for names, the closest known one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from workbench.errors import StudyError, WorkbenchError, closest
 
@@ -97,7 +107,9 @@ class ModelEntry(_Section):
     @model_validator(mode="after")
     def _model_or_checkpoint(self) -> ModelEntry:
         if (self.name is None) == (self.checkpoint is None):
-            raise ValueError("give either name (a zoo model, see `workbench models`) or checkpoint (a file path), not both or neither")
+            raise ValueError(
+                "give either name (a zoo model, see `workbench models`) or checkpoint (a file path), not both or neither"
+            )
         if self.checkpoint is not None and self.args:
             raise ValueError("args cannot be combined with checkpoint: the checkpoint fixes the architecture")
         if self.name is not None:
@@ -106,8 +118,10 @@ class ModelEntry(_Section):
             allowed = [p for p in inspect.signature(MODELS.get(self.name)).parameters]
             unknown = [key for key in self.args if key not in allowed]
             if unknown:
-                raise ValueError(f"model {self.name!r} has no argument(s) {', '.join(map(repr, unknown))}"
-                                 f"{closest(unknown[0], allowed)} It takes: {', '.join(allowed)}")
+                raise ValueError(
+                    f"model {self.name!r} has no argument(s) {', '.join(map(repr, unknown))}"
+                    f"{closest(unknown[0], allowed)} It takes: {', '.join(allowed)}"
+                )
         return self
 
     @property
@@ -207,8 +221,10 @@ class Study(_Section):
             try:
                 _check_name("selector", name)
                 if fixed:
-                    raise ValueError(f"selector {name!r}: {' and '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} set by the study "
-                                     "(compression.budgets, study.seeds); remove them")
+                    raise ValueError(
+                        f"selector {name!r}: {' and '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} set by the study "
+                        "(compression.budgets, study.seeds); remove them"
+                    )
                 get_selector(name, **params)
             except ValueError as exc:
                 problems.append(str(exc).rstrip("."))
@@ -324,7 +340,7 @@ def _describe(error: dict[str, Any]) -> str:
     message = str(error.get("msg", ""))
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     if kind == "literal_error":
         message = f"{message}; got {error.get('input')!r}"
     elif "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
@@ -343,8 +359,10 @@ def study_from_dict(data: dict[str, Any], path: str | Path | None = None) -> Stu
     study._path = Path(path).resolve() if path is not None else None
     for entry in [*study.models, *study.baselines.models]:
         if entry.checkpoint is not None and not study.resolve(entry.checkpoint).is_file():
-            raise StudyError(f"{source}: checkpoint {entry.checkpoint!r} of model {entry.display!r} does not exist "
-                             f"(relative paths are read from {study.folder}).")
+            raise StudyError(
+                f"{source}: checkpoint {entry.checkpoint!r} of model {entry.display!r} does not exist "
+                f"(relative paths are read from {study.folder})."
+            )
     return study
 
 
@@ -359,7 +377,9 @@ def load_study(path: str | Path) -> Study:
     """
     path = Path(path)
     if not path.is_file():
-        raise StudyError(f"no study file at {path}: give the path of a TOML study file (e.g. workbench/studies/demo.toml).")
+        raise StudyError(
+            f"no study file at {path}: give the path of a TOML study file (e.g. workbench/studies/demo.toml)."
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -367,8 +387,10 @@ def load_study(path: str | Path) -> Study:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path} is not a valid TOML file ({exc}); a study file is TOML, "
-                         "see workbench/studies/demo.toml for an example.") from None
+        raise StudyError(
+            f"{path} is not a valid TOML file ({exc}); a study file is TOML, "
+            "see workbench/studies/demo.toml for an example."
+        ) from None
     return study_from_dict(data, path)
 
 

@@ -5,6 +5,7 @@ Table ``runs``: ``hash`` (primary key), ``study``, ``kind``, ``label``, ``config
 ``error``. The database is in WAL mode; each write is one transaction, and a finished (``done``) row
 is never overwritten, so a killed or failing study loses nothing already stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,20 @@ from typing import Any
 
 from workbench.errors import StudyError
 
-COLUMNS = ("hash", "study", "kind", "label", "config_json", "status", "started", "finished", "seconds",
-           "metrics_json", "plan_json", "error")
+COLUMNS = (
+    "hash",
+    "study",
+    "kind",
+    "label",
+    "config_json",
+    "status",
+    "started",
+    "finished",
+    "seconds",
+    "metrics_json",
+    "plan_json",
+    "error",
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     hash TEXT PRIMARY KEY,
@@ -60,8 +73,9 @@ class Store:
         self._check_file()
         try:
             if readonly:
-                self._db = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=timeout,
-                                           isolation_level=None)
+                self._db = sqlite3.connect(
+                    f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=timeout, isolation_level=None
+                )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -74,7 +88,9 @@ class Store:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         except OSError as exc:
-            raise StudyError(f"cannot create the store {self.path}: {exc.strerror or exc}; give a writable path with --store.") from None
+            raise StudyError(
+                f"cannot create the store {self.path}: {exc.strerror or exc}; give a writable path with --store."
+            ) from None
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_file(self) -> None:
@@ -89,24 +105,32 @@ class Store:
             except OSError as exc:
                 raise StudyError(f"cannot read the store {self.path}: {exc.strerror or exc}.") from None
             if head and head != _SQLITE_MAGIC:
-                raise StudyError(f"{self.path} is not a SQLite database, so it cannot be a study store; "
-                                 "give another path with --store (the file was left as it is).")
+                raise StudyError(
+                    f"{self.path} is not a SQLite database, so it cannot be a study store; "
+                    "give another path with --store (the file was left as it is)."
+                )
 
     def _check_table(self) -> None:
         found = [row[1] for row in self._db.execute("PRAGMA table_info(runs)")]
         if self.readonly and not found:
             raise StudyError(f"{self.path} holds no study runs (no 'runs' table).")
         if found and set(found) != set(COLUMNS):
-            raise StudyError(f"{self.path} has a 'runs' table that is not a study store's (columns {', '.join(found)}); "
-                             "give another path with --store.")
+            raise StudyError(
+                f"{self.path} has a 'runs' table that is not a study store's (columns {', '.join(found)}); "
+                "give another path with --store."
+            )
 
     def _error(self, exc: sqlite3.Error) -> StudyError:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            return StudyError(f"the store {self.path} is locked by another process (another `workbench study run` "
-                              "on the same store?); wait for it to finish or give another store with --store.")
+            return StudyError(
+                f"the store {self.path} is locked by another process (another `workbench study run` "
+                "on the same store?); wait for it to finish or give another store with --store."
+            )
         if "not a database" in text or "malformed" in text:
-            return StudyError(f"{self.path} is not a readable SQLite database ({text}); give another path with --store.")
+            return StudyError(
+                f"{self.path} is not a readable SQLite database ({text}); give another path with --store."
+            )
         return StudyError(f"the store {self.path} cannot be used: {text}.")
 
     def _transaction(self) -> Any:
@@ -130,10 +154,18 @@ class Store:
         if self.readonly:
             raise StudyError(f"the store {self.path} was opened read-only.")
         values = (
-            result["hash"], study, kind, label, json.dumps(config, sort_keys=True), result["status"],
-            result.get("started"), result.get("finished"), result.get("seconds"),
+            result["hash"],
+            study,
+            kind,
+            label,
+            json.dumps(config, sort_keys=True),
+            result["status"],
+            result.get("started"),
+            result.get("finished"),
+            result.get("seconds"),
             None if result.get("metrics") is None else json.dumps(result["metrics"], sort_keys=True),
-            None if result.get("plan") is None else json.dumps(result["plan"]), result.get("error"),
+            None if result.get("plan") is None else json.dumps(result["plan"]),
+            result.get("error"),
         )
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
         try:

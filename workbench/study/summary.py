@@ -1,4 +1,5 @@
 """Results of a study as flat records, and the summary table (printed at the end of a run, and in the report)."""
+
 from __future__ import annotations
 
 import math
@@ -45,13 +46,25 @@ def collect(study: Study, rows: list[dict[str, Any]]) -> list[Record]:
     for run in expand(study):
         config, row = run.config, stored.get(run.hash)
         budget = config.get("budget") or {}
-        records.append(Record(
-            hash=run.hash, kind=run.kind, role=run.role, model=config["model"]["label"], data=config["model"]["data"],
-            seed=config["seed"], status=row["status"] if row else "missing", selector=config.get("selector"),
-            pipeline=config.get("pipeline"),
-            budget=budget.get("label"), keep=budget.get("keep"), fuse=config.get("fuse"),
-            metrics=(row or {}).get("metrics") or {}, error=(row or {}).get("error"), seconds=(row or {}).get("seconds"),
-        ))
+        records.append(
+            Record(
+                hash=run.hash,
+                kind=run.kind,
+                role=run.role,
+                model=config["model"]["label"],
+                data=config["model"]["data"],
+                seed=config["seed"],
+                status=row["status"] if row else "missing",
+                selector=config.get("selector"),
+                pipeline=config.get("pipeline"),
+                budget=budget.get("label"),
+                keep=budget.get("keep"),
+                fuse=config.get("fuse"),
+                metrics=(row or {}).get("metrics") or {},
+                error=(row or {}).get("error"),
+                seconds=(row or {}).get("seconds"),
+            )
+        )
     return records
 
 
@@ -86,8 +99,13 @@ def summary_table(records: list[Record], metric: str = "accuracy") -> list[dict[
                 bucket[r.budget].append(value)
     rows = []
     for (model, data, selector, fuse), values in cells.items():
-        row: dict[str, Any] = {"model": model, "data": data, "selector": selector, "fuse": fuse,
-                               "base": _mean(base.get((model, data), []))}
+        row: dict[str, Any] = {
+            "model": model,
+            "data": data,
+            "selector": selector,
+            "fuse": fuse,
+            "base": _mean(base.get((model, data), [])),
+        }
         for budget in budgets:
             row[f"keep {budget}"] = _mean(values.get(budget, []))
         rows.append(row)
@@ -104,10 +122,20 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
     rows = []
     for (model, data, pipeline), items in groups.items():
         done = [r for r in items if r.status == "done"]
-        means = {key: _mean([v for r in done if (v := r.score(key)) is not None])
-                 for key in ("base_accuracy", "accuracy", "stored_bytes", "compression_ratio")}
-        rows.append({"model": model, "data": data, "pipeline": pipeline, "base": means.pop("base_accuracy"), **means,
-                     "runs": f"{len(done)}/{len(items)}"})
+        means = {
+            key: _mean([v for r in done if (v := r.score(key)) is not None])
+            for key in ("base_accuracy", "accuracy", "stored_bytes", "compression_ratio")
+        }
+        rows.append(
+            {
+                "model": model,
+                "data": data,
+                "pipeline": pipeline,
+                "base": means.pop("base_accuracy"),
+                **means,
+                "runs": f"{len(done)}/{len(items)}",
+            }
+        )
     return rows
 
 
@@ -120,10 +148,15 @@ def training_table(records: list[Record]) -> list[dict[str, Any]]:
     rows = []
     for (role, model, data), items in groups.items():
         done = [r for r in items if r.status == "done"]
-        rows.append({
-            "model": model, "data": data, "role": role, "accuracy": _mean([v for r in done if (v := r.score()) is not None]),
-            "params": done[0].metrics.get("params") if done else None,
-            "macs": done[0].metrics.get("macs") if done else None,
-            "runs": f"{len(done)}/{len(items)}",
-        })
+        rows.append(
+            {
+                "model": model,
+                "data": data,
+                "role": role,
+                "accuracy": _mean([v for r in done if (v := r.score()) is not None]),
+                "params": done[0].metrics.get("params") if done else None,
+                "macs": done[0].metrics.get("macs") if done else None,
+                "runs": f"{len(done)}/{len(items)}",
+            }
+        )
     return rows

@@ -10,6 +10,7 @@
   factorization of layers; :func:`reconstruct` -- global error reconstruction after it.
 - :func:`zeroed_plan`, :func:`shrink_zeroed` -- remove the units structured sparsity (group lasso) zeroed.
 """
+
 from __future__ import annotations
 
 from workbench.surgery.apply import FUSE_MODES, apply, rebuild_methods, supported_groups
@@ -19,7 +20,18 @@ from workbench.surgery.plan_builder import plan_from
 from workbench.surgery.zeroed import shrink_zeroed, zeroed_plan, zeroed_units
 
 __all__ = [
-    "FUSE_MODES", "Plan", "apply", "plan_from", "rebuild_methods", "supported_groups",
-    "factorize", "svd_linear", "tucker2_conv", "cp_conv", "reconstruct", "shrink_zeroed", "zeroed_plan",
+    "FUSE_MODES",
+    "Plan",
+    "apply",
+    "plan_from",
+    "rebuild_methods",
+    "supported_groups",
+    "factorize",
+    "svd_linear",
+    "tucker2_conv",
+    "cp_conv",
+    "reconstruct",
+    "shrink_zeroed",
+    "zeroed_plan",
     "zeroed_units",
 ]

@@ -15,6 +15,7 @@ dropped units first (``fuse``):
   (and its bias) are re-fitted by ridge least squares so that, on a data sample, it reproduces the
   original network's consumer output from the rebuilt network's kept inputs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.errors import ConfigError, SurgeryError, closest
 from workbench.edits import record_edit
+from workbench.errors import ConfigError, SurgeryError, closest
 from workbench.sparse.masks import lift_masks, mask_zeros
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
 from workbench.surgery.plan import Plan
@@ -45,7 +46,9 @@ def _graph_of(model: nn.Module, graph: Any, example_input: torch.Tensor | None) 
     return from_model(model, make_input(model, 2) if example_input is None else example_input)
 
 
-def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str | None]:
+def supported_groups(
+    model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None
+) -> dict[str, str | None]:
     """Prunable group name -> None if :func:`apply` can rebuild it, else the reason it cannot.
 
     Computed once per NetworkGraph (pass ``graph`` to reuse it); without ``graph`` one is traced from
@@ -57,8 +60,10 @@ def supported_groups(model: nn.Module, graph: Any = None, example_input: torch.T
 def rebuild_methods(model: nn.Module, graph: Any = None, example_input: torch.Tensor | None = None) -> dict[str, str]:
     """Prunable group name -> how :func:`apply` rebuilds it: ``"graph slicing"`` (modules sliced from the
     graph's unit maps, :mod:`workbench.surgery.slicing`) or ``"unsupported: <why>"``."""
-    return {name: "graph slicing" if problem is None else f"unsupported: {problem}"
-            for name, problem in supported_groups(model, graph, example_input).items()}
+    return {
+        name: "graph slicing" if problem is None else f"unsupported: {problem}"
+        for name, problem in supported_groups(model, graph, example_input).items()
+    }
 
 
 def _check_plan(model: nn.Module, plan: Plan, graph: Any) -> None:
@@ -89,8 +94,10 @@ def _check_plan(model: nn.Module, plan: Plan, graph: Any) -> None:
                 f"({'; '.join(group.reasons) or 'fixed by the graph'}); keep the group's fixed units."
             )
         if problems[name] is not None:
-            raise SurgeryError(f"group {name!r} cannot be rebuilt: {problems[name]}. Leave it out of the plan "
-                               "(surgery.supported_groups lists the groups that can be).")
+            raise SurgeryError(
+                f"group {name!r} cannot be rebuilt: {problems[name]}. Leave it out of the plan "
+                "(surgery.supported_groups lists the groups that can be)."
+            )
 
 
 def apply(
@@ -153,7 +160,9 @@ def apply(
         with torch.no_grad():
             reference_output = reference.eval()(example_input)
     except Exception as exc:
-        raise SurgeryError(f"the model does not run on the example input of shape {tuple(example_input.shape)}: {exc}") from exc
+        raise SurgeryError(
+            f"the model does not run on the example input of shape {tuple(example_input.shape)}: {exc}"
+        ) from exc
     finally:
         reference.train(was_training)
     graph = _graph_of(model, graph, example_input)
@@ -161,8 +170,19 @@ def apply(
     order = group_order(graph)
     out_index: dict[str, np.ndarray] = {}  # layer -> original indices of its present outputs (for lsq)
     in_index: dict[str, np.ndarray] = {}  # consumer -> original indices of its present input columns
-    context = FusionContext(reference=reference, pruned=pruned, data=data, max_samples=max_samples,
-                            max_positions=max_positions, ridge=ridge, random_state=random_state) if fuse == "lsq" else None
+    context = (
+        FusionContext(
+            reference=reference,
+            pruned=pruned,
+            data=data,
+            max_samples=max_samples,
+            max_positions=max_positions,
+            ridge=ridge,
+            random_state=random_state,
+        )
+        if fuse == "lsq"
+        else None
+    )
     for name in sorted(plan, key=order.__getitem__):
         selection, group = plan[name], graph.group(name)
         dropped = sorted(set(range(selection.n_units)) - {int(i) for i in selection.keep})
@@ -170,8 +190,11 @@ def apply(
             continue
         with torch.no_grad():
             if fuse == "merge":
-                merge_columns(graph_consumers(pruned, group, in_index),
-                              fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True), selection)
+                merge_columns(
+                    graph_consumers(pruned, group, in_index),
+                    fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True),
+                    selection,
+                )
             elif fuse == "lsq":
                 refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
         slice_group(pruned, graph, group, dropped, in_index=in_index, out_index=out_index)

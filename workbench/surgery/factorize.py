@@ -10,6 +10,7 @@
 - :func:`reconstruct` -- global error reconstruction (Lin et al. 2016): fine-tune the factorized network so
   that its outputs reproduce the original's (L2 on the outputs).
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,12 +36,19 @@ def _check_budget(budget: float | None, name: str = "budget") -> float | None:
     return float(budget)
 
 
-def svd_rank(singular: np.ndarray, shape: tuple[int, int], rank: int | None = None,
-             energy: float | None = None, budget: float | None = None) -> int:
+def svd_rank(
+    singular: np.ndarray,
+    shape: tuple[int, int],
+    rank: int | None = None,
+    energy: float | None = None,
+    budget: float | None = None,
+) -> int:
     """The rank for a (out, in) matrix: given, by retained ``energy`` fraction, or by parameter ``budget``."""
     given = sum(x is not None for x in (rank, energy, budget))
     if given != 1:
-        raise ConfigError("give exactly one of rank=, energy= (retained fraction of sum(s^2)) or budget= (fraction of parameters).")
+        raise ConfigError(
+            "give exactly one of rank=, energy= (retained fraction of sum(s^2)) or budget= (fraction of parameters)."
+        )
     full = len(singular)
     if rank is not None:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= full:
@@ -55,8 +63,9 @@ def svd_rank(singular: np.ndarray, shape: tuple[int, int], rank: int | None = No
     return int(max(1, min(full, math.floor(budget * out_features * in_features / (out_features + in_features)))))
 
 
-def svd_linear(layer: nn.Linear, rank: int | None = None, *, energy: float | None = None,
-               budget: float | None = None) -> nn.Sequential:
+def svd_linear(
+    layer: nn.Linear, rank: int | None = None, *, energy: float | None = None, budget: float | None = None
+) -> nn.Sequential:
     """``layer`` as Linear(in, r, bias=False) followed by Linear(r, out) from its rank-r truncated SVD."""
     if not isinstance(layer, nn.Linear):
         raise CompressionError(f"svd_linear factorizes nn.Linear layers, got {type(layer).__name__}.")
@@ -91,14 +100,34 @@ def tucker2_ranks(layer: nn.Conv2d, budget: float) -> tuple[int, int]:
     return max(1, min(out_c, int(f * out_c))), max(1, min(in_c, int(f * in_c)))
 
 
-def _conv(in_c: int, out_c: int, kernel: tuple[int, int], layer: nn.Conv2d, *, stride=(1, 1), padding=(0, 0),
-          dilation=(1, 1), groups: int = 1, bias: bool = False) -> nn.Conv2d:
-    return nn.Conv2d(in_c, out_c, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     bias=bias, padding_mode=layer.padding_mode)
+def _conv(
+    in_c: int,
+    out_c: int,
+    kernel: tuple[int, int],
+    layer: nn.Conv2d,
+    *,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups: int = 1,
+    bias: bool = False,
+) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_c,
+        out_c,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        padding_mode=layer.padding_mode,
+    )
 
 
-def tucker2_conv(layer: nn.Conv2d, ranks: tuple[int, int] | None = None, *, budget: float | None = None,
-                 random_state: int = 0) -> nn.Sequential:
+def tucker2_conv(
+    layer: nn.Conv2d, ranks: tuple[int, int] | None = None, *, budget: float | None = None, random_state: int = 0
+) -> nn.Sequential:
     """``layer`` as 1x1 -> k x k -> 1x1 convolutions from a Tucker-2 decomposition of its kernel.
 
     Parameters
@@ -134,8 +163,14 @@ def tucker2_conv(layer: nn.Conv2d, ranks: tuple[int, int] | None = None, *, budg
     return nn.Sequential(first, middle, last)
 
 
-def cp_conv(layer: nn.Conv2d, rank: int | None = None, *, budget: float | None = None,
-            random_state: int = 0, n_iter_max: int = 200) -> nn.Sequential:
+def cp_conv(
+    layer: nn.Conv2d,
+    rank: int | None = None,
+    *,
+    budget: float | None = None,
+    random_state: int = 0,
+    n_iter_max: int = 200,
+) -> nn.Sequential:
     """``layer`` as 1x1 (C -> R), depthwise (kh x 1), depthwise (1 x kw), 1x1 (R -> O) from a rank-R CP decomposition."""
     from tensorly.decomposition import parafac
 
@@ -149,8 +184,9 @@ def cp_conv(layer: nn.Conv2d, rank: int | None = None, *, budget: float | None =
         raise ConfigError(f"CP rank must be a positive integer, got {rank!r}.")
     rank = int(rank)
     weight = layer.weight.detach().double().numpy()
-    cp = parafac(weight, rank=rank, init="random", random_state=random_state, n_iter_max=n_iter_max,
-                 normalize_factors=False)
+    cp = parafac(
+        weight, rank=rank, init="random", random_state=random_state, n_iter_max=n_iter_max, normalize_factors=False
+    )
     a, b, c, d = cp.factors  # (O, R), (C, R), (kh, R), (kw, R); weights are all one without normalization
     a = a * np.asarray(cp.weights)[None, :]
     dtype = layer.weight.dtype
@@ -174,8 +210,15 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | None = None,
-              budget: float | None = 0.5, energy: float | None = None, random_state: int = 0) -> nn.Module:
+def factorize(
+    model: nn.Module,
+    method: str = "svd",
+    *,
+    layers: Sequence[str] | None = None,
+    budget: float | None = 0.5,
+    energy: float | None = None,
+    random_state: int = 0,
+) -> nn.Module:
     """A copy of ``model`` whose Linear (``"svd"``) or Conv2d (``"tucker2"``, ``"cp"``) layers are factorized.
 
     Parameters
@@ -197,17 +240,23 @@ def factorize(model: nn.Module, method: str = "svd", *, layers: Sequence[str] | 
     if layers is None:
         names = [n for n, m in modules.items() if isinstance(m, kind) and (kind is nn.Linear or m.groups == 1)]
         if not names:
-            raise CompressionError(f"{type(model).__name__} has no {kind.__name__} layer for method {method!r} "
-                                   f"(it factorizes {kind.__name__} layers); use {'svd' if method != 'svd' else 'tucker2'} "
-                                   "or name the layers.")
+            raise CompressionError(
+                f"{type(model).__name__} has no {kind.__name__} layer for method {method!r} "
+                f"(it factorizes {kind.__name__} layers); use {'svd' if method != 'svd' else 'tucker2'} "
+                "or name the layers."
+            )
     else:
         names = list(layers)
         for name in names:
             if name not in modules:
-                raise CompressionError(f"layer {name!r} is not in the model; layers: {', '.join(n for n in modules if n)}.")
+                raise CompressionError(
+                    f"layer {name!r} is not in the model; layers: {', '.join(n for n in modules if n)}."
+                )
             if not isinstance(modules[name], kind):
-                raise CompressionError(f"layer {name!r} is a {type(modules[name]).__name__}; method {method!r} "
-                                       f"factorizes {kind.__name__} layers.")
+                raise CompressionError(
+                    f"layer {name!r} is a {type(modules[name]).__name__}; method {method!r} "
+                    f"factorizes {kind.__name__} layers."
+                )
     result = copy.deepcopy(model)
     ranks: dict[str, Any] = {}
     for name in names:

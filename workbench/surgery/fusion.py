@@ -5,6 +5,7 @@ space of the group; they read the group's layers as :mod:`workbench.surgery.slic
 (``graph_producers``: producing layers and the channel of each unit; ``graph_consumers``: each consumer
 and the input columns of each unit).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,6 @@ from workbench.utils import check_random_state
 
 _BN = nn.modules.batchnorm._BatchNorm
 _CONV = nn.modules.conv._ConvNd
-
-
 
 
 def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, per_block: bool = False) -> np.ndarray:
@@ -45,7 +44,9 @@ def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, p
             if isinstance(module, _CONV) and module.transposed:
                 weight = weight.transpose(0, 1)
             bias = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
-            blocks.append([weight[idxs].reshape(len(idxs), -1).double().numpy(), bias, np.ones(n_units), np.zeros(n_units)])
+            blocks.append(
+                [weight[idxs].reshape(len(idxs), -1).double().numpy(), bias, np.ones(n_units), np.zeros(n_units)]
+            )
         elif isinstance(module, _BN) and module.running_var is not None:
             gamma = module.weight.detach()[idxs].double().numpy() if module.weight is not None else np.ones(n_units)
             beta = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
@@ -105,8 +106,12 @@ def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positio
         return inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
     if inputs.dim() == 3:  # Conv1d: treat as 2-d with height 1
         inputs, target = inputs.unsqueeze(2), target.unsqueeze(2)
-        kernel, dilation, padding, stride = ((1, module.kernel_size[0]), (1, module.dilation[0]),
-                                             (0, module.padding[0]), (1, module.stride[0]))
+        kernel, dilation, padding, stride = (
+            (1, module.kernel_size[0]),
+            (1, module.dilation[0]),
+            (0, module.padding[0]),
+            (1, module.stride[0]),
+        )
     else:
         kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
     cols = F.unfold(inputs, kernel, dilation=dilation, padding=padding, stride=stride)  # N, C*k, L
@@ -155,8 +160,12 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     return torch.cat(design), torch.cat(targets)
 
 
-def refit_consumers(readers: list[tuple[nn.Module, dict[int, list[int]]]], selection: Any, context: FusionContext,
-                    out_index: dict[str, np.ndarray]) -> None:
+def refit_consumers(
+    readers: list[tuple[nn.Module, dict[int, list[int]]]],
+    selection: Any,
+    context: FusionContext,
+    out_index: dict[str, np.ndarray],
+) -> None:
     """Re-fit every consumer's weights on the kept units by ridge least squares (Mariet & Sra 2016).
 
     ``readers`` are (consumer, {unit: input indices}) pairs, as for :func:`merge_columns`; ``out_index``

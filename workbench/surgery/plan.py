@@ -1,4 +1,5 @@
 """A :class:`Plan`: one :class:`~workbench.selection.Selection` per prunable group, serializable to JSON."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,10 @@ class Plan:
         from workbench.selection import Selection
 
         if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
-            raise SurgeryError("this is not a workbench plan (no 'format': 'workbench-plan' marker); "
-                               "write plans with Plan.to_json or Plan.save.")
+            raise SurgeryError(
+                "this is not a workbench plan (no 'format': 'workbench-plan' marker); "
+                "write plans with Plan.to_json or Plan.save."
+            )
         selections = {name: Selection.from_dict(sel) for name, sel in data.get("selections", {}).items()}
         return cls(selections=selections, meta=dict(data.get("meta", {})))
 

@@ -1,4 +1,5 @@
 """Build a :class:`Plan` for a whole network from a selector: :func:`plan_from`."""
+
 from __future__ import annotations
 
 import warnings
@@ -38,8 +39,15 @@ def keep_fixed(selection: Any, group: Any) -> Any:
     keep = np.union1d(selection.keep, fixed)
     assign = np.asarray(selection.assign).copy()
     assign[fixed] = fixed
-    return type(selection)(group=selection.group, n_units=selection.n_units, keep=keep, assign=assign,
-                           scores=selection.scores, method=selection.method, params=selection.params)
+    return type(selection)(
+        group=selection.group,
+        n_units=selection.n_units,
+        keep=keep,
+        assign=assign,
+        scores=selection.scores,
+        method=selection.method,
+        params=selection.params,
+    )
 
 
 def plan_from(
@@ -84,8 +92,10 @@ def plan_from(
     unsupported = unrebuildable_groups(graph)
     for name in [*per_layer, *(groups or [])]:
         if name not in available:
-            raise SurgeryError(f"{name!r} is not a prunable group of this graph.{closest(name, available)} "
-                               f"Prunable groups: {', '.join(available)}.")
+            raise SurgeryError(
+                f"{name!r} is not a prunable group of this graph.{closest(name, available)} "
+                f"Prunable groups: {', '.join(available)}."
+            )
     chosen = groups or [name for name in available if name not in unsupported]
     for name in chosen:
         if name in unsupported:
@@ -94,7 +104,8 @@ def plan_from(
         warnings.warn(
             "left out of the plan, as surgery cannot rebuild them: "
             + "; ".join(f"{name!r} ({reason})" for name, reason in unsupported.items()),
-            PlanWarning, stacklevel=2,
+            PlanWarning,
+            stacklevel=2,
         )
     selections = {}
     for name in chosen:
@@ -104,5 +115,7 @@ def plan_from(
             view_kwargs["metric"] = metric
         view = graph.unit_view(name, **view_kwargs)
         selections[name] = keep_fixed(_with_budget(selector, fraction).fit(view).selection_, available[name])
-    return Plan(selections=selections, meta={"selector": type(selector).__name__, "keep": keep,
-                                             "per_layer": per_layer, "source": source})
+    return Plan(
+        selections=selections,
+        meta={"selector": type(selector).__name__, "keep": keep, "per_layer": per_layer, "source": source},
+    )

@@ -4,6 +4,7 @@ The prediction reads layer shapes, the units each group keeps and the input colu
 from the :class:`~workbench.graph.NetworkGraph`; it never builds the smaller model, so comparing it with
 the counts of :func:`workbench.surgery.apply`'s result checks the surgery.
 """
+
 from __future__ import annotations
 
 import math

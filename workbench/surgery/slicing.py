@@ -7,6 +7,7 @@ of every consumer (``Consumer.index``), so the edits need nothing else. Shapes c
 tensors (ENet's zero-padding width) adapt to the smaller layers. What depends on the graph alone (which
 groups can be sliced, the order of the groups) is computed once per graph.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -26,7 +27,9 @@ _CONV = nn.modules.conv._ConvNd
 def is_depthwise(module: nn.Module) -> bool:
     """Whether ``module`` is a depthwise convolution: one filter per channel (``groups == in == out > 1``), so each
     output channel carries exactly one input channel and the two are pruned together."""
-    return isinstance(module, _CONV) and module.groups > 1 and module.groups == module.in_channels == module.out_channels
+    return (
+        isinstance(module, _CONV) and module.groups > 1 and module.groups == module.in_channels == module.out_channels
+    )
 
 
 def _take(tensor: torch.Tensor, dim: int, keep: np.ndarray) -> torch.Tensor:
@@ -67,8 +70,10 @@ def _slice_outputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
             _set_param(module, "weight", 0, keep)
             module.in_channels = module.groups = k
         elif module.groups != 1:
-            raise SurgeryError(f"layer {name!r} is a grouped convolution ({module.groups} groups, not depthwise); "
-                               "slicing its outputs would break its groups. Leave its group out of the plan.")
+            raise SurgeryError(
+                f"layer {name!r} is a grouped convolution ({module.groups} groups, not depthwise); "
+                "slicing its outputs would break its groups. Leave its group out of the plan."
+            )
         else:
             _set_param(module, "weight", 1 if module.transposed else 0, keep)
         _set_param(module, "bias", 0, keep)
@@ -82,8 +87,10 @@ def _slice_outputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
             _set_param(module, "weight", 0, keep)
             module.num_parameters = k
     elif any(True for _ in module.parameters(recurse=False)):
-        raise SurgeryError(f"layer {name!r} ({type(module).__name__}) has per-unit parameters that graph slicing "
-                           "cannot remove; leave its group out of the plan.")
+        raise SurgeryError(
+            f"layer {name!r} ({type(module).__name__}) has per-unit parameters that graph slicing "
+            "cannot remove; leave its group out of the plan."
+        )
 
 
 def _slice_inputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
@@ -95,8 +102,10 @@ def _slice_inputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
         _set_param(module, "weight", 0 if module.transposed else 1, keep)
         module.in_channels = len(keep)
     else:
-        raise SurgeryError(f"consumer {name!r} ({type(module).__name__}) reads the group's units in a way graph "
-                           "slicing cannot edit (only Linear and ungrouped convolutions); leave its group out of the plan.")
+        raise SurgeryError(
+            f"consumer {name!r} ({type(module).__name__}) reads the group's units in a way graph "
+            "slicing cannot edit (only Linear and ungrouped convolutions); leave its group out of the plan."
+        )
 
 
 def _in_count(module: nn.Module) -> int | None:
@@ -151,26 +160,34 @@ def slice_group(
     for name, unit_map in group.unit_maps.items():
         module = modules.get(name)
         if module is None:
-            raise SurgeryError(f"layer {name!r} of group {group.name!r} is not a module of {type(model).__name__}; "
-                               "rebuild the graph from this model.")
+            raise SurgeryError(
+                f"layer {name!r} of group {group.name!r} is not a module of {type(model).__name__}; "
+                "rebuild the graph from this model."
+            )
         count = _out_count(module)
         if count is not None and count != len(unit_map):
-            raise SurgeryError(f"layer {name!r} has {count} output units, but the graph expects {len(unit_map)}; "
-                               "the graph was built from another model or the layer was already pruned.")
+            raise SurgeryError(
+                f"layer {name!r} has {count} output units, but the graph expects {len(unit_map)}; "
+                "the graph was built from another model or the layer was already pruned."
+            )
         edits.append(("out", name, module, np.flatnonzero(~drop[np.asarray(unit_map)])))
     for consumer in group.consumers:
         module = modules.get(consumer.layer)
         if module is None:
-            raise SurgeryError(f"consumer {consumer.layer!r} of group {group.name!r} is not a module of "
-                               f"{type(model).__name__}; rebuild the graph from this model.")
+            raise SurgeryError(
+                f"consumer {consumer.layer!r} of group {group.name!r} is not a module of "
+                f"{type(model).__name__}; rebuild the graph from this model."
+            )
         if consumer.layer in group.unit_maps and is_depthwise(module):
             continue  # sliced with its outputs
         index = np.asarray(consumer.index)
         present = in_index.get(consumer.layer, np.arange(len(index)))
         count = _in_count(module)
         if count != len(present):
-            raise SurgeryError(f"consumer {consumer.layer!r} has {count} inputs, but the graph expects {len(present)}; "
-                               "the graph was built from another model.")
+            raise SurgeryError(
+                f"consumer {consumer.layer!r} has {count} inputs, but the graph expects {len(present)}; "
+                "the graph was built from another model."
+            )
         units = index[present]
         lost = (units >= 0) & drop[np.where(units >= 0, units, 0)]
         if lost.any():
@@ -226,12 +243,14 @@ def slicing_problems(graph: Any) -> dict[str, str | None]:
 
     Read it, do not modify it: the dict is shared by every call for ``graph``.
     """
-    return _per_graph(graph, "problems", lambda g: {group.name: unsliceable_reason(g.model, group)
-                                                    for group in g.prunable_groups()})
+    return _per_graph(
+        graph, "problems", lambda g: {group.name: unsliceable_reason(g.model, group) for group in g.prunable_groups()}
+    )
 
 
 def group_order(graph: Any) -> dict[str, int]:
     """Prunable group name -> position of its named layer in the traced forward pass (once per graph)."""
+
     def compute(g: Any) -> dict[str, int]:
         position = {name: i for i, name in enumerate(g.layers)}
         return {group.name: position.get(group.name, len(position)) for group in g.prunable_groups()}
@@ -251,8 +270,9 @@ def graph_producers(model: nn.Module, group: Any) -> list[tuple[nn.Module, np.nd
     return found
 
 
-def graph_consumers(model: nn.Module, group: Any, in_index: dict[str, np.ndarray] | None = None
-                    ) -> list[tuple[nn.Module, dict[int, list[int]]]]:
+def graph_consumers(
+    model: nn.Module, group: Any, in_index: dict[str, np.ndarray] | None = None
+) -> list[tuple[nn.Module, dict[int, list[int]]]]:
     """(consumer, {unit: present input indices}) for the Linear / ungrouped convolution consumers of
     ``group`` (the readers of :func:`workbench.surgery.fusion.merge_columns` and ``refit_consumers``)."""
     in_index = in_index or {}

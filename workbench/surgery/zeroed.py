@@ -14,6 +14,7 @@ prunable group of a network is scanned for units that carry nothing:
 :func:`zeroed_plan` collects them into a :class:`~workbench.surgery.Plan`; :func:`shrink_zeroed` applies
 it. Dropping unread and silent units computes the same function as before.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -65,8 +66,14 @@ def zeroed_units(model: nn.Module, group: Any, tol: float = 1e-3) -> dict[str, n
     quiet = in_norm < tol
     silent = quiet & (added < tol) & ~unread
     constant = quiet & ~silent & ~unread
-    return {"unread": unread, "silent": silent, "constant": constant,
-            "incoming": in_norm, "outgoing": out_norm, "bias": bias}
+    return {
+        "unread": unread,
+        "silent": silent,
+        "constant": constant,
+        "incoming": in_norm,
+        "outgoing": out_norm,
+        "bias": bias,
+    }
 
 
 def zeroed_plan(
@@ -122,8 +129,15 @@ def zeroed_plan(
         assign = np.where(drop, keep[0], np.arange(group.n_units))
         for kind in counts:
             counts[kind] += int((found[kind] & drop).sum())
-        selection = Selection(group=group.name, n_units=group.n_units, keep=keep, assign=assign, scores=scores,
-                              method="zeroed", params={"tol": float(tol), "constant": bool(constant)})
+        selection = Selection(
+            group=group.name,
+            n_units=group.n_units,
+            keep=keep,
+            assign=assign,
+            scores=scores,
+            method="zeroed",
+            params={"tol": float(tol), "constant": bool(constant)},
+        )
         selections[group.name] = keep_fixed(selection, group)
     return Plan(selections=selections, meta={"selector": "zeroed", "tol": float(tol), "dropped": counts})
 
@@ -150,8 +164,10 @@ def shrink_zeroed(
     from workbench.surgery.apply import apply
 
     if constant and data is None:
-        raise ConfigError("shrink_zeroed(constant=True) re-fits the consumers on data; pass data=... "
-                          "(a data set or a tensor of inputs), or leave constant units in with constant=False.")
+        raise ConfigError(
+            "shrink_zeroed(constant=True) re-fits the consumers on data; pass data=... "
+            "(a data set or a tensor of inputs), or leave constant units in with constant=False."
+        )
     if graph is None:
         from workbench.graph import from_model
 
@@ -159,8 +175,10 @@ def shrink_zeroed(
     if plan is None:
         plan = zeroed_plan(model, tol=tol, constant=constant, graph=graph)
     if not len(plan):
-        raise ConfigError(f"no unit of {type(model).__name__} has all its weights below tol={tol}; nothing to "
-                          "remove. Train with a group-lasso penalty first (workbench.sparse.GroupLasso) or raise tol.")
+        raise ConfigError(
+            f"no unit of {type(model).__name__} has all its weights below tol={tol}; nothing to "
+            "remove. Train with a group-lasso penalty first (workbench.sparse.GroupLasso) or raise tol."
+        )
     fuse = "lsq" if constant else "drop"
     small = apply(model, plan, fuse, example_input=example_input, graph=graph, data=data, **apply_kwargs)
     return set_note(small, "plan", plan)

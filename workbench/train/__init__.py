@@ -9,6 +9,7 @@
 
 Checkpoints (which restore edited architectures, not training) are :mod:`workbench.checkpoints`.
 """
+
 from __future__ import annotations
 
 from workbench.train.distill import distill, retrain
@@ -18,6 +19,14 @@ from workbench.train.loop import TrainHook, finetune, fit
 from workbench.train.optim import OPTIMIZERS, SCHEDULES
 
 __all__ = [
-    "fit", "finetune", "distill", "retrain", "evaluate", "predict", "History", "TrainHook",
-    "OPTIMIZERS", "SCHEDULES",
+    "fit",
+    "finetune",
+    "distill",
+    "retrain",
+    "evaluate",
+    "predict",
+    "History",
+    "TrainHook",
+    "OPTIMIZERS",
+    "SCHEDULES",
 ]

@@ -1,4 +1,5 @@
 """Where training runs: the device of a model, and batches moved there in the model's dtype."""
+
 from __future__ import annotations
 
 from typing import Any

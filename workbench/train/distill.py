@@ -13,6 +13,7 @@ the target is their mean (``teachers="mean"``) or, per sample and step, one teac
 with multiplicative Gaussian noise ``t * (1 + noise * xi)``, ``xi ~ N(0, 1)``, on a fraction
 ``noise_prob`` of the samples of each batch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,13 +34,20 @@ TEACHER_MODES = ("mean", "random")
 
 
 def _check_range(name: str, value: float, low: float, high: float | None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value > high)
+    ):
         upper = f", {high}]" if high is not None else ", inf)"
         raise ConfigError(f"{name} must be a number in [{low}{upper}, got {value!r}.")
     return float(value)
 
 
-def teacher_logits(teachers: Sequence[nn.Module], data: Any, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_logits(
+    teachers: Sequence[nn.Module], data: Any, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(inputs, labels, logits of shape (teachers, N, classes)) over ``data``, teachers in eval mode."""
     inputs, labels, outputs = [], [], []
     for x, y in Batches(data, batch_size, name="data"):
@@ -48,8 +56,10 @@ def teacher_logits(teachers: Sequence[nn.Module], data: Any, batch_size: int = 2
         with torch.no_grad():
             logits = [teacher.eval()(x) for teacher in teachers]
         if logits[0].dim() != 2:
-            raise ConfigError("distill supports classification (logits of shape (N, classes)); "
-                              f"the teacher returned shape {tuple(logits[0].shape)}.")
+            raise ConfigError(
+                "distill supports classification (logits of shape (N, classes)); "
+                f"the teacher returned shape {tuple(logits[0].shape)}."
+            )
         inputs.append(x)
         labels.append(y)
         outputs.append(torch.stack(logits))
@@ -62,8 +72,17 @@ class DistillationLoss:
     Parameters are those of :func:`distill`; ``generator`` drives the teacher choice and the noise.
     """
 
-    def __init__(self, loss: str, temperature: float, alpha: float, n_teachers: int, teachers: str,
-                 noise: float, noise_prob: float, generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        loss: str,
+        temperature: float,
+        alpha: float,
+        n_teachers: int,
+        teachers: str,
+        noise: float,
+        noise_prob: float,
+        generator: torch.Generator,
+    ) -> None:
         self.loss, self.temperature, self.alpha = loss, temperature, alpha
         self.n_teachers, self.teachers = n_teachers, teachers
         self.noise, self.noise_prob, self.generator = noise, noise_prob, generator
@@ -142,7 +161,9 @@ def distill(
     if "loss_fn" in fit_kwargs:
         raise ConfigError("distill sets the loss itself; choose it with loss='hinton' or loss='logits'.")
     temperature = _check_range("temperature", temperature, 1e-6, None)
-    alpha = _check_range("alpha", 0.9 if alpha is None and loss == "hinton" else (1.0 if alpha is None else alpha), 0.0, 1.0)
+    alpha = _check_range(
+        "alpha", 0.9 if alpha is None and loss == "hinton" else (1.0 if alpha is None else alpha), 0.0, 1.0
+    )
     noise = _check_range("noise", noise, 0.0, None)
     noise_prob = _check_range("noise_prob", noise_prob, 0.0, 1.0)
     teacher_list = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
@@ -152,8 +173,9 @@ def distill(
     packed = torch.cat([labels.to(logits.dtype)[:, None], logits.permute(1, 0, 2).reshape(len(labels), -1)], dim=1)
     generator = torch.Generator().manual_seed(int(random_state) + 1)
     loss_fn = DistillationLoss(loss, temperature, alpha, len(teacher_list), teachers, noise, noise_prob, generator)
-    return fit(student, TensorDataset(inputs, packed), epochs=epochs, loss_fn=loss_fn,
-               random_state=random_state, **fit_kwargs)
+    return fit(
+        student, TensorDataset(inputs, packed), epochs=epochs, loss_fn=loss_fn, random_state=random_state, **fit_kwargs
+    )
 
 
 def retrain(

@@ -1,4 +1,5 @@
 """Scoring a model on a data set: :func:`evaluate` (accuracy or mIoU) and :func:`predict` (logits)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The record of a training run."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The training loop: :func:`fit`, :func:`finetune` and the :class:`TrainHook` protocol."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ def _call_hooks(hooks: list[Any], method: str, *args: Any) -> None:
             function(*args)
 
 
-def _check_number(name: str, value: Any, *, minimum: float, inclusive: bool = True, maximum: float | None = None) -> float:
+def _check_number(
+    name: str, value: Any, *, minimum: float, inclusive: bool = True, maximum: float | None = None
+) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
     if ok:
         ok = float(value) >= minimum if inclusive else float(value) > minimum
@@ -304,8 +307,10 @@ def _run_epochs(
             if step >= steps:
                 break
             results.append(trainer.step(inputs, targets, f"epoch {epoch}, batch {step}"))
-        val = {} if val_data is None else evaluate(
-            model, val_data, batch_size=val_batch_size, task=trainer.task, device=trainer.device
+        val = (
+            {}
+            if val_data is None
+            else evaluate(model, val_data, batch_size=val_batch_size, task=trainer.task, device=trainer.device)
         )
         history.train_loss.append(sum(r[0] for r in results) / max(len(results), 1))
         history.penalty.append(sum(r[1] for r in results) / max(len(results), 1))

@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules by name."""
+
 from __future__ import annotations
 
 import math

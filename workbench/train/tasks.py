@@ -1,4 +1,5 @@
 """What kind of prediction a model makes, and the default loss for it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,13 +44,18 @@ def task_from_shapes(logits: torch.Tensor, targets: torch.Tensor) -> str:
 
 def check_shapes(logits: torch.Tensor, targets: torch.Tensor, task: str) -> None:
     """DataError when ``logits`` and ``targets`` do not have the layout ``task`` needs."""
-    ok = (
-        (task == "classification" and logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets))
-        or (task == "segmentation" and logits.dim() == 4 and targets.dim() == 3
-            and logits.shape[:1] + logits.shape[2:] == targets.shape)
+    ok = (task == "classification" and logits.dim() == 2 and targets.dim() == 1 and len(logits) == len(targets)) or (
+        task == "segmentation"
+        and logits.dim() == 4
+        and targets.dim() == 3
+        and logits.shape[:1] + logits.shape[2:] == targets.shape
     )
     if not ok:
-        want = "(N, C) logits with (N,) targets" if task == "classification" else "(N, C, H, W) logits with (N, H, W) targets"
+        want = (
+            "(N, C) logits with (N,) targets"
+            if task == "classification"
+            else "(N, C, H, W) logits with (N, H, W) targets"
+        )
         raise DataError(
             f"{task} needs {want}; got logits {tuple(logits.shape)} and targets {tuple(targets.shape)}. "
             "Check that the model and the data set belong together."

@@ -2,6 +2,7 @@
 
 Plotly is imported inside the figure functions, so importing this package is cheap.
 """
+
 from __future__ import annotations
 
 from workbench.utils import lazy_exports

@@ -3,6 +3,7 @@
 Edges are drawn in a few opacity levels (weights binned by quantile, one trace per bin) so that a figure
 with tens of thousands of edges stays responsive; heavier weights are drawn more opaque.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -46,22 +47,29 @@ def _edge_traces(x0, y0, x1, y1, weights, n_bins: int, color: str, width_scale: 
         xs[0::3], xs[1::3], xs[2::3] = x0[sel], x1[sel], np.nan
         ys[0::3], ys[1::3], ys[2::3] = y0[sel], y1[sel], np.nan
         w = np.asarray(weights)[sel]
-        traces.append(go.Scatter(
-            x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False, opacity=_opacity(b, n_bins),
-            line={"color": color, "width": width_scale * (0.5 + 1.5 * (b + 1) / n_bins)},
-            name=f"weights {w.min():.3g} to {w.max():.3g}",
-        ))
+        traces.append(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                hoverinfo="skip",
+                showlegend=False,
+                opacity=_opacity(b, n_bins),
+                line={"color": color, "width": width_scale * (0.5 + 1.5 * (b + 1) / n_bins)},
+                name=f"weights {w.min():.3g} to {w.max():.3g}",
+            )
+        )
     return traces
 
 
 def layered_unit_graph(
-    graph: "NetworkGraph",
+    graph: NetworkGraph,
     max_units_per_layer: int = 64,
     norm: str = "l2",
     n_bins: int = 4,
     max_edges: int = 50_000,
     title: str | None = None,
-) -> "go.Figure":
+) -> go.Figure:
     """The unit graph of a (small) network drawn in columns, one per block (input, then each group).
 
     Parameters
@@ -111,29 +119,43 @@ def layered_unit_graph(
     ]
     blocks = np.array([table["block"][i] for i in nodes], dtype=object)
     color = np.unique(blocks, return_inverse=True)[1] if len(blocks) else []
-    traces.append(go.Scatter(
-        x=x, y=y, mode="markers", text=hover, hoverinfo="text", showlegend=False, name="units",
-        marker={"size": 7, "color": color, "colorscale": "Viridis", "line": {"width": 0.5, "color": "#333"}},
-        customdata=nodes,
-    ))
+    traces.append(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            text=hover,
+            hoverinfo="text",
+            showlegend=False,
+            name="units",
+            marker={"size": 7, "color": color, "colorscale": "Viridis", "line": {"width": 0.5, "color": "#333"}},
+            customdata=nodes,
+        )
+    )
     fig = go.Figure(traces)
     fig.update_layout(
         title=title or f"Unit graph ({norm} weights; {len(nodes)} of {graph.n_nodes} units shown)",
-        xaxis={"tickmode": "array", "tickvals": list(range(len(graph.unit_index))),
-               "ticktext": list(graph.unit_index), "showgrid": False},
-        yaxis={"visible": False}, plot_bgcolor="white", height=520,
+        xaxis={
+            "tickmode": "array",
+            "tickvals": list(range(len(graph.unit_index))),
+            "ticktext": list(graph.unit_index),
+            "showgrid": False,
+        },
+        yaxis={"visible": False},
+        plot_bgcolor="white",
+        height=520,
     )
     return fig
 
 
 def block_graph(
-    quotient: "Quotient",
+    quotient: Quotient,
     weight: str = "mean",
     n_bins: int = 4,
     names: list[str] | None = None,
     positions: np.ndarray | None = None,
     title: str | None = None,
-) -> "go.Figure":
+) -> go.Figure:
     """A block-summarized graph: nodes are blocks (area proportional to block size), edges by block weight.
 
     Parameters
@@ -158,21 +180,42 @@ def block_graph(
     if positions.shape != (k, 2):
         raise GraphError(f"positions must have shape ({k}, 2), got {positions.shape}.")
     a, b = np.nonzero((w > 0) & ~np.eye(k, dtype=bool))
-    traces = _edge_traces(positions[a, 0], positions[a, 1], positions[b, 0], positions[b, 1], w[a, b], n_bins,
-                          "#a55a4a", width_scale=2.0)
+    traces = _edge_traces(
+        positions[a, 0], positions[a, 1], positions[b, 0], positions[b, 1], w[a, b], n_bins, "#a55a4a", width_scale=2.0
+    )
     labels = names or [str(label) for label in quotient.labels]
     sizes = quotient.sizes.astype(float)
     marker_size = 10 + 40 * np.sqrt(sizes / max(sizes.max(), 1))
     hover = [f"block {labels[i]}<br>{int(sizes[i])} units<br>within {w[i, i]:.3g}" for i in range(k)]
-    traces.append(go.Scatter(
-        x=positions[:, 0], y=positions[:, 1], mode="markers+text", text=labels, textposition="top center",
-        hovertext=hover, hoverinfo="text", showlegend=False, name="blocks",
-        marker={"size": marker_size, "color": np.diag(w), "colorscale": "Reds", "showscale": True,
-                "colorbar": {"title": f"{weight} within"}, "line": {"width": 1, "color": "#333"}},
-    ))
+    traces.append(
+        go.Scatter(
+            x=positions[:, 0],
+            y=positions[:, 1],
+            mode="markers+text",
+            text=labels,
+            textposition="top center",
+            hovertext=hover,
+            hoverinfo="text",
+            showlegend=False,
+            name="blocks",
+            marker={
+                "size": marker_size,
+                "color": np.diag(w),
+                "colorscale": "Reds",
+                "showscale": True,
+                "colorbar": {"title": f"{weight} within"},
+                "line": {"width": 1, "color": "#333"},
+            },
+        )
+    )
     fig = go.Figure(traces)
-    fig.update_layout(title=title or f"Block graph ({k} blocks, edges: {weight} weight)", xaxis={"visible": False},
-                      yaxis={"visible": False}, plot_bgcolor="white", height=520)
+    fig.update_layout(
+        title=title or f"Block graph ({k} blocks, edges: {weight} weight)",
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        plot_bgcolor="white",
+        height=520,
+    )
     return fig
 
 
@@ -182,7 +225,7 @@ def adjacency_heatmap(
     max_size: int = 4000,
     log: bool = False,
     title: str | None = None,
-) -> "go.Figure":
+) -> go.Figure:
     """Heatmap of a (square or rectangular) matrix, rows and columns reordered by ``partition``.
 
     Nodes are sorted by block (stable, so the original order is kept inside a block); block boundaries
@@ -204,7 +247,9 @@ def adjacency_heatmap(
     if partition is not None:
         labels = np.asarray(partition)
         if shape[0] != shape[1] or len(labels) != shape[0]:
-            raise GraphError(f"partition has {len(labels)} labels for a matrix of shape {shape}; it must be square and match.")
+            raise GraphError(
+                f"partition has {len(labels)} labels for a matrix of shape {shape}; it must be square and match."
+            )
         _, assignment = np.unique(labels, return_inverse=True)
         order_r = order_c = np.argsort(assignment, kind="stable")
         counts = np.bincount(assignment)
@@ -212,12 +257,16 @@ def adjacency_heatmap(
     z = z[np.ix_(order_r, order_c)]
     if log:
         z = np.log10(np.abs(z) + 1e-12 * (np.abs(z).max() or 1.0))
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis",
-                               hovertemplate="position (%{y}, %{x})<br>value %{z:.3g}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(z=z, colorscale="Viridis", hovertemplate="position (%{y}, %{x})<br>value %{z:.3g}<extra></extra>")
+    )
     for b in bounds:
         fig.add_shape(type="line", x0=b, x1=b, y0=-0.5, y1=shape[0] - 0.5, line={"color": "white", "width": 1})
         fig.add_shape(type="line", y0=b, y1=b, x0=-0.5, x1=shape[1] - 0.5, line={"color": "white", "width": 1})
-    fig.update_layout(title=title or ("Adjacency in block order" if partition is not None else "Adjacency"),
-                      yaxis={"autorange": "reversed"}, height=560,
-                      meta={"order": order_r.tolist(), "boundaries": [float(b) for b in bounds]})
+    fig.update_layout(
+        title=title or ("Adjacency in block order" if partition is not None else "Adjacency"),
+        yaxis={"autorange": "reversed"},
+        height=560,
+        meta={"order": order_r.tolist(), "boundaries": [float(b) for b in bounds]},
+    )
     return fig

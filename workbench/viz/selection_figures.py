@@ -2,6 +2,7 @@
 
 Plotly is imported inside the functions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -73,7 +74,18 @@ def embedding_scatter(
             raise ConfigError(f"dimension pair {pair} is out of range for an embedding with {d} dimensions.")
     labels, kept = _labels_and_keep(n, labels, keep)
     fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=[f"dim {a} vs dim {b}" for a, b in pairs])
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    palette = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
     for col, (a, b) in enumerate(pairs, start=1):
         for colour, value in enumerate(np.unique(labels)):
             members = np.flatnonzero(labels == value)
@@ -150,12 +162,29 @@ def kernel_heatmap(
     positions = np.flatnonzero(kept[order])
     if positions.size:
         marker = dict(color="red", size=8)
-        fig.add_trace(go.Scatter(x=positions, y=np.full(positions.size, -1.5), mode="markers", name="kept",
-                                 customdata=order[positions], marker=dict(symbol="triangle-down", **marker),
-                                 hovertemplate="kept unit %{customdata}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=np.full(positions.size, -1.5), y=positions, mode="markers", name="kept ",
-                                 showlegend=False, customdata=order[positions], marker=dict(symbol="triangle-right", **marker),
-                                 hovertemplate="kept unit %{customdata}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=positions,
+                y=np.full(positions.size, -1.5),
+                mode="markers",
+                name="kept",
+                customdata=order[positions],
+                marker=dict(symbol="triangle-down", **marker),
+                hovertemplate="kept unit %{customdata}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=np.full(positions.size, -1.5),
+                y=positions,
+                mode="markers",
+                name="kept ",
+                showlegend=False,
+                customdata=order[positions],
+                marker=dict(symbol="triangle-right", **marker),
+                hovertemplate="kept unit %{customdata}<extra></extra>",
+            )
+        )
     ticks = dict(tickvals=np.arange(n).tolist(), ticktext=[str(i) for i in order]) if n <= 64 else {}
     fig.update_xaxes(range=[-2.5, n - 0.5], **ticks)
     fig.update_yaxes(range=[n - 0.5, -2.5], scaleanchor="x", **ticks)

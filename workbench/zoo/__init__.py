@@ -5,6 +5,7 @@ keyword arguments), its expected input shape without the batch dimension (``mode
 task (``model.task``: "classification" or "segmentation"), so that checkpoints can rebuild it and tools
 can make an example input (:func:`example_input`). Every zoo model traces with ``torch.fx``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,7 +59,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"bad arguments for model {name!r}: {exc}. See `workbench models` for what it takes.") from exc
+        raise ConfigError(
+            f"bad arguments for model {name!r}: {exc}. See `workbench models` for what it takes."
+        ) from exc
     model.workbench_spec = {"name": name, "kwargs": copy.deepcopy(kwargs)}
     return model
 
@@ -83,8 +86,6 @@ def example_input(model: nn.Module, batch_size: int = 1, random_state: int = 0) 
         )
     generator = torch.Generator().manual_seed(random_state)
     return torch.randn(batch_size, *shape, generator=generator)
-
-
 
 
 _DATA_ARGS = {
@@ -118,4 +119,13 @@ def create_model_for_data(name: str, input_shape: tuple[int, ...], num_classes: 
     return create_model(name, **derived, **kwargs)
 
 
-__all__ = ["create_model", "create_model_for_data", "list_models", "describe_models", "model_spec", "example_input", "register_model", "MODELS"]
+__all__ = [
+    "create_model",
+    "create_model_for_data",
+    "list_models",
+    "describe_models",
+    "model_spec",
+    "example_input",
+    "register_model",
+    "MODELS",
+]

@@ -13,6 +13,7 @@ name            model
 ``enet``        ENet for semantic segmentation
 ==============  ===========================================================
 """
+
 from workbench.zoo.models import cnn1d, enet, lenet5, mlp, mobilenet, resnet, vgg  # noqa: F401
 
 __all__ = ["cnn1d", "enet", "lenet5", "mlp", "mobilenet", "resnet", "vgg"]

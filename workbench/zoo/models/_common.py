@@ -1,4 +1,5 @@
 """Argument checks and weight initialisation shared by the built-in models."""
+
 from __future__ import annotations
 
 import numbers

@@ -1,4 +1,5 @@
 """A small 1-D CNN for MNIST-1D, in the style of the CNN of Greydanus (2020)."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -13,6 +13,7 @@ dropout is 0.01 in stage 1 and 0.1 afterwards, none in the decoder; the decoder 
 extension branch with a 3x3 transposed convolution (stride 2) and its main branch with a 1x1
 convolution, BatchNorm and max-unpooling; BatchNorm eps is 1e-3.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,14 @@ from workbench.zoo.models._common import check_int, check_size2d, kaiming_init_
 _BN_EPS = 1e-3
 #: Stage 2 and 3 pattern: (kind, dilation or kernel size).
 _STAGE_PATTERN = [
-    ("regular", 1), ("dilated", 2), ("asymmetric", 5), ("dilated", 4),
-    ("regular", 1), ("dilated", 8), ("asymmetric", 5), ("dilated", 16),
+    ("regular", 1),
+    ("dilated", 2),
+    ("asymmetric", 5),
+    ("dilated", 4),
+    ("regular", 1),
+    ("dilated", 8),
+    ("asymmetric", 5),
+    ("dilated", 16),
 ]
 
 

@@ -1,4 +1,5 @@
 """LeNet-5 as in the Caffe MNIST example (the variant pruned in Han et al. 2015)."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -1,4 +1,5 @@
 """Multilayer perceptrons: a general ``mlp`` and LeNet-300-100 (LeCun et al. 1998)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

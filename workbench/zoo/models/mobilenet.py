@@ -1,4 +1,5 @@
 """MobileNet v1 (Howard et al. 2017) with width (alpha) and resolution multipliers."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -9,8 +10,19 @@ from workbench.zoo.models._common import check_int, check_positive, kaiming_init
 #: (output channels, stride) of the 13 depthwise-separable blocks. The paper's table lists stride 2
 #: for the last block, a known misprint: the reference implementation (and the 7x7 output) uses 1.
 MOBILENET_V1_BLOCKS: list[tuple[int, int]] = [
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 ]
 MIN_DEPTH = 8
 

@@ -1,4 +1,5 @@
 """CIFAR-style residual networks (He et al. 2016, section 4.2) with projection shortcuts."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -71,7 +72,9 @@ class CifarResNet(nn.Module):
 
 
 @register_model("resnet", description="CIFAR ResNet-(6n+2) (He et al. 2016) with 1x1-conv projection shortcuts")
-def resnet(depth: int = 20, in_channels: int = 3, input_size: int = 32, classes: int = 10, width: float = 1.0) -> CifarResNet:
+def resnet(
+    depth: int = 20, in_channels: int = 3, input_size: int = 32, classes: int = 10, width: float = 1.0
+) -> CifarResNet:
     """CIFAR ResNet of ``depth = 6n + 2`` layers (20, 32, 44, 56, 110, ...), widths ``16/32/64 * width``.
 
     Shortcuts that change shape are 1x1 convolutions with BatchNorm (option B), so every part of the

@@ -1,4 +1,5 @@
 """VGG networks with batch normalisation (Simonyan & Zisserman 2015), small CIFAR-style by default."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
