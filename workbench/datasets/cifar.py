@@ -223,7 +223,9 @@ def _locate(root: str | os.PathLike | None) -> tuple[Path, _Layout]:
     )
 
 
-@register_dataset("cifar10", "CIFAR-10 python or binary batches from a folder: 3x32x32 colour images, 10 classes")
+@register_dataset(
+    "cifar10", "CIFAR-10 python or binary batches from a folder: 3x32x32 colour images, 10 classes; on disk"
+)
 def cifar10(
     root: str | os.PathLike | None, split: str, *, normalize: bool = False, val_fraction: float = 0.1
 ) -> ArrayDataset:
