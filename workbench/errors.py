@@ -64,6 +64,11 @@ class PlanWarning(UserWarning):
     what and why. Callers that report these (the study runner, ``workbench compress``) filter by this class."""
 
 
+class NumericsWarning(RuntimeWarning):
+    """A result is reported as NaN because what it is computed from is not finite (e.g. a model whose outputs
+    are NaN); the message says how much of the input was affected."""
+
+
 def closest(name: str, choices: Iterable[str]) -> str:
     """Return a " Did you mean 'x'?" hint for ``name`` among ``choices`` (empty when nothing is close)."""
     match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)

@@ -57,6 +57,25 @@ def similarity_matrix(features: np.ndarray, metric: str = "cosine") -> np.ndarra
     raise SelectionError(f"unknown similarity metric {metric!r}; use one of {', '.join(METRICS)}.")
 
 
+def as_float_array(value: Any, name: str, group: str) -> np.ndarray:
+    """``value`` as a float64 array; a SelectionError naming its dtype when it does not hold real numbers."""
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise SelectionError(f"group {group!r}: {name} is not a rectangular array of numbers ({exc}).") from None
+    if array.dtype.kind in "biuf":
+        return array.astype(np.float64, copy=False)
+    if array.dtype.kind == "O":
+        try:
+            return array.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise SelectionError(
+        f"group {group!r}: {name} has dtype {array.dtype}, but selectors need real numbers (bool, int or float); "
+        "convert it first, e.g. np.asarray(values, dtype=float), or encode categories as numbers."
+    )
+
+
 @dataclass
 class UnitView:
     """Arrays describing the n units of one prunable group.
@@ -97,7 +116,7 @@ class UnitView:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.features = np.asarray(self.features, dtype=np.float64)
+        self.features = as_float_array(self.features, "features", self.group)
         if self.features.ndim != 2 or self.features.shape[0] == 0:
             raise SelectionError(
                 f"UnitView {self.group!r}: features must be a non-empty (units x features) array, got shape "
@@ -108,7 +127,7 @@ class UnitView:
             value = getattr(self, name)
             if value is None:
                 continue
-            value = np.asarray(value, dtype=np.float64)
+            value = as_float_array(value, name, self.group)
             axis = 1 if name == "activations" else 0
             if value.ndim <= axis or value.shape[axis] != n:
                 raise SelectionError(

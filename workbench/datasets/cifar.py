@@ -1,15 +1,22 @@
-"""CIFAR-10 in its "python version" layout (``cifar-10-batches-py``), read from a folder the user gives.
+"""CIFAR-10 from a folder the user gives, in its "python version" or its "binary version" layout.
 
-The folder holds ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and (optionally) ``batches.meta``.
-Each batch is a pickled dict with ``b"data"`` (N x 3072 unsigned bytes: the red, green and blue
-32 x 32 planes of each image) and ``b"labels"`` (N ints). These files are unpickled, which runs
-whatever code a crafted pickle holds: only point ``root`` at a copy of CIFAR-10 you trust.
+- ``cifar-10-batches-py``: ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and (optionally)
+  ``batches.meta``. Each batch is a pickled dict with ``b"data"`` (N x 3072 unsigned bytes: the red,
+  green and blue 32 x 32 planes of each image) and ``b"labels"`` (N ints). The batches are read with a
+  restricted unpickler that builds only what they hold (dicts, lists, bytes, strings, numbers and numpy
+  arrays) and refuses any other class or function, so a crafted batch cannot run code.
+- ``cifar-10-batches-bin``: ``data_batch_1.bin`` .. ``data_batch_5.bin``, ``test_batch.bin`` and
+  (optionally) ``batches.meta.txt``. Each record is one label byte followed by the 3072 pixel bytes,
+  in the same plane order; no pickle at all.
+
+Both layouts give the same arrays for the same images. A folder holding both is read in the binary layout.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,48 +25,72 @@ import torch
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
-from workbench.datasets.files import require_folder
+from workbench.datasets.files import load_restricted_pickle, read_maybe_gzipped, require_folder
 from workbench.datasets.options import check_fraction
 from workbench.datasets.splits import pick_split, stratified_split
 from workbench.errors import DataError
 
-TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_BATCH = "test_batch"
-META = "batches.meta"
-FOLDER = "cifar-10-batches-py"
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
+IMAGE_BYTES = 3 * 32 * 32
+RECORD_BYTES = 1 + IMAGE_BYTES  # binary layout: label byte, then the pixels
 SPLIT_SEED = 0
-_CONTENTS = f"the CIFAR-10 python batches ({FOLDER}: data_batch_1..5, test_batch), or its parent"
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+BIN_FOLDER = "cifar-10-batches-bin"
+BIN_TRAIN_BATCHES = tuple(f"{name}.bin" for name in TRAIN_BATCHES)
+BIN_TEST_BATCH = f"{TEST_BATCH}.bin"
+BIN_META = "batches.meta.txt"
+_CONTENTS = (
+    f"CIFAR-10 ({FOLDER}: data_batch_1..5, test_batch; or {BIN_FOLDER}: data_batch_1..5.bin, test_batch.bin), "
+    "or its parent"
+)
+_PICKLE_CONTENTS = "a CIFAR-10 batch holds only dicts, lists, bytes, strings, numbers and numpy arrays"
 
 
-def _batch_folder(root: str | os.PathLike | None) -> Path:
-    folder = require_folder(root, "cifar10", _CONTENTS)
-    for candidate in (folder, folder / FOLDER):
-        if any((candidate / name).is_file() for name in (*TRAIN_BATCHES, TEST_BATCH)):
-            return candidate
-    raise DataError(
-        f"{folder}: no CIFAR-10 batches found here or in {folder / FOLDER}; expected files "
-        f"{', '.join(TRAIN_BATCHES)}, {TEST_BATCH}. Pass root=PATH to {_CONTENTS}."
-    )
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes with protocols 0-2, limited to the latin-1 codec."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ValueError(f"_codecs.encode with {type(text).__name__} and codec {encoding!r}: only latin-1 bytes")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The globals a CIFAR-10 pickle may name: numpy's array reconstructors, ``ndarray`` and ``dtype``.
+
+    The functions are taken from numpy's own pickling, so their module is ``numpy.core`` or ``numpy._core``
+    (numpy 2) as the installed numpy has it; files written under either name are read.
+    """
+    reconstruct = np.zeros(0).__reduce__()[0]  # ndarray pickled with protocols 0-4
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # ndarray pickled with protocol 5
+    scalar = np.float64(0).__reduce__()[0]  # numpy scalars
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    allowed[("_codecs", "encode")] = _latin1  # bytes in protocols 0-2 written by Python 3
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+def _require_file(path: Path, layout: _Layout) -> None:
+    if not path.is_file():
+        raise DataError(
+            f"{path.parent}: missing CIFAR-10 file {path.name}; expected {', '.join(layout.train)}, "
+            f"{layout.test} (and optionally {layout.meta})."
+        )
 
 
 def _unpickle(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(
-            f"{path.parent}: missing CIFAR-10 file {path.name}; expected {', '.join(TRAIN_BATCHES)}, "
-            f"{TEST_BATCH} (and optionally {META})."
-        )
-    try:
-        with path.open("rb") as handle:
-            return pickle.load(handle, encoding="bytes")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
-    except Exception as exc:  # a corrupt pickle can fail in many ways (UnpicklingError, EOFError, ValueError, ...)
-        raise DataError(
-            f"{path}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc}); download the batch again."
-        ) from exc
+    _require_file(path, PYTHON)
+    return load_restricted_pickle(path, _ALLOWED, _PICKLE_CONTENTS, what="CIFAR-10 pickle")
 
 
 def _field(batch: dict, key: str) -> Any:
@@ -69,8 +100,21 @@ def _field(batch: dict, key: str) -> Any:
     raise KeyError(key)
 
 
-def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 batch: uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``, validated."""
+def _checked(path: Path, data: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` and int64 labels from the rows ``data`` (N x 3072) and ``labels``, validated
+    (``what`` names the labels in messages)."""
+    if labels.size and labels.dtype.kind not in "iu":
+        raise DataError(f"{path}: {what} holds {labels.dtype} values, expected a list of integer class labels.")
+    labels = labels.astype(np.int64)
+    if labels.shape != (len(data),):
+        raise DataError(f"{path}: {len(data)} images but {what} has shape {labels.shape}; expected ({len(data)},).")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DataError(f"{path}: labels range over {labels.min()}..{labels.max()}, expected 0..{NUM_CLASSES - 1}.")
+    return data.reshape(len(data), *IMAGE_SHAPE), labels
+
+
+def read_python_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of the python layout: uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``, validated."""
     path = Path(path)
     batch = _unpickle(path)
     if not isinstance(batch, dict):
@@ -81,32 +125,39 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         found = ", ".join(repr(k) for k in list(batch)[:10])
         raise DataError(f"{path}: no {exc.args[0]!r} entry; expected b'data' and b'labels', found {found}.") from None
     data = np.asarray(data)
-    size = int(np.prod(IMAGE_SHAPE))
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
-        raise DataError(f"{path}: b'data' is {data.dtype} of shape {data.shape}, expected uint8 of shape (N, {size}).")
-    labels = np.asarray(labels)
-    if labels.size and labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: b'labels' holds {labels.dtype} values, expected a list of integer class labels.")
-    labels = labels.astype(np.int64)
-    if labels.shape != (len(data),):
-        raise DataError(f"{path}: {len(data)} images but b'labels' has shape {labels.shape}; expected ({len(data)},).")
-    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DataError(f"{path}: labels range over {labels.min()}..{labels.max()}, expected 0..{NUM_CLASSES - 1}.")
-    return data.reshape(len(data), *IMAGE_SHAPE), labels
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+        raise DataError(
+            f"{path}: b'data' is {data.dtype} of shape {data.shape}, expected uint8 of shape (N, {IMAGE_BYTES})."
+        )
+    try:
+        labels = np.asarray(labels)
+    except ValueError as exc:  # ragged nested lists
+        raise DataError(f"{path}: b'labels' is not a list of integer class labels ({exc}).") from None
+    return _checked(path, data, labels, "b'labels'")
 
 
-def _read_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    missing = [name for name in names if not (folder / name).is_file()]
-    if missing:
-        raise DataError(f"{folder}: missing CIFAR-10 file(s) {', '.join(missing)}; expected {', '.join(names)}.")
-    parts = [read_batch(folder / name) for name in names]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+def read_binary_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of the binary layout (records of 1 label byte + 3072 pixel bytes), as :func:`read_python_batch`."""
+    path = Path(path)
+    _require_file(path, BINARY)
+    raw = read_maybe_gzipped(path)
+    if not raw or len(raw) % RECORD_BYTES:
+        raise DataError(
+            f"{path}: {len(raw)} bytes, not a whole number of {RECORD_BYTES}-byte CIFAR-10 records (1 label byte + "
+            f"{IMAGE_BYTES} pixel bytes); the file is truncated or not a CIFAR-10 binary batch. Download it again."
+        )
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD_BYTES)
+    return _checked(path, records[:, 1:], records[:, 0], "the label bytes")
 
 
-def _class_names(folder: Path) -> list[str]:
-    path = folder / META
-    if not path.is_file():
-        return list(CLASS_NAMES)
+def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 batch of either layout (``.bin``: binary, otherwise python): uint8 images ``(N, 3, 32, 32)``
+    and int64 labels ``(N,)``, validated."""
+    reader = read_binary_batch if Path(path).suffix == ".bin" else read_python_batch
+    return reader(path)
+
+
+def _pickled_class_names(path: Path) -> list[str]:
     meta = _unpickle(path)
     try:
         names = _field(meta, "label_names") if isinstance(meta, dict) else None
@@ -117,16 +168,74 @@ def _class_names(folder: Path) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-@register_dataset("cifar10", "CIFAR-10 python batches from a folder: 3x32x32 colour images, 10 classes; on disk")
+def _text_class_names(path: Path) -> list[str]:
+    try:
+        names = [line.strip() for line in read_maybe_gzipped(path).decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text file of class names ({exc}).") from None
+    if len(names) != NUM_CLASSES:
+        raise DataError(f"{path}: {len(names)} class names, expected {NUM_CLASSES} (one per line).")
+    return names
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """One on-disk layout of CIFAR-10: its folder and file names, and how to read them."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: str
+    meta: str
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray]]
+    read_names: Callable[[Path], list[str]]
+
+    def holds_batches(self, folder: Path) -> bool:
+        return any((folder / name).is_file() for name in (*self.train, self.test))
+
+    def class_names(self, folder: Path) -> list[str]:
+        path = folder / self.meta
+        return self.read_names(path) if path.is_file() else list(CLASS_NAMES)
+
+    def read_batches(self, folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        missing = [name for name in names if not (folder / name).is_file()]
+        if missing:
+            raise DataError(f"{folder}: missing CIFAR-10 file(s) {', '.join(missing)}; expected {', '.join(names)}.")
+        parts = [self.read(folder / name) for name in names]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+PYTHON = _Layout(FOLDER, TRAIN_BATCHES, TEST_BATCH, META, read_python_batch, _pickled_class_names)
+BINARY = _Layout(BIN_FOLDER, BIN_TRAIN_BATCHES, BIN_TEST_BATCH, BIN_META, read_binary_batch, _text_class_names)
+_LAYOUTS = (BINARY, PYTHON)  # binary first: it needs no unpickling
+
+
+def _locate(root: str | os.PathLike | None) -> tuple[Path, _Layout]:
+    """The folder holding the batches and its layout: ``root`` itself, else its binary or python subfolder."""
+    folder = require_folder(root, "cifar10", _CONTENTS)
+    for candidate in (folder, *(folder / layout.folder for layout in _LAYOUTS)):
+        for layout in _LAYOUTS:
+            if layout.holds_batches(candidate):
+                return candidate, layout
+    raise DataError(
+        f"{folder}: no CIFAR-10 batches found here or in {folder / BIN_FOLDER} or {folder / FOLDER}; expected "
+        f"files {', '.join(TRAIN_BATCHES)}, {TEST_BATCH} (python layout) or {', '.join(BIN_TRAIN_BATCHES)}, "
+        f"{BIN_TEST_BATCH} (binary layout). Pass root=PATH to {_CONTENTS}."
+    )
+
+
+@register_dataset(
+    "cifar10", "CIFAR-10 python or binary batches from a folder: 3x32x32 colour images, 10 classes; on disk"
+)
 def cifar10(
     root: str | os.PathLike | None, split: str, *, normalize: bool = False, val_fraction: float = 0.1
 ) -> ArrayDataset:
     """CIFAR-10 images scaled to [0, 1].
 
-    ``root`` is the ``cifar-10-batches-py`` folder or its parent. ``"test"`` is ``test_batch``;
-    ``"train"`` and ``"val"`` come from ``data_batch_1..5``: ``val`` is ``val_fraction`` of each
-    class chosen with a fixed seed (5000 of 50000 by default), ``"trainval"`` all of them. ``indices``
-    are positions in the batches read (the five training batches in order, or the test batch).
+    ``root`` is the ``cifar-10-batches-py`` or ``cifar-10-batches-bin`` folder, or their parent (the
+    layout is detected). ``"test"`` is the test batch; ``"train"`` and ``"val"`` come from the five
+    training batches: ``val`` is ``val_fraction`` of each class chosen with a fixed seed (5000 of 50000
+    by default), ``"trainval"`` all of them. ``indices`` are positions in the batches read (the five
+    training batches in order, or the test batch).
 
     Parameters
     ----------
@@ -136,14 +245,14 @@ def cifar10(
     val_fraction
         Share of the training batches held out as ``val``.
     """
-    folder = _batch_folder(root)
+    folder, layout = _locate(root)
     val_fraction = check_fraction(val_fraction, "val_fraction")
-    class_names = _class_names(folder)
+    class_names = layout.class_names(folder)
     if split == "test":
-        images, labels = _read_batches(folder, (TEST_BATCH,))
+        images, labels = layout.read_batches(folder, (layout.test,))
         rows = np.arange(len(labels))
     else:
-        images, labels = _read_batches(folder, TRAIN_BATCHES)
+        images, labels = layout.read_batches(folder, layout.train)
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
         rows = pick_split(split, {"train": train, "val": val})
     dataset = make_dataset(
@@ -158,7 +267,7 @@ def cifar10(
         class_names=class_names,
     )
     if normalize:
-        train_images = images if split != "test" else _read_batches(folder, TRAIN_BATCHES)[0]
+        train_images = images if split != "test" else layout.read_batches(folder, layout.train)[0]
         mean, std = _channel_stats(train_images)
         dataset.inputs.sub_(mean[:, None, None]).div_(std[:, None, None])
     return dataset

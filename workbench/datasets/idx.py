@@ -17,7 +17,7 @@ import numpy as np
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
-from workbench.datasets.files import read_maybe_gzipped, require_folder
+from workbench.datasets.files import read_head, read_maybe_gzipped, require_folder
 from workbench.datasets.options import check_fraction, check_int
 from workbench.datasets.splits import pick_split, stratified_split
 from workbench.errors import ConfigError, DataError
@@ -34,6 +34,7 @@ IDX_TYPES = {
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 SPLIT_SEED = 0
+_MAX_HEADER = 4 + 4 * 255  # magic number and up to 255 dimension sizes
 _CONTENTS = "the MNIST-style IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...)"
 
 
@@ -54,6 +55,31 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     """
     path = Path(path)
     data = read_maybe_gzipped(path)
+    dtype, dims, header = _parse_header(path, data, expected_magic)
+    expected = math.prod(dims) * dtype.itemsize
+    payload = len(data) - header
+    shape = " x ".join(map(str, dims))
+    if payload < expected:
+        raise DataError(
+            f"{path}: truncated: the header declares {shape} values ({expected} bytes) but only {payload} bytes "
+            "follow it. Download the file again."
+        )
+    if payload > expected:
+        raise DataError(
+            f"{path}: {payload - expected} bytes more than the {shape} values ({expected} bytes) the header declares; "
+            "not a valid IDX file."
+        )
+    return np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header).reshape(dims)
+
+
+def read_idx_shape(path: str | os.PathLike, expected_magic: int | None = None) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, read without loading (or decompressing) the values."""
+    path = Path(path)
+    return _parse_header(path, read_head(path, _MAX_HEADER), expected_magic)[1]
+
+
+def _parse_header(path: Path, data: bytes, expected_magic: int | None) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The value type, the dimensions and the header length of the IDX file whose first bytes are ``data``."""
     if len(data) < 4:
         raise DataError(f"{path}: {len(data)} bytes, too short for an IDX header (at least 4 bytes expected).")
     magic = int.from_bytes(data[:4], "big")
@@ -69,20 +95,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
     if len(data) < header:
         raise DataError(f"{path}: truncated header: {ndim} dimension sizes declared, file has {len(data)} bytes.")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = math.prod(dims) * dtype.itemsize
-    payload = len(data) - header
-    shape = " x ".join(map(str, dims))
-    if payload < expected:
-        raise DataError(
-            f"{path}: truncated: the header declares {shape} values ({expected} bytes) but only {payload} bytes "
-            "follow it. Download the file again."
-        )
-    if payload > expected:
-        raise DataError(
-            f"{path}: {payload - expected} bytes more than the {shape} values ({expected} bytes) the header declares; "
-            "not a valid IDX file."
-        )
-    return np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header).reshape(dims)
+    return dtype, dims, header
 
 
 def _describe_magic(magic: int) -> str:
@@ -104,9 +117,8 @@ def _read_labels(folder: Path, prefix: str) -> tuple[np.ndarray, Path]:
     return read_idx(path, LABELS_MAGIC).astype(np.int64), path
 
 
-def _read_images(folder: Path, prefix: str, labels: np.ndarray, labels_path: Path) -> np.ndarray:
-    """The byte images ``(N, 1, rows, columns)`` of ``prefix``, checked to match ``labels`` in number."""
-    path = _find(folder, f"{prefix}-images", 3)
+def _read_images(path: Path, labels: np.ndarray, labels_path: Path) -> np.ndarray:
+    """The byte images ``(N, 1, rows, columns)`` in ``path``, checked to match ``labels`` in number."""
     images = read_idx(path, IMAGES_MAGIC)
     if len(images) != len(labels):
         raise DataError(
@@ -114,6 +126,36 @@ def _read_images(folder: Path, prefix: str, labels: np.ndarray, labels_path: Pat
             "the two files must come from the same data set."
         )
     return images[:, None, :, :]
+
+
+def _check_image_sizes(train_path: Path, test_path: Path) -> None:
+    """Refuse train and test images of different sizes (read from the headers only), before any training."""
+    train_size, test_size = read_idx_shape(train_path, IMAGES_MAGIC)[1:], read_idx_shape(test_path, IMAGES_MAGIC)[1:]
+    if train_size != test_size:
+        raise DataError(
+            f"{test_path}: images of {' x '.join(map(str, test_size))} pixels, but {train_path.name} holds images of "
+            f"{' x '.join(map(str, train_size))}; a model trained on one cannot run on the other. Use the train and "
+            "t10k files of the same data set."
+        )
+
+
+def _infer_num_classes(train_labels: np.ndarray, labels_by_path: dict[Path, np.ndarray]) -> int:
+    """One more than the largest label, provided every class up to it has training samples.
+
+    A gap means a corrupt label (a 200 among 0..9 would make a 201-class model) or labels that are not
+    0-based class indices; the caller then has to declare ``num_classes``.
+    """
+    path, highest = max(((p, int(labels.max(initial=0))) for p, labels in labels_by_path.items()), key=lambda x: x[1])
+    num_classes = highest + 1
+    missing = np.setdiff1d(np.arange(num_classes), train_labels)
+    if missing.size:
+        examples = ", ".join(map(str, missing[:5])) + (", ..." if missing.size > 5 else "")
+        raise DataError(
+            f"{path}: label {highest} would make a {num_classes}-class model, but {missing.size} of those classes "
+            f"have no training sample ({examples}): a corrupt label, or labels that are not 0-based class indices. "
+            "Pass num_classes=N to declare the number of classes (labels must then be below N)."
+        )
+    return num_classes
 
 
 @register_dataset("idx", "MNIST-style IDX files (MNIST, Fashion-MNIST, KMNIST) from a folder: 1x28x28 images; on disk")
@@ -135,7 +177,8 @@ def idx(
     Parameters
     ----------
     num_classes
-        Number of classes; by default one more than the largest label in the train and test label files.
+        Number of classes; by default one more than the largest label in the train and test label files,
+        provided every class up to it has training samples (otherwise a :class:`DataError` asks for it).
     class_names
         Names of the classes (e.g. Fashion-MNIST's); ``"0", "1", ...`` by default.
     val_fraction
@@ -145,8 +188,10 @@ def idx(
     val_fraction = check_fraction(val_fraction, "val_fraction")
     train_labels, train_labels_path = _read_labels(folder, "train")
     test_labels, test_labels_path = _read_labels(folder, "t10k")
+    train_images_path, test_images_path = _find(folder, "train-images", 3), _find(folder, "t10k-images", 3)
+    _check_image_sizes(train_images_path, test_images_path)
     if num_classes is None:
-        num_classes = int(max(train_labels.max(initial=0), test_labels.max(initial=0))) + 1
+        num_classes = _infer_num_classes(train_labels, {train_labels_path: train_labels, test_labels_path: test_labels})
     else:
         num_classes = check_int(num_classes, "num_classes", 2)
     for labels, path in ((train_labels, train_labels_path), (test_labels, test_labels_path)):
@@ -157,10 +202,10 @@ def idx(
 
     if split == "test":
         labels, labels_path, rows = test_labels, test_labels_path, np.arange(len(test_labels))
-        images = _read_images(folder, "t10k", labels, labels_path)
+        images = _read_images(test_images_path, labels, labels_path)
     else:
         labels, labels_path = train_labels, train_labels_path
-        images = _read_images(folder, "train", labels, labels_path)
+        images = _read_images(train_images_path, labels, labels_path)
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
         rows = pick_split(split, {"train": train, "val": val})
     return make_dataset(

@@ -29,6 +29,7 @@ import numpy as np
 
 from workbench.errors import SelectionError
 from workbench.select.greedy import lazy_argmax
+from workbench.select.validation import clip_spectrum
 from workbench.utils import RandomState, check_random_state
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 Columns = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
+_KERNEL = "the k-DPP kernel L"
 
 
 def _check_square(L: np.ndarray, name: str = "L") -> np.ndarray:
@@ -91,7 +93,9 @@ class KDPP:
     Parameters
     ----------
     L
-        (n, n) symmetric PSD likelihood kernel. Eigenvalues below n * eps * max are treated as zero.
+        (n, n) symmetric PSD likelihood kernel. Eigenvalues below n * eps * max are treated as zero; negative
+        ones are clipped to zero when they are rounding (see :func:`~workbench.select.validation.clip_spectrum`)
+        and refused with a :class:`SelectionError` when they are not.
     eig
         Optional precomputed ``(eigenvalues, eigenvectors)`` of L (as from ``np.linalg.eigh``).
     """
@@ -104,6 +108,7 @@ class KDPP:
             eigenvalues, eigenvectors = np.linalg.eigh((L + L.T) / 2.0)
         else:
             eigenvalues, eigenvectors = (np.asarray(a, dtype=np.float64) for a in eig)
+        eigenvalues, _ = clip_spectrum(eigenvalues, _KERNEL, stacklevel=3)
         self.eigenvalues, self.rank = _numerical_rank(eigenvalues)
         self.eigenvectors = eigenvectors
         self.n = int(self.eigenvalues.size)
@@ -191,7 +196,7 @@ def sample_k_dpp(L: np.ndarray, k: int, random_state: RandomState = None, n_samp
     Raises
     ------
     SelectionError
-        L not square / not finite, k out of range, or rank(L) < k.
+        L not square / not finite / not positive semi-definite beyond rounding, k out of range, or rank(L) < k.
     """
     L = _check_square(L)
     k = _check_k(k, L.shape[0])
@@ -372,9 +377,9 @@ def greedy_map_details(
 
 
 def sample_k_dpp_dppy(L: np.ndarray, k: int, random_state: RandomState = None) -> np.ndarray:
-    """Exact k-DPP sample with dppy (``FiniteDPP('likelihood', L=...).sample_exact_k_dpp``).
+    """Exact k-DPP sample with dppy (``FiniteDPP('likelihood', L_eig_dec=...).sample_exact_k_dpp``).
 
-    The k-DPP does not change when L is scaled, so L is first divided by
+    L's spectrum is checked as in :class:`KDPP`. The k-DPP does not change when L is scaled, so L is first divided by
     c = (tr L / n) * C(n, k)^(1/k); then e_k of the scaled eigenvalues is at most 1 (Maclaurin's
     inequality) and dppy's plain elementary-symmetric-polynomial table does not overflow. dppy's
     failures on ill-conditioned kernels are raised as :class:`SelectionError`.
@@ -388,14 +393,16 @@ def sample_k_dpp_dppy(L: np.ndarray, k: int, random_state: RandomState = None) -
     L = _check_square(L)
     n = L.shape[0]
     k = _check_k(k, n)
-    mean = float(np.trace(L)) / n
+    values, vectors = np.linalg.eigh((L + L.T) / 2.0)
+    values, _ = clip_spectrum(values, _KERNEL, stacklevel=3)
+    mean = float(values.sum()) / n
     if not mean > 0:
         raise SelectionError("the kernel has a non-positive trace; a k-DPP kernel must be PSD and non-zero.")
     log_binom = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)
-    scaled = (L + L.T) / (2.0 * mean * np.exp(log_binom / k))
+    scale = mean * np.exp(log_binom / k)
     try:
         with np.errstate(all="ignore"):
-            sample = FiniteDPP("likelihood", L=scaled).sample_exact_k_dpp(
+            sample = FiniteDPP("likelihood", L_eig_dec=(values / scale, vectors)).sample_exact_k_dpp(
                 size=k, random_state=legacy_random_state(random_state)
             )
         sample = np.asarray(sample, dtype=int)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from workbench.errors import SelectionError
-from workbench.unitview import UnitView
+from workbench.unitview import UnitView, as_float_array
 
 #: relative asymmetry ||K - Kᵀ||_F / ||K||_F below which a kernel is symmetrized silently
 SILENT_ASYMMETRY = 1e-10
@@ -24,15 +24,15 @@ def as_unit_view(view: UnitView | np.ndarray, group: str = "units") -> UnitView:
     if isinstance(view, UnitView):
         return view
     if isinstance(view, np.ndarray) or isinstance(view, (list, tuple)):
-        return UnitView(group=group, features=np.asarray(view, dtype=np.float64))
+        return UnitView(group=group, features=view)
     raise SelectionError(
         f"selectors read a workbench.unitview.UnitView or an (n, d) feature array, got {type(view).__name__}."
     )
 
 
 def check_finite(array: np.ndarray, name: str, group: str) -> np.ndarray:
-    """``array`` as float64, refusing NaN and infinite values."""
-    array = np.asarray(array, dtype=np.float64)
+    """``array`` as float64, refusing values that are not numbers (naming the dtype), NaN and infinite values."""
+    array = as_float_array(array, name, group)
     if not np.all(np.isfinite(array)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise SelectionError(
@@ -71,27 +71,42 @@ def check_symmetric(kernel: np.ndarray, group: str) -> np.ndarray:
     return (kernel + kernel.T) / 2.0
 
 
+def clip_spectrum(eigenvalues: np.ndarray, subject: str, stacklevel: int = 3) -> tuple[np.ndarray, bool]:
+    """The eigenvalues of a kernel that must be PSD, with negative rounding clipped to 0.
+
+    Relative to the largest ``|eigenvalue|``: negatives down to ``SILENT_NEGATIVE`` are clipped silently,
+    down to ``MAX_NEGATIVE`` with a warning; larger ones are refused with a :class:`SelectionError` naming
+    ``subject``. Also returns whether the clipping was more than rounding (and warned about).
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    lowest = float(np.min(values)) if values.size else 0.0
+    if top == 0 or lowest >= -SILENT_NEGATIVE * top:
+        return np.clip(values, 0.0, None), False
+    if -lowest > MAX_NEGATIVE * top:
+        negative = int(np.count_nonzero(values < -MAX_NEGATIVE * top))
+        raise SelectionError(
+            f"{subject} is not positive semi-definite: {negative} of its {values.size} eigenvalues are negative "
+            f"beyond rounding, the smallest {lowest:.3g} against a largest of {float(np.max(values)):.3g} (tolerance "
+            f"{MAX_NEGATIVE:g} of the largest |eigenvalue|). A DPP or log-det objective needs a PSD kernel such as a "
+            "cosine, linear or rbf similarity of features (workbench.unitview.similarity_matrix)."
+        )
+    warnings.warn(
+        f"{subject} has small negative eigenvalues (down to {lowest:.3g}, largest {top:.3g}); they are clipped to 0.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return np.clip(values, 0.0, None), True
+
+
 def check_psd(kernel: np.ndarray, group: str) -> np.ndarray:
     """A PSD kernel: small negative eigenvalues are clipped with a warning, large ones refused."""
     eigenvalues, eigenvectors = np.linalg.eigh(kernel)
-    top = float(np.max(np.abs(eigenvalues)))
-    lowest = float(eigenvalues[0])
-    if top == 0 or lowest >= -SILENT_NEGATIVE * top:
+    clipped, changed = clip_spectrum(eigenvalues, f"group {group!r}: the kernel", stacklevel=4)
+    if not changed:
         return kernel
-    if -lowest > MAX_NEGATIVE * top:
-        raise SelectionError(
-            f"group {group!r}: the kernel is not positive semi-definite (smallest eigenvalue {lowest:.3g} against "
-            f"a largest of {top:.3g}); a DPP or log-det objective needs a PSD kernel such as a cosine, linear or "
-            "rbf similarity of features."
-        )
-    warnings.warn(
-        f"group {group!r}: the kernel has small negative eigenvalues (down to {lowest:.3g}, largest {top:.3g}); "
-        "they are clipped to 0.",
-        UserWarning,
-        stacklevel=3,
-    )
-    clipped = (eigenvectors * np.clip(eigenvalues, 0.0, None)) @ eigenvectors.T
-    return (clipped + clipped.T) / 2.0
+    rebuilt = (eigenvectors * clipped) @ eigenvectors.T
+    return (rebuilt + rebuilt.T) / 2.0
 
 
 def check_not_constant(view: UnitView, selector: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from workbench.datasets.batches import Batches, Data, check_positive_int, data_attribute
-from workbench.errors import DataError
+from workbench.errors import DataError, NumericsWarning
 from workbench.metrics.forward import checked_forward, evaluation_mode, model_dtype
 from workbench.metrics.scores import confusion_matrix, mean_iou, pixel_accuracy
 from workbench.train.devices import resolve_device, to_device
@@ -64,6 +66,8 @@ def evaluate(
         Segmentation: ``miou`` (mean intersection over union over the classes present in the targets or
         the predictions, from the confusion matrix accumulated over all pixels), ``pixel_accuracy``,
         ``loss`` (mean per-pixel cross-entropy) and ``n`` (images); pixels labelled 255 are ignored.
+        When any output is NaN or infinite every metric but ``n`` is NaN, with a
+        :class:`~workbench.errors.NumericsWarning`.
     """
     batch_size = check_positive_int("batch_size", batch_size)
     task = check_task(task) or declared_task(data, model)
@@ -78,6 +82,7 @@ def evaluate(
     correct = 0
     loss_sum = 0.0
     counted = 0  # samples (classification) or labelled pixels (segmentation) in the loss
+    non_finite = 0  # samples with a NaN or infinite output
     confusion: torch.Tensor | None = None
     with evaluation_mode(model), torch.no_grad():
         for inputs, targets in Batches(data, batch_size, name="data"):
@@ -85,6 +90,7 @@ def evaluate(
                 raise DataError("evaluate needs labelled data: (input, target) items; use predict for inputs only.")
             inputs, targets = to_device(inputs, targets, device, dtype)
             logits = checked_forward(model, inputs)
+            non_finite += int((~torch.isfinite(logits)).flatten(1).any(dim=1).sum())
             task = task or task_from_shapes(logits, targets)
             loss_sum += float(default_loss(logits, targets, task, reduction="sum"))
             n += len(targets)
@@ -100,6 +106,17 @@ def evaluate(
     if n == 0:
         raise DataError("data yielded no batches; give at least one labelled sample.")
     loss = loss_sum / counted if counted else float("nan")
+    if non_finite:
+        nan = float("nan")
+        warnings.warn(
+            f"the model's outputs are NaN or infinite for {non_finite} of {n} samples (a diverged training run, or "
+            "inputs far outside the training range?); every metric is reported as NaN.",
+            NumericsWarning,
+            stacklevel=2,
+        )
+        if task == "classification":
+            return {"accuracy": nan, "loss": nan, "n": n}
+        return {"miou": nan, "pixel_accuracy": nan, "loss": nan, "n": n}
     if task == "classification":
         return {"accuracy": correct / n, "loss": loss, "n": n}
     assert confusion is not None
