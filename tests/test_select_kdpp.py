@@ -146,8 +146,8 @@ def test_greedy_map_is_close_to_the_brute_force_optimum():
     gaps = np.asarray(gaps)
     assert np.all(gaps >= -1e-9)  # never better than the optimum
     # measured on these 60 kernels: greedy is optimal in 57, the worst gap is 0.33 nats (det ratio 0.72)
-    assert np.median(gaps) < 0.05
-    assert gaps.max() < 0.7
+    assert np.sum(gaps < 1e-9) >= 56
+    assert gaps.max() < 0.35
 
 
 def test_greedy_map_fills_rank_deficient_kernels_by_diagonal_with_a_warning():
