@@ -9,6 +9,7 @@ resumes: runs already ``done`` are skipped, failed ones are tried again.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -56,13 +57,37 @@ def _sequential(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str,
         yield execute(config, cache)
 
 
+def end_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Worker initializer: end this process as soon as ``parent`` (the study process) is gone.
+
+    A thread checks every ``interval`` seconds that this process's parent is still ``parent``; once the
+    parent has died (SIGKILL, out of memory) the process is re-parented and ends at once, so no worker
+    outlives the study holding its memory, its output pipe and the resource tracker.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died while this process started
+        os._exit(1)
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[str, Any]]]:
     def run(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
         from joblib import Parallel, delayed
 
         from workbench.study.execute import execute
 
-        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        parallel = Parallel(
+            n_jobs=jobs,
+            backend="loky",
+            return_as="generator_unordered",
+            initializer=end_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             with warnings.catch_warnings():
                 # loky restarts a worker that stopped cleanly (its memory-growth check); no job is lost
