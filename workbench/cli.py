@@ -235,6 +235,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
         timeout=args.timeout,
+        worker_timeout=args.worker_timeout,
         quiet=args.quiet,
     )
     payload = {
@@ -346,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-cluster", type=int, metavar="N", help="start a local Dask cluster of N worker processes (run)"
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the Dask scheduler (run)")
+    p.add_argument(
+        "--worker-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop when the Dask cluster has no worker for this long (default: the study's cluster.worker_timeout) (run)",
+    )
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
     return parser
 

@@ -292,7 +292,7 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         f"<h1>Study: {html.escape(study.study.name)}</h1>",
         f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
         f"<p class='note'>{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
-        f"{counts['missing']} not run. Store: {html.escape(str(store))}. Written "
+        f"{counts['missing'] + counts['not run']} not run. Store: {html.escape(str(store))}. Written "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
         *(
             ["<h2>Summary: test accuracy after retraining, mean over seeds</h2>", _table(summary_table(records))]

@@ -3,12 +3,17 @@
 Runs go in two phases: the train runs (base models, which later runs load from the cache, and
 baselines), then the compression runs. Each result is written to the store by this process as soon as
 its run finishes, so a study killed mid-way loses at most the runs in progress, and running it again
-resumes: runs already ``done`` are skipped, failed ones are tried again.
+resumes: runs already ``done`` are skipped, failed ones are tried again. A study that cannot go on (its
+Dask scheduler lost, no Dask worker alive for ``[cluster] worker_timeout`` seconds, a local worker
+process dead) stops with a :class:`~workbench.errors.StudyError`, after storing the runs it had left as
+``"not run"``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -49,11 +54,47 @@ def cache_dir_for(store: Path) -> Path:
 # back-ends: each maps execute over configs and yields results as they complete
 
 
+def _unfinished(run_hash: str, status: str, error: str) -> dict[str, Any]:
+    """The result of a run that did not finish: ``"failed"`` or ``"not run"``, with why."""
+    return {
+        "hash": run_hash,
+        "status": status,
+        "started": None,
+        "finished": None,
+        "seconds": None,
+        "metrics": None,
+        "plan": None,
+        "error": error,
+    }
+
+
+class _Stopped(Exception):
+    """The back-end cannot go on (its cluster or a worker process is gone); the message says why and what to do."""
+
+
 def _sequential(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
     from workbench.study.execute import execute
 
     for config in configs:
         yield execute(config, cache)
+
+
+def end_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Worker initializer: end this process as soon as ``parent`` (the study process) is gone.
+
+    A thread checks every ``interval`` seconds that this process's parent is still ``parent``; once the
+    parent has died (SIGKILL, out of memory) the process is re-parented and ends at once, so no worker
+    outlives the study holding its memory, its output pipe and the resource tracker.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died while this process started
+        os._exit(1)
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[str, Any]]]:
@@ -62,44 +103,96 @@ def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[st
 
         from workbench.study.execute import execute
 
-        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        parallel = Parallel(
+            n_jobs=jobs,
+            backend="loky",
+            return_as="generator_unordered",
+            initializer=end_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             with warnings.catch_warnings():
                 # loky restarts a worker that stopped cleanly (its memory-growth check); no job is lost
                 warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
                 yield from parallel(delayed(execute)(config, cache) for config in configs)
         except Exception as exc:  # a worker process died (killed, out of memory): execute itself never raises
-            raise StudyError(
-                f"a worker process of the study died ({type(exc).__name__}: {exc}); "
-                "finished runs are stored, run the study again to resume."
-            ) from None
+            raise _Stopped(f"a worker process of the study died ({type(exc).__name__}: {exc})") from None
 
     return run
 
 
-def _dask(client: Any) -> Callable[[list[dict[str, Any]], str], Iterator[dict[str, Any]]]:
-    def run(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
-        from distributed import as_completed
+def _dask(client: Any, worker_timeout: float) -> Callable[[list[dict[str, Any]], str], Iterator[dict[str, Any]]]:
+    """Runs on ``client``'s cluster; stops (:class:`_Stopped`) when the scheduler is lost or no worker has
+    been alive for ``worker_timeout`` seconds."""
+    address = client.scheduler.address
+    watch_every = min(1.0, worker_timeout / 4)
 
+    def lost(reason: str) -> _Stopped:
+        return _Stopped(f"the Dask scheduler at {address} {reason}; start it and its workers again")
+
+    def check(alone_since: float | None) -> float | None:
+        """When the cluster has had no worker since (None: it has workers); raises when it must stop."""
+        if client.status != "running":
+            raise lost("was lost (the connection to it closed)")
+        try:
+            workers = client.sync(client.scheduler.ncores, callback_timeout=worker_timeout)
+        except Exception as exc:  # noqa: BLE001 - the comm layer raises OSError, TimeoutError, CommClosedError
+            if client.status != "running":
+                raise lost("was lost (the connection to it closed)") from None
+            raise lost(f"did not answer for {worker_timeout:g} s ({type(exc).__name__})") from None
+        if workers:
+            return None
+        now = time.monotonic()
+        if alone_since is not None and now - alone_since > worker_timeout:
+            raise _Stopped(
+                f"no Dask worker was alive at {address} for {worker_timeout:g} s ([cluster] worker_timeout in the "
+                f"study file, or --worker-timeout); start workers with `dask worker {address}`"
+            )
+        return now if alone_since is None else alone_since
+
+    def run(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
         from workbench.study.execute import execute
 
-        futures = {client.submit(execute, config, cache, pure=False): config for config in configs}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as exc:  # noqa: BLE001 - the worker died running it (KilledWorker, ...)
-                yield {
-                    "hash": RunConfig(futures[future]).hash,
-                    "status": "failed",
-                    "started": None,
-                    "finished": None,
-                    "seconds": None,
-                    "metrics": None,
-                    "plan": None,
-                    "error": f"the Dask worker running it was lost ({type(exc).__name__}: {exc})",
-                }
+        pending = {client.submit(execute, config, cache, pure=False): config for config in configs}
+        alone_since, checked = None, time.monotonic()
+        try:
+            while pending:
+                finished = [future for future in pending if future.done()]
+                for future in finished:
+                    config = pending.pop(future)
+                    if future.cancelled():  # nothing here cancels a future: the client lost the scheduler
+                        raise lost("was lost (the connection to it closed)")
+                    try:
+                        yield future.result(timeout=worker_timeout)
+                    except Exception as exc:  # noqa: BLE001 - the run killed its workers (KilledWorker, ...)
+                        yield _unfinished(
+                            RunConfig(config).hash,
+                            "failed",
+                            f"the Dask worker running it was lost ({type(exc).__name__}: {exc})",
+                        )
+                if time.monotonic() - checked >= watch_every:
+                    alone_since, checked = check(alone_since), time.monotonic()
+                if not finished:
+                    time.sleep(0.1)
+        finally:
+            if pending and client.status == "running":
+                client.cancel(list(pending))
 
     return run
+
+
+@contextmanager
+def _silenced(*loggers: str) -> Iterator[None]:
+    """No log records below CRITICAL from ``loggers`` inside the block."""
+    logs = [logging.getLogger(name) for name in loggers]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
 
 
 @contextmanager
@@ -147,7 +240,11 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
         try:
             yield client
         finally:
-            client.close()
+            if client.status == "running":
+                client.close()
+            else:  # the scheduler is gone: closing stops the client's reconnection, which logs a traceback
+                with _silenced("distributed.client", "distributed.utils"):
+                    client.close()
     finally:
         if cluster is not None:
             cluster.close()
@@ -175,6 +272,7 @@ def run_study(
     scheduler: str | None = None,
     local_cluster: int | None = None,
     timeout: float = 10.0,
+    worker_timeout: float | None = None,
     where: Callable[[RunConfig], bool] | None = None,
     quiet: bool = False,
 ) -> StudyOutcome:
@@ -193,10 +291,20 @@ def run_study(
         processes started here.
     timeout
         Seconds to wait for a Dask scheduler (and its first worker) to answer.
+    worker_timeout
+        Seconds a Dask cluster may go without any worker before the study stops (default: the study's
+        ``cluster.worker_timeout``).
     where
         Only the runs for which this returns True (e.g. ``lambda run: run.kind == "train"``).
     quiet
         No progress bar.
+
+    Raises
+    ------
+    StudyError
+        The study stopped before its end: the Dask scheduler was lost, no Dask worker was alive for
+        ``worker_timeout`` seconds, or a local worker process died. Finished runs are stored; the runs
+        left are stored as ``"not run"`` and the next run of the study runs them.
     """
     from tqdm.auto import tqdm
 
@@ -204,6 +312,9 @@ def run_study(
 
     study = study if isinstance(study, Study) else load_study(study)
     _check_parallel(jobs, scheduler, local_cluster)
+    worker_timeout = study.cluster.worker_timeout if worker_timeout is None else worker_timeout
+    if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or not worker_timeout > 0:
+        raise ConfigError(f"worker_timeout is a positive number of seconds, got {worker_timeout!r}.")
     store_path = Path(store) if store is not None else study.store_path()
     runs = [run for run in expand(study) if where is None or where(run)]
     clock = time.perf_counter()
@@ -213,8 +324,9 @@ def run_study(
         by_hash = {run.hash: run for run in runs}
         skipped = len(runs) - len(todo)
         cache = str(cache_dir_for(store_path))
-        counts = {"done": 0, "failed": 0}
+        counts = {"done": 0, "failed": 0, "not run": 0}
         errors: dict[str, str] = {}
+        recorded: set[str] = set()
         bar = tqdm(
             total=len(runs),
             initial=skipped,
@@ -229,8 +341,11 @@ def run_study(
             db.write(result, study=study.study.name, kind=run.kind, label=run.label, config=run.config)
             status[run.hash] = result["status"]
             counts[result["status"]] += 1
+            recorded.add(run.hash)
             if result["status"] == "failed":
                 errors[run.label] = result["error"]
+            if result["status"] == "not run":
+                return
             bar.update(1)
             bar.set_postfix(failed=counts["failed"], refresh=False)
 
@@ -243,18 +358,8 @@ def run_study(
                 if run.kind == "train":
                     continue
                 if status.get(run.base_hash) == "failed":
-                    record(
-                        {
-                            "hash": run.hash,
-                            "status": "failed",
-                            "started": None,
-                            "finished": None,
-                            "seconds": None,
-                            "metrics": None,
-                            "plan": None,
-                            "error": f"its base model failed to train: {errors.get(by_hash[run.base_hash].label, 'see its row')}",
-                        }
-                    )
+                    base = errors.get(by_hash[run.base_hash].label, "see its row")
+                    record(_unfinished(run.hash, "failed", f"its base model failed to train: {base}"))
                 else:
                     runnable.append(run)
             for result in mapper([run.config for run in runnable], cache):
@@ -263,11 +368,19 @@ def run_study(
         try:
             if scheduler is not None or local_cluster is not None:
                 with dask_client(scheduler, local_cluster, timeout) as client:
-                    phases(_dask(client))
+                    phases(_dask(client, worker_timeout))
             elif jobs == 1 or len(todo) <= 1:
                 phases(_sequential)
             else:
                 phases(_joblib(jobs))
+        except _Stopped as stop:
+            for run in todo:
+                if run.hash not in recorded:
+                    record(_unfinished(run.hash, "not run", f"the study stopped: {stop}"))
+            raise StudyError(
+                f"{stop}.\nThe study stopped: {counts['done']} runs done and {counts['failed']} failed here are "
+                f"stored, the {counts['not run']} runs left are stored as not run; run the study again to run them."
+            ) from None
         finally:
             bar.close()
         rows = db.rows([run.hash for run in runs])

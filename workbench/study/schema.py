@@ -181,6 +181,12 @@ class Baselines(_Section):
     note: str | None = None
 
 
+class Cluster(_Section):
+    """How a study runs on a Dask cluster."""
+
+    worker_timeout: float = Field(60.0, gt=0)  # seconds without any worker before the study stops
+
+
 class StudyInfo(_Section):
     """Name, description, seeds and where results go."""
 
@@ -208,6 +214,7 @@ class Study(_Section):
     pipelines: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     finetune: Finetune = Field(default_factory=Finetune)
     baselines: Baselines = Field(default_factory=Baselines)
+    cluster: Cluster = Field(default_factory=Cluster)
     _path: Path | None = PrivateAttr(default=None)
 
     @field_validator("selectors")

@@ -1,9 +1,10 @@
 """The study store: one SQLite row per run.
 
 Table ``runs``: ``hash`` (primary key), ``study``, ``kind``, ``label``, ``config_json``, ``status``
-(``"done"`` or ``"failed"``), ``started``, ``finished``, ``seconds``, ``metrics_json``, ``plan_json``,
-``error``. The database is in WAL mode; each write is one transaction, and a finished (``done``) row
-is never overwritten, so a killed or failing study loses nothing already stored.
+(``"done"``, ``"failed"``, or ``"not run"`` when its study stopped first), ``started``, ``finished``,
+``seconds``, ``metrics_json``, ``plan_json``, ``error``. The database is in WAL mode; each write is one
+transaction, and a finished (``done``) row is never overwritten, so a killed or failing study loses
+nothing already stored.
 """
 
 from __future__ import annotations
