@@ -190,10 +190,12 @@ def test_a_grid_larger_than_the_limit_is_refused_unless_forced(tmp_path, capsys)
     )
     path = tmp_path / "big.toml"
     path.write_text(big)
-    assert main(["study", "run", str(path), "--quiet"]) == 2
+    with pytest.raises(StudyError, match="expands to 6,000 runs"):
+        run_study(path, where=lambda run: False, quiet=True)  # refused before anything runs or is stored
+    assert not (tmp_path / "big.sqlite").exists()
+    assert main(["study", "report", str(path)]) == 2
     err = capsys.readouterr().err
     assert "expands to 6,000 runs, more than study.max_runs = 5,000" in err and "--force" in err
-    assert not (tmp_path / "big.sqlite").exists()
     # forced: the grid is accepted (the report then finds no store, a different error)
     assert main(["study", "report", str(path), "--force"]) == 2
     assert "no store at" in capsys.readouterr().err

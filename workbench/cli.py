@@ -289,13 +289,12 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
-    from workbench.study.grid import count_runs
+    from workbench.study.grid import check_size
     from workbench.study.report import write_report
     from workbench.study.schema import load_study
 
     study = load_study(args.study)
-    if args.force:
-        study.study.max_runs = max(study.study.max_runs, count_runs(study))
+    study.study.max_runs = max(study.study.max_runs, check_size(study, force=args.force))  # refused before work
     if args.action == "report":
         if args.out:
             _check_out(args.out)
