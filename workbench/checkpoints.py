@@ -349,6 +349,18 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
     _check_format(path, payload)
     spec = _parse_json(path, payload, "spec")
     metadata = _parse_json(path, payload, "metadata")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path} is a damaged workbench checkpoint: its metadata is a JSON {type(metadata).__name__}, "
+            f"not an object; {_RESAVE}."
+        )
+    if isinstance(spec, dict):
+        for key in ("edits", "plans", "steps", "parametrizations"):
+            items = spec.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise CheckpointError(
+                    f"{path} is a damaged workbench checkpoint: its spec's {key!r} is not a list of JSON objects."
+                )
     try:
         model = build_from_spec(spec)
     except WorkbenchError as exc:
@@ -363,6 +375,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
     if not isinstance(state_dict, dict):
         raise CheckpointError(
             f"{path} is a damaged workbench checkpoint: its state_dict is a {type(state_dict).__name__}."
+        )
+    odd = [
+        f"{key!r} ({type(value).__name__})" for key, value in state_dict.items() if not isinstance(value, torch.Tensor)
+    ]
+    if odd:
+        more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+        raise CheckpointError(
+            f"{path} is a damaged workbench checkpoint: its state_dict holds entries that are not tensors: "
+            f"{', '.join(odd[:5])}{more}."
         )
     problems = _mismatch(model, state_dict)
     if problems:

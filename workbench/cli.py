@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, WorkbenchError
@@ -44,6 +49,49 @@ def parse_model_args(extra: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"model argument {token} needs a value, e.g. {token} 0.5.")
         kwargs[key.replace("-", "_")] = _parse_value(value)
     return kwargs
+
+
+def _check_out(path: str | os.PathLike, folder: bool = False) -> Path:
+    """``path`` as a Path when a file (or with ``folder``, a folder) can be written there; ConfigError naming
+    the problem otherwise (checked before any work starts, so nothing is computed for an output that
+    cannot be written)."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise ConfigError(f"--out {path} is a folder; give a file path, e.g. --out {path / 'model.pt'}.")
+    if path.exists() and folder and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; give a folder (it is created when missing).")
+    for parent in path.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise ConfigError(f"--out {path} lies under {parent}, which is a file, not a folder; give another path.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {path}: the folder {parent} cannot be written; give another path.")
+        break
+    return path
+
+
+def _save(out: Path, model: Any, metadata: dict[str, Any], what: str) -> tuple[Path, str | None]:
+    """Save a checkpoint at ``out``; when that fails, at a fallback path in the current folder (or the
+    temporary folder), so that finished work is never lost. Returns the path written and a note saying
+    why it is not ``out`` (None when it is)."""
+    from workbench.checkpoints import save_checkpoint
+
+    try:
+        return save_checkpoint(out, model, metadata=metadata), None
+    except OSError as exc:
+        problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+    name = f"{out.stem or what}-{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pt"
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            path = save_checkpoint(folder / name, model, metadata=metadata)
+        except OSError:
+            continue
+        return path, f"could not write {out} ({problem}); the {what} model was saved to {path} instead."
+    raise WorkbenchError(
+        f"could not write {out} ({problem}), nor a fallback copy in {Path.cwd()} or {tempfile.gettempdir()}; "
+        "free some space or fix the permissions and run again."
+    )
 
 
 def _emit(args: argparse.Namespace, payload: Any, table: str) -> None:
@@ -91,7 +139,12 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
         model, _ = load_checkpoint(args.checkpoint)
         label = args.checkpoint
     elif args.model:
-        model = create_model(args.model, **parse_model_args(extra))
+        from workbench.zoo.memory import check_memory
+
+        kwargs = parse_model_args(extra)
+        _check_batch(args.batch_size)
+        check_memory(args.model, args.batch_size, **kwargs)
+        model = create_model(args.model, **kwargs)
         label = args.model
     else:
         raise ConfigError("name a model (--model mobilenet_v1 --width 0.5) or a checkpoint (--checkpoint PATH).")
@@ -102,16 +155,23 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    from workbench.checkpoints import save_checkpoint
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table, profile
     from workbench.train import evaluate, fit
     from workbench.zoo import create_model_for_data, example_input
+    from workbench.zoo.memory import check_memory
 
+    out = _check_out(args.out) if args.out else None
+    _check_batch(args.batch_size)
     train = load_dataset(args.data, root=args.root, split="train")
     val = load_dataset(args.data, root=args.root, split="val")
     test = load_dataset(args.data, root=args.root, split="test")
-    model = create_model_for_data(args.model, train.input_shape, train.num_classes, **parse_model_args(extra))
+    kwargs = parse_model_args(extra)
+    shape, classes = train.input_shape, train.num_classes
+    check_memory(
+        args.model, min(args.batch_size, len(train)), training=True, input_shape=shape, num_classes=classes, **kwargs
+    )
+    model = create_model_for_data(args.model, shape, classes, **kwargs)
     history = fit(
         model,
         train,
@@ -133,21 +193,31 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         **prof.as_dict(),
         "train_seconds": round(sum(history.seconds), 2),
     }
-    if args.out:
-        save_checkpoint(args.out, model, metadata={"data": args.data, "test": metrics, "seed": args.seed})
-        row["checkpoint"] = str(args.out)
+    note = None
+    if out is not None:
+        path, note = _save(out, model, {"data": args.data, "test": metrics, "seed": args.seed}, "trained")
+        row["checkpoint"] = str(path)
     _emit(args, row, format_table([row]))
-    return 0
+    if note:
+        print(f"error: {note}", file=sys.stderr)
+    return 1 if note else 0
+
+
+def _check_batch(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive number of samples, got {batch_size}.")
 
 
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
-    from pathlib import Path
-
-    from workbench.checkpoints import load_checkpoint, save_checkpoint
+    from workbench.checkpoints import load_checkpoint
     from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
 
+    out = _check_out(
+        args.out
+        or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
+    )
     model, meta = load_checkpoint(args.checkpoint)
     data = args.data or meta.get("data")
     if data is None:
@@ -167,31 +237,31 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         random_state=args.seed,
         quiet=args.quiet,
     )
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
-    )
-    save_checkpoint(
+    out, note = _save(
         out,
         result.model,
-        metadata={
+        {
             **meta,
             "data": data,
             "compressed": {"method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
             "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS},
         },
+        "compressed",
     )
     rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
     payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
     _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
-    return 0
+    if note:
+        print(f"error: {note}", file=sys.stderr)
+    return 1 if note else 0
 
 
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
     from workbench.metrics import format_table
 
+    if args.out:
+        _check_out(args.out, folder=True)
     result = run_demo(quick=args.quick, quiet=args.quiet, out=args.out)
     outcome = result.outcome
     payload = {
@@ -219,17 +289,23 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.study.grid import check_size
     from workbench.study.report import write_report
+    from workbench.study.schema import load_study
 
+    study = load_study(args.study)
+    study.study.max_runs = max(study.study.max_runs, check_size(study, force=args.force))  # refused before work
     if args.action == "report":
-        path = write_report(args.study, store=args.store, out=args.out)
+        if args.out:
+            _check_out(args.out)
+        path = write_report(study, store=args.store, out=args.out)
         _emit(args, {"report": str(path)}, f"report: {path}")
         return 0
     from workbench.metrics import format_table
     from workbench.study.runner import run_study
 
     outcome = run_study(
-        args.study,
+        study,
         store=args.store,
         jobs=args.jobs,
         scheduler=args.scheduler,
@@ -249,6 +325,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         "summary": outcome.summary,
         "pipelines": outcome.pipelines,
         "errors": outcome.errors,
+        "claimed_elsewhere": outcome.claimed_elsewhere,
     }
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
     tables = [format_table(rows) for rows in (outcome.summary, outcome.pipelines) if rows]
@@ -257,6 +334,13 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         *errors,
         f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
         f"in {outcome.seconds:.1f} s; store: {outcome.store}",
+        *(
+            [
+                f"{outcome.claimed_elsewhere} runs left to another `workbench study run` on the same store (not counted as done)"
+            ]
+            if outcome.claimed_elsewhere
+            else []
+        ),
         f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else ""),
     ]
     _emit(args, payload, "\n".join(text))
@@ -354,7 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when the Dask cluster has no worker for this long (default: the study's cluster.worker_timeout) (run)",
     )
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
+    p.add_argument("--force", action="store_true", help="run a grid larger than the study's max_runs")
     return parser
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+    """Print a warning as one ``warning: ...`` line (no source line: it is meant for the user)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -367,7 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not args.model_args:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args.handler(args, extra) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.handler(args, extra) or 0)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

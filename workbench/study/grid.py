@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.errors import StudyError
 from workbench.study.schema import ModelEntry, Study, file_digest
 
 # Where a run config holds fields that only change how the run is shown, not what it computes.
@@ -102,11 +103,39 @@ def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConf
     )
 
 
-def expand(study: Study) -> list[RunConfig]:
+def count_runs(study: Study) -> int:
+    """How many runs ``study`` expands to at most (before identical runs are merged), without expanding it."""
+    seeds = len(study.study.seeds)
+    per_model = len(study.pipelines)
+    if study.selectors:
+        per_model += len(study.selectors) * len(study.compression.budgets) * len(study.compression.fuse)
+    return seeds * (len(study.models) * (1 + per_model) + len(study.baselines.models))
+
+
+def check_size(study: Study, force: bool = False) -> int:
+    """The number of runs of ``study`` (:func:`count_runs`); StudyError above ``study.max_runs`` unless ``force``."""
+    count = count_runs(study)
+    limit = study.study.max_runs
+    if count > limit and not force:
+        raise StudyError(
+            f"study {study.study.name!r} expands to {count:,} runs, more than study.max_runs = {limit:,}; "
+            "shrink the grid (models x seeds x selectors x budgets x fusion modes), raise max_runs in [study], "
+            "or pass --force."
+        )
+    return count
+
+
+def expand(study: Study, force: bool = False) -> list[RunConfig]:
     """All runs of ``study``: base-model and baseline training first, then every compression run.
 
     The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes).
+
+    Raises
+    ------
+    StudyError
+        The grid has more than ``study.max_runs`` runs and ``force`` is not given (:func:`check_size`).
     """
+    check_size(study, force)
     runs: list[RunConfig] = []
     compress: list[RunConfig] = []
     finetune = study.finetune.model_dump(mode="json")

@@ -280,6 +280,20 @@ td:first-child,th:first-child{text-align:left}.note{color:#555}.failed{color:#a0
 """
 
 
+def _list_runs(parts: list[str], records: list[Record], title: str) -> None:
+    """Append a list of ``records`` with their errors (the first 50) to ``parts`` when there are any."""
+    if not records:
+        return
+    parts.append(f"<h3>{html.escape(title)} ({len(records)})</h3><ul class='failed'>")
+    parts.extend(
+        f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
+        f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
+        f"{html.escape(str(r.error))}</li>"
+        for r in records[:50]
+    )
+    parts.append("</ul>")
+
+
 def render_report(study: Study, records: list[Record], store: Path) -> str:
     """The report page as HTML text (plotly.js embedded once, so the page works offline)."""
     counts = defaultdict(int)
@@ -292,7 +306,13 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         f"<h1>Study: {html.escape(study.study.name)}</h1>",
         f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
         f"<p class='note'>{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
-        f"{counts['missing'] + counts['not run']} not run. Store: {html.escape(str(store))}. Written "
+        f"{counts['missing'] + counts['not run']} not run"
+        + (
+            f", {counts['damaged']} damaged in the store (left out; `workbench study run` computes them again)"
+            if counts["damaged"]
+            else ""
+        )
+        + f". Store: {html.escape(str(store))}. Written "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
         *(
             ["<h2>Summary: test accuracy after retraining, mean over seeds</h2>", _table(summary_table(records))]
@@ -312,16 +332,8 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
     ]
     if study.baselines.note:
         parts.append(f"<p class='note'>{html.escape(study.baselines.note)}</p>")
-    failed = [r for r in records if r.status == "failed"]
-    if failed:
-        parts.append(f"<h3>Failed runs ({len(failed)})</h3><ul class='failed'>")
-        parts.extend(
-            f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
-            f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
-            f"{html.escape(str(r.error))}</li>"
-            for r in failed[:50]
-        )
-        parts.append("</ul>")
+    for status, title in (("failed", "Failed runs"), ("damaged", "Runs with a damaged row in the store")):
+        _list_runs(parts, [r for r in records if r.status == status], title)
     heading = None
     for i, (title, fig) in enumerate(figures):
         if title != heading:
@@ -356,7 +368,8 @@ def write_report(
     store_path = Path(store) if store is not None else study.store_path()
     with Store(store_path, readonly=True) as db:
         rows = db.rows()
-    records = collect(study, rows)
+        damaged = dict(db.damaged)
+    records = collect(study, rows, damaged)
     out_path = Path(out) if out is not None else store_path.with_name(f"{store_path.stem}-report.html")
     path = atomic_write_text(out_path, render_report(study, records, store_path))
     try:

@@ -31,7 +31,8 @@ from workbench.study.store import Store
 @dataclass
 class StudyOutcome:
     """What :func:`run_study` did: counts, wall time, the store, and the summary table rows (selector runs
-    in ``summary``, pipeline runs in ``pipelines``)."""
+    in ``summary``, pipeline runs in ``pipelines``); ``claimed_elsewhere`` runs (counted in ``skipped``) were
+    being computed by another process on the same store."""
 
     study: str
     store: Path
@@ -43,6 +44,7 @@ class StudyOutcome:
     summary: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     pipelines: list[dict[str, Any]] = field(default_factory=list)
+    claimed_elsewhere: int = 0
 
 
 def cache_dir_for(store: Path) -> Path:
@@ -321,6 +323,8 @@ def run_study(
     with Store(store_path) as db:
         status = db.status()
         todo = [run for run in runs if status.get(run.hash) != "done"]
+        elsewhere = db.claim(run.hash for run in todo)  # runs another live `study run` is computing are left to it
+        todo = [run for run in todo if run.hash not in elsewhere]
         by_hash = {run.hash: run for run in runs}
         skipped = len(runs) - len(todo)
         cache = str(cache_dir_for(store_path))
@@ -383,6 +387,7 @@ def run_study(
             ) from None
         finally:
             bar.close()
+            db.release()
         rows = db.rows([run.hash for run in runs])
     records = collect(study, rows)
     return StudyOutcome(
@@ -396,4 +401,5 @@ def run_study(
         summary=summary_table(records),
         errors=errors,
         pipelines=pipeline_table(records),
+        claimed_elsewhere=len(elsewhere),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -93,6 +94,7 @@ class ModelEntry(_Section):
     data_options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
     training: Training = Field(default_factory=Training)
+    _auto_label: str | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -126,13 +128,76 @@ class ModelEntry(_Section):
 
     @property
     def display(self) -> str:
-        """The label, or ``name`` (or checkpoint file name) with its arguments."""
+        """The label; without one, ``name`` (or checkpoint file name) with its arguments, followed by what
+        tells it apart from another unlabelled entry of the same name (e.g. ``"mlp (lr 0.01)"``)."""
         if self.label:
             return self.label
+        return self._auto_label or self.default_label
+
+    @property
+    def default_label(self) -> str:
+        """``name`` (or checkpoint file name) with its arguments."""
         if self.checkpoint is not None:
             return Path(self.checkpoint).stem
         args = ", ".join(f"{k}={v}" for k, v in self.args.items() if k not in _DERIVED_ARGS or k == "widths")
         return f"{self.name}({args})" if args else str(self.name)
+
+
+def _settings(entry: ModelEntry) -> dict[str, Any]:
+    """An entry's settings as flat ``{"lr": 0.01, "widths": [...], "data": "digits"}`` (nested tables
+    flattened, the innermost key kept), for telling entries apart."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(key if prefix in ("", "args", "training") else f"{prefix}.{key}", inner)
+        else:
+            flat[prefix] = value
+
+    walk("", entry.model_dump(mode="json", exclude={"label", "name"}))
+    return flat
+
+
+def _label_entries(entries: list[ModelEntry], where: str) -> None:
+    """Check that explicit labels are unique and give unlabelled entries that share a default label an
+    automatic one naming the settings that differ; ValueError naming both entries for a repeated label."""
+    first: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if entry.label is None:
+            continue
+        if entry.label in first:
+            raise ValueError(
+                f"{where}[{first[entry.label]}] and {where}[{index}] have the same label {entry.label!r}: "
+                "their results would be averaged as one model; give each entry its own label"
+            )
+        first[entry.label] = index
+    groups: dict[str, list[ModelEntry]] = {}
+    for entry in entries:
+        if entry.label is None:
+            groups.setdefault(entry.default_label, []).append(entry)
+    for default, group in groups.items():
+        if default not in first and len({json.dumps(_settings(e), sort_keys=True) for e in group}) < 2:
+            continue  # one entry (or the same entry repeated: the same runs, stored once)
+        settings = [_settings(e) for e in group]
+        keys = sorted({key for s in settings for key in s})
+        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+        for entry, values in zip(group, settings):
+            parts = ", ".join(f"{k} {_show(values.get(k))}" for k in differing)
+            entry._auto_label = f"{default} ({parts})" if parts else f"{default} (unlabelled)"
+    labels: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        other = labels.setdefault(entry.display, index)
+        if other != index and _settings(entries[other]) != _settings(entry):
+            raise ValueError(
+                f"{where}[{other}] and {where}[{index}] are both shown as {entry.display!r}: give them distinct labels"
+            )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class Budget(_Section):
@@ -188,13 +253,15 @@ class Cluster(_Section):
 
 
 class StudyInfo(_Section):
-    """Name, description, seeds and where results go."""
+    """Name, description, seeds, where results go, and the largest grid run without ``--force``
+    (``max_runs``: a study that expands to more runs is refused, so that a typo cannot start months of work)."""
 
     name: str = Field(min_length=1)
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     store: str | None = None
     latency: bool = True
+    max_runs: int = Field(5000, gt=0)
 
     @field_validator("seeds")
     @classmethod
@@ -255,6 +322,12 @@ class Study(_Section):
         if problems:
             raise ValueError("; ".join(problems))
         return pipelines
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> Study:
+        _label_entries(self.models, "models")
+        _label_entries(self.baselines.models, "baselines.models")
+        return self
 
     @model_validator(mode="after")
     def _something_to_compress(self) -> Study:

@@ -4,13 +4,27 @@ Table ``runs``: ``hash`` (primary key), ``study``, ``kind``, ``label``, ``config
 (``"done"``, ``"failed"``, or ``"not run"`` when its study stopped first), ``started``, ``finished``,
 ``seconds``, ``metrics_json``, ``plan_json``, ``error``. The database is in WAL mode; each write is one
 transaction, and a finished (``done``) row is never overwritten, so a killed or failing study loses
-nothing already stored.
+nothing already stored. A row whose JSON cells cannot be read (a damaged file) is named by its hash in a
+warning, left out of :meth:`Store.rows`, not counted as done, and replaced when its run is computed again.
+
+Table ``claims``: ``hash`` (primary key), ``pid``, ``host``, ``since`` (Unix time): the runs a
+``workbench study run`` process is computing (:meth:`Store.claim`), so that a second process on the
+same store leaves them alone. A claim whose process has ended (same host), or that is older than
+``claim_limit`` seconds, is taken over.
+
+A file that exists is only written to once it is known to be a study store (an empty SQLite
+database, or one holding just these tables); anything else is refused and left byte for byte unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import time
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +60,30 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT
 )
 """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    hash TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    since REAL NOT NULL
+)
+"""
+CLAIM_COLUMNS = ("hash", "pid", "host", "since")
+_JSON_COLUMNS = ("config_json", "metrics_json", "plan_json")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Seconds after which a claim is taken over even when its process may still run (another host).
+CLAIM_LIMIT = 24 * 3600.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 class Store:
@@ -60,32 +97,46 @@ class Store:
         Seconds to wait for a lock held by another process before giving up (``busy_timeout``).
     readonly
         Open for reading only (reports); the file must exist.
+    claim_limit
+        Seconds after which another process's claim on a run is taken over (:meth:`claim`).
 
     Raises
     ------
     StudyError
-        The path is a folder, the file is not a SQLite database or holds another ``runs`` table, the
-        folder cannot be written, or another process holds the store locked for longer than ``timeout``.
+        The path is a folder, the file is not a SQLite database or holds other tables than a study
+        store's, the folder cannot be written, or another process holds the store locked for longer
+        than ``timeout``.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 5.0, readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 5.0, readonly: bool = False, claim_limit: float = CLAIM_LIMIT
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.claim_limit = claim_limit
+        #: Hash -> what is wrong with it, for every damaged row met so far (left out of rows, not done).
+        self.damaged: dict[str, str] = {}
+        self._owner = (os.getpid(), socket.gethostname())
         self._check_file()
         try:
-            if readonly:
+            existing = self.path.is_file() and self.path.stat().st_size > 0
+            if readonly or existing:  # look before writing anything into a file that exists
                 self._db = sqlite3.connect(
                     f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=timeout, isolation_level=None
                 )
-            else:
+                self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+                self._check_tables()
+                if not readonly:
+                    self._db.close()
+            if not readonly:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if not readonly:
+                self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
                 self._db.execute("PRAGMA journal_mode = WAL")
                 with self._transaction():
                     self._db.execute(_SCHEMA)
-            self._check_table()
+                    self._db.execute(_CLAIMS)
+                self._check_tables()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         except OSError as exc:
@@ -111,15 +162,23 @@ class Store:
                     "give another path with --store (the file was left as it is)."
                 )
 
-    def _check_table(self) -> None:
-        found = [row[1] for row in self._db.execute("PRAGMA table_info(runs)")]
-        if self.readonly and not found:
-            raise StudyError(f"{self.path} holds no study runs (no 'runs' table).")
-        if found and set(found) != set(COLUMNS):
+    def _check_tables(self) -> None:
+        tables = [row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        others = [name for name in tables if name not in ("runs", "claims") and not name.startswith("sqlite_")]
+        if others:
             raise StudyError(
-                f"{self.path} has a 'runs' table that is not a study store's (columns {', '.join(found)}); "
-                "give another path with --store."
+                f"{self.path} is a SQLite database of something else (tables {', '.join(others[:8])}), not a "
+                "study store; give another path with --store (the file was left as it is)."
             )
+        for table, columns in (("runs", COLUMNS), ("claims", CLAIM_COLUMNS)):
+            found = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if found and set(found) != set(columns):
+                raise StudyError(
+                    f"{self.path} has a {table!r} table that is not a study store's (columns {', '.join(found)}); "
+                    "give another path with --store (the file was left as it is)."
+                )
+        if self.readonly and "runs" not in tables:
+            raise StudyError(f"{self.path} holds no study runs (no 'runs' table).")
 
     def _error(self, exc: sqlite3.Error) -> StudyError:
         text = str(exc)
@@ -169,42 +228,128 @@ class Store:
             result.get("error"),
         )
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        keep_done = "" if result["hash"] in self.damaged else " WHERE runs.status != 'done'"
         try:
             with self._transaction():
                 self._db.execute(
                     f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                    f"ON CONFLICT(hash) DO UPDATE SET {updates} WHERE runs.status != 'done'",
+                    f"ON CONFLICT(hash) DO UPDATE SET {updates}{keep_done}",
                     values,
+                )
+                self._db.execute(
+                    "DELETE FROM claims WHERE hash = ? AND pid = ? AND host = ?", (result["hash"], *self._owner)
                 )
         except sqlite3.Error as exc:
             raise self._error(exc) from None
+        self.damaged.pop(result["hash"], None)
 
     def status(self) -> dict[str, str]:
-        """Hash -> status of every stored run."""
-        try:
-            return dict(self._db.execute("SELECT hash, status FROM runs"))
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
+        """Hash -> status of every stored run; a damaged row (see :meth:`rows`) is ``"damaged"``, not done."""
+        status = {row["hash"]: row["status"] for row in self._read()}
+        status.update({key: "damaged" for key in self.damaged if key in status})
+        return status
 
     def rows(self, hashes: list[str] | None = None) -> list[dict[str, Any]]:
-        """Stored runs (all, or those of ``hashes``) as dicts with ``config``, ``metrics`` and ``plan`` parsed."""
+        """Stored runs (all, or those of ``hashes``) as dicts with ``config``, ``metrics`` and ``plan`` parsed.
+
+        A row whose JSON cells cannot be parsed is left out, named by its hash in a warning and recorded
+        in :attr:`damaged`; a study run computes it again.
+        """
+        wanted = None if hashes is None else set(hashes)
+        return [row for row in self._read() if (wanted is None or row["hash"] in wanted) and "config" in row]
+
+    def _read(self) -> list[dict[str, Any]]:
+        """Every row, parsed where its JSON cells are intact (damaged rows keep only their raw columns)."""
         try:
             cursor = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY started")
             raw = [dict(zip(COLUMNS, row)) for row in cursor]
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        wanted = None if hashes is None else set(hashes)
-        out = []
+        out, damaged = [], {}
         for row in raw:
-            if wanted is not None and row["hash"] not in wanted:
+            parsed, problem = {}, None
+            for column in _JSON_COLUMNS:
+                try:
+                    value = None if row[column] is None else json.loads(row[column])
+                    if column != "plan_json" and not isinstance(
+                        value, dict if column == "config_json" else (dict, type(None))
+                    ):
+                        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+                except (TypeError, ValueError) as exc:
+                    problem = f"{column} cannot be read ({str(exc)[:80]})"
+                    break
+                parsed[column[: -len("_json")]] = value
+            if problem is not None:
+                damaged[row["hash"]] = problem
+                out.append(row)
                 continue
-            row["config"] = json.loads(row.pop("config_json"))
-            row["metrics"] = None if row["metrics_json"] is None else json.loads(row.pop("metrics_json"))
-            row["plan"] = None if row["plan_json"] is None else json.loads(row.pop("plan_json"))
-            row.pop("metrics_json", None)
-            row.pop("plan_json", None)
-            out.append(row)
+            for column in _JSON_COLUMNS:
+                row.pop(column)
+            out.append({**row, **parsed})
+        new = {key: text for key, text in damaged.items() if key not in self.damaged}
+        self.damaged.update(damaged)
+        if new:
+            listed = "; ".join(f"{key}: {text}" for key, text in list(new.items())[:5])
+            more = f" (and {len(new) - 5} more)" if len(new) > 5 else ""
+            warnings.warn(
+                f"the store {self.path} has {len(new)} damaged row(s), left out of summaries and reports and "
+                f"computed again by `workbench study run`: {listed}{more}",
+                UserWarning,
+                stacklevel=3,
+            )
         return out
+
+    # -- claims ----------------------------------------------------------------------------------
+    def claim(self, hashes: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Claim the runs ``hashes`` for this process in one transaction; return those claimed by another
+        live process (hash -> (pid, host)), which this process should leave alone.
+
+        A claim is taken over when its process has ended (on this host) or is older than ``claim_limit``.
+        """
+        if self.readonly:
+            raise StudyError(f"the store {self.path} was opened read-only.")
+        now = time.time()
+        others: dict[str, tuple[int, str]] = {}
+        pid, host = self._owner
+        try:
+            with self._transaction():
+                held = {
+                    row[0]: (row[1], row[2], row[3])
+                    for row in self._db.execute("SELECT hash, pid, host, since FROM claims")
+                }
+                for key in hashes:
+                    owner = held.get(key)
+                    if owner is not None and (owner[0], owner[1]) != self._owner:
+                        live = owner[1] != host or _alive(owner[0])
+                        if live and now - owner[2] < self.claim_limit:
+                            others[key] = (owner[0], owner[1])
+                            continue
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO claims (hash, pid, host, since) VALUES (?, ?, ?, ?)",
+                        (key, pid, host, now),
+                    )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return others
+
+    def release(self) -> None:
+        """Drop every claim of this process (the runs it did not finish)."""
+        if self.readonly:
+            return
+        try:
+            with self._transaction():
+                self._db.execute("DELETE FROM claims WHERE pid = ? AND host = ?", self._owner)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def claims(self) -> dict[str, tuple[int, str, float]]:
+        """Hash -> (pid, host, since) of every claimed run."""
+        try:
+            return {row[0]: tuple(row[1:]) for row in self._db.execute("SELECT hash, pid, host, since FROM claims")}
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise self._error(exc) from None
 
     def close(self) -> None:
         """Close the connection."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,8 @@ from workbench.study.schema import Study
 
 @dataclass
 class Record:
-    """One run of the study with its stored outcome (``status`` ``"missing"`` when not run yet)."""
+    """One run of the study with its stored outcome (``status`` ``"missing"`` when not run yet, ``"damaged"``
+    when its stored row cannot be read)."""
 
     hash: str
     kind: str
@@ -39,12 +41,19 @@ class Record:
         return None if value is None else float(value)
 
 
-def collect(study: Study, rows: list[dict[str, Any]]) -> list[Record]:
-    """Join the study's runs (for names and labels) with the stored rows (for outcomes)."""
+def collect(study: Study, rows: list[dict[str, Any]], damaged: Mapping[str, str] | None = None) -> list[Record]:
+    """Join the study's runs (for names and labels) with the stored rows (for outcomes).
+
+    ``damaged`` (hash -> problem, :attr:`workbench.study.store.Store.damaged`) marks runs whose stored row
+    cannot be read: status ``"damaged"``, left out of every mean like runs not done.
+    """
     stored = {row["hash"]: row for row in rows}
+    damaged = damaged or {}
     records = []
     for run in expand(study):
         config, row = run.config, stored.get(run.hash)
+        if row is None and run.hash in damaged:
+            row = {"status": "damaged", "error": f"its stored row {run.hash} is damaged: {damaged[run.hash]}"}
         budget = config.get("budget") or {}
         records.append(
             Record(
