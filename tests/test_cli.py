@@ -73,7 +73,7 @@ def test_train_writes_a_checkpoint_that_profiles(tmp_path, capsys):
         == 0
     )
     row = json.loads(capsys.readouterr().out)
-    assert ckpt.exists() and 0.0 <= row["test_accuracy"] <= 1.0
+    assert ckpt.exists() and row["test_accuracy"] > 0.25  # 2 epochs: 0.33 measured, chance is 0.10
     assert main(["profile", "--checkpoint", str(ckpt), "--json", "--no-latency"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == row["params"]
 
@@ -111,7 +111,8 @@ def test_compress_writes_a_smaller_checkpoint(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["after"]["params"] < 0.5 * report["before"]["params"]
     assert report["after"]["macs"] < 0.5 * report["before"]["macs"]
-    assert 0.0 <= report["after"]["accuracy"] <= 1.0
+    # half the units, lsq fusion and one epoch keep the accuracy (0.897 -> 0.894 measured; one image is 0.0028)
+    assert report["after"]["accuracy"] > 0.85 and report["after"]["accuracy"] >= report["before"]["accuracy"] - 0.03
     assert main(["profile", "--checkpoint", str(out), "--json", "--no-latency"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == report["after"]["params"]
 
