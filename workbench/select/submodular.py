@@ -22,6 +22,7 @@ from scipy.linalg import solve
 
 from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
+from workbench.select.chunks import activation_gram
 from workbench.select.graphs import NONNEGATIVE
 from workbench.select.greedy import lazy_argmax
 from workbench.select.validation import require
@@ -138,15 +139,6 @@ class InputChange:
         """argmin_W' ||A W - A_S W'||² + reg ||W'||² for S = keep (|S| x d_out)."""
         gram = self.C[np.ix_(keep, keep)] + self.reg * np.eye(keep.size)
         return solve(gram, self.C[keep] @ self.W, assume_a="pos")
-
-
-def activation_gram(A: np.ndarray, chunk_rows: int = 65536) -> np.ndarray:
-    """AᵀA (n x n, float64) of activations A (rows x n), accumulated over row chunks (no copy of A)."""
-    gram = np.zeros((A.shape[1], A.shape[1]))
-    for start in range(0, A.shape[0], chunk_rows):
-        block = np.asarray(A[start : start + chunk_rows], dtype=np.float64)
-        gram += block.T @ block
-    return gram
 
 
 def greedy_maximize(objective, k: int, lazy: bool = True) -> tuple[np.ndarray, np.ndarray]:
