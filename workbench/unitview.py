@@ -36,21 +36,45 @@ def similarity_matrix(features: np.ndarray, metric: str = "cosine") -> np.ndarra
         raise SelectionError(
             "features contain NaN or infinite values; check the weights or activations they came from."
         )
+    if metric == "correlation":  # centred here, exactly, rather than through the Gram matrix
+        x = x - x.mean(axis=1, keepdims=True)
+        metric = "cosine"
+    return gram_similarity(x @ x.T, metric)
+
+
+def gram_similarity(
+    gram: np.ndarray, metric: str = "cosine", sums: np.ndarray | None = None, count: int | None = None
+) -> np.ndarray:
+    """The similarity of :func:`similarity_matrix` from the Gram matrix of the features alone.
+
+    Parameters
+    ----------
+    gram
+        (n, n) Gram matrix X Xᵀ of the (n, d) features X (e.g. accumulated batch by batch over data).
+    metric
+        As in :func:`similarity_matrix`.
+    sums, count
+        Row sums of X (n,) and d: needed by ``"correlation"`` only (rows centred: X Xᵀ - s sᵀ / d).
+    """
+    gram = np.asarray(gram, dtype=np.float64)
     if metric == "linear":
-        return x @ x.T
+        return gram.copy()
     if metric in ("cosine", "correlation"):
         if metric == "correlation":
-            x = x - x.mean(axis=1, keepdims=True)
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-        sim = x @ x.T
+            if sums is None or not count:
+                raise SelectionError("the correlation similarity needs the row sums and length of the features.")
+            sums = np.asarray(sums, dtype=np.float64)
+            gram = gram - np.outer(sums, sums) / count
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 1e-150)
+        sim = gram * scale[:, None] * scale[None, :]
         np.clip(sim, -1.0, 1.0, out=sim)
         return sim
     if metric == "rbf":
-        sq = np.sum(x * x, axis=1)
-        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)
+        sq = np.diag(gram)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
         np.fill_diagonal(d2, 0.0)
-        off = d2[~np.eye(len(x), dtype=bool)]
+        off = d2[~np.eye(len(gram), dtype=bool)]
         positive = off[off > 0]
         bandwidth = float(np.median(positive)) if positive.size else 1.0
         return np.exp(-d2 / bandwidth)

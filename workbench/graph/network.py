@@ -16,6 +16,7 @@ from workbench.errors import GraphError, closest
 from workbench.graph import kinds as K
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
 from workbench.graph.trace import check_finite_parameters, propagate_shapes, symbolic_trace
+from workbench.graph.views import MAX_VIEW_MEMORY
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -385,6 +386,7 @@ class NetworkGraph:
         max_positions: int = 64,
         batch_size: int = 256,
         random_state: Any = 0,
+        max_memory: int | None = MAX_VIEW_MEMORY,
     ) -> UnitView:
         """Per-unit features of ``group``; see :func:`workbench.graph.views.unit_view`."""
         from workbench.graph.views import unit_view
@@ -399,6 +401,7 @@ class NetworkGraph:
             max_positions=max_positions,
             batch_size=batch_size,
             random_state=random_state,
+            max_memory=max_memory,
         )
 
     def to_networkx(self, level: str = "layer", norm: str = "l2", max_edges: int = 2_000_000) -> nx.DiGraph:

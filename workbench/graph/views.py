@@ -10,7 +10,10 @@ Activation features are the values of the group's units after the nonlinearity, 
 the tensor is the output of the group's last layer followed forward through element-wise operations
 (activation, dropout, residual add) as long as there is a single path. Batches are streamed; at most
 ``max_samples`` samples are used and, for spatial outputs, at most ``max_positions`` positions per sample
-(chosen at random with ``random_state``), so memory stays below ``max_samples * max_positions * n`` floats.
+(chosen at random with ``random_state``), so the activations stay below ``max_samples * max_positions * n``
+float64 values; they are written into one array allocated after the first batch, while the units' Gram
+matrix (n x n) and column sums are accumulated batch by batch. A view whose estimated memory exceeds
+``max_memory`` is refused before it is built, with the estimate and the caps that would fit.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import numpy as np
 import torch
 from torch import fx
 
-from workbench.datasets.batches import input_batches
+from workbench.datasets.batches import input_batches, sample_count
 from workbench.errors import DataError, GraphError
 from workbench.graph.adjacency import input_columns, weight_out_in
 from workbench.graph.flow import Layout
 from workbench.graph.kinds import PRODUCER_KINDS
-from workbench.unitview import METRICS, UnitView
+from workbench.unitview import METRICS, UnitView, gram_similarity
 from workbench.utils import check_random_state
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ SOURCES = ("weights", "activations")
 #: Largest weight-feature array (entries) a view builds; beyond it weights are left out (or refused for
 #: source="weights"), since a view is dense float64 (the 512 units of VGG-16's last conv feed 4096 x 49 columns each).
 MAX_FEATURE_ENTRIES = 50_000_000
+#: Default memory limit of a unit view, bytes (see :func:`view_memory`).
+MAX_VIEW_MEMORY = 2 * 1024**3
 _FOLLOW_KINDS = frozenset({"act", "dropout", "identity", "add", "mul"})
 
 
@@ -161,6 +166,32 @@ class _Capture(fx.Interpreter):
         return result
 
 
+def _sample_total(data: Any, max_samples: int) -> int:
+    """Samples a view will read from ``data``: ``max_samples``, or fewer when ``data`` tells its size."""
+    try:
+        n = len(data) if isinstance(data, (torch.Tensor, np.ndarray)) else sample_count(data)
+    except (DataError, TypeError):
+        return max_samples
+    return max(1, min(int(n), max_samples))
+
+
+def view_memory(rows: int, n_units: int, weight_entries: int = 0) -> int:
+    """Estimated bytes of a unit view and of a selection on it: activations (float64, rows x n), weight
+    features, and a few (n, n) matrices (Gram, similarity, the selectors' working copies)."""
+    return 8 * (rows * n_units + weight_entries + 6 * n_units * n_units)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def _refuse(group: str, estimate: int, max_memory: int, what: str, fix: str) -> GraphError:
+    return GraphError(
+        f"the unit view of group {group!r} would need about {_size(estimate)} ({what}), over "
+        f"max_memory={max_memory:,} bytes ({_size(max_memory)}); {fix}, or raise max_memory."
+    )
+
+
 def collect_activations(
     graph: NetworkGraph,
     group: Group,
@@ -169,8 +200,16 @@ def collect_activations(
     max_positions: int,
     batch_size: int,
     random_state: Any,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """(rows, n) activations of ``group`` (rows: samples x kept positions); see the module docstring."""
+    max_memory: int | None = None,
+    weight_entries: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(rows, n) float64 activations of ``group`` (rows: samples x kept positions), their (n, n) Gram
+    matrix and (n,) column sums accumulated batch by batch, and the view metadata; see the module docstring.
+
+    The rows array is allocated once after the first batch, for the samples ``data`` holds up to
+    ``max_samples``; when that estimate (:func:`view_memory`) exceeds ``max_memory`` bytes a GraphError
+    gives the estimate and the caps that would fit.
+    """
     if max_samples < 1 or max_positions < 1 or batch_size < 1:
         raise GraphError("max_samples, max_positions and batch_size must be positive integers.")
     rng = check_random_state(random_state)
@@ -178,20 +217,25 @@ def collect_activations(
     layout = graph.node_layout(node.name)
     if not isinstance(layout, Layout) or layout.ids.ndim != 1:
         raise GraphError(f"the units of group {group.name!r} are not traceable at {node.name!r}; use source='weights'.")
+    n = group.n_units
     local = graph.group_units(group.name, layout.ids)
-    channel = np.full(group.n_units, -1, dtype=np.int64)  # first channel carrying each unit
+    channel = np.full(n, -1, dtype=np.int64)  # first channel carrying each unit
     units, first = np.unique(local, return_index=True)
     channel[units[units >= 0]] = first[units >= 0]
     missing = int((channel < 0).sum())
     take = torch.from_numpy(np.where(channel >= 0, channel, 0))
-    rows, seen = [], 0
+    acts: np.ndarray | None = None
+    gram, sums = np.zeros((n, n)), np.zeros(n)
+    filled, seen, positions, total_positions = 0, 0, 0, 0
     model = graph.module
     device = next((p.device for p in graph.model.parameters()), torch.device("cpu"))
     was_training = graph.model.training
     graph.model.eval()
     try:
+        batches = input_batches(data, max_samples, batch_size)
+        total = _sample_total(data, max_samples)
         with torch.no_grad():
-            for x in input_batches(data, max_samples, batch_size):
+            for x in batches:
                 x = x.to(device=device, dtype=torch.float32)
                 capture = _Capture(model, node.name)
                 try:
@@ -206,6 +250,7 @@ def collect_activations(
                     ) from exc
                 value = capture.value.detach().cpu()
                 v = value.movedim(layout.dim, -1).reshape(len(x), -1, value.shape[layout.dim])  # (B, P, C)
+                total_positions = v.shape[1]
                 if v.shape[1] > max_positions:  # a random subset of positions per sample
                     keys = torch.from_numpy(rng.random((len(x), v.shape[1])))
                     pos = keys.argsort(dim=1)[:, :max_positions]
@@ -213,20 +258,50 @@ def collect_activations(
                 v = v.index_select(2, take)
                 if missing:
                     v[:, :, torch.from_numpy(channel < 0)] = 0.0
-                rows.append(v.reshape(-1, group.n_units).float().numpy())
+                block = v.reshape(-1, n).double().numpy()
+                if acts is None:
+                    positions = v.shape[1]
+                    estimate = view_memory(total * positions, n, weight_entries)
+                    if max_memory is not None and estimate > max_memory:
+                        per_sample = view_memory(positions, n) - view_memory(0, n)
+                        fits = (max_memory - view_memory(0, n, weight_entries)) // per_sample
+                        fix = (
+                            f"use at most max_samples={fits}"
+                            if fits >= 1
+                            else "use source='weights' or a smaller group"
+                        )
+                        if positions > 1:
+                            fix += f" or fewer positions per sample (max_positions < {positions})"
+                        raise _refuse(
+                            group.name,
+                            estimate,
+                            max_memory,
+                            f"{total:,} samples x {positions} positions x {n} units",
+                            fix,
+                        )
+                    acts = np.empty((total * positions, n))
+                if filled + len(block) > len(acts):  # more samples than the data set announced
+                    acts = np.concatenate([acts[:filled], np.empty((max(len(block), filled), n))])
+                acts[filled : filled + len(block)] = block
+                filled += len(block)
+                gram += block.T @ block
+                sums += block.sum(axis=0)
                 seen += len(x)
     except DataError as exc:  # not a data set, or an empty one
         raise GraphError(f"the data given for group {group.name!r}: {exc}") from None
     finally:
         graph.model.train(was_training)
-    acts = np.concatenate(rows, axis=0)
+    if filled < len(acts):
+        acts = acts[:filled].copy()
     meta = {
         "activation_node": node.name,
         "samples": seen,
-        "positions_per_sample": acts.shape[0] // seen,
+        "positions_per_sample": positions,
+        "positions_in_tensor": total_positions,
         "units_not_in_tensor": missing,
+        "memory_estimate": view_memory(filled, n, weight_entries),
     }
-    return acts, meta
+    return acts, gram, sums, meta
 
 
 def unit_view(
@@ -239,6 +314,7 @@ def unit_view(
     max_positions: int = 64,
     batch_size: int = 256,
     random_state: Any = 0,
+    max_memory: int | None = MAX_VIEW_MEMORY,
 ) -> UnitView:
     """The :class:`~workbench.unitview.UnitView` of one group.
 
@@ -255,19 +331,33 @@ def unit_view(
     metric
         Similarity metric of the view (``cosine``, ``correlation``, ``rbf``, ``linear``).
     max_samples, max_positions, batch_size
-        Caps on samples used, spatial positions kept per sample, and batch size when streaming data.
+        Caps on samples used (default 2048), spatial positions kept per sample (default 64, chosen at
+        random) and batch size when streaming data: the activations are at most
+        ``max_samples * max_positions`` rows of n float64 values, whatever the size of ``data``.
     random_state
         Seed or Generator for the choice of spatial positions.
+    max_memory
+        Bytes the view (and a selection on it) may take, as estimated by :func:`view_memory`
+        (default 2 GiB; None: no limit). A larger request is refused with a GraphError giving the
+        estimate and the caps that would fit, before the activations are stored.
 
     Notes
     -----
-    ``meta`` holds the layers used, the caps, and ``fixed``: the (n,) mask of units that must be kept
-    (they reach the network output or feed layers the graph does not understand).
+    ``meta`` holds the layers used, the caps (``max_samples``, ``max_positions``, ``max_memory``), what was
+    read (``samples``, ``positions_per_sample`` of ``positions_in_tensor``), the ``memory_estimate`` in
+    bytes, and ``fixed``: the (n,) mask of units that must be kept (they reach the network output or feed
+    layers the graph does not understand). For activations the Gram matrix is accumulated batch by batch
+    and the view's ``kernel`` is computed from it (:func:`~workbench.unitview.gram_similarity`), so that no
+    similarity ever copies the activations.
     """
     if source not in SOURCES:
         raise GraphError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}.")
     if metric not in METRICS:
         raise GraphError(f"unknown similarity metric {metric!r}; use one of {', '.join(METRICS)}.")
+    if max_memory is not None and (
+        isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory < 1
+    ):
+        raise GraphError(f"max_memory must be a number of bytes >= 1 (or None: no limit), got {max_memory!r}.")
     g = graph.group(group)
     parts = {}
     for label, size_of, build in (
@@ -286,10 +376,26 @@ def unit_view(
             parts[label] = None
     w_in, bias, in_layers = parts["incoming"] or (None, None, [])
     w_out, out_layers = parts["outgoing"] or (None, [])
+    weight_entries = sum(p.size for p in (w_in, w_out) if p is not None)
+    if source == "weights":
+        weight_entries *= 2  # the features are a concatenated copy
+        estimate = view_memory(0, g.n_units, weight_entries)
+        if max_memory is not None and estimate > max_memory:
+            raise _refuse(
+                g.name,
+                estimate,
+                max_memory,
+                f"{g.n_units} units x {weight_entries // 2 // g.n_units:,} weight features",
+                "use source='activations' with data",
+            )
     scale, bn_layers = bn_scale(graph, g)
-    acts, act_meta = None, {}
+    acts, act_meta, kernel = None, {}, None
     if data is not None:
-        acts, act_meta = collect_activations(graph, g, data, max_samples, max_positions, batch_size, random_state)
+        acts, gram, sums, act_meta = collect_activations(
+            graph, g, data, max_samples, max_positions, batch_size, random_state, max_memory, weight_entries
+        )
+        if source == "activations":
+            kernel = gram_similarity(gram, metric, sums=sums, count=len(acts))
     elif source == "activations":
         raise GraphError("source='activations' needs data (a DataLoader, Dataset, tensor or array of inputs).")
     if source == "weights":
@@ -298,7 +404,7 @@ def unit_view(
             raise GraphError(f"group {g.name!r} has neither producing nor consuming weights to describe its units.")
         features = np.concatenate(parts, axis=1)
     else:
-        features = acts.T
+        features = acts.T  # a transposed view: no copy
     meta = {
         "source": source,
         "layers": list(g.layers),
@@ -309,6 +415,7 @@ def unit_view(
         "prunable": g.prunable,
         "max_samples": max_samples,
         "max_positions": max_positions,
+        "max_memory": max_memory,
         **act_meta,
     }
     return UnitView(
@@ -320,5 +427,6 @@ def unit_view(
         bias=bias,
         bn_scale=scale,
         activations=acts,
+        kernel=kernel,
         meta=meta,
     )

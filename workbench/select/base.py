@@ -4,7 +4,9 @@ A selector is an sklearn-style estimator: ``__init__`` stores parameters only, `
 :class:`~workbench.unitview.UnitView` (or a raw (n, d) feature array) and sets fitted attributes with
 trailing underscores, ``selection_`` (a :class:`~workbench.selection.Selection`) and ``scores_``
 always. Subclasses implement :meth:`Selector._select`; the base class validates the view, resolves
-the budget, assigns dropped units to their most similar kept unit and builds the Selection.
+the budget, assigns dropped units to their most similar kept unit and builds the Selection. When the
+view was read from data, the Selection's ``params`` also hold ``data``: the samples and positions per
+sample used, and their caps.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ def get_selector(name: str, **params: Any) -> Selector:
     if unknown:
         raise ConfigError(f"selector {name!r} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(allowed)}.")
     return cls(**params)
+
+
+#: View metadata copied into a Selection's params (under ``"data"``): how much data the view read.
+DATA_CAPS = ("samples", "positions_per_sample", "max_samples", "max_positions")
+
+
+def _data_caps(view: UnitView) -> dict[str, Any]:
+    """``{"data": {...}}`` with the sample and position caps of an activation view, else ``{}``."""
+    if "samples" not in view.meta:
+        return {}
+    return {"data": {key: view.meta[key] for key in DATA_CAPS if key in view.meta}}
 
 
 class Selector:
@@ -126,7 +139,7 @@ class Selector:
             assign=assign,
             scores=scores,
             method=self.name,
-            params=json_safe(self.get_params()),
+            params=json_safe({**self.get_params(), **_data_caps(view)}),
         )
         self.scores_ = self.selection_.scores
         self.keep_ = self.selection_.keep

@@ -6,6 +6,7 @@ import numpy as np
 
 from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
+from workbench.select.chunks import row_chunks
 from workbench.select.grouping import top_k
 from workbench.select.validation import require
 from workbench.unitview import UnitView
@@ -100,7 +101,12 @@ class ActivationSelector(Selector):
         if not float(self.zero_tol) >= 0:
             raise SelectionError(f"selector 'activation': zero_tol must be >= 0, got {self.zero_tol!r}.")
         acts = require(view, "activations", self.name, "Build the view from data (source='activations' or data=...).")
-        acts = np.abs(acts.reshape(acts.shape[0], view.n_units))
-        self.apoz_ = (acts <= float(self.zero_tol)).mean(axis=0)
-        scores = acts.mean(axis=0) if criterion == "mean" else 1.0 - self.apoz_
+        acts = acts.reshape(acts.shape[0], view.n_units)
+        total, zeros = np.zeros(view.n_units), np.zeros(view.n_units)
+        for block in row_chunks(acts):  # no copy of the activations
+            block = np.abs(block)
+            total += block.sum(axis=0)
+            zeros += (block <= float(self.zero_tol)).sum(axis=0)
+        self.apoz_ = zeros / acts.shape[0]
+        scores = total / acts.shape[0] if criterion == "mean" else 1.0 - self.apoz_
         return top_k(scores, k), scores, None

@@ -5,12 +5,14 @@
 - input change (El Halabi, Srinivas & Lacoste-Julien 2022, "Data-efficient structured pruning via
   submodular optimization"): with activations A (samples x n) and outgoing weights W (n x d_out),
   F(S) = ||A W||² - min_W' ||A W - A_S W'||²_F, the part of the next layer's input that the kept
-  units can reproduce after re-fitting their outgoing weights -- monotone, weakly submodular.
+  units can reproduce after re-fitting their outgoing weights -- monotone, weakly submodular. It is
+  computed from the units' Gram matrix AᵀA (n x n) and W Wᵀ: the consumer's input A W is never formed,
+  so memory does not grow with samples, positions or fan-out beyond the view's own activations.
 
 The submodular objectives are maximized by lazy greedy (Minoux 1978, vectorized: candidates with
 the largest stale gains are re-evaluated in batches), which returns the plain greedy's set. The input
 change is only weakly submodular (a gain can grow), so it always runs the plain greedy; its gains are
-all updated at once in O(samples * n) per step.
+all updated at once in O(n²) per step.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from scipy.linalg import solve
 
 from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
+from workbench.select.chunks import activation_gram
 from workbench.select.graphs import NONNEGATIVE
 from workbench.select.greedy import lazy_argmax
 from workbench.select.validation import require
-from workbench.unitview import UnitView, similarity_matrix
+from workbench.unitview import UnitView, gram_similarity
 from workbench.utils import RandomState
 
 OBJECTIVES = ("facility_location", "logdet", "input_change")
@@ -77,50 +80,65 @@ class LogDet:
 
 
 class InputChange:
-    """F(S) = ||Y||² - min_W' ||Y - A_S W'||² with Y = A W (the next layer's input from these units).
+    """F(S) = ||Y||² - min_W' ||Y - A_S W'||² with Y = A W, computed from C = AᵀA and M = W Wᵀ only.
 
-    The state is the projection of A and Y off the span of the chosen columns; the gain of unit j is
-    ||r_jᵀ Y_res||² / (||r_j||² + reg) with r_j its residual column (exact projection gain when reg = 0;
-    0 when r_j has vanished, i.e. unit j is a linear combination of the chosen ones).
+    Neither A W (samples x positions x fan-out) nor a residual of A is ever formed: the state is the
+    residual Gram matrix K = C - C[:, S] C[S, S]⁻¹ C[S, :] (the Gram matrix of A's columns projected off
+    the span of the chosen ones) and the diagonal h of K M K. With r_j the residual column of unit j and
+    Y_res the residual of Y, r_jᵀ Y_res = (K W)_j, so the gain of unit j is
+    ||r_jᵀ Y_res||² / (||r_j||² + reg) = h_j / (K_jj + reg) (the exact projection gain when reg = 0; 0 when
+    r_j has vanished, i.e. unit j is a linear combination of the chosen ones). Memory: a few n x n arrays;
+    time: O(n² d_out) once, O(n²) per step.
+
+    Parameters
+    ----------
+    gram
+        (n, n) Gram matrix AᵀA of the activations (samples x units), e.g. accumulated batch by batch.
+    W
+        (n, d_out) outgoing weights.
+    reg
+        Ridge relative to the mean of diag(gram).
     """
 
-    def __init__(self, A: np.ndarray, W: np.ndarray, reg: float) -> None:
-        self.A, self.W = A, W
-        self.n = A.shape[1]
-        self.A_res = A.copy()
-        self.Y = A @ W
-        self.Y_res = self.Y.copy()
-        self.G = self.A_res.T @ self.Y_res
-        self.norm0 = (A * A).sum(axis=0)
+    def __init__(self, gram: np.ndarray, W: np.ndarray, reg: float) -> None:
+        self.C = np.asarray(gram, dtype=np.float64)
+        self.W = W
+        self.n = self.C.shape[0]
+        self.M = W @ W.T
+        self.K = self.C.copy()
+        self.h = np.einsum("ij,ij->i", self.C @ self.M, self.C)
+        self.norm0 = np.clip(np.diag(self.C).copy(), 0.0, None)
         self.norms = self.norm0.copy()
         self.reg = reg * max(float(self.norm0.mean()), 1e-300)
+        self.total = float(np.einsum("ij,ij->", self.C, self.M))  # ||A W||²
 
     def gains(self, items: np.ndarray) -> np.ndarray:
         norms = self.norms[items]
         alive = norms > 1e-10 * np.maximum(self.norm0[items], 1e-300)
-        values = (self.G[items] ** 2).sum(axis=1) / (np.where(alive, norms, 1.0) + self.reg)
+        values = np.clip(self.h[items], 0.0, None) / (np.where(alive, norms, 1.0) + self.reg)
         return np.where(alive, values, 0.0)
 
     def add(self, j: int) -> None:
         norm = self.norms[j]
         if norm <= 1e-10 * max(self.norm0[j], 1e-300):
             return  # nothing new in the span
-        q = self.A_res[:, j] / np.sqrt(norm)
-        u = q @ self.A_res
-        v = q @ self.Y_res
-        self.A_res -= np.outer(q, u)
-        self.Y_res -= np.outer(q, v)
-        self.G -= np.outer(u, v)
+        u = self.K[j] / np.sqrt(norm)
+        z = self.K @ (self.M @ u)
+        self.h += (u @ self.M @ u) * u * u - 2.0 * u * z
+        self.K -= np.outer(u, u)
         self.norms = np.maximum(self.norms - u * u, 0.0)
 
+    def residual(self) -> float:
+        """||A W - P_S A W||²: what the kept units cannot reproduce."""
+        return max(float(np.einsum("ij,ij->", self.K, self.M)), 0.0)
+
     def value(self) -> float:
-        return float((self.Y * self.Y).sum() - (self.Y_res * self.Y_res).sum())
+        return self.total - self.residual()
 
     def refit(self, keep: np.ndarray) -> np.ndarray:
         """argmin_W' ||A W - A_S W'||² + reg ||W'||² for S = keep (|S| x d_out)."""
-        A_s = self.A[:, keep]
-        gram = A_s.T @ A_s + self.reg * np.eye(keep.size)
-        return solve(gram, A_s.T @ self.Y, assume_a="pos")
+        gram = self.C[np.ix_(keep, keep)] + self.reg * np.eye(keep.size)
+        return solve(gram, self.C[keep] @ self.W, assume_a="pos")
 
 
 def greedy_maximize(objective, k: int, lazy: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -194,16 +212,16 @@ class SubmodularSelector(Selector):
     def _uses_similarity(self) -> bool:
         return self.objective != "input_change"
 
-    def _activations_and_weights(self, view: UnitView) -> tuple[np.ndarray, np.ndarray]:
+    def _gram_and_weights(self, view: UnitView) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n) Gram matrix AᵀA of the activations, accumulated over row chunks, and (n, d_out) weights."""
         hint = "The input-change objective needs activations (samples x units) and the outgoing weights."
         A = require(view, "activations", self.name, hint)
         W = require(view, "out_weights", self.name, hint)
-        return A.reshape(A.shape[0], view.n_units), W.reshape(view.n_units, -1)
+        return activation_gram(A.reshape(A.shape[0], view.n_units)), W.reshape(view.n_units, -1)
 
     def _assignment_similarity(self, view: UnitView) -> np.ndarray:
         if self.objective == "input_change":  # units whose activations move together
-            A, _ = self._activations_and_weights(view)
-            return similarity_matrix(A.T, "cosine")
+            return gram_similarity(self._gram, "cosine")
         return super()._assignment_similarity(view)
 
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
@@ -219,8 +237,8 @@ class SubmodularSelector(Selector):
         else:
             if not (isinstance(self.reg, (int, float, np.floating)) and float(self.reg) >= 0):
                 raise SelectionError(f"selector 'submodular': reg must be a number >= 0, got {self.reg!r}.")
-            A, W = self._activations_and_weights(view)
-            function = InputChange(A, W, float(self.reg))
+            self._gram, W = self._gram_and_weights(view)
+            function = InputChange(self._gram, W, float(self.reg))
             lazy = False
         order, gains = greedy_maximize(function, k, lazy=lazy)
         self.order_, self.gains_ = order, gains
@@ -233,5 +251,5 @@ class SubmodularSelector(Selector):
         scores[order] = gains
         if objective == "input_change":
             self.new_out_weights_ = function.refit(keep)
-            self.input_change_ = float((function.Y**2).sum()) - self.value_
+            self.input_change_ = function.residual()
         return keep, scores, None
