@@ -9,6 +9,11 @@ For n in {256, 1024, 4096} and k = n / 4, on L = X Xᵀ / d + 0.01 I with X an (
   its own ``scipy.linalg.eigh``; it caches eigenvectors and the polynomial table for later calls);
 - our greedy MAP (k steps) against one ``numpy.linalg.cholesky`` of the full n x n kernel.
 
+It also times the ``sbm`` selector (plain and degree-corrected, the BIC choosing among 1..8 blocks) on
+one group of n in {100, 300} units with random features (as an untrained layer's incoming weights,
+144 per unit), k = n / 4, best of 3 after a warm-up fit that pays the imports, as seconds per group
+and as a ratio against the ``spectral`` selector fitted to the same group in the same run.
+
 At n = 4096 the eigendecomposition (``numpy.linalg.eigh`` for us, ``scipy.linalg.eigh`` in dppy) is
 most of a first sample; the first-sample ratio counts it, and the work after it (polynomial table and
 sampling, both given the same eigendecomposition) is timed and compared separately.
@@ -21,6 +26,7 @@ Usage::
     python analyses/bench_select.py            # n = 256, 1024, 4096 (dppy takes minutes at 4096)
     python analyses/bench_select.py --quick    # n = 256, 1024
     python analyses/bench_select.py --json     # machine-readable output
+    python analyses/bench_select.py --only sbm # only the sbm rows (seconds)
 """
 
 from __future__ import annotations
@@ -107,14 +113,47 @@ def bench(n: int, seed: int = 0) -> dict[str, float]:
     return row
 
 
+def bench_sbm(n: int, seed: int = 0, repeats: int = 3) -> dict[str, float]:
+    """Seconds per group of the sbm selector (plain and degree-corrected) and of spectral, on n random units."""
+    from workbench.select import get_selector
+
+    features = np.random.default_rng(seed).standard_normal((n, 144))
+    k = n // 4
+
+    def fit(name: str, **params):
+        return get_selector(name, budget=k, random_state=seed, **params).fit(features)
+
+    fit("sbm"), fit("spectral")  # warm-up: graspologic and scikit-learn imports
+    row: dict[str, float] = {"n": n, "k": k, "repeats": repeats}
+    row["sbm_s"], sbm = timed(lambda: fit("sbm"), repeats)
+    row["dcsbm_s"], _ = timed(lambda: fit("sbm", degree_corrected=True), repeats)
+    row["spectral_s"], _ = timed(lambda: fit("spectral"), repeats)
+    row["sbm_blocks"] = sbm.n_blocks_
+    row["sbm_over_spectral"] = row["sbm_s"] / row["spectral_s"]
+    row["dcsbm_over_spectral"] = row["dcsbm_s"] / row["spectral_s"]
+    return row
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="only n = 256 and 1024")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--sizes", type=int, nargs="*", help="explicit sizes n (k = n / 4)")
+    parser.add_argument("--sbm-sizes", type=int, nargs="*", default=[100, 300], help="group sizes of the sbm rows")
+    parser.add_argument("--only", choices=["kdpp", "sbm"], help="only the k-DPP rows or only the sbm rows")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ([256, 1024] if args.quick else [256, 1024, 4096])
+    sizes = [] if args.only == "sbm" else args.sizes or ([256, 1024] if args.quick else [256, 1024, 4096])
     rows = []
+    for n in [] if args.only == "kdpp" else args.sbm_sizes:
+        rows.append(bench_sbm(n))
+        if not args.json:
+            r = rows[-1]
+            print(
+                f"sbm n={r['n']:4d} k={r['k']:3d} | sbm {r['sbm_s']:.3f}s per group ({r['sbm_blocks']} blocks), "
+                f"degree-corrected {r['dcsbm_s']:.3f}s, spectral {r['spectral_s']:.3f}s -> sbm / spectral "
+                f"{r['sbm_over_spectral']:.1f}x, degree-corrected / spectral {r['dcsbm_over_spectral']:.1f}x",
+                flush=True,
+            )
     for n in sizes:
         rows.append(bench(n))
         if not args.json:

@@ -59,6 +59,12 @@ class StudyError(WorkbenchError):
     """A study file, store or cluster cannot be used."""
 
 
+class SelectionWarning(UserWarning):
+    """A selector fell back from what was asked (e.g. fewer blocks than ``n_blocks``, or one block when no block
+    model could be fitted); the message names the group, what was used instead and why, and the Selection's
+    ``info`` records it."""
+
+
 class PlanWarning(UserWarning):
     """A plan leaves out part of what was asked (e.g. prunable groups surgery cannot rebuild); the message names
     what and why. Callers that report these (the study runner, ``workbench compress``) filter by this class."""

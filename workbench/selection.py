@@ -78,6 +78,8 @@ class Selection:
         Name of the selector that made it.
     params
         The selector's parameters (JSON-safe).
+    info
+        What the fit found beyond the choice, JSON-safe (e.g. the block model fitted and any fallback used).
     """
 
     group: str
@@ -87,6 +89,7 @@ class Selection:
     scores: np.ndarray
     method: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_units, bool) or not isinstance(self.n_units, (int, np.integer)) or self.n_units < 1:
@@ -145,6 +148,7 @@ class Selection:
             "scores": [float(s) if np.isfinite(s) else None for s in self.scores],
             "method": self.method,
             "params": json_safe(self.params),
+            "info": json_safe(self.info),
         }
 
     @classmethod
@@ -160,6 +164,7 @@ class Selection:
                 scores=np.asarray(scores, dtype=np.float64),
                 method=data.get("method", ""),
                 params=dict(data.get("params", {})),
+                info=dict(data.get("info", {})),
             )
         except KeyError as exc:
             raise SelectionError(f"a Selection dict needs the key {exc.args[0]!r}.") from None

@@ -2,11 +2,11 @@
 
 A selector is an sklearn-style estimator: ``__init__`` stores parameters only, ``fit(view)`` reads a
 :class:`~workbench.unitview.UnitView` (or a raw (n, d) feature array) and sets fitted attributes with
-trailing underscores, ``selection_`` (a :class:`~workbench.selection.Selection`) and ``scores_``
-always. Subclasses implement :meth:`Selector._select`; the base class validates the view, resolves
-the budget, assigns dropped units to their most similar kept unit and builds the Selection. When the
-view was read from data, the Selection's ``params`` also hold ``data``: the samples and positions per
-sample used, and their caps.
+trailing underscores, ``selection_`` (a :class:`~workbench.selection.Selection`), ``scores_`` and
+``fit_info_`` (what the fit found, copied to the Selection's ``info``) always. Subclasses implement
+:meth:`Selector._select`; the base class validates the view, resolves the budget, assigns dropped units to
+their most similar kept unit and builds the Selection. When the view was read from data, the Selection's
+``params`` also hold ``data``: the samples and positions per sample used, and their caps.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class Selector:
             validation.check_not_constant(view, self.name)
         self._kernel_cache: dict[bool, np.ndarray] = {}
         rng = check_random_state(self.random_state)
+        self.fit_info_: dict[str, Any] = {}
         keep, scores, labels = self._select(view, k, rng)
         assign = assign_to_kept(self._assignment_similarity(view), keep, labels)
         self.selection_ = Selection(
@@ -140,6 +141,7 @@ class Selector:
             scores=scores,
             method=self.name,
             params=json_safe({**self.get_params(), **_data_caps(view)}),
+            info=json_safe(self.fit_info_),
         )
         self.scores_ = self.selection_.scores
         self.keep_ = self.selection_.keep

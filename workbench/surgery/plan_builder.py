@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -39,15 +40,7 @@ def keep_fixed(selection: Any, group: Any) -> Any:
     keep = np.union1d(selection.keep, fixed)
     assign = np.asarray(selection.assign).copy()
     assign[fixed] = fixed
-    return type(selection)(
-        group=selection.group,
-        n_units=selection.n_units,
-        keep=keep,
-        assign=assign,
-        scores=selection.scores,
-        method=selection.method,
-        params=selection.params,
-    )
+    return dataclasses.replace(selection, keep=keep, assign=assign)
 
 
 def plan_from(
