@@ -134,8 +134,7 @@ PEAK = textwrap.dedent(
     from workbench.select import get_selector, list_selectors
     from workbench.zoo import create_model
 
-    names = [s for s in list_selectors() if s != "sbm"]
-    selectors = [get_selector(s, budget=0.5) for s in names]
+    selectors = [get_selector(s, budget=0.5) for s in list_selectors()]
     selectors += [get_selector("submodular", budget=0.5, objective=o) for o in ("logdet", "input_change")]
     rows = {}
     for name, kwargs, shape in json.loads(sys.argv[1]):
