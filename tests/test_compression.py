@@ -78,3 +78,10 @@ def test_surgery_reads_selections_without_the_selectors_and_orchestration_sits_b
             or m == "workbench.select"
         }, path.name
     assert not {m for m in _imported(root / "compression.py") if m.startswith(("workbench.study", "workbench.cli"))}
+
+
+def test_selector_fallbacks_become_notes(trained):
+    """A SelectionWarning (here: more blocks asked than 16 units can hold) is a note of the result too."""
+    result = compress(trained, method="sbm", selector_params={"n_blocks": 12}, keep=0.5, latency=False)
+    assert len(result.notes) == 1 and "n_blocks" in result.notes[0]
+    assert result.model[0].out_features == 8

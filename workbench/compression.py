@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from workbench.errors import ConfigError, PlanWarning
+from workbench.errors import ConfigError, PlanWarning, SelectionWarning
 
 #: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
 SCORE_KEYS = ("accuracy", "miou")
@@ -107,7 +107,8 @@ class CompressionResult:
     retrained
         Whether the result was retrained.
     notes
-        The plan's :class:`~workbench.errors.PlanWarning` messages (e.g. groups left out of the plan).
+        The plan's :class:`~workbench.errors.PlanWarning` and the selector's
+        :class:`~workbench.errors.SelectionWarning` messages (groups left out of the plan, fallbacks used).
     """
 
     model: nn.Module
@@ -139,15 +140,16 @@ def measure(model: nn.Module, test: Any = None, *, latency: bool = True) -> dict
 
 
 def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, list[str]]:
-    """:func:`workbench.surgery.plan_from` and its PlanWarning messages (other warnings go on as usual)."""
+    """:func:`workbench.surgery.plan_from` and its plan and selection warnings as notes (other warnings go on)."""
     from workbench.surgery import plan_from
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PlanWarning)
+        warnings.simplefilter("always", SelectionWarning)
         plan = plan_from(graph, selector, **kwargs)
     notes = []
     for w in caught:
-        if issubclass(w.category, PlanWarning):
+        if issubclass(w.category, (PlanWarning, SelectionWarning)):
             notes.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
