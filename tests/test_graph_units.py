@@ -10,7 +10,6 @@ from torch import nn
 
 from workbench.errors import GraphError
 from workbench.graph import from_model, layer_graph, quotient_graph
-from workbench.graph.adjacency import weight_out_in
 from workbench.zoo import create_model
 
 
@@ -33,6 +32,23 @@ class Mixed(nn.Module):
         return self.fc(torch.flatten(self.pool(u), 1))
 
 
+def out_in_kernels(module: nn.Module) -> tuple[torch.Tensor, int]:
+    """(out, in per group, *kernel) weights and the group count, read from the module's definition alone
+    (independent of the implementation's own weight_out_in)."""
+    w = module.weight.detach()
+    if isinstance(module, nn.Linear):
+        return w, 1
+    groups = module.groups
+    if not module.transposed:
+        return w, groups
+    in_per_group, out_per_group = w.shape[0] // groups, w.shape[1]  # transposed: (in, out / groups, *kernel)
+    kernels = torch.empty(out_per_group * groups, in_per_group, *w.shape[2:])
+    for j in range(out_per_group * groups):
+        group, local = divmod(j, out_per_group)
+        kernels[j] = w[group * in_per_group : (group + 1) * in_per_group, local]
+    return kernels, groups
+
+
 def reference_adjacency(graph, norm):
     """Unit-by-unit, loop-based reference of unit_adjacency."""
     n = graph.n_nodes
@@ -41,7 +57,7 @@ def reference_adjacency(graph, norm):
         if read.coupled:
             continue
         module = graph.module_of(read.layer)
-        w, groups = weight_out_in(module)
+        w, groups = out_in_kernels(module)
         w = w.double()
         out, ipg = w.shape[0], w.shape[1]
         targets = graph.unit_nodes(graph.layer_units(read.layer))
