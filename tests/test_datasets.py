@@ -453,3 +453,16 @@ def test_cifar10_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="missing CIFAR-10 file.*data_batch_2"):
         load_dataset("cifar10", root=folder, split="trainval")
     assert len(load_dataset("cifar10", root=folder, split="test")) == 10  # the test split needs only test_batch
+
+
+@pytest.mark.parametrize("num_samples, seed", [(5000, 42), (600, 3)])
+def test_mnist1d_matches_the_reference_package_sample_by_sample(num_samples, seed):
+    """The reference generator (the mnist1d package's make_dataset, which needs no download) gives the same
+    signals, in the same order, up to float32 rounding, and the same labels."""
+    reference = pytest.importorskip("mnist1d.data")
+    args = reference.get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    data = reference.make_dataset(args)
+    x, y = generate_mnist1d(num_samples, seed)
+    np.testing.assert_allclose(x, np.concatenate([data["x"], data["x_test"]]), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(y, np.concatenate([data["y"], data["y_test"]]))
