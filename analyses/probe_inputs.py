@@ -341,12 +341,14 @@ def run_case(case: Case, ctx: Context, limit: float = 30.0, headroom: int = MEMO
         except WorkbenchError as exc:
             status, detail = "clean", f"{type(exc).__name__}: {_first_line(str(exc))}"
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - classifying is the point
-            status, detail = "traceback", f"{type(exc).__name__}: {_first_line(str(exc))}{_where(exc)}"
+            where = "" if isinstance(exc, StoredRawError) else _where(exc)
+            status, detail = "traceback", f"{type(exc).__name__}: {_first_line(str(exc))}{where}"
         else:
             printed = err.getvalue()
             if case.cli:
                 if value == 0:
-                    status, detail = "accepted", f"exit 0: {_first_line(printed or out.getvalue())}"
+                    said = _first_line(printed) or "no message on stderr"
+                    status, detail = "accepted", f"exit 0 (no error): {said}"
                 else:
                     ok, detail = _is_clean_cli(int(value), printed)
                     status = "clean" if ok else "traceback"
@@ -371,6 +373,8 @@ def works(run: Callable[[Context], Any]) -> Callable[[Context], Any]:
 def _short(value: Any) -> str:
     if isinstance(value, torch.Tensor | np.ndarray):
         return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    if hasattr(type(value), "model_fields"):  # a validated pydantic object (a study file that loaded)
+        return f"a valid {type(value).__name__}"
     if isinstance(value, torch.nn.Module):
         return f"a {type(value).__name__} model"
     text = repr(value)
@@ -815,6 +819,15 @@ def api_cases() -> list[Case]:
         plan = plan_from(graph_of(create_model("lenet300")), get_selector("magnitude"), keep=0.5)
         return apply(create_model("mlp", widths=[784, 50, 10]), plan)
 
+    def conv_plan(selector: Any, samples: int = 0) -> Any:
+        from workbench.surgery import plan_from
+        from workbench.zoo import create_model, example_input
+
+        model = create_model("lenet5")
+        data = example_input(model, samples) if samples else None
+        source = "activations" if samples else "weights"
+        return plan_from(graph_of(model), selector, keep=0.25, source=source, data=data)
+
     def plan_groups(ctx: Context, **kwargs: Any) -> Any:
         from workbench.surgery import plan_from
 
@@ -941,6 +954,11 @@ def api_cases() -> list[Case]:
         case("k-DPP asymmetric kernel", dpp(psd + np.triu(np.ones((8, 8))), 2)),
         case("k-DPP NaN kernel", dpp(np.where(psd > 0, np.nan, psd), 2)),
         case("plan for another model", plan_for_another),
+        case("sbm plan on LeNet-5 (must work)", works(lambda ctx: conv_plan(get_selector("sbm")))),
+        case(
+            "input-change plan on LeNet-5, 400 samples (must fit)",
+            works(lambda ctx: conv_plan(get_selector("submodular", objective="input_change"), 400)),
+        ),
         case("plan keep 0", lambda ctx: plan_groups(ctx, keep=0)),
         case("plan keep 1.5", lambda ctx: plan_groups(ctx, keep=1.5)),
         case("plan unknown group", lambda ctx: plan_groups(ctx, groups=["nosuch"])),
@@ -1227,6 +1245,35 @@ def study_cases() -> list[Case]:
 
         return run
 
+    def rerun_corrupt(ctx: Context) -> Any:
+        from workbench.cli import main
+
+        study, store, run_hash = ctx.study_store()
+        db = sqlite3.connect(store)
+        db.execute("UPDATE runs SET metrics_json = ? WHERE hash = ?", ('{"accuracy": 0.9', run_hash))
+        db.commit()
+        db.close()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["study", "run", str(study), "--store", str(store), "--quiet"])
+        message = err.getvalue()
+        with Store(store, readonly=True) as db:
+            fixed = any(row["hash"] == run_hash and row["status"] == "done" for row in db.rows()) and not db.damaged
+        if code == 0 and fixed and run_hash in message and "Traceback" not in message:
+            return Handled(f"named the damaged row and computed it again: {_first_line(message)}")
+        print(message, file=sys.stderr)
+        return f"exit {code}, row recomputed: {fixed}: {_first_line(message)}"
+
+    def unlabelled(ctx: Context) -> Any:
+        body = TINY_STUDY.replace('label = "tiny MLP"\n', "")
+        body += (
+            '\n[[models]]\nname = "mlp"\nargs = { widths = [64, 8, 10] }\ndata = "digits"\ntraining = { epochs = 2 }\n'
+        )
+        labels = [entry.display for entry in load_study(ctx.study_file(body)).models]
+        if len(set(labels)) == len(labels):
+            return Handled(f"distinct automatic labels: {labels}")
+        return labels
+
     def truncated_store(ctx: Context) -> Any:
         _, store, _ = ctx.study_store()
         data = store.read_bytes()
@@ -1292,6 +1339,8 @@ def study_cases() -> list[Case]:
         case("store: missing, read-only", lambda ctx: Store(ctx.tmp / "none.sqlite", readonly=True).rows()),
         case("corrupt JSON metrics cell", corrupt_cell("metrics_json")),
         case("corrupt JSON config cell", corrupt_cell("config_json")),
+        case("study run over a corrupt JSON cell", rerun_corrupt),
+        case("unlabelled models differing in training", unlabelled),
         case(
             "run: model too wide for memory",
             lambda ctx: run_in(ctx, TINY_STUDY.replace("[64, 8, 10]", "[64, 1000000000, 10]")),
