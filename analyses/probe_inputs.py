@@ -469,14 +469,15 @@ def write_idx(
     return folder
 
 
-def write_cifar(folder: Path, batch: Any = None, n: int = 20, binary: bool = False, label: int = 3) -> Path:
-    """A tiny CIFAR-10 folder (python layout, or binary with ``binary``); ``batch`` replaces every python batch."""
+def write_cifar(folder: Path, batch: Any = None, n: int = 20, binary: bool = False, label: int | None = None) -> Path:
+    """A tiny CIFAR-10 folder (python layout, or binary with ``binary``); ``batch`` replaces every python
+    batch, ``label`` (0..255) every label (default: labels 0..9 in turn)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = [label % 256] * n if label != 3 else list(np.arange(n) % 10)
+        labels = list(np.arange(n) % 10) if label is None else [label] * n
         if binary:
             records = np.concatenate([np.asarray(labels, dtype=np.uint8)[:, None], data], axis=1)
             (folder / f"{name}.bin").write_bytes(records.tobytes())
@@ -487,6 +488,7 @@ def write_cifar(folder: Path, batch: Any = None, n: int = 20, binary: bool = Fal
 
 
 def tensors(inputs: Any, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """An (inputs, targets) pair as ``fit`` and ``evaluate`` take it."""
     return torch.as_tensor(inputs, dtype=torch.float32), torch.as_tensor(targets)
 
 
