@@ -1290,7 +1290,8 @@ def study_cases() -> list[Case]:
         exception's message is reported as one (the study file should have been refused, or the run checked)."""
         outcome = run_study(ctx.study_file(body), quiet=True)
         errors = list(outcome.errors.values())
-        raw = [error for error in errors if error.split(":", 1)[0] not in _workbench_errors()]
+        # a clean message names a workbench error, first or after its context ("its base model failed to train: ...")
+        raw = [error for error in errors if not any(f"{name}: " in error for name in _workbench_errors())]
         if raw:
             raise StoredRawError(f"study run stored a raw error for {len(raw)} of {outcome.total} runs: {raw[0]}")
         if errors:

@@ -150,3 +150,11 @@ def test_string_features_are_refused_naming_the_dtype(selector):
     with pytest.raises(SelectionError, match=r"group 'g': bias has dtype object"):
         UnitView("g", numbers, bias=np.array([None, "a", 1, 2, 3, 4, 5, 6], dtype=object))
     assert get_selector(selector, budget=3, random_state=0).fit(numbers.tolist()).keep_.size == 3
+
+
+def test_k_dpp_refuses_an_asymmetric_kernel():
+    L = np.array([[2.0, 0.5, 0.0], [-0.5, 2.0, 0.1], [0.0, 0.1, 1.0]])
+    for sampler in (lambda: sample_k_dpp(L, 2, random_state=0), lambda: k_dpp_marginals(L, 2), lambda: KDPP(L)):
+        with pytest.raises(SelectionError, match=r"not symmetric \(largest \|L - L.T\| = 1\)"):
+            sampler()
+    sample_k_dpp((L + L.T) / 2, 2, random_state=0)  # symmetrized, it samples

@@ -123,3 +123,18 @@ def test_payload_helper_keeps_a_good_checkpoint_loadable(tmp_path):
     bad, payload = _payload(tmp_path)
     assert payload["format"] == FORMAT and payload["version"] == VERSION
     load_checkpoint(bad)
+
+
+def test_a_checkpoint_of_absurd_size_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo_memory, "available_memory", lambda: 16 * 10**9)
+    spec = json.dumps({"name": "mlp", "kwargs": {"widths": [64, 1_000_000_000, 10]}})
+    bad, _ = _payload(tmp_path, spec=spec)
+    with pytest.raises(CheckpointError, match=r"needs about .* GB of memory .* more than the 16.0 GB available"):
+        load_checkpoint(bad)
+
+
+def test_negative_fine_tuning_epochs_are_refused(tmp_path, capsys):
+    model = create_model("mlp", widths=[64, 8, 10])
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, metadata={"data": "digits"})
+    code, _, err = run(["compress", str(ckpt), "--finetune", "-1", "--out", str(tmp_path / "o.pt")], capsys)
+    assert code == 2 and "--finetune is a number of epochs" in err and not (tmp_path / "o.pt").exists()

@@ -123,8 +123,10 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
         An edit of the history cannot be replayed, or a parametrization is unknown.
     """
     from workbench.zoo import create_model
+    from workbench.zoo.memory import check_memory
 
     spec = check_spec(spec)
+    check_memory(spec["name"], 1, **spec.get("kwargs", {}))  # refuse a size this machine cannot hold, with the figures
     model = create_model(spec["name"], **spec.get("kwargs", {}))
     replays = _replays()
     for index, edit in enumerate(_history(spec)):

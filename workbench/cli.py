@@ -154,6 +154,13 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _check_epochs(value: int, option: str) -> int:
+    """``value`` if it is a number of epochs (>= 0); ConfigError naming ``option`` otherwise."""
+    if value < 0:
+        raise ConfigError(f"{option} is a number of epochs (0 for none), got {value}.")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table, profile
@@ -233,7 +240,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         source=args.source,
         train=train,
         test=test,
-        retrain=Retraining(epochs=args.finetune),
+        retrain=Retraining(epochs=_check_epochs(args.finetune, "--finetune")),
         random_state=args.seed,
         quiet=args.quiet,
     )

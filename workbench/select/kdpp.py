@@ -52,6 +52,12 @@ def _check_square(L: np.ndarray, name: str = "L") -> np.ndarray:
         raise SelectionError(f"{name} must be a non-empty square (n x n) matrix, got shape {L.shape}.")
     if not np.all(np.isfinite(L)):
         raise SelectionError(f"{name} contains NaN or infinite values; check the features it was computed from.")
+    asymmetry = float(np.abs(L - L.T).max())
+    if asymmetry > 1e-8 * max(float(np.abs(L).max()), 1e-300):
+        raise SelectionError(
+            f"{name} is not symmetric (largest |L - L.T| = {asymmetry:.3g}); a DPP kernel is a symmetric PSD "
+            "similarity (cosine, linear or RBF): symmetrize it, e.g. (L + L.T) / 2, if the asymmetry is an error."
+        )
     return L
 
 

@@ -53,10 +53,20 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     from workbench.train import fit
     from workbench.zoo import create_model_for_data
+    from workbench.zoo.memory import check_memory
 
     model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
     train = load_data(model_cfg, training["split"])
     val = None if training["split"] == "trainval" else load_data(model_cfg, "val")
+    batch = min(training["batch_size"], len(train))
+    check_memory(
+        model_cfg["name"],
+        batch,
+        training=True,
+        input_shape=train.input_shape,
+        num_classes=train.num_classes,
+        **model_cfg["args"],
+    )  # a ModelError with the figures, not the allocator's
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
