@@ -266,6 +266,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
     from workbench.metrics import format_table
+    from workbench.study.summary import display_rows
 
     if args.out:
         _check_out(args.out, folder=True)
@@ -283,9 +284,9 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     text = [
         format_table(result.trained),
         "",
-        format_table(outcome.summary),
+        format_table(display_rows(outcome.summary)),
         "",
-        format_table(outcome.pipelines),
+        format_table(display_rows(outcome.pipelines)),
         "",
         f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
         f"in {result.seconds:.1f} s",
@@ -295,6 +296,16 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if outcome.failed else 0
 
 
+def _study_compare(args: argparse.Namespace, study: Any) -> int:
+    """``study compare``: methods ranked per model and budget, with intervals and paired differences (store only)."""
+    from workbench.study.summary import compare_table, format_compare, read_records
+
+    reference = args.reference or study.study.reference
+    table = compare_table(read_records(study, store=args.store), reference=reference)
+    _emit(args, {"study": study.study.name, "comparison": table}, format_compare(table))
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.study.grid import check_size
     from workbench.study.report import write_report
@@ -302,6 +313,8 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
 
     study = load_study(args.study)
     study.study.max_runs = max(study.study.max_runs, check_size(study, force=args.force))  # refused before work
+    if args.action == "compare":
+        return _study_compare(args, study)
     if args.action == "report":
         if args.out:
             _check_out(args.out)
@@ -310,6 +323,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     from workbench.metrics import format_table
     from workbench.study.runner import run_study
+    from workbench.study.summary import display_rows
 
     outcome = run_study(
         study,
@@ -335,7 +349,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         "claimed_elsewhere": outcome.claimed_elsewhere,
     }
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
-    tables = [format_table(rows) for rows in (outcome.summary, outcome.pipelines) if rows]
+    tables = [format_table(display_rows(rows)) for rows in (outcome.summary, outcome.pipelines) if rows]
     text = [
         "\n\n".join(tables),
         *errors,
@@ -428,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
         _cmd_study,
     )
     p.add_argument(
-        "action", choices=["run", "report"], help="run: run what is not stored yet; report: write the HTML report"
+        "action",
+        choices=["run", "report", "compare"],
+        help="run: run what is not stored yet; report: write the HTML report; compare: rank the methods per "
+        "model and budget with 95%% intervals and paired differences to a reference (reads the store only)",
     )
     p.add_argument("study", help="a TOML study file (e.g. workbench/studies/demo.toml)")
     p.add_argument("--store", help="the SQLite store (default: beside the study file)")
@@ -446,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
     p.add_argument("--force", action="store_true", help="run a grid larger than the study's max_runs")
+    p.add_argument(
+        "--reference",
+        metavar="SELECTOR/FUSE",
+        help="the method the others are compared with (compare; default: the study's reference, else magnitude/drop)",
+    )
     return parser
 
 

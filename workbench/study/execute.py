@@ -39,8 +39,8 @@ def load_data(model: dict[str, Any], split: str) -> Any:
     return _dataset(model["data"], split, json.dumps(model.get("data_options", {}), sort_keys=True))
 
 
-#: The metric columns of a run: scores, then costs (the profile's other fields are not stored).
-_METRICS = ("accuracy", "miou", "params", "macs", "dense_bytes", "latency_ms")
+#: The metric columns of a run: scores and the test-set size (n), then costs (the profile's other fields are not stored).
+_METRICS = ("accuracy", "miou", "n", "params", "macs", "dense_bytes", "latency_ms")
 
 
 def _metrics(figures: dict[str, Any]) -> dict[str, Any]:

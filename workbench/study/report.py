@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from workbench.study.schema import Study, load_study
-from workbench.study.summary import Record, collect, mean_std, pipeline_table, summary_table, training_table
+from workbench.study.summary import (
+    Record,
+    collect,
+    display_rows,
+    mean_std,
+    pipeline_table,
+    summary_table,
+    training_table,
+)
 
 _PALETTE = (
     "#1f77b4",
@@ -315,14 +323,17 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         + f". Store: {html.escape(str(store))}. Written "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
         *(
-            ["<h2>Summary: test accuracy after retraining, mean over seeds</h2>", _table(summary_table(records))]
+            [
+                "<h2>Summary: test accuracy after retraining, mean over seeds [95% interval]</h2>",
+                _table(display_rows(summary_table(records, reference=study.study.reference))),
+            ]
             if study.selectors
             else []
         ),
         *(
             [
                 "<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds</h2>",
-                _table(pipeline_table(records)),
+                _table(display_rows(pipeline_table(records))),
             ]
             if study.pipelines
             else []

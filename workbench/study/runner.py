@@ -398,7 +398,7 @@ def run_study(
         done=counts["done"],
         failed=counts["failed"],
         seconds=round(time.perf_counter() - clock, 2),
-        summary=summary_table(records),
+        summary=summary_table(records, reference=study.study.reference),
         errors=errors,
         pipelines=pipeline_table(records),
         claimed_elsewhere=len(elsewhere),

@@ -253,8 +253,10 @@ class Cluster(_Section):
 
 
 class StudyInfo(_Section):
-    """Name, description, seeds, where results go, and the largest grid run without ``--force``
-    (``max_runs``: a study that expands to more runs is refused, so that a typo cannot start months of work)."""
+    """Name, description, seeds, where results go, the largest grid run without ``--force``
+    (``max_runs``: a study that expands to more runs is refused, so that a typo cannot start months of work),
+    and the ``reference`` method (``"selector/fuse"``, default ``"magnitude/drop"``) that the summaries'
+    paired differences compare against."""
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -262,6 +264,20 @@ class StudyInfo(_Section):
     store: str | None = None
     latency: bool = True
     max_runs: int = Field(5000, gt=0)
+    reference: str | None = None
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, reference: str | None) -> str | None:
+        if reference is None:
+            return None
+        selector, sep, fuse = reference.partition("/")
+        if not sep or fuse not in ("drop", "merge", "lsq"):
+            raise ValueError(
+                f"reference must be 'selector/fuse' with fuse drop, merge or lsq (e.g. 'magnitude/drop'), got {reference!r}"
+            )
+        _check_name("selector", selector)
+        return reference
 
     @field_validator("seeds")
     @classmethod

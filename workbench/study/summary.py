@@ -6,10 +6,13 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from workbench.errors import StudyError
 from workbench.study.grid import expand
 from workbench.study.schema import Study
+from workbench.study.statistics import estimate, paired_difference
 
 
 @dataclass
@@ -89,41 +92,125 @@ def _mean(values: list[float]) -> float | None:
     return round(mean_std(values)[0], 4) if values else None
 
 
-def summary_table(records: list[Record], metric: str = "accuracy") -> list[dict[str, Any]]:
+#: The reference of the paired differences when the study names none: ``selector/fuse``.
+DEFAULT_REFERENCE = "magnitude/drop"
+
+
+def parse_reference(reference: str | None) -> tuple[str, str]:
+    """``"selector/fuse"`` (default :data:`DEFAULT_REFERENCE`) as ``(selector, fuse)``; StudyError otherwise."""
+    text = reference or DEFAULT_REFERENCE
+    selector, sep, fuse = text.partition("/")
+    if not sep or not selector or not fuse or "/" in fuse:
+        raise StudyError(f"reference {text!r} is not 'selector/fuse'; write it as e.g. {DEFAULT_REFERENCE!r}.")
+    return selector, fuse
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def cell_stats(
+    values: Mapping[int, float], n_test: int | None = None, reference: Mapping[int, float] | None = None
+) -> dict[str, Any]:
+    """One summary cell from per-seed ``values``: n, mean, interval ``low``/``high`` (:func:`estimate`), and,
+    when ``reference`` (per-seed values of the reference) is given, the paired difference ``diff`` with its
+    interval ``diff_low``/``diff_high``, ``diff_n`` seeds paired and ``distinguishable`` (None without one)."""
+    est = estimate(list(values.values()), n_test=n_test)
+    cell: dict[str, Any] = {
+        "n": est.n,
+        "mean": _rounded(est.mean),
+        "low": _rounded(est.low),
+        "high": _rounded(est.high),
+        "interval": est.method,
+        "single_seed": est.single_seed,
+        "diff_n": None,
+        "diff": None,
+        "diff_low": None,
+        "diff_high": None,
+        "distinguishable": None,
+    }
+    if reference is not None:
+        diff = paired_difference(values, reference)
+        cell.update(
+            diff_n=diff.n,
+            diff=_rounded(diff.mean),
+            diff_low=_rounded(diff.low),
+            diff_high=_rounded(diff.high),
+            distinguishable=diff.distinguishable,
+        )
+    return cell
+
+
+def _n_test(records: list[Record], key: str = "n") -> int | None:
+    """The test-set size stored with the runs (``metrics[key]``), when they agree on one."""
+    sizes = {r.metrics.get(key) for r in records}
+    sizes.discard(None)
+    return int(sizes.pop()) if len(sizes) == 1 else None
+
+
+def _per_seed(records: list[Record], metric: str) -> dict[int, float]:
+    return {r.seed: v for r in records if r.status == "done" and (v := r.score(metric)) is not None}
+
+
+def summary_table(
+    records: list[Record], metric: str = "accuracy", reference: str | None = None
+) -> list[dict[str, Any]]:
     """One row per (model, selector, fusion): base accuracy and the mean ``metric`` at each budget.
 
-    Means are over seeds and over the runs that finished; budgets are columns ``keep <budget>``.
+    Means are over seeds and over the runs that finished; budgets are columns ``keep <budget>``. Each row's
+    ``stats`` maps ``base`` and every ``keep <budget>`` column to its :func:`cell_stats` (n, interval), the
+    budget cells with the paired difference to ``reference`` (``selector/fuse``, default
+    :data:`DEFAULT_REFERENCE`) at the same budget, seed by seed; ``reference`` names it (None when the study
+    has no such runs); the reference's own cells have ``is_reference`` True and no difference.
     """
+    ref_selector, ref_fuse = parse_reference(reference)
+    ref_label = f"{ref_selector}/{ref_fuse}"
     budgets = list(dict.fromkeys(r.budget for r in records if r.kind == "compress"))
-    base: dict[tuple[str, str], list[float]] = defaultdict(list)
-    cells: dict[tuple[str, str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    base: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    cells: dict[tuple[str, str, str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        value = r.score(metric) if r.status == "done" else None
         if r.kind == "train" and r.role == "base":
-            if value is not None:
-                base[(r.model, r.data)].append(value)
+            base[(r.model, r.data)].append(r)
         elif r.kind == "compress":
-            bucket = cells[(r.model, r.data, r.selector, r.fuse)]
-            if value is not None:
-                bucket[r.budget].append(value)
+            cells[(r.model, r.data, r.selector, r.fuse)][r.budget].append(r)
     rows = []
-    for (model, data, selector, fuse), values in cells.items():
+    for (model, data, selector, fuse), by_budget in cells.items():
+        base_runs = base.get((model, data), [])
+        base_values = _per_seed(base_runs, metric)
         row: dict[str, Any] = {
             "model": model,
             "data": data,
             "selector": selector,
             "fuse": fuse,
-            "base": _mean(base.get((model, data), [])),
+            "base": _mean(list(base_values.values())),
         }
+        stats = {"base": cell_stats(base_values, _n_test(base_runs))}
+        is_reference = (selector, fuse) == (ref_selector, ref_fuse)
+        reference_runs = cells.get((model, data, ref_selector, ref_fuse))
         for budget in budgets:
-            row[f"keep {budget}"] = _mean(values.get(budget, []))
+            runs = by_budget.get(budget, [])
+            values = _per_seed(runs, metric)
+            row[f"keep {budget}"] = _mean(list(values.values()))
+            against = None
+            if reference_runs is not None and not is_reference:
+                against = _per_seed(reference_runs.get(budget, []), metric)
+            cell = cell_stats(values, _n_test(runs), against)
+            cell["reference"] = ref_label if against is not None or is_reference else None
+            cell["is_reference"] = is_reference
+            stats[f"keep {budget}"] = cell
+        row["stats"] = stats
         rows.append(row)
     return rows
 
 
 def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
     """One row per (model, pipeline): base and compressed accuracy, stored bytes and compression ratio
-    (means over the seeds that finished)."""
+    (means over the seeds that finished).
+
+    Each row's ``stats`` maps ``base``, ``accuracy``, ``stored_bytes`` and ``compression_ratio`` to their
+    :func:`cell_stats`; the accuracy cell holds the paired difference to the base model of the same seed
+    (``reference`` ``"base"``), the compression's cost in accuracy.
+    """
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         if r.kind == "pipeline":
@@ -131,10 +218,18 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
     rows = []
     for (model, data, pipeline), items in groups.items():
         done = [r for r in items if r.status == "done"]
-        means = {
-            key: _mean([v for r in done if (v := r.score(key)) is not None])
-            for key in ("base_accuracy", "accuracy", "stored_bytes", "compression_ratio")
+        per_seed = {
+            key: _per_seed(done, key) for key in ("base_accuracy", "accuracy", "stored_bytes", "compression_ratio")
         }
+        means = {key: _mean(list(values.values())) for key, values in per_seed.items()}
+        base_values = per_seed.pop("base_accuracy")
+        stats = {"base": cell_stats(base_values, _n_test(done, "base_n"))}
+        stats["accuracy"] = {
+            **cell_stats(per_seed["accuracy"], _n_test(done), base_values),
+            "reference": "base",
+            "is_reference": False,
+        }
+        stats.update({key: cell_stats(per_seed[key]) for key in ("stored_bytes", "compression_ratio")})
         rows.append(
             {
                 "model": model,
@@ -143,9 +238,167 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
                 "base": means.pop("base_accuracy"),
                 **means,
                 "runs": f"{len(done)}/{len(items)}",
+                "stats": stats,
             }
         )
     return rows
+
+
+def format_cell(column: str, cell: Mapping[str, Any]) -> str:
+    """A :func:`cell_stats` cell as text: ``0.912 [0.905, 0.919] n=3``; ``single seed 0.912 [0.9, 0.92]``
+    (the binomial interval of the test set, when known) for one seed; ``-`` for none."""
+    from workbench.metrics.table import format_value
+
+    if not cell.get("n"):
+        return "-"
+    text = format_value(column, cell["mean"])
+    if cell.get("low") is not None:
+        text += f" [{format_value(column, cell['low'])}, {format_value(column, cell['high'])}]"
+    return f"single seed {text}" if cell.get("single_seed") else f"{text} n={cell['n']}"
+
+
+def format_difference(cell: Mapping[str, Any]) -> str:
+    """The paired difference of a cell as text: ``+0.012 [+0.004, +0.020]``, with ``not distinguishable``
+    when the interval holds 0 or one seed is paired; ``reference`` for the reference itself."""
+    if cell.get("is_reference"):
+        return "reference"
+    if not cell.get("diff_n"):
+        return "-"
+    text = f"{cell['diff']:+.4f}"
+    if cell.get("diff_low") is not None:
+        text += f" [{cell['diff_low']:+.4f}, {cell['diff_high']:+.4f}]"
+    elif cell["diff_n"] == 1:
+        text += " (1 seed)"
+    return text if cell.get("distinguishable") else f"{text} not distinguishable"
+
+
+def display_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of :func:`summary_table` or :func:`pipeline_table` for a printed table: each cell with ``stats``
+    as :func:`format_cell`, followed by a ``<column> vs <reference>`` column (:func:`format_difference`)
+    when the cell has a reference."""
+    references: dict[str, str] = {}
+    for row in rows:
+        for key, cell in row.get("stats", {}).items():
+            if cell.get("reference"):
+                references.setdefault(key, cell["reference"])
+    shown = []
+    for row in rows:
+        stats = row.get("stats", {})
+        line: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "stats":
+                continue
+            if key not in stats:
+                line[key] = value
+                continue
+            line[key] = format_cell(key, stats[key])
+            if key in references:
+                line[f"{key} vs {references[key]}"] = format_difference(stats[key])
+        shown.append(line)
+    return shown
+
+
+def compare_table(
+    records: list[Record], reference: str | None = None, metric: str = "accuracy"
+) -> list[dict[str, Any]]:
+    """Per (model, data, budget), every method (``selector/fuse``) ranked by mean ``metric``: n, mean, interval,
+    the paired difference to ``reference`` (default :data:`DEFAULT_REFERENCE`) with its interval, and
+    ``distinguishable`` (False when the reference and the method cannot be told apart; None for the reference).
+
+    Raises
+    ------
+    StudyError
+        ``reference`` is not one of the study's methods.
+    """
+    ref_selector, ref_fuse = parse_reference(reference)
+    ref_label = f"{ref_selector}/{ref_fuse}"
+    rows = summary_table(records, metric, reference=ref_label)
+    methods = list(dict.fromkeys(f"{row['selector']}/{row['fuse']}" for row in rows))
+    if rows and ref_label not in methods:
+        raise StudyError(
+            f"reference {ref_label!r} is not a method of this study; choose one of {', '.join(methods)} "
+            "(--reference selector/fuse, or reference in the study's [study] table)."
+        )
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        for key, cell in row["stats"].items():
+            if key == "base":
+                continue
+            groups[(row["model"], row["data"], key.removeprefix("keep "))].append(
+                {"method": f"{row['selector']}/{row['fuse']}", **cell}
+            )
+    table = []
+    for (model, data, budget), cells in groups.items():
+        cells.sort(key=lambda c: -c["mean"] if c["mean"] is not None else math.inf)
+        for rank, cell in enumerate(cells, 1):
+            table.append(
+                {
+                    "model": model,
+                    "data": data,
+                    "budget": budget,
+                    "rank": rank if cell["n"] else None,
+                    "method": cell["method"],
+                    "n": cell["n"],
+                    "mean": cell["mean"],
+                    "low": cell["low"],
+                    "high": cell["high"],
+                    "single_seed": cell["single_seed"],
+                    "reference": ref_label,
+                    "is_reference": cell["is_reference"],
+                    "diff_n": cell["diff_n"],
+                    "diff": cell["diff"],
+                    "diff_low": cell["diff_low"],
+                    "diff_high": cell["diff_high"],
+                    "distinguishable": None if cell["is_reference"] else bool(cell["distinguishable"]),
+                }
+            )
+    return table
+
+
+def format_compare(table: list[dict[str, Any]]) -> str:
+    """:func:`compare_table` as text: one block per (model, data, budget), methods ranked, cells that cannot be
+    told apart from the reference marked ``not distinguishable``."""
+    from workbench.metrics.table import format_table
+
+    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in table:
+        blocks[(row["model"], row["data"], row["budget"])].append(row)
+    text = []
+    for (model, data, budget), rows in blocks.items():
+        reference = rows[0]["reference"]
+        lines = [
+            {
+                "rank": row["rank"],
+                "method": row["method"],
+                "n": row["n"],
+                "accuracy": format_cell("accuracy", row),
+                f"vs {reference}": format_difference(row),
+            }
+            for row in rows
+        ]
+        text.append(f"{model} on {data}, keep {budget}:\n{format_table(lines)}")
+    return "\n\n".join(text)
+
+
+def read_records(study: Study, store: str | Path | None = None) -> list[Record]:
+    """The study's records from its store (read only; nothing is run).
+
+    Raises
+    ------
+    StudyError
+        No store, or the store holds no finished compression run of the study (it was never run).
+    """
+    from workbench.study.store import Store
+
+    path = Path(store) if store is not None else study.store_path()
+    with Store(path, readonly=True) as db:
+        records = collect(study, db.rows(), dict(db.damaged))
+    if not any(r.kind == "compress" and r.status == "done" for r in records):
+        raise StudyError(
+            f"study {study.study.name!r} has no finished compression run in {path}: run it first "
+            f"(`workbench study run {study.path or 'STUDY.toml'}`)."
+        )
+    return records
 
 
 def training_table(records: list[Record]) -> list[dict[str, Any]]:
