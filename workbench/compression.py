@@ -121,13 +121,14 @@ class CompressionResult:
 
 
 def scores(model: nn.Module, test: Any) -> dict[str, float]:
-    """Accuracy (classification) or mIoU (segmentation) of ``model`` on ``test``; empty when ``test`` is None."""
+    """Accuracy (classification) or mIoU (segmentation) of ``model`` on ``test``, and ``n`` (the samples scored);
+    empty when ``test`` is None."""
     if test is None:
         return {}
     from workbench.train import evaluate
 
     found = evaluate(model, test)
-    return {key: float(found[key]) for key in SCORE_KEYS if key in found}
+    return {**{key: float(found[key]) for key in SCORE_KEYS if key in found}, "n": int(found["n"])}
 
 
 def measure(model: nn.Module, test: Any = None, *, latency: bool = True) -> dict[str, Any]:

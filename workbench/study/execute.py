@@ -130,7 +130,7 @@ def _base_and_data(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, 
 
 
 def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from workbench.compression import Retraining, compress
+    from workbench.compression import SCORE_KEYS, Retraining, compress
 
     model, train, test = _base_and_data(config, cache_dir)
     budget = config["budget"]
@@ -150,7 +150,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         random_state=config["seed"],
     )
     metrics = _metrics(result.after)
-    metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items()})
+    metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items() if key in SCORE_KEYS})
     metrics.update({f"base_{key}": value for key, value in _metrics(result.before).items() if key != "latency_ms"})
     metrics.update(
         {
@@ -164,7 +164,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
 
 
 def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from workbench.compression import measure, scores
+    from workbench.compression import SCORE_KEYS, measure, scores
     from workbench.edits import note
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline
@@ -175,7 +175,7 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     )
     before, after = storage_report(model), storage_report(compressed)
     metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
-    metrics.update({f"base_{key}": value for key, value in scores(model, test).items()})
+    metrics.update({f"base_{key}": value for key, value in scores(model, test).items() if key in SCORE_KEYS})
     metrics.update(
         {
             "nonzero": after.nonzero,
