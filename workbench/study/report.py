@@ -324,7 +324,7 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
         *(
             [
-                "<h2>Summary: test accuracy after retraining, mean over seeds [95% interval]</h2>",
+                "<h2>Summary: test accuracy after retraining, mean over seeds [95% interval] (or one seed, so marked)</h2>",
                 _table(display_rows(summary_table(records, reference=study.study.reference))),
             ]
             if study.selectors
@@ -332,7 +332,7 @@ def render_report(study: Study, records: list[Record], store: Path) -> str:
         ),
         *(
             [
-                "<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds</h2>",
+                "<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds [95% interval] (or one seed, so marked)</h2>",
                 _table(display_rows(pipeline_table(records))),
             ]
             if study.pipelines
