@@ -30,6 +30,8 @@ def test_compress_rebuilds_measures_and_retrains_without_touching_the_input(trai
         trained, keep=0.5, train=data, test=test, latency=False, retrain=Retraining(method="distill", epochs=2, lr=1e-2)
     )
     assert distilled.retrained and distilled.rebuilt == plain.rebuilt  # same seed, same rebuild
+    assert (plain.retrain_samples, plain.teacher) == (0, "none")
+    assert (distilled.retrain_samples, distilled.teacher) == (2 * 256, "base model")  # the budget spent, shown
     assert not torch.equal(distilled.model[0].weight, plain.model[0].weight)
     assert all(torch.equal(before[key], value) for key, value in trained.state_dict().items())
 

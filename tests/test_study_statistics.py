@@ -259,3 +259,18 @@ def test_a_reference_that_is_not_selector_slash_fuse_is_refused_by_the_study_fil
         _stored_study(tmp_path, STUDY.replace("latency = false", 'latency = false\nreference = "magnitude"'), False)
     with pytest.raises(StudyError, match="unknown selector 'magnitud'"):
         _stored_study(tmp_path, STUDY.replace("latency = false", 'latency = false\nreference = "magnitud/drop"'), False)
+
+
+def test_the_retraining_budget_is_shown_per_row():
+    from workbench.study.summary import Record, retraining_budget
+
+    def run(samples, teacher, status="done"):
+        metrics = {"retrain_samples": samples, "teacher": teacher}
+        return Record("h", "compress", "base", "m", "d", 0, status, metrics=metrics)
+
+    assert retraining_budget([run(1000, "none"), run(1000, "none")]) == "1,000 samples, teacher none"
+    assert (
+        retraining_budget([run(500, "base model"), run(1000, "base model")]) == "500-1,000 samples, teacher base model"
+    )
+    assert retraining_budget([run(0, "none")]) == "none"
+    assert retraining_budget([run(1000, "none", status="failed")]) == "-"

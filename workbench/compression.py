@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from workbench.errors import ConfigError, PlanWarning, SelectionWarning
+from workbench.train.history import History
 
 #: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
 SCORE_KEYS = ("accuracy", "miou")
@@ -61,8 +62,9 @@ class Retraining:
         """Whether any retraining happens."""
         return self.method != "none" and self.epochs > 0
 
-    def run(self, model: nn.Module, train: Any, teacher: nn.Module, random_state: int, quiet: bool) -> None:
-        """Retrain ``model`` in place on ``train`` (``teacher`` is read only by distillation)."""
+    def run(self, model: nn.Module, train: Any, teacher: nn.Module, random_state: int, quiet: bool) -> History:
+        """Retrain ``model`` in place on ``train`` (``teacher`` is read only by distillation); returns the
+        training :class:`~workbench.train.History` (its ``samples`` are the budget spent)."""
         from workbench.train import distill, finetune
 
         kwargs: dict[str, Any] = {
@@ -76,7 +78,7 @@ class Retraining:
         if self.lr is not None:
             kwargs["lr"] = self.lr
         if self.method == "distill":
-            distill(
+            return distill(
                 model,
                 teacher,
                 train,
@@ -86,8 +88,7 @@ class Retraining:
                 alpha=self.alpha,
                 **kwargs,
             )
-        else:
-            finetune(model, train, epochs=self.epochs, **kwargs)
+        return finetune(model, train, epochs=self.epochs, **kwargs)
 
 
 @dataclass
@@ -106,6 +107,10 @@ class CompressionResult:
         Scores on ``test`` right after the rebuild, before retraining (empty without ``test``).
     retrained
         Whether the result was retrained.
+    retrain_samples, teacher
+        The retraining budget spent (training samples seen after the rebuild, 0 without retraining) and the
+        teacher it learned from: ``"none"`` (labels only), ``"base model"`` (the uncompressed input) or
+        ``"given"`` (the ``teacher`` passed to :func:`compress`).
     notes
         The plan's :class:`~workbench.errors.PlanWarning` and the selector's
         :class:`~workbench.errors.SelectionWarning` messages (groups left out of the plan, fallbacks used).
@@ -117,6 +122,8 @@ class CompressionResult:
     after: dict[str, Any]
     rebuilt: dict[str, float] = field(default_factory=dict)
     retrained: bool = False
+    retrain_samples: int = 0
+    teacher: str = "none"
     notes: list[str] = field(default_factory=list)
 
 
@@ -216,9 +223,22 @@ def compress(
     before = measure(model, test, latency=latency if base_latency is None else base_latency)
     smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
     rebuilt = scores(smaller, test)
+    samples, taught_by = 0, "none"
     if retrain.active:
-        retrain.run(smaller, train, teacher if teacher is not None else model, random_state, quiet)
+        samples = retrain.run(
+            smaller, train, teacher if teacher is not None else model, random_state, quiet
+        ).total_samples
+        if retrain.method == "distill":
+            taught_by = "base model" if teacher is None else "given"
     after = measure(smaller, test, latency=latency)
     return CompressionResult(
-        model=smaller, plan=plan, before=before, after=after, rebuilt=rebuilt, retrained=retrain.active, notes=notes
+        model=smaller,
+        plan=plan,
+        before=before,
+        after=after,
+        rebuilt=rebuilt,
+        retrained=retrain.active,
+        retrain_samples=samples,
+        teacher=taught_by,
+        notes=notes,
     )

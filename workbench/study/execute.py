@@ -156,6 +156,8 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         {
             "kept_fraction": result.plan.kept_fraction,
             "retrained": result.retrained,
+            "retrain_samples": result.retrain_samples,
+            "teacher": result.teacher,
             "groups": len(result.plan),
             "notes": result.notes,
         }

@@ -152,10 +152,23 @@ def _per_seed(records: list[Record], metric: str) -> dict[int, float]:
     return {r.seed: v for r in records if r.status == "done" and (v := r.score(metric)) is not None}
 
 
+def retraining_budget(runs: list[Record]) -> str:
+    """The retraining budget the finished ``runs`` spent, for a table: training samples seen after the rebuild
+    (one figure, or the range when runs differ) and the teacher (``"none"``: labels only)."""
+    done = [r for r in runs if r.status == "done"]
+    samples = sorted({int(r.metrics.get("retrain_samples", 0)) for r in done if "retrain_samples" in r.metrics})
+    teachers = sorted({str(r.metrics["teacher"]) for r in done if "teacher" in r.metrics})
+    if not samples:
+        return "-"
+    amount = f"{samples[0]:,}" if len(samples) == 1 else f"{samples[0]:,}-{samples[-1]:,}"
+    return f"{amount} samples, teacher {'/'.join(teachers) or 'none'}" if samples[-1] else "none"
+
+
 def summary_table(
     records: list[Record], metric: str = "accuracy", reference: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row per (model, selector, fusion): base accuracy and the mean ``metric`` at each budget.
+    """One row per (model, selector, fusion): its retraining budget (:func:`retraining_budget`), base accuracy
+    and the mean ``metric`` at each budget.
 
     Means are over seeds and over the runs that finished; budgets are columns ``keep <budget>``. Each row's
     ``stats`` maps ``base`` and every ``keep <budget>`` column to its :func:`cell_stats` (n, interval), the
@@ -182,6 +195,7 @@ def summary_table(
             "data": data,
             "selector": selector,
             "fuse": fuse,
+            "retraining": retraining_budget([r for runs in by_budget.values() for r in runs]),
             "base": _mean(list(base_values.values())),
         }
         stats = {"base": cell_stats(base_values, _n_test(base_runs))}

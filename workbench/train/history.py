@@ -29,6 +29,8 @@ class History:
         Mean penalty of each epoch (0.0 without a penalty).
     lr
         Learning rate at the end of each epoch.
+    samples
+        Training samples seen in each epoch (the retraining budget spent).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -36,6 +38,7 @@ class History:
     seconds: list[float] = field(default_factory=list)
     penalty: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.train_loss)
@@ -49,8 +52,14 @@ class History:
             "penalty": self.penalty[index],
             "lr": self.lr[index],
             "seconds": self.seconds[index],
+            "samples": self.samples[index] if index < len(self.samples) else None,
             **{f"val_{k}": v for k, v in self.val[index].items()},
         }
+
+    @property
+    def total_samples(self) -> int:
+        """Training samples seen over all epochs."""
+        return int(sum(self.samples))
 
     def last(self) -> dict[str, Any]:
         """The record of the last epoch (see :meth:`epoch`)."""

@@ -302,11 +302,12 @@ def _run_epochs(
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        results = []
+        results, seen = [], 0
         for step, (inputs, targets) in enumerate(batches):
             if step >= steps:
                 break
             results.append(trainer.step(inputs, targets, f"epoch {epoch}, batch {step}"))
+            seen += len(targets)
         val = (
             {}
             if val_data is None
@@ -317,6 +318,7 @@ def _run_epochs(
         history.lr.append(float(trainer.optimizer.param_groups[0]["lr"]))
         history.val.append(val)
         history.seconds.append(time.perf_counter() - start)
+        history.samples.append(seen)
         logs = history.epoch(-1)
         logs.pop("epoch")
         bar.set_postfix(_postfix(logs), refresh=False)
