@@ -56,12 +56,6 @@ def restorable(name: str):
     return decorator
 
 
-def spec_of(model: nn.Module) -> dict[str, Any] | None:
-    """A copy of ``model``'s architecture spec with its edit history, or None for a model not from the zoo."""
-    spec = getattr(model, SPEC, None)
-    return None if spec is None else copy.deepcopy(spec)
-
-
 def edits_of(model: nn.Module) -> list[dict[str, Any]]:
     """The ordered edit history of ``model`` (empty for a model without a spec or without edits)."""
     spec = getattr(model, SPEC, None)
