@@ -279,6 +279,7 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         "summary": outcome.summary,
         "pipelines": outcome.pipelines,
         "trained": result.trained,
+        "times": result.times,
         "errors": outcome.errors,
     }
     text = [
@@ -287,6 +288,9 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         format_table(display_rows(outcome.summary)),
         "",
         format_table(display_rows(outcome.pipelines)),
+        "",
+        "where the time went (run seconds, summed over the runs of this store):",
+        format_table(result.times),
         "",
         f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
         f"in {result.seconds:.1f} s",

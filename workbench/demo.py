@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,17 +26,19 @@ DEMO_STUDY = resources.files("workbench") / "studies" / "demo.toml"
 
 @dataclass
 class DemoResult:
-    """The demo's study outcome, its report, the trained-model table and the wall time in seconds."""
+    """The demo's study outcome, its report, the trained-model table, where the time went (:func:`time_table`:
+    run seconds per kind of run) and the wall time in seconds."""
 
     outcome: Any
     report: Path
     trained: list[dict[str, Any]]
     seconds: float
+    times: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
-    """The demo study (:data:`DEMO_STUDY`, or the study file ``path``); ``quick`` keeps two selectors, one
-    budget, one fusion mode, the last (cheapest) compression pipeline and no baselines."""
+    """The demo study (:data:`DEMO_STUDY`, or the study file ``path``); ``quick`` keeps one seed, two selectors,
+    one budget, one fusion mode, the last (cheapest) compression pipeline and no baselines."""
     from workbench.study.schema import load_study
 
     if path is not None:
@@ -56,6 +58,7 @@ def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) 
         pipelines = dict(list(study.pipelines.items())[-1:])
         quick_study = study.model_copy(
             update={
+                "study": study.study.model_copy(update={"seeds": study.study.seeds[:1]}),
                 "selectors": selectors,
                 "compression": compression,
                 "pipelines": pipelines,
@@ -79,7 +82,7 @@ def run_demo(
     Parameters
     ----------
     quick
-        A smaller grid (two selectors, one budget, one fusion mode, one pipeline, no baselines) for smoke tests.
+        A smaller grid (one seed, two selectors, one budget, one fusion mode, one pipeline, no baselines) for smoke tests.
     quiet
         No progress bar.
     out
@@ -93,7 +96,7 @@ def run_demo(
     from workbench.study.report import write_report
     from workbench.study.runner import run_study
     from workbench.study.store import Store
-    from workbench.study.summary import collect, training_table
+    from workbench.study.summary import collect, time_table, training_table
 
     clock = time.perf_counter()
     out_dir = Path(out) if out is not None else Path("workbench-demo")
@@ -103,9 +106,14 @@ def run_demo(
     outcome = run_study(demo, store=store, jobs=jobs, quiet=quiet)
     report = write_report(demo, store=store, out=out_dir / "report.html")
     with Store(store, readonly=True) as db:
-        trained = training_table(collect(demo, db.rows()))
+        records = collect(demo, db.rows())
+    trained, times = training_table(records), time_table(records)
     atomic_write_text(
         out_dir / "results.json",
-        json.dumps({"summary": outcome.summary, "pipelines": outcome.pipelines, "trained": trained}, indent=2),
+        json.dumps(
+            {"summary": outcome.summary, "pipelines": outcome.pipelines, "trained": trained, "times": times}, indent=2
+        ),
     )
-    return DemoResult(outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2))
+    return DemoResult(
+        outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2), times=times
+    )

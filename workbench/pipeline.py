@@ -346,6 +346,105 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _rounds(key: str) -> Callable[[dict[str, Any], nn.Module], int]:
+    """How many times a per-round epoch setting is spent: once per entry of the step's ``key`` list."""
+
+    def count(step: dict[str, Any], model: nn.Module) -> int:
+        return max(len(step.get(key) or [None]), 1)
+
+    return count
+
+
+def _once(step: dict[str, Any], model: nn.Module) -> int:
+    return 1
+
+
+def _per_layer(step: dict[str, Any], model: nn.Module) -> int:
+    from workbench.sparse.layers import weight_layers
+
+    return len(weight_layers(model, step.get("layers"), what="fixed point"))
+
+
+#: Transform -> its epoch settings: (name, how many times it is spent, its least value). A step that trains
+#: under a penalty or with masks (group lasso, soft sharing, network surgery) needs at least one epoch.
+_EPOCH_SETTINGS: dict[str, tuple[tuple[str, Callable[[dict[str, Any], nn.Module], int], int], ...]] = {
+    "iterative-prune": (("retrain_epochs", _rounds("rates"), 0),),
+    "network-surgery": (("epochs", _once, 1), ("finish_epochs", _once, 0)),
+    "group-lasso": (("epochs", _once, 1),),
+    "deep-compression": (("retrain_epochs", _rounds("prune_rounds"), 0), ("quant_epochs", _once, 0)),
+    "soft-sharing": (("epochs", _once, 1),),
+    "fixed-point-iterative": (("epochs_per_layer", _per_layer, 0),),
+    "retrain": (("epochs", _once, 0),),  # a retraining step given no epochs is left out
+}
+
+
+def _default(transform: Transform, name: str) -> int:
+    parameter = inspect.signature(transform.target).parameters.get(name)
+    default = None if parameter is None else parameter.default
+    return int(default) if isinstance(default, int) else 0
+
+
+def _epoch_slots(steps: Sequence[dict[str, Any]], model: nn.Module) -> list[tuple[int, str, int, int, int]]:
+    """``(step index, setting, times spent, epochs, least epochs)`` of every epoch setting of ``steps``."""
+    slots = []
+    for i, step in enumerate(check_steps(steps)):
+        transform = transforms().get(step["do"])
+        for name, times, least in _EPOCH_SETTINGS.get(step["do"], ()):
+            epochs = int(step.get(name, _default(transform, name)))
+            slots.append((i, name, times(step, model), epochs, min(least, epochs)))
+    return slots
+
+
+def planned_epochs(steps: Sequence[dict[str, Any]], model: nn.Module) -> int:
+    """Epochs of training that ``steps`` plan on ``model`` (every retraining, pruning round and regularized
+    training counted; a round's epochs times the rounds)."""
+    return sum(times * epochs for _, _, times, epochs, _ in _epoch_slots(steps, model))
+
+
+def with_budget(steps: Sequence[dict[str, Any]], epochs: int, model: nn.Module) -> list[dict[str, Any]]:
+    """``steps`` with their epoch settings scaled so that together they train ``epochs`` epochs (as near as
+    whole epochs allow, never more): the study's equal retraining budget applied to a pipeline.
+
+    Each setting keeps its share of the pipeline's own schedule (Deep Compression's 3 rounds x 10 epochs plus 5
+    of centroid tuning, scaled to 10 epochs, become 3 x 3 plus 1); a ``retrain`` step left with no epochs is
+    left out. A pipeline that does not train is returned unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``epochs`` is negative, or less than the pipeline's steps need (a group lasso trains at least one epoch).
+    """
+    epochs = int(epochs)
+    if epochs < 0:
+        raise ConfigError(f"a retraining budget is a number of epochs >= 0, got {epochs}.")
+    out = [dict(step) for step in check_steps(steps)]
+    slots = _epoch_slots(out, model)
+    planned = sum(times * value for _, _, times, value, _ in slots)
+    if planned == 0:
+        return out
+    least = sum(times * low for _, _, times, _, low in slots)
+    if epochs < least:
+        needs = ", ".join(f"{out[i]['do']} {name} >= {low}" for i, name, _, _, low in slots if low)
+        raise ConfigError(
+            f"a retraining budget of {epochs} epochs is less than these steps need ({least}: {needs}); give a larger "
+            "budget ([finetune] epochs), or let the pipeline keep its own schedule ([finetune] own_schedule)."
+        )
+    factor = epochs / planned
+    target = [value * factor for _, _, _, value, _ in slots]
+    chosen = [max(int(t), low) for t, (*_, low) in zip(target, slots)]
+    left = epochs - sum(times * c for (_, _, times, _, _), c in zip(slots, chosen))
+    while True:
+        fits = [j for j, (_, _, times, _, _) in enumerate(slots) if times <= left]
+        if not fits:
+            break
+        j = max(fits, key=lambda j: (target[j] - chosen[j], -j))
+        chosen[j] += 1
+        left -= slots[j][2]
+    for (i, name, _, _, _), value in zip(slots, chosen):
+        out[i][name] = value
+    return [step for step in out if not (step["do"] == "retrain" and step["epochs"] == 0)]
+
+
 def run_pipeline(
     model: nn.Module,
     steps: Sequence[dict[str, Any]],
@@ -375,13 +474,15 @@ def run_pipeline(
     log
         Called with a line after each step.
 
-    The result's note ``"pipeline"`` (``workbench.edits.note``) holds the steps and, per step, its seconds.
+    The result's note ``"pipeline"`` (``workbench.edits.note``) holds the steps and, per step, its seconds and
+    the training samples it saw (``samples``: its retraining budget; :func:`with_budget` sets one).
     """
     import copy
     import time
 
     from workbench.edits import set_note
     from workbench.sparse.layers import resolve_teacher
+    from workbench.train.history import counting_samples
 
     steps = check_steps(steps)
     teacher = resolve_teacher(teacher, model)
@@ -393,8 +494,9 @@ def run_pipeline(
             raise ConfigError(f"step {i} ({step['do']}) trains; pass train_data to run_pipeline.")
         params = {k: v for k, v in step.items() if k != "do"}
         clock = time.perf_counter()
-        current = transform(current, train_data, teacher, random_state, **params)
-        record.append({**step, "seconds": round(time.perf_counter() - clock, 3)})
+        with counting_samples() as count:
+            current = transform(current, train_data, teacher, random_state, **params)
+        record.append({**step, "seconds": round(time.perf_counter() - clock, 3), "samples": count.samples})
         if val_data is not None:
             from workbench.train import evaluate
 

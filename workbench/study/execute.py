@@ -48,6 +48,19 @@ def _metrics(figures: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in figures.items() if key in _METRICS}
 
 
+def _val_scores(model: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """``val_accuracy`` (or ``val_miou``) and ``val_n`` of ``model`` on the ``val`` split: what summaries rank on.
+
+    Empty when the base model trained on ``val`` (training split ``"trainval"``): those runs rank on ``test``,
+    and the summaries say so.
+    """
+    from workbench.compression import scores
+
+    if config["model"].get("training", {}).get("split", "train") == "trainval":
+        return {}
+    return {f"val_{key}": value for key, value in scores(model, load_data(config["model"], "val")).items()}
+
+
 def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import torch
 
@@ -118,6 +131,7 @@ def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str,
     model, meta = base_model(config, cache_dir)
     test = load_data(config["model"], "test")
     metrics = _metrics(measure(model, test, latency=config.get("latency", True)))
+    metrics.update(_val_scores(model, config))
     metrics.update({key: meta[key] for key in ("train_seconds", "epochs") if key in meta})
     return metrics, None
 
@@ -150,6 +164,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         random_state=config["seed"],
     )
     metrics = _metrics(result.after)
+    metrics.update(_val_scores(result.model, config))
     metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items() if key in SCORE_KEYS})
     metrics.update({f"base_{key}": value for key, value in _metrics(result.before).items() if key != "latency_ms"})
     metrics.update(
@@ -169,17 +184,26 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     from workbench.compression import SCORE_KEYS, measure, scores
     from workbench.edits import note
     from workbench.metrics import storage_report
-    from workbench.pipeline import run_pipeline
+    from workbench.pipeline import run_pipeline, with_budget
+    from workbench.train.history import counting_samples
 
     model, train, test = _base_and_data(config, cache_dir)
-    compressed = run_pipeline(
-        model, config["steps"], train, teacher=model if config.get("distill") else None, random_state=config["seed"]
-    )
+    steps, budget = config["steps"], config.get("retrain_budget")
+    if budget is not None:
+        steps = with_budget(steps, budget, model)  # the study's one retraining budget
+    with counting_samples() as count:
+        compressed = run_pipeline(
+            model, steps, train, teacher=model if config.get("distill") else None, random_state=config["seed"]
+        )
     before, after = storage_report(model), storage_report(compressed)
     metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
+    metrics.update(_val_scores(compressed, config))
     metrics.update({f"base_{key}": value for key, value in scores(model, test).items() if key in SCORE_KEYS})
     metrics.update(
         {
+            "retrain_samples": count.samples,
+            "teacher": "base model" if config.get("distill") and count.samples else "none",
+            "schedule": "own" if budget is None else "study budget",
             "nonzero": after.nonzero,
             "stored_bytes": after.stored_bytes,
             "base_stored_bytes": before.stored_bytes,

@@ -138,7 +138,10 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     check_size(study, force)
     runs: list[RunConfig] = []
     compress: list[RunConfig] = []
-    finetune = study.finetune.model_dump(mode="json")
+    finetune = study.finetune.model_dump(mode="json", exclude={"own_schedule"})
+    budget_epochs = 0 if study.finetune.method == "none" else study.finetune.epochs
+    if not study.selectors and "epochs" not in study.finetune.model_fields_set:
+        budget_epochs = None  # pipelines alone, and no budget given: each keeps its own schedule
     for entry in study.models:
         for seed in study.study.seeds:
             base = _train_run(study, entry, "base", seed)
@@ -155,6 +158,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "pipeline": name,
                             "steps": steps,
                             "distill": study.finetune.method == "distill",
+                            "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
                             "latency": study.study.latency,
                         }
                     )

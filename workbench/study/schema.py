@@ -6,7 +6,10 @@ per layer), the fusion modes, the fine-tuning or distillation budget, the seeds,
 architectures of the accuracy-vs-operations chart. ``[pipelines]`` names classic compression
 pipelines, each a list of steps ``{do = "<transform>", ...}`` of :mod:`workbench.pipeline` (e.g.
 ``dc = [{do = "iterative-prune", rates = [0.5, 0.9], retrain_epochs = 5}, {do = "share", bits = 5}]``);
-their retraining distils from the base model when ``finetune.method = "distill"``. :func:`load_study` reads and validates it; every
+their retraining distils from the base model when ``finetune.method = "distill"``, and their training is scaled to
+the study's one retraining budget, ``finetune.epochs`` (:func:`workbench.pipeline.with_budget`), unless
+``finetune.own_schedule`` names them (they then keep their paper's schedule, and tables say so). Every run is
+scored on ``val`` and ``test``; summaries rank on ``val``. :func:`load_study` reads and validates it; every
 problem is reported at once in a :class:`~workbench.errors.StudyError` that names the key (e.g.
 ``models[0].training.epochs``), what is allowed there and, for names, the closest known one.
 """
@@ -237,6 +240,7 @@ class Finetune(_Section):
     loss: Literal["hinton", "logits"] = "hinton"
     temperature: float = Field(4.0, gt=0)
     alpha: float | None = Field(None, ge=0, le=1)
+    own_schedule: list[str] = Field(default_factory=list)  # pipelines that keep their own training schedule
 
 
 class Baselines(_Section):
@@ -343,6 +347,17 @@ class Study(_Section):
     def _distinct_labels(self) -> Study:
         _label_entries(self.models, "models")
         _label_entries(self.baselines.models, "baselines.models")
+        return self
+
+    @model_validator(mode="after")
+    def _known_own_schedules(self) -> Study:
+        unknown = [name for name in self.finetune.own_schedule if name not in self.pipelines]
+        if unknown:
+            known = ", ".join(sorted(self.pipelines)) or "none: the study has no [pipelines]"
+            raise ValueError(
+                f"finetune.own_schedule names {', '.join(map(repr, unknown))}, which is not a pipeline of this study "
+                f"(pipelines: {known})"
+            )
         return self
 
     @model_validator(mode="after")

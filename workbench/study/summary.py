@@ -39,7 +39,7 @@ class Record:
     def score(self, key: str = "accuracy") -> float | None:
         """``metrics[key]`` (``miou`` for segmentation when ``accuracy`` is asked and absent)."""
         value = self.metrics.get(key)
-        if value is None and key.startswith("accuracy"):
+        if value is None and "accuracy" in key:
             value = self.metrics.get(key.replace("accuracy", "miou"))
         return None if value is None else float(value)
 
@@ -164,6 +164,13 @@ def retraining_budget(runs: list[Record]) -> str:
     return f"{amount} samples, teacher {'/'.join(teachers) or 'none'}" if samples[-1] else "none"
 
 
+def _pipeline_budget(runs: list[Record]) -> str:
+    """:func:`retraining_budget` of pipeline runs, marked when they kept their own schedule."""
+    budget = retraining_budget(runs)
+    own = any(r.metrics.get("schedule") == "own" for r in runs)
+    return f"{budget} (own schedule)" if own and budget != "-" else budget
+
+
 def summary_table(
     records: list[Record], metric: str = "accuracy", reference: str | None = None
 ) -> list[dict[str, Any]]:
@@ -251,6 +258,7 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
                 "pipeline": pipeline,
                 "base": means.pop("base_accuracy"),
                 **means,
+                "retraining": _pipeline_budget(done),
                 "runs": f"{len(done)}/{len(items)}",
                 "stats": stats,
             }
@@ -315,9 +323,13 @@ def display_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def compare_table(
     records: list[Record], reference: str | None = None, metric: str = "accuracy"
 ) -> list[dict[str, Any]]:
-    """Per (model, data, budget), every method (``selector/fuse``) ranked by mean ``metric``: n, mean, interval,
-    the paired difference to ``reference`` (default :data:`DEFAULT_REFERENCE`) with its interval, and
+    """Per (model, data, budget), every method (``selector/fuse``) ranked on ``val``: n, mean ``metric`` on test with
+    its interval, the paired difference to ``reference`` (default :data:`DEFAULT_REFERENCE`) with its interval, and
     ``distinguishable`` (False when the reference and the method cannot be told apart; None for the reference).
+
+    Methods are ranked by their mean ``val_<metric>`` (``val``; ``ranked_on`` says ``"val"``); test is reported, never
+    used to choose. Runs without validation scores (base models trained on ``trainval``) are ranked on test, and
+    ``ranked_on`` then says ``"test"``.
 
     Raises
     ------
@@ -333,17 +345,26 @@ def compare_table(
             f"reference {ref_label!r} is not a method of this study; choose one of {', '.join(methods)} "
             "(--reference selector/fuse, or reference in the study's [study] table)."
         )
+    val_means = {
+        (row["model"], row["data"], f"{row['selector']}/{row['fuse']}", key): cell["mean"]
+        for row in summary_table(records, f"val_{metric}", reference=ref_label)
+        for key, cell in row["stats"].items()
+    }
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
+        method = f"{row['selector']}/{row['fuse']}"
         for key, cell in row["stats"].items():
             if key == "base":
                 continue
+            val = val_means.get((row["model"], row["data"], method, key))
             groups[(row["model"], row["data"], key.removeprefix("keep "))].append(
-                {"method": f"{row['selector']}/{row['fuse']}", **cell}
+                {"method": method, "val": val, **cell}
             )
     table = []
     for (model, data, budget), cells in groups.items():
-        cells.sort(key=lambda c: -c["mean"] if c["mean"] is not None else math.inf)
+        ranked_on = "val" if any(c["val"] is not None for c in cells) else "test"
+        order = "val" if ranked_on == "val" else "mean"
+        cells.sort(key=lambda c: -c[order] if c[order] is not None else math.inf)
         for rank, cell in enumerate(cells, 1):
             table.append(
                 {
@@ -351,7 +372,9 @@ def compare_table(
                     "data": data,
                     "budget": budget,
                     "rank": rank if cell["n"] else None,
+                    "ranked_on": ranked_on,
                     "method": cell["method"],
+                    "val": cell["val"],
                     "n": cell["n"],
                     "mean": cell["mean"],
                     "low": cell["low"],
@@ -379,13 +402,14 @@ def format_compare(table: list[dict[str, Any]]) -> str:
         blocks[(row["model"], row["data"], row["budget"])].append(row)
     text = []
     for (model, data, budget), rows in blocks.items():
-        reference = rows[0]["reference"]
+        reference, ranked_on = rows[0]["reference"], rows[0]["ranked_on"]
         lines = [
             {
-                "rank": row["rank"],
+                f"rank ({ranked_on})": row["rank"],
                 "method": row["method"],
                 "n": row["n"],
-                "accuracy": format_cell("accuracy", row),
+                "val": "-" if row["val"] is None else f"{row['val']:.4f}",
+                "test accuracy": format_cell("accuracy", row),
                 f"vs {reference}": format_difference(row),
             }
             for row in rows
@@ -436,3 +460,32 @@ def training_table(records: list[Record]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def time_table(records: list[Record]) -> list[dict[str, Any]]:
+    """Where a study's time went: per kind of run (base models, baselines, selector runs by selector, pipelines
+    by pipeline), the runs stored and their summed and mean seconds (run time in the worker, not wall time when
+    runs overlap). Runs not done are left out."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r.status != "done" or r.seconds is None:
+            continue
+        if r.kind == "train":
+            what = "training: base models" if r.role == "base" else "training: baselines"
+        elif r.kind == "compress":
+            what = f"selector: {r.selector}"
+        else:
+            what = f"pipeline: {r.pipeline}"
+        groups[what].append(float(r.seconds))
+    total = sum(sum(v) for v in groups.values()) or 1.0
+    rows = [
+        {
+            "runs of": what,
+            "runs": len(seconds),
+            "seconds": round(sum(seconds), 1),
+            "per run": round(sum(seconds) / len(seconds), 2),
+            "share": f"{100 * sum(seconds) / total:.0f}%",
+        }
+        for what, seconds in groups.items()
+    ]
+    return sorted(rows, key=lambda row: -row["seconds"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from workbench.train.distill import distill, retrain
 from workbench.train.evaluation import evaluate, predict
-from workbench.train.history import History
+from workbench.train.history import History, SampleCount, counting_samples
 from workbench.train.loop import TrainHook, finetune, fit
 from workbench.train.optim import OPTIMIZERS, SCHEDULES
 
@@ -26,6 +26,8 @@ __all__ = [
     "evaluate",
     "predict",
     "History",
+    "SampleCount",
+    "counting_samples",
     "TrainHook",
     "OPTIMIZERS",
     "SCHEDULES",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,3 +102,52 @@ class History:
             "penalty": list(self.penalty),
             "lr": list(self.lr),
         }
+
+
+@dataclass(eq=False)
+class SampleCount:
+    """Training samples seen by every :func:`~workbench.train.fit` call inside :func:`counting_samples`
+    (the retraining budget of a transform or pipeline that trains in several calls).
+
+    Attributes
+    ----------
+    samples
+        Samples seen so far (one sample counted once per epoch it is trained on).
+    calls
+        Number of training calls (``fit``) that ran.
+    """
+
+    samples: int = 0
+    calls: int = 0
+
+
+_ACTIVE_COUNTS: list[SampleCount] = []
+
+
+@contextmanager
+def counting_samples() -> Iterator[SampleCount]:
+    """Count the training samples seen by every ``fit`` call in the ``with`` block (nested blocks each count
+    theirs)::
+
+        with counting_samples() as count:
+            run_pipeline(model, steps, train)
+        count.samples  # the pipeline's whole training budget
+    """
+    count = SampleCount()
+    _ACTIVE_COUNTS.append(count)
+    try:
+        yield count
+    finally:
+        _ACTIVE_COUNTS.remove(count)
+
+
+def record_samples(seen: int) -> None:
+    """Add ``seen`` samples to every active :func:`counting_samples` block (``fit`` calls it per epoch)."""
+    for count in _ACTIVE_COUNTS:
+        count.samples += int(seen)
+
+
+def record_call() -> None:
+    """Count one training call in every active :func:`counting_samples` block."""
+    for count in _ACTIVE_COUNTS:
+        count.calls += 1

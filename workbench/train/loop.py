@@ -17,7 +17,7 @@ from workbench.errors import ConfigError, DataError
 from workbench.metrics.forward import checked_forward, model_dtype
 from workbench.train.devices import resolve_device, to_device
 from workbench.train.evaluation import evaluate
-from workbench.train.history import History
+from workbench.train.history import History, record_call, record_samples
 from workbench.train.optim import OPTIMIZERS, SCHEDULES, check_choice, make_optimizer, make_schedule
 from workbench.train.tasks import declared_task, default_loss, task_from_shapes
 from workbench.utils import RandomState, seed_from
@@ -298,6 +298,7 @@ def _run_epochs(
     from tqdm.auto import tqdm
 
     model = trainer.model
+    record_call()
     bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=quiet)
     for epoch in bar:
         start = time.perf_counter()
@@ -319,6 +320,7 @@ def _run_epochs(
         history.val.append(val)
         history.seconds.append(time.perf_counter() - start)
         history.samples.append(seen)
+        record_samples(seen)
         logs = history.epoch(-1)
         logs.pop("epoch")
         bar.set_postfix(_postfix(logs), refresh=False)
