@@ -84,10 +84,12 @@ def _replays() -> dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]]:
     from workbench.quantize.fixed_point import replay_activation_quantizers
     from workbench.surgery.apply import replay_plan
     from workbench.surgery.factorize import refactorize
+    from workbench.surgery.sparse_conv import replay_sparse_decompose
 
     return {
         "plan": replay_plan,
         "factorize": refactorize,
+        "sparse-decompose": replay_sparse_decompose,
         "activation-quantizers": replay_activation_quantizers,
         "sign-activations": replay_sign_activations,
         "quantized-backprop": replay_quantized_backprop,

@@ -270,6 +270,11 @@ def _register_all(registry: Registry[nn.Module]) -> None:
             "hashed-dct", "hashed weight sharing in the DCT domain (FreshNets, Chen et al. 2016)", quantize.hashed_dct
         ),
         model_only("factorize", "low-rank (SVD) or tensor (Tucker-2, CP) factorization of layers", surgery.factorize),
+        model_only(
+            "sparse-decompose",
+            "conv kernels as channel basis, basis kernels and sparse mixing (Liu et al. 2015)",
+            surgery.sparse_decompose,
+        ),
         Transform(
             "retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain, fit_kwargs=True
         ),

@@ -1,10 +1,11 @@
-"""Small shared helpers: random states, seeding and atomic file writes."""
+"""Small shared helpers: random states, seeding, atomic file writes, and parametrized modules made safe to edit."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,3 +84,19 @@ def lazy_exports(package: str, exports: dict[str, str]):
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def own_class(module: Any) -> Any:
+    """Give a parametrized ``module`` a class of its own, in place; returns it.
+
+    torch keeps a parametrized tensor's property on the module's (generated) class, and a deep copy
+    shares that class with its original, so adding or removing a parametrization on the copy would
+    change the original too. Call it before adding or removing a parametrization on a copied module.
+    """
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module):
+        cls = type(module)
+        body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+        module.__class__ = type(cls.__name__, cls.__bases__, body)
+    return module

@@ -7,6 +7,7 @@
 - :func:`storage_report` -- stored bytes per layer (dense, CSR, or the layer's own quantized / Huffman
   coded scheme) and the compression ratio against dense fp32
 - :func:`format_table` -- an aligned text table with human-friendly numbers
+- :func:`count_sparse_macs`, :func:`layer_macs` -- multiply-adds when zero weights are skipped
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from workbench.metrics.forward import checked_forward, evaluation_mode
 from workbench.metrics.latency import measure_latency
 from workbench.metrics.profiling import Profile, profile
 from workbench.metrics.scores import IGNORE_INDEX, accuracy, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from workbench.metrics.sparse_counting import LayerMacs, count_sparse_macs, layer_macs
 from workbench.metrics.storage import LayerStorage, StorageReport, WeightStorage, csr_bits, storage_report, width_for
 from workbench.metrics.table import format_bytes, format_count, format_table
 
@@ -44,4 +46,7 @@ __all__ = [
     "WeightStorage",
     "csr_bits",
     "width_for",
+    "count_sparse_macs",
+    "layer_macs",
+    "LayerMacs",
 ]

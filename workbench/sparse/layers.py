@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from workbench.errors import CompressionError, closest
+from workbench.utils import own_class
 
 #: Layer types whose ``weight`` the compression transforms know how to handle.
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -116,20 +117,6 @@ def resolve_teacher(teacher: nn.Module | list | str | None, model: nn.Module) ->
     raise CompressionError(
         f"teacher must be None, 'input' (the uncompressed model), a torch module or a list of them, got {teacher!r}."
     )
-
-
-def own_class(module: nn.Module) -> nn.Module:
-    """Give a parametrized ``module`` a class of its own, in place; returns it.
-
-    torch keeps a parametrized tensor's property on the module's (generated) class, and a deep copy
-    shares that class with its original, so adding or removing a parametrization on the copy would
-    change the original too. Every edit of parametrizations here calls this first.
-    """
-    if parametrize.is_parametrized(module):
-        cls = type(module)
-        body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
-        module.__class__ = type(cls.__name__, cls.__bases__, body)
-    return module
 
 
 def remove_parametrization(module: nn.Module, name: str = "weight") -> None:
