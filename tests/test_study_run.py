@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from workbench.datasets import load_dataset
 from workbench.errors import StudyError
 from workbench.study import Store, expand, load_study, run_study, write_report
 from workbench.study.runner import cache_dir_for
@@ -68,11 +69,19 @@ def test_run_records_every_run_goes_on_after_failures_and_skips_finished_runs(tm
         "'no_such_layer' is not a prunable group" in row["error"] and "layers.1" in row["error"] for row in failed
     )
     done = [row for row in rows.values() if row["status"] == "done" and row["kind"] == "compress"]
+    base = next(row for row in rows.values() if row["kind"] == "train" and row["config"]["role"] == "base")
+    n_train = len(load_dataset("digits", split="train"))
     for row in done:
         metrics = row["metrics"]
         assert metrics["params"] < metrics["base_params"] and metrics["macs"] < metrics["base_macs"]
+        # every run compresses the one stored base model, and is scored on the same test and val sets
+        assert metrics["base_accuracy"] == base["metrics"]["accuracy"] and metrics["n"] == base["metrics"]["n"]
+        assert metrics["val_n"] == base["metrics"]["val_n"] > 0
+        assert metrics["retrain_samples"] == n_train and metrics["teacher"] == "none"  # one epoch of fine-tuning
         assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["accuracy_rebuilt"] <= 1 and metrics["latency_ms"] > 0
         assert row["plan"]["format"] == "workbench-plan" and row["config"]["selector"] in ("random", "magnitude")
+        kept = [len(sel["keep"]) for sel in row["plan"]["selections"].values()]
+        assert kept == [8]  # half of the 16 hidden units
     assert len(list(cache_dir_for(tmp_path / "small.sqlite").glob("*.pt"))) == 2  # one base model, one baseline
     again = run_study(study, quiet=True)
     assert again.skipped == 6 and again.done == 0 and again.failed == 4  # failed runs are tried again
