@@ -22,7 +22,7 @@ from workbench.train.history import History
 
 #: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
 SCORE_KEYS = ("accuracy", "miou")
-RETRAIN_METHODS = ("none", "finetune", "distill")
+RETRAIN_METHODS = ("none", "finetune", "distill", "reconstruct")
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,18 @@ class Retraining:
     ----------
     method
         ``"finetune"`` (:func:`workbench.train.finetune`: labels, a small default ``lr``), ``"distill"``
-        (:func:`workbench.train.distill` from a teacher, by default the uncompressed model) or ``"none"``.
+        (:func:`workbench.train.distill` from a teacher, by default the uncompressed model), ``"reconstruct"``
+        (:func:`workbench.train.reconstruct`: the teacher's outputs on the training inputs, no labels; Lin et
+        al. 2016's global error reconstruction) or ``"none"``.
     epochs
         Passes over the training data (0: no retraining).
     lr, batch_size, optimizer, schedule, max_batches
         Passed to :func:`workbench.train.fit` (``lr`` None: the trainer's default).
     loss, temperature, alpha
         Distillation loss settings (``method="distill"`` only).
+    features
+        ``method="reconstruct"`` only: match the kept layers' outputs (each plan group's layer, on the kept
+        units) as well as the logits.
     """
 
     method: str = "finetune"
@@ -52,6 +57,7 @@ class Retraining:
     loss: str = "hinton"
     temperature: float = 4.0
     alpha: float | None = None
+    features: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in RETRAIN_METHODS:
@@ -62,10 +68,19 @@ class Retraining:
         """Whether any retraining happens."""
         return self.method != "none" and self.epochs > 0
 
-    def run(self, model: nn.Module, train: Any, teacher: nn.Module, random_state: int, quiet: bool) -> History:
-        """Retrain ``model`` in place on ``train`` (``teacher`` is read only by distillation); returns the
-        training :class:`~workbench.train.History` (its ``samples`` are the budget spent)."""
-        from workbench.train import distill, finetune
+    def run(
+        self,
+        model: nn.Module,
+        train: Any,
+        teacher: nn.Module,
+        random_state: int,
+        quiet: bool,
+        kept_channels: Mapping[str, Any] | None = None,
+    ) -> History:
+        """Retrain ``model`` in place on ``train`` (``teacher`` is read by distillation and reconstruction;
+        ``kept_channels``, layer -> the teacher's channels ``model`` kept, by reconstruction with ``features``);
+        returns the training :class:`~workbench.train.History` (its ``samples`` are the budget spent)."""
+        from workbench.train import distill, finetune, reconstruct
 
         kwargs: dict[str, Any] = {
             "batch_size": self.batch_size,
@@ -88,6 +103,9 @@ class Retraining:
                 alpha=self.alpha,
                 **kwargs,
             )
+        if self.method == "reconstruct":
+            features = dict(kept_channels or {}) if self.features else None
+            return reconstruct(model, teacher, train, epochs=self.epochs, features=features, **kwargs)
         return finetune(model, train, epochs=self.epochs, **kwargs)
 
 
@@ -109,8 +127,9 @@ class CompressionResult:
         Whether the result was retrained.
     retrain_samples, teacher
         The retraining budget spent (training samples seen after the rebuild, 0 without retraining) and the
-        teacher it learned from: ``"none"`` (labels only), ``"base model"`` (the uncompressed input) or
-        ``"given"`` (the ``teacher`` passed to :func:`compress`).
+        teacher it learned from: ``"none"`` (labels only), ``"base model"`` (the uncompressed input),
+        ``"base model (no labels)"`` (reconstruction of its outputs) or ``"given"`` (the ``teacher`` passed to
+        :func:`compress`; ``"given (no labels)"`` for reconstruction).
     notes
         The plan's :class:`~workbench.errors.PlanWarning` and the selector's
         :class:`~workbench.errors.SelectionWarning` messages (groups left out of the plan, fallbacks used).
@@ -164,6 +183,65 @@ def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, lis
     return plan, notes
 
 
+def _sequential_plan(
+    model: nn.Module, graph: Any, selector: Any, *, fuse: str, train: Any, random_state: int, **plan_kwargs: Any
+) -> tuple[nn.Module, Any, list[str]]:
+    """Select and rebuild one group at a time, in network order, each on the network rebuilt for the groups
+    before it (Mariet & Sra 2016); returns the rebuilt network, the plan of all groups and the notes.
+
+    Each group's rebuild is one plan edit of the result's history, so checkpoints replay them in order.
+    """
+    from workbench.graph import from_model
+    from workbench.surgery import Plan, apply
+    from workbench.surgery.plan_builder import unrebuildable_groups
+    from workbench.surgery.slicing import group_order
+    from workbench.zoo import example_input
+
+    unsupported = unrebuildable_groups(graph)
+    notes = (
+        [
+            "left out of the plan, as surgery cannot rebuild them: "
+            + "; ".join(f"{n!r} ({r})" for n, r in unsupported.items())
+        ]
+        if unsupported
+        else []
+    )
+    order = group_order(graph)
+    names = sorted((g.name for g in graph.prunable_groups() if g.name not in unsupported), key=order.__getitem__)
+    current, selections = model, {}
+    for i, name in enumerate(names):
+        if i:
+            graph = from_model(current, example_input(current, 2))
+        step, step_notes = _plan_with_notes(graph, selector, groups=[name], **plan_kwargs)
+        step = _applied_plan(current, step, graph, fuse)
+        notes.extend(step_notes)
+        current = apply(current, step, fuse=fuse, graph=graph, data=train, random_state=random_state)
+        selections[name] = step[name]
+    meta = {**(step.meta if names else {}), "sequential": True}
+    return current, Plan(selections=selections, meta=meta), notes
+
+
+def _applied_plan(model: nn.Module, plan: Any, graph: Any, fuse: str) -> Any:
+    """The plan :func:`workbench.surgery.apply` rebuilds: with ``fuse="summarize-medoid"`` each part's medoid
+    replaces its kept unit; otherwise ``plan``."""
+    if fuse != "summarize-medoid":
+        return plan
+    from workbench.surgery.summarize import medoid_plan
+
+    return medoid_plan(model, plan, graph)
+
+
+def _kept_channels(plan: Any, graph: Any) -> dict[str, list[int]]:
+    """Each plan group's named layer -> the output channels of that layer (in the original) its kept units have."""
+    channels = {}
+    for name, selection in plan.items():
+        unit_map = graph.group(name).unit_maps.get(name)
+        if unit_map is not None:
+            kept = set(selection.keep.tolist())
+            channels[name] = [c for c, unit in enumerate(unit_map) if int(unit) in kept]
+    return channels
+
+
 def compress(
     model: nn.Module,
     *,
@@ -173,6 +251,7 @@ def compress(
     per_layer: Mapping[str, float] | None = None,
     fuse: str = "drop",
     source: str = "weights",
+    sequential: bool = False,
     train: Any = None,
     test: Any = None,
     retrain: Retraining | None = None,
@@ -193,15 +272,21 @@ def compress(
     keep, per_layer
         Fraction of each group's units kept; group name -> fraction, for the groups that differ.
     fuse
-        ``"drop"``, ``"merge"`` or ``"lsq"`` (``lsq`` fits on ``train``).
+        A :data:`workbench.surgery.FUSE_MODES` name: ``"drop"``, ``"merge"``, ``"lsq"`` (fits on ``train``),
+        or graph summarization with a partition selector: ``"summarize"``, ``"summarize-medoid"``,
+        ``"summarize-lsq"`` (:mod:`workbench.surgery.summarize`).
     source
         What the unit views read: ``"weights"`` or ``"activations"`` (of ``train``).
+    sequential
+        Select and rebuild group by group in network order, each group on the network already rebuilt and
+        fused for the groups before it (Diversity Networks' procedure), instead of all groups at once on
+        ``model``.
     train, test
         Data sets: ``train`` for activations, lsq and retraining; ``test`` for the score columns.
     retrain
         How the rebuilt network is retrained (default: not at all).
     teacher
-        The teacher of distillation (default: ``model``, the uncompressed network).
+        The teacher of distillation and reconstruction (default: ``model``, the uncompressed network).
     latency, base_latency
         Measure the latency of the result, and of ``model`` (default: as ``latency``).
     random_state
@@ -217,19 +302,31 @@ def compress(
     retrain = retrain or Retraining(method="none")
     graph = from_model(model, example_input(model, 2))
     selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
-    plan, notes = _plan_with_notes(
-        graph, selector, keep=keep, per_layer=per_layer, source=source, data=train if source == "activations" else None
-    )
+    plan_kwargs = {"keep": keep, "per_layer": per_layer, "source": source}
+    plan_kwargs["data"] = train if source == "activations" else None
     before = measure(model, test, latency=latency if base_latency is None else base_latency)
-    smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
+    if sequential:
+        smaller, plan, notes = _sequential_plan(
+            model, graph, selector, fuse=fuse, train=train, random_state=random_state, **plan_kwargs
+        )
+    else:
+        plan, notes = _plan_with_notes(graph, selector, **plan_kwargs)
+        plan = _applied_plan(model, plan, graph, fuse)
+        smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
     rebuilt = scores(smaller, test)
     samples, taught_by = 0, "none"
     if retrain.active:
         samples = retrain.run(
-            smaller, train, teacher if teacher is not None else model, random_state, quiet
+            smaller,
+            train,
+            teacher if teacher is not None else model,
+            random_state,
+            quiet,
+            kept_channels=_kept_channels(plan, graph) if retrain.features else None,
         ).total_samples
-        if retrain.method == "distill":
+        if retrain.method in ("distill", "reconstruct"):
             taught_by = "base model" if teacher is None else "given"
+            taught_by += " (no labels)" if retrain.method == "reconstruct" else ""
     after = measure(smaller, test, latency=latency)
     return CompressionResult(
         model=smaller,

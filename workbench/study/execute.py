@@ -156,6 +156,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         per_layer=budget["per_layer"],
         fuse=config["fuse"],
         source=config["source"],
+        sequential=config.get("sequential", False),
         train=train,
         test=test,
         retrain=Retraining(**config["finetune"]),

@@ -179,6 +179,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                                     "budget": {**budget.model_dump(mode="json"), "label": budget.display},
                                     "fuse": fuse,
                                     "source": study.compression.source,
+                                    **({"sequential": True} if study.compression.sequential else {}),
                                     "finetune": finetune,
                                     "latency": study.study.latency,
                                 }

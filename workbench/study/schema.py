@@ -219,18 +219,24 @@ def _budget(value: Any) -> Any:
     return {"keep": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+#: Fusion modes (``workbench.surgery.FUSE_MODES``, kept here so that reading a study needs no torch).
+FUSE_MODES = ("drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
+
+
 class Compression(_Section):
-    """What is tried on each base model: budgets, fusion modes and what the unit views read."""
+    """What is tried on each base model: budgets, fusion modes, what the unit views read, and whether groups
+    are selected one by one on the network rebuilt so far (``sequential``)."""
 
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] = Field(min_length=1)
-    fuse: list[Literal["drop", "merge", "lsq"]] = Field(default_factory=lambda: ["drop"], min_length=1)
+    fuse: list[Literal[FUSE_MODES]] = Field(default_factory=lambda: ["drop"], min_length=1)
     source: Literal["weights", "activations"] = "weights"
+    sequential: bool = False
 
 
 class Finetune(_Section):
     """Retraining after the rebuild: none, fine-tuning, or distillation from the base model."""
 
-    method: Literal["none", "finetune", "distill"] = "finetune"
+    method: Literal["none", "finetune", "distill", "reconstruct"] = "finetune"
     epochs: int = Field(0, ge=0)
     lr: float | None = Field(None, gt=0)
     batch_size: int = Field(64, gt=0)
@@ -276,9 +282,10 @@ class StudyInfo(_Section):
         if reference is None:
             return None
         selector, sep, fuse = reference.partition("/")
-        if not sep or fuse not in ("drop", "merge", "lsq"):
+        if not sep or fuse not in FUSE_MODES:
             raise ValueError(
-                f"reference must be 'selector/fuse' with fuse drop, merge or lsq (e.g. 'magnitude/drop'), got {reference!r}"
+                f"reference must be 'selector/fuse' with fuse one of {', '.join(FUSE_MODES)} (e.g. 'magnitude/drop'), "
+                f"got {reference!r}"
             )
         _check_name("selector", selector)
         return reference

@@ -14,6 +14,8 @@ dropped units first (``fuse``):
 - ``"lsq"``: Diversity Networks reweighting (Mariet & Sra 2016): each consumer's weights on the kept units
   (and its bias) are re-fitted by ridge least squares so that, on a data sample, it reproduces the
   original network's consumer output from the rebuilt network's kept inputs.
+- ``"summarize"``, ``"summarize-medoid"``, ``"summarize-lsq"``: graph summarization
+  (:mod:`workbench.surgery.summarize`): each part of a partition selector's ``assign`` becomes one unit.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from workbench.sparse.masks import lift_masks, mask_zeros
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers, group_order, slice_group, slicing_problems
+from workbench.surgery.summarize import SUMMARIZE_MODES, check_partitions, medoid_plan, summarize_group
 
-FUSE_MODES = ("drop", "merge", "lsq")
+FUSE_MODES = ("drop", "merge", "lsq", *SUMMARIZE_MODES)
+_ON_DATA = ("lsq", "summarize-lsq")  # fuse modes that fit on data
 
 
 def _graph_of(model: nn.Module, graph: Any, example_input: torch.Tensor | None) -> Any:
@@ -122,13 +126,14 @@ def apply(
     plan
         One Selection per prunable group, keyed by the group's root layer name.
     fuse
-        ``"drop"``, ``"merge"`` or ``"lsq"`` (see the module docstring).
+        ``"drop"``, ``"merge"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"`` or ``"summarize-lsq"``
+        (see the module docstring).
     example_input
         An input batch for tracing; default ``workbench.zoo.example_input(model)``.
     graph
         The model's NetworkGraph (built from ``example_input`` when not given); plan groups are its groups.
     data
-        For ``fuse="lsq"``: the inputs to fit on (a tensor, a Dataset or a DataLoader).
+        For ``fuse="lsq"`` and ``"summarize-lsq"``: the inputs to fit on (a tensor, a Dataset or a DataLoader).
     max_samples, max_positions
         Caps for ``lsq``: inputs used, and spatial positions per input for convolutional consumers.
     ridge
@@ -145,8 +150,10 @@ def apply(
     """
     if fuse not in FUSE_MODES:
         raise ConfigError(f"unknown fuse mode {fuse!r}; use one of {', '.join(FUSE_MODES)}.")
-    if fuse == "lsq" and data is None:
-        raise ConfigError("fuse='lsq' re-fits the consumers on data: pass data= (inputs, a Dataset or a DataLoader).")
+    if fuse in _ON_DATA and data is None:
+        raise ConfigError(
+            f"fuse={fuse!r} re-fits the consumers on data: pass data= (inputs, a Dataset or a DataLoader)."
+        )
     if example_input is None:
         from workbench.zoo import example_input as make_input
 
@@ -167,6 +174,10 @@ def apply(
         reference.train(was_training)
     graph = _graph_of(model, graph, example_input)
     _check_plan(pruned, plan, graph)
+    if fuse in SUMMARIZE_MODES:
+        check_partitions(plan, fuse)
+        if SUMMARIZE_MODES[fuse] == "medoid":
+            plan = medoid_plan(pruned, plan, graph)
     order = group_order(graph)
     out_index: dict[str, np.ndarray] = {}  # layer -> original indices of its present outputs (for lsq)
     in_index: dict[str, np.ndarray] = {}  # consumer -> original indices of its present input columns
@@ -180,7 +191,7 @@ def apply(
             ridge=ridge,
             random_state=random_state,
         )
-        if fuse == "lsq"
+        if fuse in _ON_DATA
         else None
     )
     for name in sorted(plan, key=order.__getitem__):
@@ -197,6 +208,8 @@ def apply(
                 )
             elif fuse == "lsq":
                 refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
+            elif fuse in SUMMARIZE_MODES:
+                summarize_group(pruned, group, selection, SUMMARIZE_MODES[fuse], in_index, out_index, context)
         slice_group(pruned, graph, group, dropped, in_index=in_index, out_index=out_index)
     try:
         with torch.no_grad():

@@ -5,6 +5,7 @@
   :class:`History`.
 - :func:`distill` trains a student on one or several teachers (Hinton loss, logit regression, noisy teachers);
   :func:`retrain` is fit or distill, for the compression transforms that retrain.
+- :func:`reconstruct` trains a rebuilt network to reproduce the original's outputs on inputs alone (no labels).
 - :func:`evaluate` gives accuracy (classification) or mIoU and pixel accuracy (segmentation).
 
 Checkpoints (which restore edited architectures, not training) are :mod:`workbench.checkpoints`.
@@ -17,12 +18,14 @@ from workbench.train.evaluation import evaluate, predict
 from workbench.train.history import History, SampleCount, counting_samples
 from workbench.train.loop import TrainHook, finetune, fit
 from workbench.train.optim import OPTIMIZERS, SCHEDULES
+from workbench.train.reconstruct import reconstruct
 
 __all__ = [
     "fit",
     "finetune",
     "distill",
     "retrain",
+    "reconstruct",
     "evaluate",
     "predict",
     "History",
