@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
 from workbench.select.kdpp import KDPP, greedy_map_details, sample_k_dpp_dppy
-from workbench.unitview import UnitView
+from workbench.unitview import METRICS, UnitView
 from workbench.utils import RandomState
 
 MODES = ("sample", "map")
@@ -62,6 +64,11 @@ class DPPSelector(Selector):
         Added to the kernel's diagonal, relative to its mean diagonal: L + ridge * mean(diag L) * I.
         It keeps a k-DPP defined when k exceeds the kernel's rank (few features, duplicate units);
         0 disables it.
+    metric
+        None: the view's similarity (its ``metric``, or its precomputed ``kernel``). A metric name
+        (``"cosine"``, ``"correlation"``, ``"rbf"``, ``"linear"``): the similarity recomputed from the view's
+        features with it (the ``diversity-networks`` preset uses ``"rbf"``); dropped units are then assigned
+        by it too.
 
     When the view's similarity is a Gram matrix of d < n features (cosine, correlation or linear metric,
     no precomputed kernel) the workbench backend works on the features (``route_ = "dual"``): exact
@@ -80,12 +87,14 @@ class DPPSelector(Selector):
         mode: str = "sample",
         backend: str = "workbench",
         ridge: float = 1e-6,
+        metric: str | None = None,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state)
         self.mode = mode
         self.backend = backend
         self.ridge = ridge
+        self.metric = metric
 
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
         mode = self._choice("mode", MODES)
@@ -94,6 +103,9 @@ class DPPSelector(Selector):
             raise SelectionError(f"selector 'dpp': ridge must be a number >= 0, got {self.ridge!r}.")
         if mode == "map" and backend != "workbench":
             raise SelectionError("selector 'dpp': greedy MAP (mode='map') is only in the 'workbench' backend.")
+        if self.metric is not None and self.metric != view.metric:
+            self._choice("metric", METRICS)
+            view = dataclasses.replace(view, metric=self.metric, kernel=None)
         B = kernel_features(view) if backend == "workbench" else None
         self._factor = B if B is not None and B.shape[1] < B.shape[0] else None
         self.route_ = "primal" if self._factor is None else "dual"
