@@ -9,6 +9,13 @@ For n in {256, 1024, 4096} and k = n / 4, on L = X Xᵀ / d + 0.01 I with X an (
   its own ``scipy.linalg.eigh``; it caches eigenvectors and the polynomial table for later calls);
 - our greedy MAP (k steps) against one ``numpy.linalg.cholesky`` of the full n x n kernel.
 
+Dual route (``--only dual``; also part of the default run): on a cosine kernel L = B Bᵀ of n = 4096
+units with d = 1024 features (B: Gaussian rows scaled to unit norm; rank d < n), k = 512, the first exact
+k-DPP sample through the dual kernel Bᵀ B (``KDPP(features=B)``: d x d eigendecomposition, nothing
+n x n) against dppy's first sample on L (``FiniteDPP('likelihood', L=L)``, its n x n ``eigh`` included)
+and, for reference, dppy's own dual route (``L_gram_factor=Bᵀ``). All get the same scaled kernel.
+The greedy-MAP row above (n = 1024) is the explicit-kernel greedy against one Cholesky, same run.
+
 It also times the ``sbm`` selector (plain and degree-corrected, the BIC choosing among 1..8 blocks) on
 one group of n in {100, 300} units with random features (as an untrained layer's incoming weights,
 144 per unit), k = n / 4, best of 3 after a warm-up fit that pays the imports, as seconds per group
@@ -27,11 +34,14 @@ Usage::
     python analyses/bench_select.py --quick    # n = 256, 1024
     python analyses/bench_select.py --json     # machine-readable output
     python analyses/bench_select.py --only sbm # only the sbm rows (seconds)
+    python analyses/bench_select.py --only dual --dual-size 4096 1024 512   # the dual-route row
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import time
 from math import lgamma
@@ -113,6 +123,41 @@ def bench(n: int, seed: int = 0) -> dict[str, float]:
     return row
 
 
+def cosine_features(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
+    """Unit-norm Gaussian rows, scaled (as :func:`kernel`) so that dppy's polynomial table does not overflow."""
+    B = np.random.default_rng(seed).standard_normal((n, d))
+    B /= np.linalg.norm(B, axis=1, keepdims=True)
+    log_binom = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)
+    return B / np.sqrt(np.exp(log_binom / k))  # tr(B Bᵀ) / n = 1 before scaling
+
+
+def bench_dual(n: int = 4096, d: int = 1024, k: int = 512, seed: int = 0) -> dict[str, float]:
+    """First exact k-DPP sample through the dual kernel against dppy (primal and dual), same kernel, same run."""
+    from dppy.finite_dpps import FiniteDPP
+
+    from workbench.select import KDPP
+    from workbench.utils import legacy_random_state
+
+    B = cosine_features(n, d, k, seed)
+    row: dict[str, float] = {"n": n, "d": d, "k": k}
+    row["dual_first_s"], sample = timed(lambda: KDPP(features=B).sample(k, seed))
+    assert np.unique(sample).size == k
+    L = B @ B.T
+
+    def dppy_first(**kernel):
+        with contextlib.redirect_stdout(io.StringIO()):  # dppy prints a note when it forms the dual kernel
+            finite = FiniteDPP("likelihood", **kernel)
+            return finite.sample_exact_k_dpp(size=k, random_state=legacy_random_state(seed))
+
+    row["dppy_first_s"], sample = timed(lambda: dppy_first(L=L))
+    assert len(set(sample)) == k, "dppy returned a degenerate sample"
+    row["dppy_dual_first_s"], sample = timed(lambda: dppy_first(L_gram_factor=B.T))
+    assert len(set(sample)) == k, "dppy's dual route returned a degenerate sample"
+    row["speedup_dual_vs_dppy"] = row["dppy_first_s"] / row["dual_first_s"]
+    row["speedup_dual_vs_dppy_dual"] = row["dppy_dual_first_s"] / row["dual_first_s"]
+    return row
+
+
 def bench_sbm(n: int, seed: int = 0, repeats: int = 3) -> dict[str, float]:
     """Seconds per group of the sbm selector (plain and degree-corrected) and of spectral, on n random units."""
     from workbench.select import get_selector
@@ -140,11 +185,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--sizes", type=int, nargs="*", help="explicit sizes n (k = n / 4)")
     parser.add_argument("--sbm-sizes", type=int, nargs="*", default=[100, 300], help="group sizes of the sbm rows")
-    parser.add_argument("--only", choices=["kdpp", "sbm"], help="only the k-DPP rows or only the sbm rows")
+    parser.add_argument("--only", choices=["kdpp", "sbm", "dual"], help="only the k-DPP, sbm or dual-route rows")
+    parser.add_argument("--dual-size", type=int, nargs=3, default=[4096, 1024, 512], metavar=("N", "D", "K"))
     args = parser.parse_args(argv)
-    sizes = [] if args.only == "sbm" else args.sizes or ([256, 1024] if args.quick else [256, 1024, 4096])
+    sizes = [] if args.only in ("sbm", "dual") else args.sizes or ([256, 1024] if args.quick else [256, 1024, 4096])
     rows = []
-    for n in [] if args.only == "kdpp" else args.sbm_sizes:
+    if args.only in (None, "dual") and not args.quick:
+        rows.append(bench_dual(*args.dual_size))
+        if not args.json:
+            r = rows[-1]
+            print(
+                f"dual n={r['n']} d={r['d']} k={r['k']} | exact k-DPP first sample: ours (dual) {r['dual_first_s']:.3f}s vs "
+                f"dppy on L {r['dppy_first_s']:.3f}s -> {r['speedup_dual_vs_dppy']:.1f}x | dppy's dual route "
+                f"{r['dppy_dual_first_s']:.3f}s -> {r['speedup_dual_vs_dppy_dual']:.1f}x",
+                flush=True,
+            )
+    for n in [] if args.only in ("kdpp", "dual") else args.sbm_sizes:
         rows.append(bench_sbm(n))
         if not args.json:
             r = rows[-1]

@@ -186,3 +186,123 @@ def test_dppy_failures_become_selection_errors():
     x = np.random.default_rng(0).standard_normal((7, 2))
     with pytest.raises(SelectionError, match="backend='workbench'"):
         sample_k_dpp_dppy(x @ x.T, 3)  # rank 2 < k: dppy raises a bare ValueError
+
+
+# ---------------------------------------------------------------------------- dual (feature) route
+def low_rank_features(n: int = 7, d: int = 3, seed: int = 0) -> np.ndarray:
+    """Features with skewed row norms, so that the k-DPP is far from uniform."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)) * np.linspace(0.3, 2.0, n)[:, None]
+
+
+def subset_probabilities(L: np.ndarray, k: int) -> dict[tuple[int, ...], float]:
+    weights = {s: np.linalg.det(L[np.ix_(s, s)]) for s in itertools.combinations(range(L.shape[0]), k)}
+    total = sum(weights.values())
+    return {s: w / total for s, w in weights.items()}
+
+
+def chi_square_and_tv(samples: np.ndarray, probabilities: dict[tuple[int, ...], float]) -> tuple[float, float]:
+    counts: dict[tuple[int, ...], int] = {}
+    for row in samples:
+        counts[tuple(int(i) for i in row)] = counts.get(tuple(int(i) for i in row), 0) + 1
+    assert set(counts) <= set(probabilities)  # no subset of probability 0 (or of the wrong size) is drawn
+    n_samples = samples.shape[0]
+    chi2 = sum((counts.get(s, 0) - n_samples * p) ** 2 / (n_samples * p) for s, p in probabilities.items() if p > 0)
+    tv = 0.5 * sum(abs(counts.get(s, 0) / n_samples - p) for s, p in probabilities.items())
+    return chi2, tv
+
+
+@pytest.mark.parametrize(
+    "route, ridge, k, block",
+    [
+        ("primal", 0.0, 3, None),
+        ("dual", 0.0, 3, None),  # rank 3 = k: only B's column space
+        ("dual", 0.0, 2, 2),  # the blocked projection phase
+        ("dual", 0.3, 5, None),  # k > d: two vectors from the complement eigenspace in every sample
+        ("primal", 0.3, 5, None),
+    ],
+)
+def test_subset_distribution_matches_brute_force_enumeration(route, ridge, k, block):
+    from scipy.stats import chi2 as chi2_distribution
+
+    B = low_rank_features()
+    L = B @ B.T + ridge * np.eye(B.shape[0])
+    probabilities = subset_probabilities(L, k)
+    dpp = KDPP(features=B, ridge=ridge) if route == "dual" else KDPP(L)
+    assert dpp.dual == (route == "dual")
+    rng = np.random.default_rng(11)
+    n_samples = 3000
+    samples = np.stack([dpp.sample(k, rng, block=block) for _ in range(n_samples)])
+    chi2, tv = chi_square_and_tv(samples, probabilities)
+    support = sum(p > 0 for p in probabilities.values())
+    assert chi2 < chi2_distribution.ppf(0.9999, support - 1)
+    assert tv < 0.06
+    # the same test tells apart a k-DPP with another ridge (what a sampler ignoring the complement would draw)
+    other = subset_probabilities(B @ B.T + (ridge + 1.0) * np.eye(B.shape[0]), k)
+    assert chi_square_and_tv(samples, other)[0] > chi2_distribution.ppf(0.9999, len(other) - 1)
+
+
+@pytest.mark.parametrize("ridge, k", [(0.0, 2), (0.0, 3), (0.05, 3), (0.05, 6)])
+def test_dual_marginals_equal_primal_and_brute_force(ridge, k):
+    B = low_rank_features(n=8, d=3, seed=4)
+    L = B @ B.T + ridge * np.eye(8)
+    dual = KDPP(features=B, ridge=ridge)
+    assert dual.dual and dual.n_explicit == 3 and dual.rank == (3 if ridge == 0 else 8)
+    np.testing.assert_allclose(dual.marginals(k), KDPP(L).marginals(k), atol=1e-12)
+    np.testing.assert_allclose(dual.marginals(k), brute_force_marginals(L, k), atol=1e-10)
+    np.testing.assert_allclose(np.sort(dual.eigenvalues), np.sort(np.clip(np.linalg.eigvalsh(L), 0, None)), atol=1e-12)
+
+
+def test_dual_route_needs_a_ridge_beyond_the_rank_and_features_with_d_ge_n_use_the_primal_route():
+    B = low_rank_features(n=6, d=2)
+    with pytest.raises(SelectionError, match="rank 2 < k = 3"):
+        KDPP(features=B).sample(3, 0)
+    wide = low_rank_features(n=5, d=8)
+    primal = KDPP(features=wide)
+    assert not primal.dual
+    np.testing.assert_allclose(primal.marginals(2), k_dpp_marginals(wide @ wide.T, 2), atol=1e-12)
+
+
+def test_kdpp_refuses_ambiguous_or_bad_input():
+    B = low_rank_features()
+    with pytest.raises(SelectionError, match="exactly one of L"):
+        KDPP(B @ B.T, features=B)
+    with pytest.raises(SelectionError, match="exactly one of L"):
+        KDPP()
+    with pytest.raises(SelectionError, match="ridge must be a number >= 0"):
+        KDPP(features=B, ridge=-1.0)
+    with pytest.raises(SelectionError, match="NaN or infinite"):
+        KDPP(features=np.full((5, 2), np.nan))
+
+
+@pytest.mark.parametrize("block", [None, 1, 3])
+def test_greedy_map_on_features_equals_greedy_map_on_the_kernel(block):
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((40, 10)) * rng.uniform(0.5, 2.0, size=(40, 1))
+    ridge = 1e-3
+    primal = greedy_map_details(B @ B.T + ridge * np.eye(40), 12, block=block)
+    dual = greedy_map_details(None, 12, block=block, features=B, ridge=ridge)
+    assert primal[0].tolist() == dual[0].tolist() == naive_greedy(B @ B.T + ridge * np.eye(40), 12)
+    np.testing.assert_allclose(dual[1], primal[1], rtol=1e-9)
+    np.testing.assert_allclose(dual[2], primal[2], atol=1e-9)
+    with pytest.raises(SelectionError, match="either the kernel L or features"):
+        greedy_map_details(B @ B.T, 3, features=B)
+
+
+def test_unblocked_and_blocked_samplers_draw_the_same_distribution():
+    """The exact-residual engine (block=1) against the marginals, like the blocked one above."""
+    n, k, n_samples = 9, 5, 4000
+    dpp = KDPP(skewed_kernel(n, seed=3))
+    rng = np.random.default_rng(8)
+    samples = np.stack([dpp.sample(k, rng, block=1) for _ in range(n_samples)])
+    assert max_deviation_in_sigmas(samples, dpp.marginals(k)) < 4.5
+
+
+def test_symmetry_check_covers_every_tile():
+    L = skewed_kernel(600, seed=1)
+    L[590, 3] += 1.0  # an asymmetry far from the diagonal, in the last tile row
+    with pytest.raises(SelectionError, match="not symmetric"):
+        sample_k_dpp(L, 3, random_state=0)
+    L[590, 3] = np.inf
+    with pytest.raises(SelectionError, match="NaN or infinite"):
+        sample_k_dpp(L, 3, random_state=0)

@@ -20,6 +20,7 @@ from workbench.errors import ConfigError, SelectionError
 from workbench.registry import Registry
 from workbench.select import validation
 from workbench.select.grouping import assign_to_kept
+from workbench.select.presets import get_preset
 from workbench.selection import Selection, json_safe, resolve_budget
 from workbench.unitview import UnitView
 from workbench.utils import RandomState, check_random_state
@@ -43,14 +44,23 @@ def list_selectors() -> list[str]:
     return SELECTORS.names()
 
 
-def get_selector(name: str, **params: Any) -> Selector:
-    """An unfitted selector ``name`` with ``params``; UnknownNameError / ConfigError on bad input."""
+def get_selector(name: str, preset: str | None = None, **params: Any) -> Selector:
+    """An unfitted selector ``name`` with ``params``; UnknownNameError / ConfigError on bad input.
+
+    ``preset`` names a paper's settings (:func:`~workbench.select.presets.list_presets`); explicit ``params``
+    override them, and the fitted Selection's ``info["preset"]`` records the preset.
+    """
     cls = SELECTORS.get(name)
     allowed = cls._param_names()
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"selector {name!r} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(allowed)}.")
-    return cls(**params)
+    if preset is None:
+        return cls(**params)
+    chosen = get_preset(name, preset)
+    selector = cls(**{**chosen.params, **params})
+    selector.preset_info = chosen.info([key for key in params if key in chosen.params])
+    return selector
 
 
 #: View metadata copied into a Selection's params (under ``"data"``): how much data the view read.
@@ -80,6 +90,8 @@ class Selector:
 
     name: ClassVar[str] = ""
     uses_similarity: ClassVar[bool] = True
+    #: set by get_selector(..., preset=...): what the Selection's info records of the preset
+    preset_info: dict[str, Any] | None = None
 
     def __init__(self, budget: int | float = 0.5, random_state: RandomState = None) -> None:
         self.budget = budget
@@ -130,7 +142,7 @@ class Selector:
             validation.check_not_constant(view, self.name)
         self._kernel_cache: dict[bool, np.ndarray] = {}
         rng = check_random_state(self.random_state)
-        self.fit_info_: dict[str, Any] = {}
+        self.fit_info_: dict[str, Any] = {"preset": self.preset_info} if self.preset_info else {}
         keep, scores, labels = self._select(view, k, rng)
         assign = assign_to_kept(self._assignment_similarity(view), keep, labels)
         self.selection_ = Selection(

@@ -1,7 +1,12 @@
 """Numerics of k-determinantal point processes: exact sampling, exact marginals and greedy MAP.
 
 A k-DPP with likelihood kernel L (n x n, symmetric PSD) draws a k-subset S with probability
-proportional to det(L_S) (Kulesza & Taskar 2012).
+proportional to det(L_S) (Kulesza & Taskar 2012). The kernel is given as L, as its eigendecomposition,
+or as features B (n x d) with L = B Bᵀ + ridge·I. With features and d < n the spectrum comes from the
+dual kernel Bᵀ B (d x d; Kulesza & Taskar 2012, sec. 3.3): its eigenvectors w_i map to those of L
+as v_i = B w_i / sqrt(l_i), and the n - rank(B) eigenvalues equal to the ridge share one eigenspace,
+the complement of B's columns, of which only a Haar-random basis of the needed dimension is drawn
+(the k-DPP does not depend on the basis of an eigenspace). Nothing n x n is formed.
 
 - :func:`sample_k_dpp` is the exact spectral sampler (Kulesza & Taskar, Alg. 8 then the projection
   chain rule). Phase 1 selects k eigenvectors using elementary symmetric polynomials computed in the
@@ -11,13 +16,14 @@ proportional to det(L_S) (Kulesza & Taskar 2012).
 - :func:`k_dpp_marginals` gives the exact inclusion probabilities P(i in S).
 - :func:`greedy_map_dpp` is the greedy MAP of Chen, Zhang & Zhou (2018): at each step the item with
   the largest conditional variance (Schur complement diagonal) joins; this is pivoted Cholesky with
-  diagonal pivoting, computed in blocks.
+  diagonal pivoting. With features it runs on the rows of B (kernel columns B B[S]ᵀ, O(n k d)).
 
-The blocked engine keeps the partial Cholesky factor C (n x k). Inside a block of b steps only a
-few candidates are evaluated exactly (the residual variances only decrease, so stale values are
-upper bounds: the greedy takes the best bound after checking it, the sampler thins proposals drawn
-from the bounds); at the end of the block all n residuals are refreshed with one matrix product.
-The work is O(n k^2) in level-3 BLAS instead of k memory-bound matrix-vector products.
+The pivoted Cholesky engine keeps the partial factor C (n x k). While C fits in cache, every step
+updates all n residuals exactly (one matrix-vector product: few Python steps, no waiting on memory).
+Beyond that it works in blocks: inside a block of b steps only a few candidates are evaluated exactly
+(the residual variances only decrease, so stale values are upper bounds: the greedy takes the best
+bound after checking it, the sampler thins proposals drawn from the bounds); at the end of the block
+all n residuals are refreshed with one matrix product, O(n k^2) in level-3 BLAS.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "k_dpp_marginals",
     "greedy_map_dpp",
     "greedy_map_details",
+    "feature_columns",
     "log_elementary_symmetric",
 ]
 
@@ -50,15 +57,27 @@ def _check_square(L: np.ndarray, name: str = "L") -> np.ndarray:
     L = np.asarray(L, dtype=np.float64)
     if L.ndim != 2 or L.shape[0] != L.shape[1] or L.shape[0] == 0:
         raise SelectionError(f"{name} must be a non-empty square (n x n) matrix, got shape {L.shape}.")
-    if not np.all(np.isfinite(L)):
+    asymmetry = _max_asymmetry(L)
+    if not np.isfinite(asymmetry):
         raise SelectionError(f"{name} contains NaN or infinite values; check the features it was computed from.")
-    asymmetry = float(np.abs(L - L.T).max())
     if asymmetry > 1e-8 * max(float(np.abs(L).max()), 1e-300):
         raise SelectionError(
             f"{name} is not symmetric (largest |L - L.T| = {asymmetry:.3g}); a DPP kernel is a symmetric PSD "
             "similarity (cosine, linear or RBF): symmetrize it, e.g. (L + L.T) / 2, if the asymmetry is an error."
         )
     return L
+
+
+def _max_asymmetry(L: np.ndarray, tile: int = 256) -> float:
+    """max |L - Lᵀ| (NaN or infinite when L is not finite), tile by tile so that transposes stay in cache."""
+    n = L.shape[0]
+    worst = 0.0
+    for i in range(0, n, tile):
+        for j in range(i, n, tile):
+            worst = max(worst, float(np.abs(L[i : i + tile, j : j + tile] - L[j : j + tile, i : i + tile].T).max()))
+            if not np.isfinite(worst):
+                return worst
+    return worst
 
 
 def _check_k(k: object, n: int) -> int:
@@ -85,16 +104,58 @@ def log_elementary_symmetric(eigenvalues: np.ndarray, k: int) -> np.ndarray:
     return table
 
 
-def _numerical_rank(eigenvalues: np.ndarray) -> tuple[np.ndarray, int]:
+def _numerical_rank(eigenvalues: np.ndarray, size: int | None = None) -> tuple[np.ndarray, int]:
+    """Eigenvalues with those below ``size`` * eps * max set to 0, and how many are left."""
     lam = np.asarray(eigenvalues, dtype=np.float64)
     top = float(lam.max()) if lam.size else 0.0
-    tol = max(top, 0.0) * lam.size * np.finfo(float).eps
+    tol = max(top, 0.0) * (lam.size if size is None else size) * np.finfo(float).eps
     lam = np.where(lam > tol, lam, 0.0)
     return lam, int(np.count_nonzero(lam))
 
 
+def _check_ridge(ridge: object) -> float:
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.integer, np.floating)) or not ridge >= 0:
+        raise SelectionError(f"ridge must be a number >= 0 (added to the kernel's diagonal), got {ridge!r}.")
+    if not np.isfinite(ridge):
+        raise SelectionError(f"ridge must be finite, got {ridge!r}.")
+    return float(ridge)
+
+
+def _check_features(features: np.ndarray) -> np.ndarray:
+    B = np.asarray(features, dtype=np.float64)
+    if B.ndim != 2 or B.shape[0] == 0 or B.shape[1] == 0:
+        raise SelectionError(f"features must be a non-empty (n items x d features) array, got shape {B.shape}.")
+    if not np.all(np.isfinite(B)):
+        raise SelectionError(
+            "features contain NaN or infinite values; check the weights or activations they came from."
+        )
+    return B
+
+
+def _orthonormal(V: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns of V (full column rank), by Householder QR."""
+    return np.linalg.qr(V)[0] if V.shape[1] else V
+
+
+def feature_columns(B: np.ndarray, ridge: float = 0.0) -> Columns:
+    """Columns of L = B Bᵀ + ridge·I from the features B: ``columns(rows, cols)`` = L[rows][:, cols]."""
+
+    def columns(rows: np.ndarray | None, cols: np.ndarray) -> np.ndarray:
+        block = (B if rows is None else B[rows]) @ B[cols].T
+        if ridge:
+            if rows is None:
+                block[cols, np.arange(cols.size)] += ridge
+            else:
+                block += ridge * (rows[:, None] == cols[None, :])
+        return block
+
+    return columns
+
+
 class KDPP:
-    """A k-DPP family for one kernel, with the eigendecomposition computed once and reused.
+    """A k-DPP family for one kernel, with its spectrum computed once and reused.
+
+    Give exactly one of ``L``, ``eig`` or ``features``.
 
     Parameters
     ----------
@@ -103,22 +164,79 @@ class KDPP:
         ones are clipped to zero when they are rounding (see :func:`~workbench.select.validation.clip_spectrum`)
         and refused with a :class:`SelectionError` when they are not.
     eig
-        Optional precomputed ``(eigenvalues, eigenvectors)`` of L (as from ``np.linalg.eigh``).
+        Precomputed ``(eigenvalues, eigenvectors)`` of L (as from ``np.linalg.eigh``).
+    features
+        (n, d) features B of the kernel L = B Bᵀ + ridge·I. With d < n the spectrum comes from the dual
+        kernel Bᵀ B (d x d) and nothing n x n is formed (``dual`` is True); otherwise L is formed.
+    ridge
+        Added to L's diagonal (absolute), whichever way L is given.
     """
 
-    def __init__(self, L: np.ndarray | None = None, eig: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        L: np.ndarray | None = None,
+        eig: tuple[np.ndarray, np.ndarray] | None = None,
+        features: np.ndarray | None = None,
+        ridge: float = 0.0,
+    ) -> None:
+        if sum(x is not None for x in (L, eig, features)) != 1:
+            raise SelectionError(
+                "KDPP takes exactly one of L (the n x n kernel), eig=(values, vectors) or features=B (L = B Bᵀ)."
+            )
+        ridge = _check_ridge(ridge)
+        self.features: np.ndarray | None = None
+        if features is not None:
+            B = _check_features(features)
+            if B.shape[1] < B.shape[0]:
+                self._init_dual(B, ridge)
+                return
+            L = B @ B.T
         if eig is None:
-            if L is None:
-                raise SelectionError("KDPP needs a kernel L or its eigendecomposition eig=(values, vectors).")
             L = _check_square(L)
             eigenvalues, eigenvectors = np.linalg.eigh((L + L.T) / 2.0)
         else:
             eigenvalues, eigenvectors = (np.asarray(a, dtype=np.float64) for a in eig)
         eigenvalues, _ = clip_spectrum(eigenvalues, _KERNEL, stacklevel=3)
-        self.eigenvalues, self.rank = _numerical_rank(eigenvalues)
+        self.eigenvalues, self.rank = _numerical_rank(eigenvalues + ridge)
         self.eigenvectors = eigenvectors
         self.n = int(self.eigenvalues.size)
+        self.n_explicit = self.n  # every eigenvector is stored
         self._tables: dict[int, np.ndarray] = {}
+
+    def _init_dual(self, B: np.ndarray, ridge: float) -> None:
+        n = B.shape[0]
+        values, W = np.linalg.eigh(B.T @ B)
+        values, _ = clip_spectrum(values, _KERNEL, stacklevel=4)
+        values, r = _numerical_rank(values, size=n)
+        kept = np.flatnonzero(values)
+        self.features = B
+        self._dual_values, self._dual_vectors = values[kept], W[:, kept]
+        # eigenvalues of L: l_i + ridge on B's column space (explicit), then ridge on its complement
+        self.eigenvalues, self.rank = _numerical_rank(np.concatenate([values[kept] + ridge, np.full(n - r, ridge)]))
+        self.n = n
+        self.n_explicit = r
+        self._tables = {}
+
+    @property
+    def dual(self) -> bool:
+        """Whether the spectrum came from the dual kernel Bᵀ B."""
+        return self.features is not None
+
+    def vectors(self, columns: np.ndarray) -> np.ndarray:
+        """The explicit eigenvectors ``columns`` (< ``n_explicit``) of L as an (n, len(columns)) array."""
+        columns = np.asarray(columns, dtype=int)
+        if not self.dual:
+            return self.eigenvectors[:, columns]
+        W = self._dual_vectors[:, columns] / np.sqrt(self._dual_values[columns])
+        return self.features @ W
+
+    def _complement(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """m orthonormal vectors spanning a Haar-random subspace of the complement of B's column space."""
+        G = rng.standard_normal((self.n, m))
+        B, W = self.features, self._dual_vectors / self._dual_values
+        for _ in range(2):  # projection onto col(B), B (BᵀB)⁺ Bᵀ G, removed twice for stability
+            G = G - B @ (W @ (self._dual_vectors.T @ (B.T @ G)))
+        return G
 
     def _table(self, k: int) -> np.ndarray:
         if k > self.rank:
@@ -132,7 +250,10 @@ class KDPP:
         return self._tables[k]
 
     def select_eigenvectors(self, k: int, rng: np.random.Generator) -> np.ndarray:
-        """Phase 1: indices of the k eigenvectors of the elementary DPP to sample from."""
+        """Phase 1: indices of the k eigenvectors of the elementary DPP to sample from.
+
+        Indices >= ``n_explicit`` stand for vectors of the complement eigenspace (dual kernels only).
+        """
         k = _check_k(k, self.n)
         table = self._table(k)
         with np.errstate(divide="ignore"):
@@ -153,11 +274,19 @@ class KDPP:
             )
         return np.array(sorted(chosen))
 
-    def sample(self, k: int, random_state: RandomState = None, block: int = 32) -> np.ndarray:
-        """One exact sample: sorted indices of a k-subset drawn with probability ∝ det(L_S)."""
+    def sample(self, k: int, random_state: RandomState = None, block: int | None = None) -> np.ndarray:
+        """One exact sample: sorted indices of a k-subset drawn with probability ∝ det(L_S).
+
+        ``block`` is passed to the pivoted Cholesky engine (None: chosen by size).
+        """
         rng = check_random_state(random_state)
         columns = self.select_eigenvectors(k, rng)
-        V = np.ascontiguousarray(self.eigenvectors[:, columns])
+        explicit = columns[columns < self.n_explicit]
+        V = self.vectors(explicit)
+        if self.dual:  # map-back and complement vectors are orthonormal only up to rounding: re-orthonormalize
+            m = columns.size - explicit.size
+            V = _orthonormal(np.hstack([V, self._complement(m, rng)]) if m else V)
+        V = np.ascontiguousarray(V)
         order, _, _ = _pivoted_cholesky(
             lambda rows, cols: (V if rows is None else V[rows]) @ V[cols].T,
             np.einsum("ij,ij->i", V, V),
@@ -181,7 +310,16 @@ class KDPP:
         with np.errstate(divide="ignore"):
             log_weights = np.log(self.eigenvalues) + log_minus - prefix[k, n]
         weights = np.exp(log_weights)
-        return np.clip((self.eigenvectors**2) @ weights, 0.0, 1.0)
+        if not self.dual:
+            return np.clip((self.eigenvectors**2) @ weights, 0.0, 1.0)
+        # Σ_i w_i v_i v_iᵀ on col(B) is B W diag(w / l) Wᵀ Bᵀ; the complement (weight w_c each, all equal)
+        # adds w_c (I - projection onto col(B)), whose diagonal is w_c (1 - diag of B W diag(1 / l) Wᵀ Bᵀ).
+        r = self.n_explicit
+        w_c = weights[r] if r < n else 0.0
+        W = self._dual_vectors * ((weights[:r] - w_c) / self._dual_values)
+        M = W @ self._dual_vectors.T
+        diagonal = np.einsum("ij,ij->i", self.features @ M, self.features) + w_c
+        return np.clip(diagonal, 0.0, 1.0)
 
 
 def sample_k_dpp(L: np.ndarray, k: int, random_state: RandomState = None, n_samples: int | None = None) -> np.ndarray:
@@ -225,16 +363,27 @@ def k_dpp_marginals(L: np.ndarray, k: int) -> np.ndarray:
     return KDPP(L).marginals(k)
 
 
+#: the engine updates every residual at every step while the factor C (n x k) and the column work (n x width)
+#: hold at most this many numbers (4 MiB: cache-resident); beyond, it works in blocks of 32
+UNBLOCKED_MAX = 2**19
+
+
 def _pivoted_cholesky(
     columns: Columns,
     diag: np.ndarray,
     k: int,
     rng: np.random.Generator | None = None,
-    block: int = 32,
+    block: int | None = None,
     eps: float = 0.0,
     factor: np.ndarray | None = None,
+    width: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocked pivoted Cholesky of a PSD kernel given by ``columns(rows, cols)`` and its diagonal.
+    """Pivoted Cholesky of a PSD kernel given by ``columns(rows, cols)`` and its diagonal.
+
+    ``block=1`` updates all residuals exactly after every pivot (:func:`_pivoted_cholesky_unblocked`);
+    a larger block uses the blocked engine below; None picks the first when n * (k + ``width``) <=
+    :data:`UNBLOCKED_MAX` (``width``: the numbers per item read to compute one kernel column: 0 for an
+    explicit L, d for features, r for a factor).
 
     When the kernel is a projection V Vᵀ with orthonormal columns ``factor`` = V (n x r), the factor
     is C = V Q with Q an orthonormal basis of the pivots' rows, so a block refresh costs one product
@@ -248,6 +397,12 @@ def _pivoted_cholesky(
     residual variance of every item (selected items get 0).
     """
     n = diag.size
+    if factor is not None:
+        width = max(width, factor.shape[1])
+    if block is None:
+        block = 1 if n * (k + width) <= UNBLOCKED_MAX else 32
+    if block == 1:
+        return _pivoted_cholesky_unblocked(columns, diag, k, rng, eps)
     C = np.zeros((n, k))
     base = np.array(diag, dtype=np.float64)  # exact residuals at the start of the current block
     bounds = base.copy()  # upper bounds of the current residuals
@@ -316,6 +471,45 @@ def _pivoted_cholesky(
     return np.asarray(order, dtype=int), np.asarray(gains), np.clip(base, 0.0, None)
 
 
+def _pivoted_cholesky_unblocked(
+    columns: Columns, diag: np.ndarray, k: int, rng: np.random.Generator | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pivoted Cholesky one pivot at a time: after each pivot every residual is updated exactly.
+
+    A step is one matrix-vector product with the factor's rows so far (C is kept k x n, row-major), so
+    the work is O(n k^2) in a few NumPy calls per step; fast while C stays in cache. Same contract as
+    :func:`_pivoted_cholesky`; selected items carry a residual of -inf while it runs.
+    """
+    n = diag.size
+    C = np.zeros((k, n))
+    residual = np.array(diag, dtype=np.float64)
+    order: list[int] = []
+    gains: list[float] = []
+    for t in range(k):
+        if rng is None:
+            j = int(np.argmax(residual))
+            value = float(residual[j])
+            if not value > eps:
+                break
+        else:
+            cumulative = np.cumsum(np.maximum(residual, 0.0))
+            total = cumulative[-1]
+            if not total > 0:
+                raise SelectionError("the projection kernel has no mass left; the eigenvectors are degenerate.")
+            j = min(int(np.searchsorted(cumulative, rng.random() * total, side="right")), n - 1)
+            value = float(residual[j])
+        column = columns(None, np.array([j]))[:, 0]
+        if t:
+            column = column - C[:t, j] @ C[:t]
+        column *= 1.0 / np.sqrt(value)
+        C[t] = column
+        residual -= column * column
+        residual[j] = -np.inf
+        order.append(j)
+        gains.append(value)
+    return np.asarray(order, dtype=int), np.asarray(gains), np.clip(residual, 0.0, None)
+
+
 def _sampled_pivot(bounds, selected, evaluate, rng):
     """Draw a pivot ∝ exact residual by thinning proposals drawn ∝ the (larger) bounds."""
     weights = np.where(selected, 0.0, np.clip(bounds, 0.0, None))
@@ -341,32 +535,61 @@ def _sampled_pivot(bounds, selected, evaluate, rng):
         bounds[unique] = exact
 
 
-def greedy_map_dpp(L: np.ndarray, k: int, eps: float | None = None, block: int = 32) -> np.ndarray:
+def greedy_map_dpp(
+    L: np.ndarray | None,
+    k: int,
+    eps: float | None = None,
+    block: int | None = None,
+    features: np.ndarray | None = None,
+    ridge: float = 0.0,
+) -> np.ndarray:
     """Greedy MAP of a DPP (Chen, Zhang & Zhou 2018): indices in order of selection.
 
     Each step adds the item with the largest residual variance L_ii - L_iS L_SS^{-1} L_Si, i.e. the
     largest increase of log det(L_S). If the best residual is <= ``eps`` (default 1e-10 * max diag)
     before k items are chosen (rank(L) < k), the rest are filled by the largest remaining diagonal
     entries L_ii, with a ``UserWarning``.
+
+    Give the kernel as ``L`` or (with ``L=None``) as ``features`` B, L = B Bᵀ + ``ridge``·I: then the
+    kernel's columns come from B's rows (O(n k d)) and L is never formed. ``block``: see the engine
+    (None: by size).
     """
-    order, _, _ = greedy_map_details(L, k, eps=eps, block=block)
+    order, _, _ = greedy_map_details(L, k, eps=eps, block=block, features=features, ridge=ridge)
     return order
 
 
 def greedy_map_details(
-    L: np.ndarray, k: int, eps: float | None = None, block: int = 32
+    L: np.ndarray | None,
+    k: int,
+    eps: float | None = None,
+    block: int | None = None,
+    features: np.ndarray | None = None,
+    ridge: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Like :func:`greedy_map_dpp`, also returning the gain (residual variance) of each pick and the
     final residual variance of every item (0 for the picked ones, and for filled ones the gain is 0)."""
-    L = _check_square(L)
-    n = L.shape[0]
+    if (L is None) == (features is None):
+        raise SelectionError("greedy MAP takes either the kernel L or features=B (L = B Bᵀ + ridge·I), not both.")
+    ridge = _check_ridge(ridge)
+    if features is not None:
+        B = _check_features(features)
+        diag = np.einsum("ij,ij->i", B, B) + ridge
+        columns, width = feature_columns(B, ridge), B.shape[1]
+    else:
+        L = _check_square(L)
+        if ridge:
+            L = L + ridge * np.eye(L.shape[0])
+        diag = np.diag(L).copy()
+        width = 0
+
+        def columns(rows: np.ndarray | None, cols: np.ndarray) -> np.ndarray:
+            return L[cols].T if rows is None else L[np.ix_(rows, cols)]
+
+    n = diag.size
     k = _check_k(k, n)
-    diag = np.diag(L).copy()
     if eps is None:
         eps = 1e-10 * max(float(diag.max()), 0.0)
-    order, gains, residual = _pivoted_cholesky(
-        lambda rows, cols: L[cols].T if rows is None else L[np.ix_(rows, cols)], diag, k, block=block, eps=eps
-    )
+    order, gains, residual = _pivoted_cholesky(columns, diag, k, block=block, eps=eps, width=width)
     if order.size < k:
         warnings.warn(
             f"the kernel has numerical rank {order.size} < k = {k}; the remaining {k - order.size} items are "

@@ -2,7 +2,8 @@
 
 A study names its base models (zoo name and arguments, or a checkpoint) with their data set and
 training budget, the selectors with their parameters, the budgets (fraction of units kept, global or
-per layer), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
+per layer; a selector's ``preset`` names a paper's settings, e.g. ``dpp = { preset = "diversity-networks" }``,
+see :func:`workbench.select.list_presets`), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
 architectures of the accuracy-vs-operations chart. ``[pipelines]`` names classic compression
 pipelines, each a list of steps ``{do = "<transform>", ...}`` of :mod:`workbench.pipeline` (e.g.
 ``dc = [{do = "iterative-prune", rates = [0.5, 0.9], retrain_epochs = 5}, {do = "share", bits = 5}]``);

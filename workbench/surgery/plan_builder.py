@@ -17,7 +17,9 @@ def _with_budget(selector: Any, budget: float) -> Any:
     """A copy of ``selector`` (sklearn-style: get_params / constructor) with another budget."""
     params = dict(selector.get_params())
     params["budget"] = budget
-    return type(selector)(**params)
+    copy = type(selector)(**params)
+    copy.preset_info = getattr(selector, "preset_info", None)  # a paper preset's record (select.presets)
+    return copy
 
 
 def unrebuildable_groups(graph: Any) -> dict[str, str]:
