@@ -123,3 +123,19 @@ def test_own_schedule_must_name_a_pipeline_of_the_study(tmp_path):
     path.write_text(STUDY.replace('own_schedule = ["paper"]', 'own_schedule = ["papr"]'))
     with pytest.raises(StudyError, match="papr"):
         load_study(path)
+
+
+def test_the_base_models_initialization_is_a_study_axis_that_keeps_default_hashes(tmp_path):
+    from workbench.study import expand
+
+    path = tmp_path / "init.toml"
+    path.write_text(STUDY)
+    default = {run.hash for run in expand(load_study(path)) if run.kind == "train"}
+    path.write_text(STUDY.replace("lr = 1e-2 }", 'lr = 1e-2, init = "kaiming" }'))
+    assert {run.hash for run in expand(load_study(path)) if run.kind == "train"} == default  # stored runs still match
+    path.write_text(STUDY.replace("lr = 1e-2 }", 'lr = 1e-2, init = "torch" }'))
+    torch_init = [run for run in expand(load_study(path)) if run.kind == "train"]
+    assert {run.hash for run in torch_init}.isdisjoint(default)
+    path.write_text(STUDY.replace("lr = 1e-2 }", 'lr = 1e-2, init = "he" }'))
+    with pytest.raises(StudyError, match="init"):
+        load_study(path)

@@ -174,3 +174,28 @@ def test_unknown_model_name_has_hint():
 def test_bad_arguments_raise_config_error(name, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         create_model(name, **kwargs)
+
+
+def test_initialization_schemes_differ_are_seeded_and_unknown_ones_are_named():
+    import torch
+
+    from workbench.errors import ConfigError
+    from workbench.zoo import INIT_SCHEMES, create_model, init_weights_
+
+    weights = {}
+    for scheme in INIT_SCHEMES:
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model = init_weights_(create_model("lenet300"), scheme)
+            runs.append(model.layers[1].weight.detach().clone())
+        assert torch.equal(runs[0], runs[1])  # deterministic given the seed
+        weights[scheme] = runs[0]
+    fan_in = weights["kaiming"].shape[1]
+    assert abs(weights["kaiming"].std().item() - (2 / fan_in) ** 0.5) < 0.01  # He: std sqrt(2 / fan_in)
+    assert weights["torch"].abs().max().item() <= 1 / fan_in**0.5 + 1e-6  # PyTorch: U(-1/sqrt(fan_in), ...)
+    w = weights["orthogonal"]
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-4)
+    with pytest.raises(ConfigError, match="unknown initialization 'he'.*kaiming"):
+        init_weights_(create_model("lenet300"), "he")

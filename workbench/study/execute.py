@@ -65,7 +65,7 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import torch
 
     from workbench.train import fit
-    from workbench.zoo import create_model_for_data
+    from workbench.zoo import create_model_for_data, init_weights_
     from workbench.zoo.memory import check_memory
 
     model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
@@ -83,6 +83,8 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
+        if training.get("init", "kaiming") != "kaiming":
+            init_weights_(model, training["init"])
     history = fit(
         model,
         train,

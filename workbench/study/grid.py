@@ -83,6 +83,8 @@ class RunConfig:
 def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
     config = entry.model_dump(mode="json", exclude={"label"})
     config["label"] = entry.display
+    if config.get("training", {}).get("init") == "kaiming":
+        config["training"].pop("init")  # the default: runs stored before the setting existed keep their hashes
     if entry.checkpoint is not None:
         path = study.resolve(entry.checkpoint)
         config["checkpoint"] = str(path)

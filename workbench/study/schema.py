@@ -86,6 +86,7 @@ class Training(_Section):
     weight_decay: float = Field(0.0, ge=0)
     split: Literal["train", "trainval"] = "train"
     max_batches: int | None = Field(None, gt=0)
+    init: Literal["kaiming", "torch", "xavier", "orthogonal"] = "kaiming"  # a study axis: how the base starts
 
 
 class ModelEntry(_Section):

@@ -119,7 +119,11 @@ def create_model_for_data(name: str, input_shape: tuple[int, ...], num_classes: 
     return create_model(name, **derived, **kwargs)
 
 
+from workbench.zoo.models._common import INIT_SCHEMES, init_weights_  # noqa: E402
+
 __all__ = [
+    "INIT_SCHEMES",
+    "init_weights_",
     "create_model",
     "create_model_for_data",
     "list_models",

@@ -73,3 +73,32 @@ def kaiming_init_(module: nn.Module, nonlinearity: str = "relu") -> nn.Module:
             nn.init.ones_(sub.weight)
             nn.init.zeros_(sub.bias)
     return module
+
+
+#: Initialization schemes a base model can be trained from (a study axis: ``training.init``).
+INIT_SCHEMES = ("kaiming", "torch", "xavier", "orthogonal")
+
+
+def init_weights_(module: nn.Module, scheme: str = "kaiming", nonlinearity: str = "relu") -> nn.Module:
+    """Re-initialise ``module`` in place with ``scheme`` and return it.
+
+    ``"kaiming"`` is :func:`kaiming_init_` (the zoo's default); ``"torch"`` each layer's own
+    ``reset_parameters`` (PyTorch's default: uniform, scaled by fan-in); ``"xavier"`` Glorot-uniform weights and
+    ``"orthogonal"`` orthogonal weights (Saxe et al. 2014), both with zero biases. Batch norm starts at scale one,
+    shift zero in every scheme. Deterministic given ``torch.manual_seed``.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ConfigError(f"unknown initialization {scheme!r}; use one of {', '.join(INIT_SCHEMES)}.")
+    if scheme == "kaiming":
+        return kaiming_init_(module, nonlinearity)
+    for sub in module.modules():
+        if isinstance(sub, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            sub.reset_parameters()
+        elif isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if scheme == "torch":
+                sub.reset_parameters()
+                continue
+            (nn.init.xavier_uniform_ if scheme == "xavier" else nn.init.orthogonal_)(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+    return module
