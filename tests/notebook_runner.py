@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,26 @@ def execute_notebook(name: str) -> tuple[Any, str, list[dict]]:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(FOLDER / name, as_version=4)
-    # "python3" is ipykernel's own kernel; jupyter_client starts it with this interpreter (sys.executable)
-    nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
-    ).execute()
+    # "python3" is ipykernel's own kernel; jupyter_client starts it with this interpreter (sys.executable).
+    # The kernel runs in notebooks/, so it is told where this checkout's workbench is (not an installed copy).
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FOLDER.parent), previous]))
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
+        ).execute()
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors, errors
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    without_html = [o for o in figures if "text/html" not in o["data"]]
+    assert not without_html, "a figure has no HTML copy: call workbench.viz.use_notebook_figures() first"
+    stray = [t for t in [text] + [str(o.get("data", {}).get("text/plain", "")) for o in outputs] if "Generator" in t]
+    assert "TqdmWarning" not in text and not stray, "stray warning or repr in the outputs"
     return nb, text, figures

@@ -18,7 +18,8 @@ def test_embedding_scatter_traces_by_label_with_kept_symbols():
     keep = [0, 4, 6]
     fig = embedding_scatter(emb, labels=labels, keep=keep, dims=(0, 2))
     assert isinstance(fig, go.Figure)
-    assert len(fig.data) == 3
+    assert len(fig.data) == 5
+    assert [t.name for t in fig.data[3:]] == ["kept unit", "dropped unit"]  # both symbols in the legend
     for trace, value in zip(fig.data, [0, 1, 2]):
         members = np.flatnonzero(labels == value)
         assert list(trace.customdata) == members.tolist()
@@ -44,7 +45,11 @@ def test_kernel_heatmap_reorders_by_block_and_marks_kept_units():
     # two block boundaries, one line on each axis
     assert len(fig.layout.shapes) == 4
     assert sorted({s.x0 for s in fig.layout.shapes if s.x0 == s.x1}) == [2.5, 5.5]
-    kept_trace = fig.data[1]
+    kept_trace = next(t for t in fig.data if t.name == "kept unit")
+    strips = [t for t in fig.data if t.name and t.name.startswith("block")]
+    assert len({t.marker.color for t in strips}) == 3  # one colour per block, along both axes
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.data[0].colorbar.title.text == "similarity"
+    assert fig.layout.legend.orientation == "h"  # the legend sits below, clear of the colour bar
     assert list(kept_trace.x) == [2, 4]  # positions of units 6 and 2 in block order
     assert list(kept_trace.customdata) == [6, 2]
     with pytest.raises(ConfigError, match="square"):

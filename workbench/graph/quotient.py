@@ -81,14 +81,15 @@ def quotient_graph(adjacency: Any, partition: Any) -> Quotient:
     a = adjacency if sp.issparse(adjacency) else np.asarray(adjacency)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise GraphError(f"adjacency must be a square matrix, got shape {a.shape}.")
-    a = sp.csr_matrix(a, dtype=np.float64)
-    a.setdiag(0)  # self-loops are not block-to-block edges
-    a.eliminate_zeros()
-    p, labels, assignment = indicator(partition, a.shape[0])
-    total = np.asarray((p.T @ a @ p).todense())
-    nonzero = a.copy()
-    nonzero.data = np.ones_like(nonzero.data)
-    count = np.asarray((p.T @ nonzero @ p).todense())
+    a = sp.csr_matrix(a)
+    _, labels, assignment = indicator(partition, a.shape[0])
+    k = len(labels)
+    # one pass over the stored entries (self-loops and explicit zeros are not block-to-block edges)
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    edge = (a.data != 0) & (rows != a.indices)
+    pair = assignment[rows[edge]] * k + assignment[a.indices[edge]]
+    total = np.bincount(pair, weights=a.data[edge].astype(np.float64), minlength=k * k).reshape(k, k)
+    count = np.bincount(pair, minlength=k * k).reshape(k, k).astype(np.float64)
     sizes = np.bincount(assignment, minlength=len(labels)).astype(np.int64)
     pairs = np.outer(sizes, sizes).astype(np.float64)
     np.fill_diagonal(pairs, sizes * (sizes - 1.0))

@@ -10,6 +10,13 @@ from workbench.utils import lazy_exports
 _FIGURES = {
     "layered_unit_graph": "workbench.viz.graph_figures",
     "block_graph": "workbench.viz.graph_figures",
+    "unit_drilldown": "workbench.viz.graph_figures",
+    "layered_block_diagram": "workbench.viz.block_diagram",
+    "layer_partition": "workbench.viz.block_diagram",
+    "kept_fraction_figure": "workbench.viz.plan_figures",
+    "selection_overlap_figure": "workbench.viz.plan_figures",
+    "use_notebook_figures": "workbench.viz.notebook_display",
+    "figure_bundle": "workbench.viz.notebook_display",
     "adjacency_heatmap": "workbench.viz.graph_figures",
     "embedding_scatter": "workbench.viz.selection_figures",
     "kernel_heatmap": "workbench.viz.selection_figures",

@@ -1,17 +1,22 @@
-"""Figures of networks as graphs: layered unit graph, block (quotient) graph, reordered adjacency heatmap.
+"""Figures of networks as graphs: layered unit graph (and its drill-down), block graph, adjacency heatmap.
 
-Edges are drawn in a few opacity levels (weights binned by quantile, one trace per bin) so that a figure
-with tens of thousands of edges stays responsive; heavier weights are drawn more opaque.
+Edges are drawn in a few colour-and-width steps of their weight (one trace per step, see
+:mod:`workbench.viz.edge_style`), with a colour bar giving the weight range of each step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from workbench.errors import GraphError
+from workbench.errors import ConfigError, GraphError
+from workbench.viz.edge_style import curve, edge_traces
+from workbench.viz.heatmap_style import block_strip_traces, square_layout, thinned_ticks
+from workbench.viz.kept_units import check_groups, kept_units
+from workbench.viz.palette import categorical
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -20,46 +25,25 @@ if TYPE_CHECKING:
     from workbench.graph.quotient import Quotient
 
 
-def _bins(weights: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index (0 = lightest) of each weight, by quantiles of the weights."""
-    if len(weights) == 0:
-        return np.zeros(0, dtype=np.int64)
-    edges = np.unique(np.quantile(weights, np.linspace(0, 1, n_bins + 1)[1:-1]))
-    return np.searchsorted(edges, weights, side="right")
+def _strongest_per_target(sub: sp.coo_matrix, per_target: int) -> np.ndarray:
+    """Indices of the ``per_target`` heaviest entries of each column (target unit) of ``sub``."""
+    order = np.lexsort((-sub.data, sub.col))
+    cols = sub.col[order]
+    starts = np.searchsorted(cols, cols, side="left")
+    rank = np.arange(len(cols)) - starts
+    return order[rank < per_target]
 
 
-def _opacity(b: int, n_bins: int, lo: float = 0.08, hi: float = 0.9) -> float:
-    return lo + (hi - lo) * (b + 1) / n_bins
-
-
-def _edge_traces(x0, y0, x1, y1, weights, n_bins: int, color: str, width_scale: float = 1.0) -> list[Any]:
-    """One line trace per weight bin, opacity increasing with the bin."""
-    import plotly.graph_objects as go
-
-    bins = _bins(np.asarray(weights, dtype=float), n_bins)
-    traces = []
-    for b in range(n_bins):
-        sel = np.flatnonzero(bins == b)
-        if not len(sel):
-            continue
-        xs = np.empty(3 * len(sel))
-        ys = np.empty(3 * len(sel))
-        xs[0::3], xs[1::3], xs[2::3] = x0[sel], x1[sel], np.nan
-        ys[0::3], ys[1::3], ys[2::3] = y0[sel], y1[sel], np.nan
-        w = np.asarray(weights)[sel]
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                hoverinfo="skip",
-                showlegend=False,
-                opacity=_opacity(b, n_bins),
-                line={"color": color, "width": width_scale * (0.5 + 1.5 * (b + 1) / n_bins)},
-                name=f"weights {w.min():.3g} to {w.max():.3g}",
-            )
-        )
-    return traces
+def largest_norm_units(graph: NetworkGraph, max_units_per_layer: int) -> dict[str, np.ndarray]:
+    """Per layer, the ``max_units_per_layer`` units of largest incoming-weight norm (inputs: outgoing weight)."""
+    adjacency = graph.unit_adjacency("l2")
+    table = graph.unit_table()
+    out_mass = np.asarray(adjacency.sum(axis=1)).ravel()
+    units = {}
+    for name, sl in graph.unit_index.items():
+        score = (out_mass if name == "input" else table["norm"])[sl]
+        units[name] = np.sort(np.argsort(-score, kind="stable")[:max_units_per_layer])
+    return units
 
 
 def layered_unit_graph(
@@ -67,85 +51,202 @@ def layered_unit_graph(
     max_units_per_layer: int = 64,
     norm: str = "l2",
     n_bins: int = 4,
-    max_edges: int = 50_000,
+    max_edges: int = 20_000,
+    edges_per_unit: int = 3,
+    units: Mapping[str, Any] | None = None,
+    rule: str | None = None,
+    plan: Any = None,
     title: str | None = None,
 ) -> go.Figure:
-    """The unit graph of a (small) network drawn in columns, one per block (input, then each group).
+    """Units of a (sub)network in columns, one per layer (input, then each group), edges by weight.
 
     Parameters
     ----------
     max_units_per_layer
-        Blocks with more units show the ``max_units_per_layer`` units of largest incoming-weight norm
-        (input units: of largest total outgoing weight), in unit order.
+        Without ``units``: each layer shows its ``max_units_per_layer`` units of largest incoming-weight
+        norm (input units: of largest total outgoing weight), in unit order.
     norm
         Edge weight (see :meth:`NetworkGraph.unit_adjacency`).
     n_bins
-        Opacity levels of the edges (quantile bins of the weights, one trace each).
+        Colour / width steps of the edges (quantiles of the drawn weights; the colour bar gives their bounds).
     max_edges
-        Only the heaviest ``max_edges`` edges among the shown units are drawn.
+        At most ``max_edges`` edges (the heaviest) are drawn.
+    edges_per_unit
+        Each shown unit draws only its ``edges_per_unit`` heaviest incoming edges (no hairball).
+    units
+        The units to show: layer -> local unit indices; layers not named are not drawn. ``rule`` says in
+        the title how they were chosen (see :func:`unit_drilldown`).
+    plan
+        Kept units (a Plan, or group -> Selection / indices): kept units are drawn as filled diamonds,
+        the plan's dropped units as open circles.
 
-    The last trace holds the nodes (hover: block, unit index, norm, bias); the others are edge bins from
-    lightest to heaviest.
+    One trace of markers per layer (named by the layer, hover: layer, unit index, incoming-weight norm
+    and bias; input units: their total outgoing weight); ``customdata`` holds unit-graph node ids.
     """
     import plotly.graph_objects as go
 
-    if max_units_per_layer < 1 or n_bins < 1:
-        raise GraphError("max_units_per_layer and n_bins must be positive.")
+    if max_units_per_layer < 1 or n_bins < 1 or edges_per_unit < 1:
+        raise GraphError("max_units_per_layer, n_bins and edges_per_unit must be positive.")
+    sizes = {name: sl.stop - sl.start for name, sl in graph.unit_index.items()}
+    if units is None:
+        units = largest_norm_units(graph, max_units_per_layer)
+        limited = any(len(v) < sizes[k] for k, v in units.items())
+        rule = rule or (
+            f"per layer the {max_units_per_layer} units of largest incoming-weight norm (inputs: outgoing weight)"
+            if limited
+            else "all units"
+        )
+    else:
+        units = {str(k): np.unique(np.asarray(v, dtype=np.int64)) for k, v in units.items()}
+        check_groups(units, sizes)
+        rule = rule or "chosen units"
     adjacency = graph.unit_adjacency(norm)
     table = graph.unit_table()
-    out_mass = np.asarray(adjacency.sum(axis=1)).ravel()
-    shown, xs, ys = [], [], []
-    for col, (name, sl) in enumerate(graph.unit_index.items()):
-        nodes = np.arange(sl.start, sl.stop)
-        if len(nodes) > max_units_per_layer:
-            # input units by outgoing weight, others by incoming weight norm
-            score = out_mass[nodes] if name == "input" else table["norm"][nodes]
-            nodes = np.sort(nodes[np.argsort(-score, kind="stable")[:max_units_per_layer]])
-        shown.append(nodes)
-        xs.append(np.full(len(nodes), float(col)))
-        ys.append(np.linspace(1.0, -1.0, len(nodes)) if len(nodes) > 1 else np.zeros(len(nodes)))
-    nodes = np.concatenate(shown) if shown else np.zeros(0, dtype=np.int64)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    position = np.full(graph.n_nodes, -1, dtype=np.int64)
-    position[nodes] = np.arange(len(nodes))
+    columns = [name for name in graph.unit_index if name in units and len(units[name])]
+    nodes = np.concatenate([graph.unit_index[name].start + units[name] for name in columns])
+    x = np.concatenate([np.full(len(units[name]), float(c)) for c, name in enumerate(columns)])
+    y = np.concatenate([np.linspace(1.0, -1.0, len(units[n])) if len(units[n]) > 1 else np.zeros(1) for n in columns])
     sub = adjacency[nodes][:, nodes].tocoo()
-    if sub.nnz > max_edges:
-        keep = np.argsort(-sub.data, kind="stable")[:max_edges]
-        sub = sp.coo_matrix((sub.data[keep], (sub.row[keep], sub.col[keep])), shape=sub.shape)
-    traces = _edge_traces(x[sub.row], y[sub.row], x[sub.col], y[sub.col], sub.data, n_bins, "#4a6fa5")
-    hover = [
-        f"{table['block'][i]}[{table['index'][i]}]<br>norm {table['norm'][i]:.3g}<br>bias {table['bias'][i]:.3g}"
-        for i in nodes
-    ]
-    blocks = np.array([table["block"][i] for i in nodes], dtype=object)
-    color = np.unique(blocks, return_inverse=True)[1] if len(blocks) else []
-    traces.append(
-        go.Scatter(
-            x=x,
-            y=y,
-            mode="markers",
-            text=hover,
-            hoverinfo="text",
-            showlegend=False,
-            name="units",
-            marker={"size": 7, "color": color, "colorscale": "Viridis", "line": {"width": 0.5, "color": "#333"}},
-            customdata=nodes,
+    keep = _strongest_per_target(sub, edges_per_unit)
+    keep = keep[np.argsort(-sub.data[keep], kind="stable")[:max_edges]]
+    rows, cols, weights = sub.row[keep], sub.col[keep], sub.data[keep]
+    paths = [curve(x[i], y[i], x[j], y[j], n=2 if x[j] == x[i] + 1 else 12) for i, j in zip(rows, cols)]
+    traces = edge_traces([p[0] for p in paths], [p[1] for p in paths], weights, n_bins, f"{norm} weight")
+    out_mass = np.asarray(adjacency.sum(axis=1)).ravel()
+    kept = kept_units(plan) if plan is not None else {}
+    check_groups(kept, sizes)
+    colours = categorical(len(columns))
+    offset = 0
+    for c, name in enumerate(columns):
+        ids = graph.unit_index[name].start + units[name]
+        sel = slice(offset, offset + len(ids))
+        offset += len(ids)
+        if name == "input":
+            hover = [f"input[{table['index'][i]}]<br>total outgoing weight {out_mass[i]:.3g}" for i in ids]
+        else:
+            hover = [
+                f"{name}[{table['index'][i]}]<br>incoming-weight norm {table['norm'][i]:.3g}<br>bias {table['bias'][i]:.3g}"
+                for i in ids
+            ]
+        marker = {"size": 7, "color": colours[c], "line": {"width": 0.5, "color": "#333"}}
+        if name in kept:
+            is_kept = np.isin(units[name], kept[name])
+            marker["symbol"] = ["diamond" if k else "circle-open" for k in is_kept]
+            marker["size"] = [10 if k else 7 for k in is_kept]
+        traces.append(
+            go.Scatter(
+                x=x[sel],
+                y=y[sel],
+                mode="markers",
+                text=hover,
+                hoverinfo="text",
+                name=name,
+                marker=marker,
+                customdata=ids,
+            )
         )
-    )
+    if kept:
+        for symbol, name in (("diamond", "kept by the plan"), ("circle-open", "dropped by the plan")):
+            traces.append(
+                go.Scatter(x=[None], y=[None], mode="markers", name=name, marker={"symbol": symbol, "color": "#555"})
+            )
     fig = go.Figure(traces)
+    shown = f"{len(nodes)} of {graph.n_nodes} units: {rule}"
     fig.update_layout(
-        title=title or f"Unit graph ({norm} weights; {len(nodes)} of {graph.n_nodes} units shown)",
+        title={"text": title or f"Unit graph ({norm} weights; {shown})", "font": {"size": 14}},
         xaxis={
             "tickmode": "array",
-            "tickvals": list(range(len(graph.unit_index))),
-            "ticktext": list(graph.unit_index),
+            "tickvals": list(range(len(columns))),
+            "ticktext": columns,
             "showgrid": False,
+            "zeroline": False,
         },
         yaxis={"visible": False},
         plot_bgcolor="white",
-        height=520,
+        height=560,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0.0},
+        meta={"rule": rule, "n_edges": int(len(rows)), "n_units": int(len(nodes))},
     )
     return fig
+
+
+def unit_drilldown(
+    graph: NetworkGraph,
+    layer: str,
+    block: Any = None,
+    partition: Mapping[str, Any] | None = None,
+    plan: Any = None,
+    max_neighbours: int = 32,
+    norm: str = "l2",
+    title: str | None = None,
+) -> go.Figure:
+    """Drill down from a layer, or one of its blocks, to its units and their strongest neighbours.
+
+    Parameters
+    ----------
+    layer
+        A layer (group) of ``graph.unit_index``.
+    block
+        With ``partition`` (layer -> unit labels): show only the units labelled ``block``.
+    plan
+        Show only the layer's units kept by ``plan`` (and mark kept units in the neighbouring layers).
+    max_neighbours
+        Units shown in each neighbouring layer: those most strongly connected to the chosen units.
+
+    The title says which units are shown and why.
+    """
+    if layer not in graph.unit_index:
+        raise ConfigError(f"no layer {layer!r}; layers of the unit graph: {', '.join(graph.unit_index)}.")
+    sl = graph.unit_index[layer]
+    n = sl.stop - sl.start
+    chosen = np.arange(n)
+    rule = f"all {n} units of {layer}"
+    if block is not None:
+        labels = None if partition is None else partition.get(layer)
+        if labels is None:
+            raise ConfigError(f"block={block!r} needs partition={{{layer!r}: labels}} (one label per unit).")
+        labels = np.asarray(labels)
+        chosen = np.flatnonzero(labels.astype(str) == str(block))
+        if not len(chosen):
+            raise ConfigError(f"block {block!r} is not a label of {layer!r}; labels: {sorted(set(labels.tolist()))}.")
+        rule = f"the {len(chosen)} units of block {block} of {layer}"
+    elif plan is not None:
+        kept = kept_units(plan)
+        if layer not in kept:
+            raise ConfigError(f"the plan does not cover {layer!r}; it covers {', '.join(kept)}.")
+        chosen = kept[layer]
+        rule = f"the {len(chosen)} units of {layer} kept by the plan"
+    adjacency = graph.unit_adjacency(norm)
+    ids = sl.start + chosen
+    into = np.asarray(adjacency[:, ids].sum(axis=1)).ravel()
+    out_of = np.asarray(adjacency[ids].sum(axis=0)).ravel()
+    strength = into + out_of
+    units = {layer: chosen}
+    for name, other in graph.unit_index.items():
+        if name == layer:
+            continue
+        score = strength[other]
+        linked = np.flatnonzero(score > 0)
+        if len(linked):
+            units[name] = np.sort(linked[np.argsort(-score[linked], kind="stable")[:max_neighbours]])
+    rule += f", and the {max_neighbours} most strongly connected units of each neighbouring layer"
+    return layered_unit_graph(graph, norm=norm, units=units, rule=rule, plan=plan, title=title)
+
+
+def _layered_positions(quotient: Quotient, weight: np.ndarray) -> np.ndarray:
+    """(k, 2) positions: x the longest-path depth of a block among edges running forward in block order."""
+    k = quotient.n_blocks
+    depth = np.zeros(k)
+    for b in range(k):  # edges a -> b with a < b (block order follows the network for layer_partition labels)
+        sources = np.flatnonzero(weight[:b, b] > 0)
+        if len(sources):
+            depth[b] = depth[sources].max() + 1
+    pos = np.zeros((k, 2))
+    pos[:, 0] = depth
+    for d in np.unique(depth):
+        members = np.flatnonzero(depth == d)
+        pos[members, 1] = np.linspace(1.0, -1.0, len(members)) if len(members) > 1 else 0.0
+    return pos
 
 
 def block_graph(
@@ -156,7 +257,7 @@ def block_graph(
     positions: np.ndarray | None = None,
     title: str | None = None,
 ) -> go.Figure:
-    """A block-summarized graph: nodes are blocks (area proportional to block size), edges by block weight.
+    """A block-summarized graph, layered: blocks left to right by depth, edges by block weight.
 
     Parameters
     ----------
@@ -165,7 +266,11 @@ def block_graph(
     weight
         ``"mean"`` (block-model weight), ``"total"`` or ``"density"``.
     positions
-        (k, 2) node positions; default a circle in block order.
+        (k, 2) node positions; default: x is a block's depth (longest chain of forward edges in block
+        order), blocks of one depth stacked.
+
+    Node area is the block size; node colour is the block's colour in the other figures (categorical,
+    by block order); hover gives size, within-block weight and incoming / outgoing weight.
     """
     import plotly.graph_objects as go
 
@@ -173,20 +278,25 @@ def block_graph(
         raise GraphError(f"unknown weight {weight!r}; use 'mean', 'total' or 'density'.")
     w = getattr(quotient, weight)
     k = quotient.n_blocks
-    if positions is None:
-        angle = 2 * np.pi * np.arange(k) / max(k, 1)
-        positions = np.column_stack([np.cos(angle), np.sin(angle)])
-    positions = np.asarray(positions, dtype=float)
+    positions = _layered_positions(quotient, w) if positions is None else np.asarray(positions, dtype=float)
     if positions.shape != (k, 2):
         raise GraphError(f"positions must have shape ({k}, 2), got {positions.shape}.")
     a, b = np.nonzero((w > 0) & ~np.eye(k, dtype=bool))
-    traces = _edge_traces(
-        positions[a, 0], positions[a, 1], positions[b, 0], positions[b, 1], w[a, b], n_bins, "#a55a4a", width_scale=2.0
+    paths = [curve(*positions[i], *positions[j]) for i, j in zip(a, b)]
+    traces = edge_traces(
+        [p[0] for p in paths], [p[1] for p in paths], w[a, b], n_bins, f"{weight} weight", widths=(1.0, 5.0)
     )
     labels = names or [str(label) for label in quotient.labels]
     sizes = quotient.sizes.astype(float)
     marker_size = 10 + 40 * np.sqrt(sizes / max(sizes.max(), 1))
-    hover = [f"block {labels[i]}<br>{int(sizes[i])} units<br>within {w[i, i]:.3g}" for i in range(k)]
+    inflow = w.sum(axis=0) - np.diag(w)
+    outflow = w.sum(axis=1) - np.diag(w)
+    hover = [
+        f"<b>block {labels[i]}</b><br>{int(sizes[i])} units<br>"
+        + (f"within-block {weight} weight {w[i, i]:.3g}" if w[i, i] > 0 else "no edges inside the block")
+        + f"<br>incoming {weight} weight {inflow[i]:.3g}<br>outgoing {weight} weight {outflow[i]:.3g}"
+        for i in range(k)
+    ]
     traces.append(
         go.Scatter(
             x=positions[:, 0],
@@ -196,25 +306,18 @@ def block_graph(
             textposition="top center",
             hovertext=hover,
             hoverinfo="text",
-            showlegend=False,
-            name="blocks",
-            marker={
-                "size": marker_size,
-                "color": np.diag(w),
-                "colorscale": "Reds",
-                "showscale": True,
-                "colorbar": {"title": f"{weight} within"},
-                "line": {"width": 1, "color": "#333"},
-            },
+            name="block (area: units)",
+            marker={"size": marker_size, "color": categorical(k), "line": {"width": 1, "color": "#333"}},
         )
     )
     fig = go.Figure(traces)
     fig.update_layout(
-        title=title or f"Block graph ({k} blocks, edges: {weight} weight)",
+        title=title or f"Block graph ({k} blocks left to right by depth; edges: {weight} weight)",
         xaxis={"visible": False},
         yaxis={"visible": False},
         plot_bgcolor="white",
         height=520,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
     )
     return fig
 
@@ -225,6 +328,7 @@ def adjacency_heatmap(
     max_size: int = 4000,
     log: bool = False,
     title: str | None = None,
+    colorbar_title: str | None = None,
 ) -> go.Figure:
     """Heatmap of a (square or rectangular) matrix, rows and columns reordered by ``partition``.
 
@@ -258,15 +362,23 @@ def adjacency_heatmap(
     if log:
         z = np.log10(np.abs(z) + 1e-12 * (np.abs(z).max() or 1.0))
     fig = go.Figure(
-        go.Heatmap(z=z, colorscale="Viridis", hovertemplate="position (%{y}, %{x})<br>value %{z:.3g}<extra></extra>")
+        go.Heatmap(
+            z=z,
+            colorscale="Viridis",
+            hovertemplate="row unit %{customdata[0]}, column unit %{customdata[1]}<br>value %{z:.3g}<extra></extra>",
+            customdata=np.stack(np.broadcast_arrays(order_r[:, None], order_c[None, :]), axis=-1),
+        )
     )
     for b in bounds:
         fig.add_shape(type="line", x0=b, x1=b, y0=-0.5, y1=shape[0] - 0.5, line={"color": "white", "width": 1})
         fig.add_shape(type="line", y0=b, y1=b, x0=-0.5, x1=shape[1] - 0.5, line={"color": "white", "width": 1})
-    fig.update_layout(
-        title=title or ("Adjacency in block order" if partition is not None else "Adjacency"),
-        yaxis={"autorange": "reversed"},
-        height=560,
-        meta={"order": order_r.tolist(), "boundaries": [float(b) for b in bounds]},
-    )
+    low = -0.5
+    if partition is not None and len(bounds):
+        fig.add_traces(block_strip_traces(np.asarray(labels)[order_r], -1.5))
+        low = -2.5
+    default_title = "Adjacency in block order" if partition is not None else "Adjacency"
+    square_layout(fig, order_r, low, colorbar_title or ("log10 |value|" if log else "value"), title or default_title)
+    if shape[0] != shape[1]:  # a rectangle keeps its own column ticks
+        fig.update_xaxes(range=[-0.5, shape[1] - 0.5], **thinned_ticks(order_c))
+    fig.update_layout(meta={"order": order_r.tolist(), "boundaries": [float(b) for b in bounds]})
     return fig

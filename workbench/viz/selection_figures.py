@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ConfigError
+from workbench.viz.heatmap_style import block_strip_traces, square_layout
+from workbench.viz.palette import categorical
 
 KEPT_SYMBOL = "diamond"
 DROPPED_SYMBOL = "circle"
@@ -74,18 +76,7 @@ def embedding_scatter(
             raise ConfigError(f"dimension pair {pair} is out of range for an embedding with {d} dimensions.")
     labels, kept = _labels_and_keep(n, labels, keep)
     fig = make_subplots(rows=1, cols=len(pairs), subplot_titles=[f"dim {a} vs dim {b}" for a, b in pairs])
-    palette = [
-        "#1f77b4",
-        "#ff7f0e",
-        "#2ca02c",
-        "#d62728",
-        "#9467bd",
-        "#8c564b",
-        "#e377c2",
-        "#7f7f7f",
-        "#bcbd22",
-        "#17becf",
-    ]
+    palette = categorical(len(np.unique(labels)))
     for col, (a, b) in enumerate(pairs, start=1):
         for colour, value in enumerate(np.unique(labels)):
             members = np.flatnonzero(labels == value)
@@ -111,6 +102,19 @@ def embedding_scatter(
             )
         fig.update_xaxes(title_text=f"dim {a}", row=1, col=col)
         fig.update_yaxes(title_text=f"dim {b}", row=1, col=col)
+    if keep is not None:  # the symbols in the legend (grey, so they do not read as a block)
+        for symbol, name in ((KEPT_SYMBOL, "kept unit"), (DROPPED_SYMBOL, "dropped unit")):
+            fig.add_trace(
+                go.Scatter(
+                    x=[None],
+                    y=[None],
+                    mode="markers",
+                    name=name,
+                    marker=dict(symbol=symbol, color="#9e9e9e", size=10, line=dict(width=1, color="black")),
+                ),
+                row=1,
+                col=1,
+            )
     fig.update_layout(title=title or "unit embedding (diamonds: kept units)", template="plotly_white")
     return fig
 
@@ -127,11 +131,14 @@ def kernel_heatmap(
     labels: Sequence[Any] | None = None,
     keep: Sequence[int] | None = None,
     title: str | None = None,
+    colorbar_title: str = "similarity",
 ):
     """Heatmap of an (n, n) unit kernel with units reordered by block, block boundaries drawn as lines,
     and kept units marked by triangles along both axes. Hover shows the two unit indices.
 
-    The heatmap's ``z`` is ``kernel[order][:, order]`` with ``order = block_order(labels, n)``.
+    Cells are square, at most a dozen ticks name the units at their positions, blocks are marked by a
+    colour strip along both axes (colours as in :func:`embedding_scatter`), and the colour bar is titled
+    ``colorbar_title``. The heatmap's ``z`` is ``kernel[order][:, order]`` with ``order = block_order(labels, n)``.
     """
     import plotly.graph_objects as go
 
@@ -159,15 +166,21 @@ def kernel_heatmap(
     for position in boundaries:
         fig.add_shape(type="line", x0=position, x1=position, y0=-0.5, y1=n - 0.5, line=dict(color="white", width=2))
         fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=position, y1=position, line=dict(color="white", width=2))
+    strip = -1.5
+    if len(np.unique(labels)) > 1:
+        for trace in block_strip_traces(sorted_labels, strip):
+            fig.add_trace(trace)
+        strip = -3.0
     positions = np.flatnonzero(kept[order])
     if positions.size:
-        marker = dict(color="red", size=8)
+        marker = dict(color="black", size=8)
         fig.add_trace(
             go.Scatter(
                 x=positions,
-                y=np.full(positions.size, -1.5),
+                y=np.full(positions.size, strip),
                 mode="markers",
-                name="kept",
+                name="kept unit",
+                legendgroup="kept",
                 customdata=order[positions],
                 marker=dict(symbol="triangle-down", **marker),
                 hovertemplate="kept unit %{customdata}<extra></extra>",
@@ -175,18 +188,22 @@ def kernel_heatmap(
         )
         fig.add_trace(
             go.Scatter(
-                x=np.full(positions.size, -1.5),
+                x=np.full(positions.size, strip),
                 y=positions,
                 mode="markers",
-                name="kept ",
+                name="kept unit",
+                legendgroup="kept",
                 showlegend=False,
                 customdata=order[positions],
                 marker=dict(symbol="triangle-right", **marker),
                 hovertemplate="kept unit %{customdata}<extra></extra>",
             )
         )
-    ticks = dict(tickvals=np.arange(n).tolist(), ticktext=[str(i) for i in order]) if n <= 64 else {}
-    fig.update_xaxes(range=[-2.5, n - 0.5], **ticks)
-    fig.update_yaxes(range=[n - 0.5, -2.5], scaleanchor="x", **ticks)
-    fig.update_layout(title=title or "kernel in block order (triangles: kept units)", template="plotly_white")
+    square_layout(
+        fig,
+        order,
+        low=strip - 1.0,
+        colorbar_title=colorbar_title,
+        title=title or "kernel in block order (triangles: kept units)",
+    )
     return fig

@@ -1,0 +1,64 @@
+"""Shared look of the unit heatmaps: square cells, a dozen ticks at most, titled colour bar, block strips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workbench.viz.palette import categorical
+
+MAX_TICKS = 12
+
+
+def thinned_ticks(order: np.ndarray) -> dict[str, Any]:
+    """At most ``MAX_TICKS`` evenly spaced ticks labelled with the unit index shown at that position."""
+    n = len(order)
+    positions = np.unique(np.linspace(0, n - 1, min(n, MAX_TICKS)).round().astype(int)) if n else np.zeros(0, int)
+    return {"tickmode": "array", "tickvals": positions.tolist(), "ticktext": [str(int(order[p])) for p in positions]}
+
+
+def block_strip_traces(sorted_labels: np.ndarray, at: float) -> list[Any]:
+    """One square-marker trace per block along the top and left edges (position ``at``), coloured by block.
+
+    Block ``b`` of the sorted unique labels gets ``categorical(k)[b]``, the colour it has in the other figures.
+    """
+    import plotly.graph_objects as go
+
+    values = np.unique(sorted_labels)
+    colours = categorical(len(values))
+    traces = []
+    for colour, value in zip(colours, values):
+        positions = np.flatnonzero(sorted_labels == value)
+        common = {
+            "mode": "markers",
+            "marker": {"symbol": "square", "color": colour, "size": 6},
+            "legendgroup": f"block {value}",
+            "hovertemplate": f"block {value} ({len(positions)} units)<extra></extra>",
+        }
+        traces.append(
+            go.Scatter(x=positions, y=np.full(len(positions), at), name=f"block {value}", showlegend=True, **common)
+        )
+        traces.append(
+            go.Scatter(x=np.full(len(positions), at), y=positions, name=f"block {value}", showlegend=False, **common)
+        )
+    return traces
+
+
+def square_layout(fig: Any, order: np.ndarray, low: float, colorbar_title: str, title: str) -> None:
+    """Square plot area, thinned unit ticks, colour bar titled and kept clear of the legend (below the plot)."""
+    n = len(order)
+    ticks = thinned_ticks(order)
+    fig.update_xaxes(range=[low, n - 0.5], constrain="domain", showgrid=False, zeroline=False, title="unit", **ticks)
+    fig.update_yaxes(
+        range=[n - 0.5, low], scaleanchor="x", constrain="domain", showgrid=False, zeroline=False, title="unit", **ticks
+    )
+    fig.update_traces(colorbar={"title": {"text": colorbar_title, "side": "right"}}, selector={"type": "heatmap"})
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        width=720,
+        height=720,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0.0},
+        margin={"b": 120},
+    )
