@@ -11,7 +11,7 @@ from workbench.study.runner import cache_dir_for
 
 TARGETS = {
     "LeNet-300-100": ("digits", 0.97),
-    "MLP 40-100-100-10": ("mnist1d", 0.65),  # the MNIST-1D paper's MLP baseline
+    "MLP 40-100-100-10": ("mnist1d", 0.63),  # the MNIST-1D paper's MLP baseline (~0.65), on 3600 of its 4000 samples
     "CNN-1D": ("mnist1d", 0.90),
 }
 
