@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from report_study import tiny_study
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -42,7 +41,9 @@ window.addEventListener('load', () => setTimeout(() => {
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if found is None:
-        pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium); the browser checks need it")
+        pytest.skip(
+            "headless Chromium is not installed (Debian: apt-get install -y chromium); the browser checks need it"
+        )
     return found
 
 

@@ -87,12 +87,12 @@ def seeds_text(n: int) -> str:
 
 
 def estimate_parts(est: Estimate) -> tuple[str, str]:
-    """An estimate as (value, detail): ``('0.9610', '[0.9410, 0.9810] 3 seeds')``; one seed says
-    ``single seed``; ``('-', '')`` for none."""
+    """An accuracy estimate as (value, detail): ``('0.9610', '[0.9410, 0.9810]')``, the interval clipped to
+    [0, 1]; one seed adds ``single seed`` (its interval is binomial); ``('-', '')`` for none."""
     if not est.n:
         return "-", ""
-    span = f"[{_fixed(est.low)}, {_fixed(est.high)}] " if est.low is not None else ""
-    return _fixed(est.mean), span + ("single seed" if est.single_seed else f"mean of {seeds_text(est.n)}")
+    span = f"[{_fixed(max(est.low, 0.0))}, {_fixed(min(est.high, 1.0))}]" if est.low is not None else ""
+    return _fixed(est.mean), " ".join(part for part in (span, "single seed" if est.single_seed else "") if part)
 
 
 def difference_parts(diff: Difference | None) -> tuple[str, str, str]:
@@ -102,12 +102,13 @@ def difference_parts(diff: Difference | None) -> tuple[str, str, str]:
         return "-", "", ""
     detail = f"[{_fixed(diff.low, sign=True)}, {_fixed(diff.high, sign=True)}]" if diff.low is not None else "1 seed"
     if not diff.distinguishable:
-        return _fixed(diff.mean, sign=True), f"{detail} not distinguishable", "nd"
+        return _fixed(diff.mean, sign=True), f"{detail}\nnot distinguishable", "nd"
     return _fixed(diff.mean, sign=True), detail, "better" if (diff.mean or 0) > 0 else "worse"
 
 
 def _two_lines(value: str, detail: str = "") -> str:
-    return html.escape(value) + (f"<br><small>{html.escape(detail)}</small>" if detail else "")
+    lines = "<br>".join(html.escape(line) for line in detail.splitlines())
+    return html.escape(value) + (f"<br><small>{lines}</small>" if detail else "")
 
 
 def _si(value: float | None) -> str:
@@ -123,10 +124,12 @@ def _cell(text: str, css: str = "", *, raw: bool = False) -> str:
 
 
 def _size(value: float | None, base: float | None, unit: str = "") -> str:
+    from workbench.viz.tradeoff_figures import si_bytes
+
     if not value:
         return "-"
     smaller = f"{base / value:.1f}x smaller" if base and base / value >= 1.05 else ""
-    return _two_lines(_si(value) + unit, smaller)
+    return _two_lines(si_bytes(value) if unit == "B" else _si(value), smaller)
 
 
 def _ranked_table(section: Section, reference: str) -> str:
@@ -136,17 +139,20 @@ def _ranked_table(section: Section, reference: str) -> str:
     has_latency = any("latency_ms" in e.costs for e in section.entries)
     columns = ["rank", "method", "seeds"]
     columns += ["val accuracy"] if has_val else []
-    columns += ["test accuracy [95%]", "change vs base, paired [95%]", f"vs {reference}, paired [95%]"]
+    columns += ["test accuracy, [95% interval]", "change vs base, paired [95%]", f"vs {reference}, paired [95%]"]
     columns += ["before retraining"] if has_rebuilt else []
     columns += ["parameters", "stored size"] + (["latency"] if has_latency else [])
-    columns += ["run time", "retraining"]
+    budgets = {e.retraining for e in section.entries if e.runs and e.kind != "baseline"} - {"-"}
+    columns += ["run time"] + (["retraining"] if len(budgets) > 1 else [])
     left = {"method", "retraining"}
-    head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(c)}</th>" for c in columns)
+    head = "".join(
+        f"<th class='{'l' if c in left else ''}'>{_two_lines(*c.partition(', ')[::2])}</th>" for c in columns
+    )
     base = section.base_costs
     base_cells = {
         "method": _two_lines("base model", "unpruned"),
         "seeds": html.escape(seeds_text(section.base.n)),
-        "test accuracy [95%]": _two_lines(*estimate_parts(section.base)),
+        "test accuracy, [95% interval]": _two_lines(*estimate_parts(section.base)),
         "parameters": _size(base.get("params"), None),
         "stored size": _size(base.get("stored_bytes"), None, "B"),
         "latency": html.escape(_latency(base.get("latency_ms"))),
@@ -160,7 +166,14 @@ def _ranked_table(section: Section, reference: str) -> str:
     for entry in section.entries:
         rank += 1 if entry.runs else 0
         lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base, rank)) + "</tr>")
-    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>"
+    note = (
+        f"<p class='note'>Retraining after the rebuild, the same for every compressed model that records it: "
+        f"{html.escape(budgets.pop())} (a pipeline's retraining is the steps it names).</p>"
+        if len(budgets) == 1
+        else ""
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return f"{note}<div class='scroll'>{table}</div>"
 
 
 def _latency(value: float | None) -> str:
@@ -221,8 +234,8 @@ def _points(section: Section) -> list[dict[str, Any]]:
             "fuse": e.fuse,
             "label": e.label,
             "accuracy": e.accuracy.mean,
-            "low": e.accuracy.low,
-            "high": e.accuracy.high,
+            "low": None if e.accuracy.low is None else max(e.accuracy.low, 0.0),
+            "high": None if e.accuracy.high is None else min(e.accuracy.high, 1.0),
             "n": e.accuracy.n,
             "costs": e.costs,
             "params": e.costs.get("params"),
@@ -239,7 +252,8 @@ def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | N
     sections = build_sections(records, plans or {}, study.study.reference)
     largest = _largest_params(sections)
     for section in sections:
-        figures.append((f"{section.model} on {section.data}: accuracy against cost", _tradeoff(section, largest)))
+        if any(p["costs"] for p in _points(section)) or section.base_costs:
+            figures.append((f"{section.model} on {section.data}: accuracy against cost", _tradeoff(section, largest)))
         if section.kept:
             figures.append((f"{section.model} on {section.data}: kept per layer", _kept(section)))
     return figures
@@ -259,8 +273,8 @@ def _tradeoff(section: Section, largest: float) -> Any:
     if section.base.n:
         base = {
             "accuracy": section.base.mean,
-            "low": section.base.low,
-            "high": section.base.high,
+            "low": None if section.base.low is None else max(section.base.low, 0.0),
+            "high": None if section.base.high is None else min(section.base.high, 1.0),
             "n": section.base.n,
             "costs": section.base_costs,
             "params": section.base_costs.get("params"),
@@ -366,11 +380,12 @@ def _figure_html(fig: Any, index: int) -> str:
 
 
 def _plotly_head(plotlyjs: str) -> str:
+    config = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
     if plotlyjs == "file":
-        return f"<script src='{PLOTLYJS_FILE}'></script>"
+        return f"{config}<script src='{PLOTLYJS_FILE}'></script>"
     from plotly.offline import get_plotlyjs
 
-    return f"<script>{get_plotlyjs()}</script>"
+    return f"{config}<script>{get_plotlyjs()}</script>"
 
 
 def render_report(
@@ -452,8 +467,11 @@ def render_report(
                         "<p class='note'>Multiply-adds are left out of the menu: in this fully connected network they "
                         "track the parameters, so that axis would repeat the parameter one.</p>"
                     )
-                body.append(_figure_html(_tradeoff(section, largest), index))
-                index += 1
+                if any(p["costs"] for p in _points(section)) or section.base_costs:
+                    body.append(_figure_html(_tradeoff(section, largest), index))
+                    index += 1
+                else:
+                    body.append("<p class='note'>No run of this model has finished yet: nothing to draw.</p>")
             elif key == "ranked":
                 body.append(_ranked_table(section, reference))
             else:

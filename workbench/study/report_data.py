@@ -78,7 +78,7 @@ class Section:
     @property
     def anchor(self) -> str:
         """An HTML id for the section."""
-        return slug(f"{self.model}-{self.data}")
+        return slug(f"{self.model} on {self.data}")
 
 
 def slug(text: str) -> str:

@@ -203,7 +203,10 @@ def tradeoff_figure(
         )
         traces_x.append({a: [shown[a][id(p)] for p in items] for a in used})
 
-    fuses = list(dict.fromkeys(p.get("fuse") for p in points if p["kind"] == "selector" and p.get("fuse")))
+    fuses = sorted(
+        {p["fuse"] for p in points if p["kind"] == "selector" and p.get("fuse")},
+        key=lambda f: (list(FUSE_SYMBOLS).index(f) if f in FUSE_SYMBOLS else len(FUSE_SYMBOLS), f),
+    )
     for fuse in fuses:  # the marker legend: one grey entry per fusion mode
         fig.add_trace(
             go.Scatter(
@@ -307,7 +310,8 @@ def tradeoff_figure(
         shapes=shapes,
         annotations=annotations,
         legend={"tracegroupgap": 8, "groupclick": "toggleitem", "itemsizing": "constant"},
-        updatemenus=[
+        updatemenus=_zoom_menu(everything, base)
+        + [
             {
                 "buttons": buttons,
                 "direction": "down",
@@ -322,7 +326,7 @@ def tradeoff_figure(
         if len(used) > 1
         else [],
     )
-    fig.update_xaxes(type="log", title_text=f"{COST_AXES[used[0]]} (log scale)")
+    fig.update_xaxes(type="log", title_text=f"{COST_AXES[used[0]]} (log scale)", tickformat="~s")
     fig.update_yaxes(title_text=accuracy_label, tickformat=".3f")
     return fig
 
@@ -352,6 +356,47 @@ def dodge(points: Sequence[Mapping[str, Any]], axis: str) -> dict[int, float | N
     return drawn
 
 
+#: Accuracy points around the base accuracy shown by the "near the base" zoom.
+NEAR_BASE = 0.05
+
+
+def _zoom_menu(points: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A second menu: the accuracy axis over every point, or within :data:`NEAR_BASE` of the base accuracy
+    (offered when some point lies farther from it)."""
+    if base is None:
+        return []
+    lows = [p.get("low", p["accuracy"]) if p.get("low") is not None else p["accuracy"] for p in points]
+    highs = [p.get("high") if p.get("high") is not None else p["accuracy"] for p in points]
+    low, high = min(lows), max(highs)
+    near = (max(base["accuracy"] - NEAR_BASE, 0.0), min(base["accuracy"] + NEAR_BASE / 2, 1.0))
+    if low >= near[0]:
+        return []
+    pad = 0.03 * (high - low or 1.0)
+    return [
+        {
+            "buttons": [
+                {
+                    "label": "accuracy: all points",
+                    "method": "relayout",
+                    "args": [{"yaxis.range": [low - pad, high + pad]}],
+                },
+                {
+                    "label": f"accuracy: base -{NEAR_BASE * 100:.0f} points",
+                    "method": "relayout",
+                    "args": [{"yaxis.range": list(near)}],
+                },
+            ],
+            "direction": "down",
+            "x": 0.78,
+            "xanchor": "right",
+            "y": 1.0,
+            "yanchor": "bottom",
+            "pad": {"b": 24},
+            "showactive": True,
+        }
+    ]
+
+
 def _hline(y: float, *, dash: str, color: str) -> dict[str, Any]:
     return {
         "type": "line",
@@ -369,7 +414,7 @@ def _short(value: float | None, axis: str) -> str:
         return "-"
     if axis == "latency_ms":
         return f"{value:.3f} ms"
-    return si(value) + (" B" if axis == "stored_bytes" else "")
+    return si_bytes(value) if axis == "stored_bytes" else si(value)
 
 
 def si(value: float, digits: int = 3) -> str:
@@ -385,3 +430,9 @@ def si(value: float, digits: int = 3) -> str:
         if "e" not in text and abs(float(text)) < 1000 or suffix == "T":
             return text + suffix
     return str(number)  # pragma: no cover - the loop always returns
+
+
+def si_bytes(value: float) -> str:
+    """``2440 -> '2.44 kB'``, ``512 -> '512 B'`` (decimal units, :func:`si` digits)."""
+    text = si(value)
+    return f"{text[:-1]} {text[-1]}B" if text[-1].isalpha() else f"{text} B"
