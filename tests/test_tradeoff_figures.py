@@ -128,3 +128,14 @@ def test_the_stored_size_figure_calls_one_seed_a_single_seed():
     )
     assert "single seed" in fig.data[0].hovertemplate and "1 seeds" not in fig.data[0].hovertemplate
     assert "mean of 3 seeds" in fig.data[1].hovertemplate
+
+
+def test_a_name_keeps_its_colour_across_figures_drawn_with_one_order():
+    first = tradeoff_figure(POINTS, order=["magnitude", "sbm"])
+    second = tradeoff_figure(POINTS[2:3] + POINTS[:2], order=["magnitude", "sbm"])
+    third = tradeoff_figure(POINTS[:2], order=["magnitude", "sbm"])
+
+    def colour(fig, name):
+        return next(t for t in fig.data if t.name == name).marker.color
+
+    assert colour(first, "sbm") == colour(second, "sbm") == colour(third, "sbm") != colour(first, "magnitude")

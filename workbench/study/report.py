@@ -22,6 +22,7 @@ import html
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,12 @@ def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | N
     largest = _largest_params(sections)
     for section in sections:
         if any(p["costs"] for p in _points(section)) or section.base_costs:
-            figures.append((f"{section.model} on {section.data}: accuracy against cost", _tradeoff(section, largest)))
+            figures.append(
+                (
+                    f"{section.model} on {section.data}: accuracy against cost",
+                    _tradeoff(section, largest, list(study.selectors)),
+                )
+            )
         if section.kept:
             figures.append((f"{section.model} on {section.data}: kept per layer", _kept(section)))
     return figures
@@ -265,7 +271,7 @@ def _largest_params(sections: list[Section]) -> float:
     return max(values, default=1) or 1
 
 
-def _tradeoff(section: Section, largest: float) -> Any:
+def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> Any:
     from workbench.viz.tradeoff_figures import COST_AXES, tradeoff_figure
 
     axes = [a for a in COST_AXES if not (a == "macs" and section.macs_repeat_params)]
@@ -285,6 +291,7 @@ def _tradeoff(section: Section, largest: float) -> Any:
         axes=axes,
         n_test=section.n_test if base else None,
         largest_params=largest,
+        order=order,
         title=f"{section.model} on {section.data}: test accuracy against cost (choose the cost axis at the right)",
     )
 
@@ -417,6 +424,7 @@ def render_report(
     reference = study.study.reference or "magnitude/drop"
     sections = build_sections(records, plans or {}, study.study.reference)
     largest = _largest_params(sections)
+    order = [*study.selectors, *study.pipelines, *dict.fromkeys(r.model for r in records if r.role != "base")]
     toc: list[tuple[int, str, str]] = [(1, "glossary", "Glossary")]
     body: list[str] = []
     index = 0
@@ -468,7 +476,7 @@ def render_report(
                         "track the parameters, so that axis would repeat the parameter one.</p>"
                     )
                 if any(p["costs"] for p in _points(section)) or section.base_costs:
-                    body.append(_figure_html(_tradeoff(section, largest), index))
+                    body.append(_figure_html(_tradeoff(section, largest, order), index))
                     index += 1
                 else:
                     body.append("<p class='note'>No run of this model has finished yet: nothing to draw.</p>")

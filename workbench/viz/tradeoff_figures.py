@@ -119,6 +119,7 @@ def tradeoff_figure(
     axes: Sequence[str] | None = None,
     n_test: int | None = None,
     largest_params: float | None = None,
+    order: Sequence[str] = (),
     accuracy_label: str = "test accuracy",
     title: str = "Accuracy against cost",
 ) -> Any:
@@ -143,6 +144,9 @@ def tradeoff_figure(
     largest_params
         Parameters of the largest model on the page: marker areas share one scale across figures
         (default: the largest here).
+    order
+        Names in the order they take colours (selectors, then the rest), so that a name keeps its colour
+        in every figure drawn with the same ``order``; names not in it follow in order of appearance.
 
     Raises
     ------
@@ -159,15 +163,17 @@ def tradeoff_figure(
     fig = go.Figure()
 
     names: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    order = {"selector": 0, "pipeline": 1, "baseline": 2}
-    for point in sorted(points, key=lambda p: order[p["kind"]]):
+    kind_order = {"selector": 0, "pipeline": 1, "baseline": 2}
+    fuse_order = {fuse: i for i, fuse in enumerate(FUSE_SYMBOLS)}
+    for point in sorted(points, key=lambda p: (kind_order[p["kind"]], fuse_order.get(p.get("fuse") or "", 0))):
         names.setdefault((point["kind"], str(point["name"])), []).append(point)
     colors: dict[tuple[str, str], str] = {}
-    counters = {"selector": 0, "other": 0}
+    rank = {name: i for i, name in enumerate(order)}
+    unranked = [key for key in names if key[1] not in rank]
     for kind, name in names:
-        palette, slot = (_SELECTOR_COLORS, "selector") if kind == "selector" else (_OTHER_COLORS, "other")
-        colors[(kind, name)] = palette[counters[slot] % len(palette)]
-        counters[slot] += 1
+        slot = rank[name] if name in rank else len(rank) + unranked.index((kind, name))
+        palette = _SELECTOR_COLORS if kind == "selector" else _OTHER_COLORS
+        colors[(kind, name)] = palette[slot % len(palette)]
 
     shown = {axis: dodge(everything, axis) for axis in used}
     traces_x: list[dict[str, list[Any]]] = []  # per trace: axis -> x values
@@ -332,7 +338,7 @@ def tradeoff_figure(
 
 
 #: Relative sideways shift between points that share a cost (see :func:`dodge`).
-DODGE = 0.012
+DODGE = 0.02
 
 
 def dodge(points: Sequence[Mapping[str, Any]], axis: str) -> dict[int, float | None]:
