@@ -48,6 +48,7 @@ def test_the_report_answers_its_questions_with_contents_and_glossary(page):
     assert "1 seeds" not in seen and "stored_bytes" not in seen and "latency_ms" not in seen
     assert "2 seeds" in seen and "ranked on test accuracy" in seen  # no val accuracy stored: said so
     assert "e+0" not in seen  # SI suffixes, not exponents
+    assert "differ in which units they keep, not in how many" in seen  # every selector kept half of the layer
 
 
 def test_the_ranked_table_gives_fixed_decimals_intervals_and_paired_differences(page):

@@ -483,6 +483,14 @@ def render_report(
             elif key == "ranked":
                 body.append(_ranked_table(section, reference))
             else:
+                per_budget: dict[str, set[float]] = defaultdict(set)
+                for row in section.kept:
+                    per_budget[row["budget"]].add(round(row["kept"], 6))
+                if all(len(values) == 1 for values in per_budget.values()):
+                    body.append(
+                        "<p class='note'>Every selector kept the same fraction of every layer at each budget: here "
+                        "the selectors differ in which units they keep, not in how many per layer.</p>"
+                    )
                 body.append(_figure_html(_kept(section), index))
                 index += 1
     for anchor, title, html_part in (
