@@ -62,6 +62,7 @@ def test_the_ranked_table_gives_fixed_decimals_intervals_and_paired_differences(
     for name in ("random", "magnitude", "w8", "LeNet-300-100", "base model"):
         assert name in table, name
     assert "x smaller" in table and " kB" in table and " ms" in table and " s" in table
+    assert " 0.0 s" not in table  # short runs keep two decimals
 
 
 def test_the_per_run_files_are_written_beside_the_report_and_linked(page):

@@ -177,6 +177,13 @@ def _ranked_table(section: Section, reference: str) -> str:
     return f"{note}<div class='scroll'>{table}</div>"
 
 
+def _seconds(value: float | None) -> str:
+    """``12.3 s``; below one second two decimals (``0.04 s``), so that short runs do not read as zero."""
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s"
+
+
 def _latency(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} ms"
 
@@ -219,7 +226,7 @@ def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[st
         elif column == "latency":
             text = html.escape(_latency(entry.costs.get("latency_ms")))
         elif column == "run time":
-            text = html.escape("-" if entry.seconds is None else f"{entry.seconds:.1f} s")
+            text = html.escape(_seconds(entry.seconds))
         else:
             text = html.escape(entry.retraining)
         cells.append(_cell(text, css, raw=True))
