@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from toy import tiny_mlp, toy_data
@@ -140,7 +142,8 @@ def test_a_study_runs_pipelines_and_reports_their_stored_size(tmp_path):
     table = {row["pipeline"]: row for row in outcome.pipelines}
     assert table["pruned"]["compression_ratio"] > 2 and table["pruned"]["runs"] == "1/1"
     page = write_report(path).read_text()
-    assert "Compression pipelines" in page and "accuracy against stored size" in page
+    assert "compression pipelines" in page and "stored bytes" in page and re.search(r"\d\d+\.\dx smaller", page)
+    assert re.search(r"shared<br><small>pipeline</small>", page)  # a row of the ranked table
 
 
 def test_a_study_names_bad_pipelines_and_needs_something_to_compress(tmp_path):

@@ -165,25 +165,25 @@ def test_a_killed_study_resumes_where_it_stopped(tmp_path):
         assert after[run_hash]["finished"] == row["finished"] and after[run_hash]["metrics"] == row["metrics"]
 
 
-def test_report_is_one_self_contained_page_with_the_summary_first(tmp_path):
+def test_report_is_one_self_contained_page_with_contents_first(tmp_path):
     path = write_study(tmp_path)
     run_study(path, quiet=True)
     report = write_report(path)
     page = report.read_text()
     assert report == tmp_path / "small-report.html"
     assert page.count("window.PlotlyConfig") == 1 and len(page) > 1_000_000  # plotly.js embedded, once
-    assert "<script src" not in page and page.count("Plotly.newPlot") == 4  # params, MACs, budget, Canziani
-    summary = page.index("Summary")
-    assert summary < page.index("Plotly.newPlot") and "tiny MLP" in page[summary : page.index("Plotly.newPlot")]
+    assert "<script src" not in page and page.count("Plotly.newPlot") == 2  # cost comparison, kept per layer
+    contents = page.index("Contents")
+    assert contents < page.index("Plotly.newPlot") and "tiny MLP" in page[contents : page.index("Plotly.newPlot")]
     for title in (
-        "Accuracy against parameters",
-        "Accuracy against multiply-adds",
-        "rebuilt, not retrained",
-        "Accuracy against operations on digits",
+        "Which method gives the best accuracy for its cost?",
+        "What did each selector keep, layer by layer?",
         "lenet300",
         "Failed runs (4)",
+        "single seed",
     ):
         assert title in page, title
+    assert (tmp_path / "small-report-runs.csv").is_file() and (tmp_path / "small-report-runs.json").is_file()
 
 
 def test_report_and_run_of_unusable_inputs(tmp_path, capsys):

@@ -322,7 +322,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
     if args.action == "report":
         if args.out:
             _check_out(args.out)
-        path = write_report(study, store=args.store, out=args.out)
+        path = write_report(study, store=args.store, out=args.out, plotlyjs=args.plotlyjs)
         _emit(args, {"report": str(path)}, f"report: {path}")
         return 0
     from workbench.metrics import format_table
@@ -468,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when the Dask cluster has no worker for this long (default: the study's cluster.worker_timeout) (run)",
     )
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
+    p.add_argument(
+        "--plotlyjs",
+        choices=["inline", "file"],
+        default="inline",
+        help="inline: one self-contained page (default); file: write plotly.min.js once beside the report (report)",
+    )
     p.add_argument("--force", action="store_true", help="run a grid larger than the study's max_runs")
     p.add_argument(
         "--reference",

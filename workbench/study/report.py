@@ -1,298 +1,379 @@
-"""The study report: one self-contained HTML page of Plotly figures with a summary table at the top.
+"""The study report: one HTML page built around questions, with the per-run results written beside it.
 
-Figures, per base model: accuracy against parameters and against multiply-adds per selector (mean over
-seeds, bars for the spread), accuracy against the budget with and without retraining; per data set:
-accuracy against operations in the style of Canziani et al. (2016), marker area proportional to the
-parameters, with the baseline architectures, the base models and the compressed networks; per base
-model with compression pipelines: accuracy against stored bytes.
+For each base model (model on data) the page answers three questions, each in its own section:
+
+- *Which method gives the best accuracy for its cost?* -- every method (selectors x fusion, compression
+  pipelines, baseline architectures) on one cost axis the reader picks (parameters, multiply-adds, stored
+  bytes, latency), with the Pareto front, the base accuracy and the test set's noise floor
+  (:func:`workbench.viz.tradeoff_figures.tradeoff_figure`);
+- *How much accuracy does each compression cost, and can it be told from noise?* -- a ranked table with
+  95% intervals and paired differences to the base model and to the reference method;
+- *What did each selector keep, layer by layer?* -- kept fraction per prunable group from the stored plans
+  (:func:`workbench.viz.kept_figures.kept_fraction_figure`).
+
+Then the trained models, where the time went, failed runs, and links to ``<report>-runs.csv`` and
+``<report>-runs.json`` (every run, with latency, run time and kept units), written atomically beside the page.
+The page is self-contained (plotly.js inline) unless ``plotlyjs="file"`` writes ``plotly.min.js`` beside it.
 """
 
 from __future__ import annotations
 
 import html
-import math
+import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import ConfigError
+from workbench.study.report_data import Entry, Section, build_sections, csv_text, run_rows
 from workbench.study.schema import Study, load_study
-from workbench.study.summary import (
-    Record,
-    collect,
-    display_rows,
-    mean_std,
-    pipeline_table,
-    summary_table,
-    training_table,
-)
+from workbench.study.statistics import Difference, Estimate, estimate
+from workbench.study.summary import Record, collect
 
-_PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#17becf",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-)
+#: Ways to include plotly.js: inline in the page, or one ``plotly.min.js`` file beside it.
+PLOTLYJS_MODES = ("inline", "file")
+PLOTLYJS_FILE = "plotly.min.js"
 
-
-def _colors(names: list[str]) -> dict[str, str]:
-    return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
-
-
-def _points(records: list[Record]) -> dict[tuple[str, str, str], dict[str, tuple[float, float]]]:
-    """(selector, fuse, budget) -> metric -> (mean, std over seeds), over finished compression runs."""
-    values: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        if r.kind != "compress" or r.status != "done":
-            continue
-        bucket = values[(r.selector, r.fuse, r.budget)]
-        for key in ("accuracy", "accuracy_rebuilt", "params", "macs"):
-            value = r.score(key) if key.startswith("accuracy") else r.metrics.get(key)
-            if value is not None:
-                bucket[key].append(float(value))
-        bucket["keep"].append(float(r.keep))
-    return {key: {m: mean_std(v) for m, v in metrics.items()} for key, metrics in values.items()}
-
-
-def _base_point(records: list[Record], model: str, data: str) -> dict[str, tuple[float, float]] | None:
-    found = [r for r in records if r.kind == "train" and r.model == model and r.data == data and r.status == "done"]
-    if not found:
-        return None
-    return {
-        key: mean_std([float(r.score(key) if key == "accuracy" else r.metrics[key]) for r in found])
-        for key in ("accuracy", "params", "macs")
-    }
-
-
-def _tradeoff_figure(records: list[Record], model: str, data: str, x: str, colors: dict[str, str]) -> Any:
-    """Accuracy against ``x`` (``"params"``, ``"macs"`` or ``"keep"``), one column per fusion mode."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    points = _points(records)
-    fuses = list(dict.fromkeys(f for (_, f, _) in points))
-    selectors = list(dict.fromkeys(s for (s, _, _) in points))
-    budgets = list(dict.fromkeys(b for (_, _, b) in points))
-    names = {"params": "parameters", "macs": "multiply-adds", "keep": "fraction of units kept"}
-    fig = make_subplots(
-        rows=1, cols=max(1, len(fuses)), shared_yaxes=True, subplot_titles=[f"fusion: {f}" for f in fuses] or [""]
-    )
-    base = _base_point(records, model, data)
-    for col, fuse in enumerate(fuses, start=1):
-        for selector in selectors:
-            keys = [(selector, fuse, b) for b in budgets if (selector, fuse, b) in points]
-            if not keys:
-                continue
-            keys.sort(key=lambda k: points[k]["keep"][0])
-            xs = [points[k][x][0] for k in keys]
-            series = [("accuracy", "solid", "retrained")]
-            if x == "keep":
-                series.append(("accuracy_rebuilt", "dot", "rebuilt, not retrained"))
-            for metric, dash, what in series:
-                ys = [points[k].get(metric, (math.nan, math.nan)) for k in keys]
-                fig.add_trace(
-                    go.Scatter(
-                        x=xs,
-                        y=[m for m, _ in ys],
-                        error_y={"type": "data", "array": [s for _, s in ys], "visible": True},
-                        mode="lines+markers",
-                        name=f"{selector} ({what})" if x == "keep" else selector,
-                        legendgroup=f"{selector}{metric}",
-                        showlegend=col == 1,
-                        line={"color": colors[selector], "dash": dash},
-                        hovertemplate=f"{selector}, {fuse}, {what}<br>budget %{{text}}<br>{names[x]} %{{x:,.4g}}<br>"
-                        "accuracy %{y:.4f}<extra></extra>",
-                        text=[k[2] for k in keys],
-                    ),
-                    row=1,
-                    col=col,
-                )
-        if base is not None:
-            base_x = 1.0 if x == "keep" else base[x][0]
-            fig.add_trace(
-                go.Scatter(
-                    x=[base_x],
-                    y=[base["accuracy"][0]],
-                    error_y={"type": "data", "array": [base["accuracy"][1]]},
-                    mode="markers",
-                    marker={"symbol": "star", "size": 14, "color": "black"},
-                    name="unpruned",
-                    legendgroup="unpruned",
-                    showlegend=col == 1,
-                    hovertemplate="unpruned<br>accuracy %{y:.4f}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        fig.update_xaxes(title_text=names[x], row=1, col=col)
-    fig.update_yaxes(title_text="test accuracy", row=1, col=1)
-    title = {
-        "params": "Accuracy against parameters",
-        "macs": "Accuracy against multiply-adds",
-        "keep": "Accuracy against budget, with and without retraining",
-    }[x]
-    fig.update_layout(
-        title=f"{title}: {model} on {data}", height=430, template="plotly_white", legend={"orientation": "v"}
-    )
-    return fig
-
-
-def _canziani_figure(records: list[Record], data: str, colors: dict[str, str]) -> Any:
-    """Accuracy against operations; marker area proportional to parameters (Canziani et al. 2016)."""
-    import plotly.graph_objects as go
-
-    trained: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for r in records:
-        if r.kind == "train" and r.data == data and r.status == "done":
-            trained[(r.role, r.model)].append(r)
-    sizes = [r.metrics["params"] for r in records if r.data == data and r.status == "done" and "params" in r.metrics]
-    largest = max(sizes) if sizes else 1
-
-    def size(params: float) -> float:
-        return 8 + 40 * math.sqrt(params / largest)
-
-    fig = go.Figure()
-    for selector in colors:
-        runs = [
-            r
-            for r in records
-            if r.kind == "compress" and r.data == data and r.selector == selector and r.status == "done"
-        ]
-        if not runs:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=[r.metrics["macs"] for r in runs],
-                y=[r.score() for r in runs],
-                mode="markers",
-                name=f"{selector} (compressed)",
-                marker={
-                    "size": [size(r.metrics["params"]) for r in runs],
-                    "color": colors[selector],
-                    "opacity": 0.55,
-                    "line": {"width": 0.5, "color": "white"},
-                },
-                text=[
-                    f"{r.model}, {r.selector}, keep {r.budget}, {r.fuse}, seed {r.seed}<br>{r.metrics['params']:,} parameters"
-                    for r in runs
-                ],
-                hovertemplate="%{text}<br>%{x:,} multiply-adds<br>accuracy %{y:.4f}<extra></extra>",
-            )
-        )
-    for (role, model), runs in trained.items():
-        acc = mean_std([r.score() for r in runs if r.score() is not None])
-        params, macs = runs[0].metrics["params"], runs[0].metrics["macs"]
-        fig.add_trace(
-            go.Scatter(
-                x=[macs],
-                y=[acc[0]],
-                error_y={"type": "data", "array": [acc[1]]},
-                mode="markers+text",
-                text=[model],
-                textposition="top center",
-                name=f"{model} ({'unpruned base' if role == 'base' else 'baseline'})",
-                marker={
-                    "size": size(params),
-                    "symbol": "diamond" if role == "base" else "circle",
-                    "color": "rgba(0,0,0,0)",
-                    "line": {"width": 2, "color": "black" if role == "base" else "#555"},
-                },
-                hovertemplate=f"{model}<br>{params:,} parameters<br>%{{x:,}} multiply-adds<br>accuracy %{{y:.4f}}<extra></extra>",
-            )
-        )
-    fig.update_xaxes(type="log", title_text="multiply-adds per input (log scale)")
-    fig.update_yaxes(title_text="test accuracy")
-    fig.update_layout(
-        title=f"Accuracy against operations on {data} (marker area proportional to parameters)",
-        height=520,
-        template="plotly_white",
-    )
-    return fig
-
-
-def _storage_figure(records: list[Record], model: str, data: str) -> Any:
-    """Accuracy against stored bytes for every pipeline run on one base model (mean and spread over seeds)."""
-    from workbench.viz.compression_figures import size_accuracy_figure
-
-    runs = [r for r in records if r.model == model and r.data == data and r.status == "done" and r.kind == "pipeline"]
-    by_pipeline: dict[str, list[Record]] = defaultdict(list)
-    for r in runs:
-        by_pipeline[r.pipeline].append(r)
-    points = []
-    for name, items in by_pipeline.items():
-        acc = mean_std([r.score() for r in items])
-        points.append(
-            {
-                "name": name,
-                "stored_bytes": mean_std([r.metrics["stored_bytes"] for r in items])[0],
-                "accuracy": acc[0],
-                "accuracy_std": acc[1],
-                "seeds": len(items),
-                "ratio": mean_std([r.metrics["compression_ratio"] for r in items])[0],
-            }
-        )
-    base = None
-    if runs:
-        base = {
-            "stored_bytes": runs[0].metrics["base_stored_bytes"],
-            "accuracy": mean_std([v for r in runs if (v := r.score("base_accuracy")) is not None])[0],
-        }
-    return size_accuracy_figure(
-        points, base=base, title=f"{model} on {data}: compression pipelines, accuracy against stored size"
-    )
-
-
-def build_figures(study: Study, records: list[Record]) -> list[tuple[str, Any]]:
-    """(heading, figure) pairs of the report, in page order."""
-    selectors = list(study.selectors)
-    colors = _colors(selectors)
-    figures = []
-    bases = list(dict.fromkeys((r.model, r.data) for r in records if r.kind == "compress"))
-    for model, data in bases:
-        mine = [r for r in records if r.model == model and r.data == data]
-        for x in ("params", "macs", "keep"):
-            figures.append((f"{model} on {data}", _tradeoff_figure(mine, model, data, x, colors)))
-    for model, data in dict.fromkeys((r.model, r.data) for r in records if r.kind == "pipeline"):
-        figures.append((f"{model} on {data}: compression pipelines", _storage_figure(records, model, data)))
-    for data in dict.fromkeys(r.data for r in records):
-        figures.append((f"Accuracy against operations: {data}", _canziani_figure(records, data, colors)))
-    return figures
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    from workbench.metrics.table import format_value
-
-    if not rows:
-        return "<p>(none)</p>"
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(format_value(c, row.get(c)))}</td>" for c in columns) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
+GLOSSARY = {
+    "drop": "the units not selected are deleted with their weights; the rest of the network is unchanged.",
+    "merge": "each deleted unit's outgoing weights are added to the kept unit it is assigned to (exact for "
+    "duplicate units and positive multiples under ReLU).",
+    "lsq": "least-squares fusion: the next layer's weights are refitted so that the kept units reproduce the "
+    "original next-layer input on training data.",
+    "budget (keep)": "the fraction of units kept in every prunable group (a per-layer table overrides it).",
+    "retraining": "training after the rebuild, the same for every method of the study: the samples seen and "
+    "the teacher (none: labels only; base: distilled from the unpruned model) are given per row.",
+    "stored bytes": "the bytes needed to store the weights as the method leaves them: 4 bytes per dense "
+    "fp32 parameter; sparse, shared, quantized and Huffman-coded weights counted as stored (indices, "
+    "codebooks and tables included).",
+    "parameters": "weights and biases of the network; for a pipeline, its nonzero ones (a sparse model "
+    "stores only those).",
+    "latency": "CPU time of one forward pass of a batch, measured on the machine that ran the study.",
+    "95% interval": "over seeds, the Student t-interval of the mean; for a single seed, the binomial interval "
+    "of the test accuracy (the test set's sampling error only).",
+    "paired difference": "per seed, accuracy minus the reference's accuracy on the same base model and seed; "
+    "not distinguishable when its 95% interval contains 0, or when only one seed is paired.",
+}
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}.note{color:#555}.failed{color:#a00;font-size:0.85em}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1240px;color:#222;
+padding:0 1em}
+h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin-bottom:.2em}
+p.answers{color:#555;margin-top:0;font-style:italic}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap;vertical-align:top}
+td small{color:#666}th{background:#f3f3f3}
+td.l,th.l{text-align:left}.note{color:#555}.failed{color:#a00;font-size:.85em}
+td.nd{color:#777}td.better{color:#0a6b2b}td.worse{color:#a00}tr.base td{background:#f7f7f7;font-weight:600}
+nav.toc{background:#fafafa;border:1px solid #e3e3e3;padding:.5em 1.5em;display:inline-block}
+nav.toc ul{margin:.2em 0;padding-left:1.2em}dl.glossary dt{font-weight:600;float:left;clear:left;width:10em}
+dl.glossary dd{margin-left:11em;margin-bottom:.3em}
+.figure{margin:.5em 0 1em}
 """
 
 
-def _list_runs(parts: list[str], records: list[Record], title: str) -> None:
+def _fixed(value: float | None, digits: int = 4, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def seeds_text(n: int) -> str:
+    """``'1 seed'``, ``'3 seeds'``, ``'no run'``."""
+    return "no run" if not n else f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def estimate_parts(est: Estimate) -> tuple[str, str]:
+    """An accuracy estimate as (value, detail): ``('0.9610', '[0.9410, 0.9810]')``, the interval clipped to
+    [0, 1]; one seed adds ``single seed`` (its interval is binomial); ``('-', '')`` for none."""
+    if not est.n:
+        return "-", ""
+    span = f"[{_fixed(max(est.low, 0.0))}, {_fixed(min(est.high, 1.0))}]" if est.low is not None else ""
+    return _fixed(est.mean), " ".join(part for part in (span, "single seed" if est.single_seed else "") if part)
+
+
+def difference_parts(diff: Difference | None) -> tuple[str, str, str]:
+    """A paired difference as (value, detail, css class): ``('+0.0120', '[+0.0040, +0.0200]', 'better')``;
+    the detail says ``not distinguishable`` (class ``nd``) when the interval holds 0 or one seed is paired."""
+    if diff is None or not diff.n:
+        return "-", "", ""
+    detail = f"[{_fixed(diff.low, sign=True)}, {_fixed(diff.high, sign=True)}]" if diff.low is not None else "1 seed"
+    if not diff.distinguishable:
+        return _fixed(diff.mean, sign=True), f"{detail}\nnot distinguishable", "nd"
+    return _fixed(diff.mean, sign=True), detail, "better" if (diff.mean or 0) > 0 else "worse"
+
+
+def _two_lines(value: str, detail: str = "") -> str:
+    lines = "<br>".join(html.escape(line) for line in detail.splitlines())
+    return html.escape(value) + (f"<br><small>{lines}</small>" if detail else "")
+
+
+def _si(value: float | None) -> str:
+    from workbench.viz.tradeoff_figures import si
+
+    return "-" if value is None else si(value)
+
+
+def _cell(text: str, css: str = "", *, raw: bool = False) -> str:
+    """A table cell: ``text`` escaped (or, with ``raw``, HTML made by :func:`_two_lines`)."""
+    body = text if raw else html.escape(text)
+    return f"<td class='{css}'>{body}</td>" if css else f"<td>{body}</td>"
+
+
+def _size(value: float | None, base: float | None, unit: str = "") -> str:
+    from workbench.viz.tradeoff_figures import si_bytes
+
+    if not value:
+        return "-"
+    smaller = f"{base / value:.1f}x smaller" if base and base / value >= 1.05 else ""
+    return _two_lines(si_bytes(value) if unit == "B" else _si(value), smaller)
+
+
+def _ranked_table(section: Section, reference: str) -> str:
+    """The section's entries ranked, base model first, as an HTML table."""
+    has_val = section.ranked_on == "val accuracy"
+    has_rebuilt = any(e.rebuilt is not None for e in section.entries)
+    has_latency = any("latency_ms" in e.costs for e in section.entries)
+    columns = ["rank", "method", "seeds"]
+    columns += ["val accuracy"] if has_val else []
+    columns += ["test accuracy, [95% interval]", "change vs base, paired [95%]", f"vs {reference}, paired [95%]"]
+    columns += ["before retraining"] if has_rebuilt else []
+    columns += ["parameters", "stored size"] + (["latency"] if has_latency else [])
+    budgets = {e.retraining for e in section.entries if e.runs and e.kind != "baseline"} - {"-"}
+    columns += ["run time"] + (["retraining"] if len(budgets) > 1 else [])
+    left = {"method", "retraining"}
+    head = "".join(
+        f"<th class='{'l' if c in left else ''}'>{_two_lines(*c.partition(', ')[::2])}</th>" for c in columns
+    )
+    base = section.base_costs
+    base_cells = {
+        "method": _two_lines("base model", "unpruned"),
+        "seeds": html.escape(seeds_text(section.base.n)),
+        "test accuracy, [95% interval]": _two_lines(*estimate_parts(section.base)),
+        "parameters": _size(base.get("params"), None),
+        "stored size": _size(base.get("stored_bytes"), None, "B"),
+        "latency": html.escape(_latency(base.get("latency_ms"))),
+    }
+    lines = [
+        "<tr class='base'>"
+        + "".join(_cell(base_cells.get(c, ""), "l" if c in left else "", raw=True) for c in columns)
+        + "</tr>"
+    ]
+    rank = 0
+    for entry in section.entries:
+        rank += 1 if entry.runs else 0
+        lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base, rank)) + "</tr>")
+    note = (
+        f"<p class='note'>Retraining after the rebuild, the same for every compressed model that records it: "
+        f"{html.escape(budgets.pop())} (a pipeline's retraining is the steps it names).</p>"
+        if len(budgets) == 1
+        else ""
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return f"{note}<div class='scroll'>{table}</div>"
+
+
+def _seconds(value: float | None) -> str:
+    """``12.3 s``; below one second two decimals (``0.04 s``), so that short runs do not read as zero."""
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s"
+
+
+def _latency(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
+
+
+def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[str, float], rank: int) -> list[str]:
+    cells = []
+    for column in columns:
+        css = "l" if column in left else ""
+        if column == "rank":
+            text = html.escape(str(rank) if entry.runs else "-")
+        elif column == "method":
+            if entry.kind == "selector":
+                text = _two_lines(entry.name, f"{entry.fuse}, keep {entry.budget}")
+            else:
+                text = _two_lines(entry.name, entry.kind)
+        elif column == "seeds":
+            missing = entry.planned > len(entry.runs)
+            text = html.escape(seeds_text(entry.accuracy.n) + (f" of {entry.planned}" if missing else ""))
+        elif column == "val accuracy":
+            text = _two_lines(*estimate_parts(entry.val)) if entry.val is not None else "-"
+        elif column.startswith("test accuracy"):
+            text = _two_lines(*estimate_parts(entry.accuracy))
+        elif column.startswith("change vs base"):
+            value, detail, css = difference_parts(entry.vs_base)
+            text = _two_lines(value, detail)
+        elif column.startswith("vs "):
+            if entry.is_reference:
+                text = "reference"
+            elif entry.kind != "selector":
+                text = ""
+            else:
+                value, detail, css = difference_parts(entry.vs_reference)
+                text = _two_lines(value, detail)
+        elif column == "before retraining":
+            text = _two_lines(*estimate_parts(entry.rebuilt)) if entry.rebuilt is not None else ""
+        elif column == "parameters":
+            text = _size(entry.costs.get("params"), base.get("params"))
+        elif column == "stored size":
+            text = _size(entry.costs.get("stored_bytes"), base.get("stored_bytes"), "B")
+        elif column == "latency":
+            text = html.escape(_latency(entry.costs.get("latency_ms")))
+        elif column == "run time":
+            text = html.escape(_seconds(entry.seconds))
+        else:
+            text = html.escape(entry.retraining)
+        cells.append(_cell(text, css, raw=True))
+    return cells
+
+
+def _points(section: Section) -> list[dict[str, Any]]:
+    kinds = {"selector": "selector", "pipeline": "pipeline", "baseline": "baseline"}
+    return [
+        {
+            "name": e.name,
+            "kind": kinds[e.kind],
+            "fuse": e.fuse,
+            "label": e.label,
+            "accuracy": e.accuracy.mean,
+            "low": None if e.accuracy.low is None else max(e.accuracy.low, 0.0),
+            "high": None if e.accuracy.high is None else min(e.accuracy.high, 1.0),
+            "n": e.accuracy.n,
+            "costs": e.costs,
+            "params": e.costs.get("params"),
+        }
+        for e in section.entries
+        if e.runs and e.accuracy.mean is not None
+    ]
+
+
+def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """(title, figure) pairs of the report, in page order: per base model, the everything-on-one-axis
+    comparison and (with stored plans) the kept fraction per layer."""
+    figures = []
+    sections = build_sections(records, plans or {}, study.study.reference)
+    largest = _largest_params(sections)
+    for section in sections:
+        if any(p["costs"] for p in _points(section)) or section.base_costs:
+            figures.append(
+                (
+                    f"{section.model} on {section.data}: accuracy against cost",
+                    _tradeoff(section, largest, list(study.selectors)),
+                )
+            )
+        if section.kept:
+            figures.append((f"{section.model} on {section.data}: kept per layer", _kept(section)))
+    return figures
+
+
+def _largest_params(sections: list[Section]) -> float:
+    values = [e.costs.get("params") or 0 for s in sections for e in s.entries]
+    values += [s.base_costs.get("params") or 0 for s in sections]
+    return max(values, default=1) or 1
+
+
+def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> Any:
+    from workbench.viz.tradeoff_figures import COST_AXES, tradeoff_figure
+
+    axes = [a for a in COST_AXES if not (a == "macs" and section.macs_repeat_params)]
+    base = None
+    if section.base.n:
+        base = {
+            "accuracy": section.base.mean,
+            "low": None if section.base.low is None else max(section.base.low, 0.0),
+            "high": None if section.base.high is None else min(section.base.high, 1.0),
+            "n": section.base.n,
+            "costs": section.base_costs,
+            "params": section.base_costs.get("params"),
+        }
+    return tradeoff_figure(
+        _points(section),
+        base=base,
+        axes=axes,
+        n_test=section.n_test if base else None,
+        largest_params=largest,
+        order=order,
+        title=f"{section.model} on {section.data}: test accuracy against cost (choose the cost axis at the right)",
+    )
+
+
+def _kept(section: Section) -> Any:
+    from workbench.viz.kept_figures import kept_fraction_figure
+
+    return kept_fraction_figure(
+        section.kept, title=f"{section.model} on {section.data}: fraction of units kept per layer (mean over seeds)"
+    )
+
+
+def _trained_table(records: list[Record]) -> str:
+    groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.kind == "train":
+            groups[(r.role, r.model, r.data)].append(r)
+    if not groups:
+        return "<p>(none)</p>"
+    columns = ["model", "data", "role", "seeds", "test accuracy [95%]", "parameters", "multiply-adds"]
+    columns += ["latency", "training time"]
+    lines = []
+    for (role, model, data), runs in groups.items():
+        done = [r for r in runs if r.status == "done"]
+        sizes = {r.metrics.get("n") for r in done} - {None}
+        est = estimate(
+            [v for r in done if (v := r.score()) is not None], n_test=sizes.pop() if len(sizes) == 1 else None
+        )
+        first = done[0].metrics if done else {}
+        seconds = [r.metrics.get("train_seconds") for r in done if r.metrics.get("train_seconds") is not None]
+        values = [
+            model,
+            data,
+            "base model" if role == "base" else "baseline",
+            seeds_text(est.n) + (f" of {len(runs)}" if len(runs) > len(done) else ""),
+            " ".join(estimate_parts(est)),
+            _si(first.get("params")),
+            _si(first.get("macs")),
+            _latency(first.get("latency_ms")),
+            f"{sum(seconds) / len(seconds):.1f} s" if seconds else "-",
+        ]
+        lines.append("<tr>" + "".join(_cell(v, "l" if i < 3 else "") for i, v in enumerate(values)) + "</tr>")
+    head = "".join(f"<th class='{'l' if i < 3 else ''}'>{html.escape(c)}</th>" for i, c in enumerate(columns))
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>"
+
+
+def _time_table(records: list[Record]) -> str:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if r.status == "done" and r.seconds is not None:
+            name = {"train": "training", "pipeline": f"pipeline {r.pipeline}"}.get(r.kind, f"selector {r.selector}")
+            groups[name].append(float(r.seconds))
+    if not groups:
+        return "<p>(no finished run)</p>"
+    total = sum(sum(v) for v in groups.values())
+    rows = sorted(groups.items(), key=lambda item: -sum(item[1]))
+    lines = "".join(
+        "<tr>"
+        + _cell(name, "l")
+        + _cell(str(len(v)))
+        + _cell(f"{sum(v):.1f} s")
+        + _cell(f"{sum(v) / len(v):.1f} s")
+        + _cell(f"{100 * sum(v) / total:.0f}%")
+        + "</tr>"
+        for name, v in rows
+    )
+    head = "<tr><th class='l'>what</th><th>runs</th><th>total</th><th>per run</th><th>share</th></tr>"
+    return f"<table><thead>{head}</thead><tbody>{lines}</tbody></table>"
+
+
+def _list_runs(parts: list[str], records: list[Record], title: str, anchor: str) -> None:
     """Append a list of ``records`` with their errors (the first 50) to ``parts`` when there are any."""
     if not records:
         return
-    parts.append(f"<h3>{html.escape(title)} ({len(records)})</h3><ul class='failed'>")
+    parts.append(f"<h3 id='{anchor}'>{html.escape(title)} ({len(records)})</h3><ul class='failed'>")
     parts.extend(
         f"<li>{html.escape(r.model)} / {html.escape(r.data)} {html.escape(str(r.selector or r.pipeline or ''))} "
         f"{html.escape(str(r.budget or ''))} {html.escape(str(r.fuse or ''))} seed {r.seed}: "
@@ -302,89 +383,241 @@ def _list_runs(parts: list[str], records: list[Record], title: str) -> None:
     parts.append("</ul>")
 
 
-def render_report(study: Study, records: list[Record], store: Path) -> str:
-    """The report page as HTML text (plotly.js embedded once, so the page works offline)."""
-    counts = defaultdict(int)
+def _figure_html(fig: Any, index: int) -> str:
+    body = fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=f"figure-{index}",
+        config={"displaylogo": False, "responsive": True},
+    )
+    return f"<div class='figure' data-figure='{index}'>{body}</div>"
+
+
+def _plotly_head(plotlyjs: str) -> str:
+    config = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
+    if plotlyjs == "file":
+        return f"{config}<script src='{PLOTLYJS_FILE}'></script>"
+    from plotly.offline import get_plotlyjs
+
+    return f"{config}<script>{get_plotlyjs()}</script>"
+
+
+def render_report(
+    study: Study,
+    records: list[Record],
+    store: Path,
+    *,
+    plans: dict[str, Any] | None = None,
+    links: dict[str, str] | None = None,
+    plotlyjs: str = "inline",
+) -> str:
+    """The report page as HTML text.
+
+    Parameters
+    ----------
+    plans
+        Run hash -> stored plan (:meth:`workbench.surgery.Plan.to_dict`), for the kept-per-layer views.
+    links
+        Label -> relative address of the per-run files written beside the page.
+    plotlyjs
+        ``"inline"`` (the page works offline on its own) or ``"file"`` (the page loads ``plotly.min.js``
+        from its folder).
+    """
+    if plotlyjs not in PLOTLYJS_MODES:
+        raise ConfigError(f"plotlyjs is one of {', '.join(PLOTLYJS_MODES)}, not {plotlyjs!r}.")
+    counts: dict[str, int] = defaultdict(int)
     for r in records:
         counts[r.status] += 1
-    figures = build_figures(study, records)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Study {html.escape(study.study.name)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Study: {html.escape(study.study.name)}</h1>",
-        f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
-        f"<p class='note'>{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
+    reference = study.study.reference or "magnitude/drop"
+    sections = build_sections(records, plans or {}, study.study.reference)
+    largest = _largest_params(sections)
+    order = [*study.selectors, *study.pipelines, *dict.fromkeys(r.model for r in records if r.role != "base")]
+    toc: list[tuple[int, str, str]] = [(1, "glossary", "Glossary")]
+    body: list[str] = []
+    index = 0
+    for section in sections:
+        title = f"{section.model} on {section.data}"
+        toc.append((1, section.anchor, title))
+        body.append(f"<h2 id='{section.anchor}'>{html.escape(title)}</h2>")
+        ranked = (
+            "Ranked on val accuracy (the test set is only reported)."
+            if section.ranked_on == "val accuracy"
+            else "The runs store no val accuracy, so methods are ranked on test accuracy: read the ranking as a "
+            "description of these runs, not as a tuned choice."
+        )
+        n_seeds = sorted({e.accuracy.n for e in section.entries if e.runs} | {section.base.n} - {0})
+        seeds = " or ".join(seeds_text(n) for n in n_seeds) or "no finished run"
+        questions = [
+            (
+                "cost",
+                "Which method gives the best accuracy for its cost?",
+                "Every method on one cost axis (choose it in the menu): the Pareto front joins the methods no other "
+                "beats on both cost and accuracy; differences inside the grey band are within the test set's noise. "
+                f"Error bars are 95% intervals ({seeds}; open markers: one seed, binomial interval). "
+                "Marker area is proportional to parameters, on one scale for the whole report.",
+            ),
+            (
+                "ranked",
+                "How much accuracy does each compression cost, and can it be told from noise?",
+                f"{ranked} Changes are paired per seed against the base model and against {reference} at the "
+                "same budget; cells whose interval contains 0 say not distinguishable.",
+            ),
+        ]
+        if section.kept:
+            questions.append(
+                (
+                    "kept",
+                    "What did each selector keep, layer by layer?",
+                    "The fraction of each prunable group's units kept, from the stored plans (mean over seeds and "
+                    "fusion modes; the selection does not depend on the fusion mode).",
+                )
+            )
+        for key, question, answer in questions:
+            anchor = f"{section.anchor}-{key}"
+            toc.append((2, anchor, question))
+            body.append(f"<h3 id='{anchor}'>{html.escape(question)}</h3><p class='answers'>{html.escape(answer)}</p>")
+            if key == "cost":
+                if section.macs_repeat_params:
+                    body.append(
+                        "<p class='note'>Multiply-adds are left out of the menu: in this fully connected network they "
+                        "track the parameters, so that axis would repeat the parameter one.</p>"
+                    )
+                if any(p["costs"] for p in _points(section)) or section.base_costs:
+                    body.append(_figure_html(_tradeoff(section, largest, order), index))
+                    index += 1
+                else:
+                    body.append("<p class='note'>No run of this model has finished yet: nothing to draw.</p>")
+            elif key == "ranked":
+                body.append(_ranked_table(section, reference))
+            else:
+                per_budget: dict[str, set[float]] = defaultdict(set)
+                for row in section.kept:
+                    per_budget[row["budget"]].add(round(row["kept"], 6))
+                if all(len(values) == 1 for values in per_budget.values()):
+                    body.append(
+                        "<p class='note'>Every selector kept the same fraction of every layer at each budget: here "
+                        "the selectors differ in which units they keep, not in how many per layer.</p>"
+                    )
+                body.append(_figure_html(_kept(section), index))
+                index += 1
+    for anchor, title, html_part in (
+        ("trained", "Trained models: how good are the base models and baselines?", _trained_table(records)),
+        ("time", "Where did the time go?", _time_table(records)),
+    ):
+        toc.append((1, anchor, title))
+        body.append(f"<h2 id='{anchor}'>{html.escape(title)}</h2>{html_part}")
+    if study.baselines.note:
+        body.append(f"<p class='note'>{html.escape(study.baselines.note)}</p>")
+    problems: list[str] = []
+    for status, title, anchor in (
+        ("failed", "Failed runs", "failed"),
+        ("damaged", "Runs with a damaged row", "damaged"),
+    ):
+        _list_runs(problems, [r for r in records if r.status == status], title, anchor)
+    if problems:
+        toc.append((1, "problems", "Failed and damaged runs"))
+        body.append("<h2 id='problems'>Failed and damaged runs</h2>" + "".join(problems))
+    if links:
+        toc.append((1, "raw", "Raw results"))
+        items = "".join(
+            f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>" for label, href in links.items()
+        )
+        body.append(
+            "<h2 id='raw'>Raw results</h2><p class='answers'>Every run (one row per seed), with its metrics, latency, "
+            f"run time and, for compression runs, the units kept per layer.</p><ul>{items}</ul>"
+        )
+    status = (
+        f"{len(records)} runs: {counts['done']} done, {counts['failed']} failed, "
         f"{counts['missing'] + counts['not run']} not run"
         + (
             f", {counts['damaged']} damaged in the store (left out; `workbench study run` computes them again)"
             if counts["damaged"]
             else ""
         )
-        + f". Store: {html.escape(str(store))}. Written "
-        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>",
-        *(
-            [
-                "<h2>Summary: test accuracy after retraining, mean over seeds [95% interval] (or one seed, so marked)</h2>",
-                _table(display_rows(summary_table(records, reference=study.study.reference))),
-            ]
-            if study.selectors
-            else []
-        ),
-        *(
-            [
-                "<h2>Compression pipelines: test accuracy, stored bytes and compression ratio, mean over seeds [95% interval] (or one seed, so marked)</h2>",
-                _table(display_rows(pipeline_table(records))),
-            ]
-            if study.pipelines
-            else []
-        ),
-        "<h2>Trained models (base models and baselines)</h2>",
-        _table(training_table(records)),
+        + f". Store: {store}. Written {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+    )
+    toc_html = _toc(toc)
+    glossary = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>Study {html.escape(study.study.name)}</title><style>{_STYLE}</style>",
+        _plotly_head(plotlyjs),
+        "</head><body>",
+        f"<h1>Study: {html.escape(study.study.name)}</h1>",
+        f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
+        f"<p class='note'>{html.escape(status)}</p>",
+        toc_html,
+        f"<h2 id='glossary'>Glossary</h2><dl class='glossary'>{glossary}</dl><div style='clear:both'></div>",
+        *body,
+        "</body></html>",
     ]
-    if study.baselines.note:
-        parts.append(f"<p class='note'>{html.escape(study.baselines.note)}</p>")
-    for status, title in (("failed", "Failed runs"), ("damaged", "Runs with a damaged row in the store")):
-        _list_runs(parts, [r for r in records if r.status == status], title)
-    heading = None
-    for i, (title, fig) in enumerate(figures):
-        if title != heading:
-            parts.append(f"<h2>{html.escape(title)}</h2>")
-            heading = title
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False}))
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 
+def _toc(entries: list[tuple[int, str, str]]) -> str:
+    out, depth = ["<nav class='toc'><strong>Contents</strong><ul>"], 1
+    for level, anchor, title in entries:
+        if level > depth:
+            out.append("<ul>")
+        elif level < depth:
+            out.append("</ul>")
+        depth = level
+        out.append(f"<li><a href='#{anchor}'>{html.escape(title)}</a></li>")
+    out.append("</ul>" * depth + "</nav>")
+    return "".join(out)
+
+
 def write_report(
-    study: Study | str | os.PathLike, *, store: str | os.PathLike | None = None, out: str | os.PathLike | None = None
+    study: Study | str | os.PathLike,
+    *,
+    store: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    plotlyjs: str = "inline",
 ) -> Path:
-    """Write the HTML report of ``study`` from its store; return the path.
+    """Write the HTML report of ``study`` from its store, and its per-run CSV and JSON beside it; return the path.
 
     Parameters
     ----------
     store
         The SQLite store (default: the study's).
     out
-        The HTML file (default: ``<store stem>-report.html`` beside the store). Written atomically.
+        The HTML file (default: ``<store stem>-report.html`` beside the store). The per-run files are
+        ``<out stem>-runs.csv`` and ``<out stem>-runs.json``. Every file is written atomically.
+    plotlyjs
+        ``"inline"`` (default: one self-contained page) or ``"file"``: write ``plotly.min.js`` once beside
+        the page (kept when it is already there and the same) and load it from there.
 
     Raises
     ------
     StudyError
         The study file or the store cannot be read.
+    ConfigError
+        ``plotlyjs`` is not one of :data:`PLOTLYJS_MODES`.
     """
     from workbench.study.store import Store
     from workbench.utils import atomic_write_text
 
+    if plotlyjs not in PLOTLYJS_MODES:
+        raise ConfigError(f"plotlyjs is one of {', '.join(PLOTLYJS_MODES)}, not {plotlyjs!r}.")
     study = study if isinstance(study, Study) else load_study(study)
     store_path = Path(store) if store is not None else study.store_path()
     with Store(store_path, readonly=True) as db:
         rows = db.rows()
         damaged = dict(db.damaged)
     records = collect(study, rows, damaged)
+    plans = {row["hash"]: row.get("plan") for row in rows if row.get("plan") is not None}
     out_path = Path(out) if out is not None else store_path.with_name(f"{store_path.stem}-report.html")
-    path = atomic_write_text(out_path, render_report(study, records, store_path))
-    try:
-        path.chmod(0o644)  # a page to open and share (temporary files are created private)
-    except OSError:
-        pass
-    return path
+    runs = run_rows(records, plans)
+    csv_path = atomic_write_text(out_path.with_name(f"{out_path.stem}-runs.csv"), csv_text(runs))
+    json_path = atomic_write_text(
+        out_path.with_name(f"{out_path.stem}-runs.json"), json.dumps(runs, indent=1, default=str) + "\n"
+    )
+    if plotlyjs == "file":
+        from plotly.offline import get_plotlyjs
+
+        script, target = get_plotlyjs(), out_path.with_name(PLOTLYJS_FILE)
+        if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != script:
+            atomic_write_text(target, script)
+    links = {"every run as CSV": csv_path.name, "every run as JSON (with the kept units)": json_path.name}
+    page = render_report(study, records, store_path, plans=plans, links=links, plotlyjs=plotlyjs)
+    return atomic_write_text(out_path, page)

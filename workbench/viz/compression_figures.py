@@ -8,6 +8,12 @@ from typing import Any
 from workbench.errors import ConfigError
 
 
+def _seeds(n: int | None) -> str:
+    if not n:
+        return ""
+    return "<br>single seed" if n == 1 else f"<br>mean of {n} seeds"
+
+
 def size_accuracy_figure(
     points: Sequence[Mapping[str, Any]],
     *,
@@ -36,7 +42,7 @@ def size_accuracy_figure(
         extra = "".join(
             [
                 f" ({point['ratio']:.1f}x smaller)" if point.get("ratio") else "",
-                f"<br>{point['seeds']} seeds" if point.get("seeds") else "",
+                _seeds(point.get("seeds")),
             ]
         )
         std = point.get("accuracy_std")

@@ -1,0 +1,323 @@
+"""What the study report shows, as data: per base model, every method's accuracy interval, paired differences
+and costs, ranked; what each selector kept per layer; the per-run rows written beside the report.
+
+A *section* is one base model on one data set. Its *entries* are the methods run on it: a selector with a
+fusion mode at one budget, a compression pipeline, or a baseline architecture trained on the same data.
+Each entry pools its finished runs over seeds: n, mean and 95% interval of the accuracy
+(:func:`workbench.study.statistics.estimate`), the paired difference to the base model of the same seed and
+(selectors) to the reference method at the same budget (:func:`~workbench.study.statistics.paired_difference`),
+and the mean costs. Entries are ranked on ``val_accuracy`` when the runs store it, else on test accuracy
+(and the report says so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.study.statistics import Difference, Estimate, estimate, paired_difference
+from workbench.study.summary import Record, parse_reference, retraining_budget
+
+#: Cost axes of the report (keys of :data:`workbench.viz.tradeoff_figures.COST_AXES`).
+COSTS = ("params", "macs", "stored_bytes", "latency_ms")
+
+#: Relative spread of multiply-adds per parameter below which the multiply-adds axis repeats the parameter axis.
+SAME_AXIS_TOLERANCE = 0.05
+
+
+@dataclass
+class Entry:
+    """One method on one base model: its finished ``runs`` (of ``planned``) pooled over seeds."""
+
+    kind: str
+    name: str
+    fuse: str | None
+    budget: str | None
+    runs: list[Record]
+    planned: int
+    accuracy: Estimate
+    val: Estimate | None
+    rebuilt: Estimate | None
+    vs_base: Difference
+    vs_reference: Difference | None
+    is_reference: bool
+    costs: dict[str, float]
+    seconds: float | None
+    retraining: str
+
+    @property
+    def label(self) -> str:
+        """``sbm, lsq, keep 0.5``; ``pipeline deep-compression``; ``baseline LeNet-5``."""
+        if self.kind == "selector":
+            return f"{self.name}, {self.fuse}, keep {self.budget}"
+        return f"{self.kind} {self.name}"
+
+    @property
+    def rank_value(self) -> float | None:
+        """The value the entry is ranked on: mean val accuracy when stored, else mean test accuracy."""
+        return self.val.mean if self.val is not None else self.accuracy.mean
+
+
+@dataclass
+class Section:
+    """One base model on one data set: its base runs, the entries ranked, and the kept-fraction rows."""
+
+    model: str
+    data: str
+    base: Estimate
+    base_costs: dict[str, float]
+    n_test: int | None
+    entries: list[Entry]
+    ranked_on: str
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    macs_repeat_params: bool = False
+
+    @property
+    def anchor(self) -> str:
+        """An HTML id for the section."""
+        return slug(f"{self.model} on {self.data}")
+
+
+def slug(text: str) -> str:
+    """``'LeNet-300-100 on digits' -> 'lenet-300-100-on-digits'`` (an HTML id)."""
+    out = "".join(c.lower() if c.isalnum() else "-" for c in text)
+    return "-".join(part for part in out.split("-") if part) or "section"
+
+
+def _values(runs: list[Record], key: str) -> dict[int, float]:
+    return {r.seed: v for r in runs if (v := r.score(key)) is not None}
+
+
+def _n_test(runs: list[Record]) -> int | None:
+    sizes = {r.metrics.get("n") for r in runs} - {None}
+    return int(sizes.pop()) if len(sizes) == 1 else None
+
+
+def _mean(values: list[float]) -> float | None:
+    clean = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(clean) / len(clean) if clean else None
+
+
+def run_costs(record: Record) -> dict[str, float]:
+    """A run's costs: parameters (nonzero ones for a pipeline, which stores only those), multiply-adds,
+    stored bytes (dense fp32 bytes when the run stores no compressed size) and latency."""
+    m = record.metrics
+    costs = {
+        "params": m.get("nonzero", m.get("params")),
+        "macs": m.get("macs"),
+        "stored_bytes": m.get("stored_bytes", m.get("dense_bytes")),
+        "latency_ms": m.get("latency_ms"),
+    }
+    return {key: float(value) for key, value in costs.items() if value is not None}
+
+
+def _mean_costs(runs: list[Record]) -> dict[str, float]:
+    per_run = [run_costs(r) for r in runs]
+    means = {key: _mean([c.get(key) for c in per_run]) for key in COSTS}
+    return {key: value for key, value in means.items() if value is not None}
+
+
+def _entry(
+    kind: str,
+    name: str,
+    runs: list[Record],
+    base_values: Mapping[int, float],
+    *,
+    fuse: str | None = None,
+    budget: str | None = None,
+    reference: Mapping[int, float] | None = None,
+    is_reference: bool = False,
+) -> Entry:
+    done = [r for r in runs if r.status == "done"]
+    accuracy = _values(done, "accuracy")
+    val = _values(done, "val_accuracy")
+    rebuilt = _values(done, "accuracy_rebuilt")
+    return Entry(
+        kind=kind,
+        name=name,
+        fuse=fuse,
+        budget=budget,
+        runs=done,
+        planned=len(runs),
+        accuracy=estimate(list(accuracy.values()), n_test=_n_test(done)),
+        val=estimate(list(val.values())) if val else None,
+        rebuilt=estimate(list(rebuilt.values()), n_test=_n_test(done)) if rebuilt else None,
+        vs_base=paired_difference(accuracy, base_values),
+        vs_reference=None if reference is None else paired_difference(accuracy, reference),
+        is_reference=is_reference,
+        costs=_mean_costs(done),
+        seconds=_mean([r.seconds for r in done]),
+        retraining=retraining_budget(done) if kind != "baseline" else "trained from scratch",
+    )
+
+
+def _base_of_run(runs: list[Record], base_values: Mapping[int, float]) -> dict[int, float]:
+    """Per seed, the base accuracy stored with the runs themselves, else the base model's run of that seed."""
+    stored = _values(runs, "base_accuracy")
+    return {**base_values, **stored}
+
+
+def _macs_repeat_params(points: list[dict[str, float]]) -> bool:
+    ratios = [c["macs"] / c["params"] for c in points if c.get("macs") and c.get("params")]
+    if len(ratios) < 2:
+        return False
+    return (max(ratios) - min(ratios)) / max(ratios) < SAME_AXIS_TOLERANCE
+
+
+def kept_rows(records: list[Record], plans: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Mean fraction of units kept per (selector, budget, group) over the stored plans of ``records``
+    (``plans``: run hash -> :meth:`workbench.surgery.Plan.to_dict`); plans of another shape are skipped."""
+    kept: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    units: dict[str, int] = {}
+    for r in records:
+        plan = plans.get(r.hash)
+        if r.kind != "compress" or r.status != "done" or not isinstance(plan, Mapping):
+            continue
+        for group, selection in (plan.get("selections") or {}).items():
+            try:
+                n_units, keep = int(selection["n_units"]), selection["keep"]
+            except (KeyError, TypeError, ValueError):
+                continue
+            if n_units > 0:
+                kept[(str(r.selector), str(r.budget), str(group))].append(len(keep) / n_units)
+                units[str(group)] = n_units
+    return [
+        {"method": method, "budget": budget, "group": group, "kept": sum(v) / len(v), "units": units[group]}
+        for (method, budget, group), v in kept.items()
+    ]
+
+
+def build_sections(records: list[Record], plans: Mapping[str, Any], reference: str | None = None) -> list[Section]:
+    """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked."""
+    ref_selector, ref_fuse = parse_reference(reference)
+    bases = list(dict.fromkeys((r.model, r.data) for r in records if r.kind in ("compress", "pipeline")))
+    sections = []
+    for model, data in bases:
+        base_runs = [
+            r for r in records if r.kind == "train" and r.role == "base" and (r.model, r.data) == (model, data)
+        ]
+        base_done = [r for r in base_runs if r.status == "done"]
+        base_values = _values(base_done, "accuracy")
+        mine = [r for r in records if (r.model, r.data) == (model, data)]
+        cells: dict[tuple[str, str, str | None, str | None], list[Record]] = defaultdict(list)
+        for r in mine:
+            if r.kind == "compress":
+                cells[("selector", str(r.selector), r.fuse, r.budget)].append(r)
+            elif r.kind == "pipeline":
+                cells[("pipeline", str(r.pipeline), None, None)].append(r)
+        for r in records:
+            if r.kind == "train" and r.role != "base" and r.data == data:
+                cells[("baseline", r.model, None, None)].append(r)
+        entries = []
+        for (kind, name, fuse, budget), runs in cells.items():
+            own_base = _base_of_run(runs, base_values) if kind != "baseline" else dict(base_values)
+            reference_values = None
+            is_reference = kind == "selector" and (name, fuse) == (ref_selector, ref_fuse)
+            if kind == "selector" and not is_reference:
+                ref_runs = cells.get(("selector", ref_selector, ref_fuse, budget))
+                if ref_runs is not None:
+                    reference_values = _values([r for r in ref_runs if r.status == "done"], "accuracy")
+            entries.append(
+                _entry(
+                    kind,
+                    name,
+                    runs,
+                    own_base,
+                    fuse=fuse,
+                    budget=budget,
+                    reference=reference_values,
+                    is_reference=is_reference,
+                )
+            )
+        ranked_on = "val accuracy" if any(e.val is not None for e in entries) else "test accuracy"
+        entries.sort(key=lambda e: (e.rank_value is None, -(e.rank_value or 0.0)))
+        base_costs = _mean_costs(base_done)
+        points = [e.costs for e in entries if e.runs] + [base_costs]
+        sections.append(
+            Section(
+                model=model,
+                data=data,
+                base=estimate(list(base_values.values()), n_test=_n_test(base_done)),
+                base_costs=base_costs,
+                n_test=_n_test(base_done) or _n_test([r for e in entries for r in e.runs]),
+                entries=entries,
+                ranked_on=ranked_on,
+                kept=kept_rows(mine, plans),
+                macs_repeat_params=_macs_repeat_params(points),
+            )
+        )
+    return sections
+
+
+#: Scalar metrics written to the per-run CSV, in column order (others go to the JSON only).
+CSV_METRICS = (
+    "accuracy",
+    "val_accuracy",
+    "accuracy_rebuilt",
+    "base_accuracy",
+    "n",
+    "params",
+    "nonzero",
+    "macs",
+    "dense_bytes",
+    "stored_bytes",
+    "compression_ratio",
+    "latency_ms",
+    "kept_fraction",
+    "retrain_samples",
+    "teacher",
+    "train_seconds",
+)
+
+
+def run_rows(records: list[Record], plans: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON-safe dict per run: what it was, its status, run time, every stored metric and, for a
+    compression run, the units kept per group (``kept``: group -> ``{"n_units", "kept"}``)."""
+    rows = []
+    for r in records:
+        plan = plans.get(r.hash)
+        kept = None
+        if r.kind == "compress" and isinstance(plan, Mapping) and isinstance(plan.get("selections"), Mapping):
+            kept = {
+                group: {"n_units": s.get("n_units"), "kept": s.get("keep")}
+                for group, s in plan["selections"].items()
+                if isinstance(s, Mapping)
+            }
+        rows.append(
+            {
+                "hash": r.hash,
+                "kind": r.kind,
+                "role": r.role,
+                "model": r.model,
+                "data": r.data,
+                "seed": r.seed,
+                "selector": r.selector,
+                "pipeline": r.pipeline,
+                "budget": r.budget,
+                "fuse": r.fuse,
+                "status": r.status,
+                "seconds": r.seconds,
+                "metrics": r.metrics,
+                "kept": kept,
+                "error": r.error,
+            }
+        )
+    return rows
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """:func:`run_rows` as CSV: identifiers, status, seconds and the scalar metrics of :data:`CSV_METRICS`."""
+    import csv
+    import io
+
+    columns = ["hash", "kind", "role", "model", "data", "seed", "selector", "pipeline", "budget", "fuse"]
+    columns += ["status", "seconds", *CSV_METRICS, "error"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: row[k] for k in columns if k in row}, **{k: row["metrics"].get(k) for k in CSV_METRICS}})
+    return buffer.getvalue()
