@@ -173,3 +173,12 @@ def test_lenet_table_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         table.main(["--budget-epochs", "1"])
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_goals_count_a_loss_of_points_as_missed(table):
+    rows = [
+        {"model": "m", "method": "magnitude pruning + retrain (Han 2015)", "param_reduction": 16.8, "change": -2.6},
+        {"model": "m", "method": "Deep Compression (prune+share+Huffman)", "ratio": 40.0, "change": -0.1},
+    ]
+    pruning, deep = table.goals(rows)
+    assert pruning.endswith("missed") and deep.endswith("met")
