@@ -46,7 +46,7 @@ def test_the_report_answers_its_questions_with_contents_and_glossary(page):
         assert f"<dt>{term}</dt>" in text, term
     seen = _visible(text)
     assert "1 seeds" not in seen and "stored_bytes" not in seen and "latency_ms" not in seen
-    assert "2 seeds" in seen and "ranked on test accuracy" in seen  # no val accuracy stored: said so
+    assert "2 seeds" in seen and "Ranked on val accuracy (the test set is only reported)" in seen
     assert "e+0" not in seen  # SI suffixes, not exponents
     assert "differ in which units they keep, not in how many" in seen  # every selector kept half of the layer
 
