@@ -195,7 +195,7 @@ def compress(
     fuse
         ``"drop"``, ``"merge"`` or ``"lsq"`` (``lsq`` fits on ``train``).
     source
-        What the unit views read: ``"weights"`` or ``"activations"`` (of ``train``).
+        What the unit views read: ``"weights"``, ``"activations"`` or ``"pooled"`` (both of ``train``).
     train, test
         Data sets: ``train`` for activations, lsq and retraining; ``test`` for the score columns.
     retrain
@@ -218,7 +218,7 @@ def compress(
     graph = from_model(model, example_input(model, 2))
     selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
     plan, notes = _plan_with_notes(
-        graph, selector, keep=keep, per_layer=per_layer, source=source, data=train if source == "activations" else None
+        graph, selector, keep=keep, per_layer=per_layer, source=source, data=train if source != "weights" else None
     )
     before = measure(model, test, latency=latency if base_latency is None else base_latency)
     smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
