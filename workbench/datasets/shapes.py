@@ -132,8 +132,8 @@ class Difficulty:
 #: Named difficulty settings of ``shapes``: ``easy`` is the original generator (and its exact images).
 DIFFICULTIES = {
     "easy": Difficulty(noise=0.05, scale=(0.3, 0.6)),
-    "medium": Difficulty(noise=0.12, scale=(0.25, 0.55), clutter=3, occlusion=0.2, texture=0.15),
-    "hard": Difficulty(noise=0.2, scale=(0.2, 0.5), clutter=6, occlusion=0.35, texture=0.3),
+    "medium": Difficulty(noise=0.1, scale=(0.25, 0.55), clutter=2, occlusion=0.1, texture=0.1),
+    "hard": Difficulty(noise=0.15, scale=(0.2, 0.5), clutter=4, occlusion=0.2, texture=0.2),
 }
 
 
