@@ -88,7 +88,12 @@ def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incomin
 
 @dataclass
 class FusionContext:
-    """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample."""
+    """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample.
+
+    A consumer's design matrix has a row per sample (per sampled position for a convolution); batches stop
+    once ``max_rows`` rows are read, so that a convolution (64 positions a sample) runs the two models on
+    a few batches, not on all ``max_samples`` samples, for unknowns counted in hundreds.
+    """
 
     reference: nn.Module
     pruned: nn.Module
@@ -97,6 +102,7 @@ class FusionContext:
     max_positions: int = 64
     ridge: float = 1e-6
     random_state: int = 0
+    max_rows: int = 16384
 
 
 def _transposed(module: nn.Module) -> bool:
@@ -190,6 +196,8 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
                 rows, target = _rows(module, inputs, output, positions)
                 design.append(rows.double())
                 targets.append(target.double())
+                if sum(len(block) for block in design) >= context.max_rows:
+                    break
     finally:
         for handle in handles:
             handle.remove()
