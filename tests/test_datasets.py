@@ -247,7 +247,7 @@ def test_shapes_options():
     )
     with pytest.raises(ConfigError, match="Did you mean 'circle'"):
         load_dataset("shapes", classes=["circel", "square"])
-    for bad in ({"classes": 1}, {"classes": 9}, {"size": 4}, {"channels": 0}, {"noise": -0.1}, {"num_samples": 5}):
+    for bad in ({"classes": 1}, {"classes": 11}, {"size": 4}, {"channels": 0}, {"noise": -0.1}, {"num_samples": 5}):
         with pytest.raises(ConfigError):
             load_dataset("shapes", **bad)
 

@@ -284,7 +284,7 @@ def test_fit_segmentation_with_ignored_pixels():
     history = fit(model, (x, y), epochs=15, batch_size=8, lr=0.05, quiet=True)
     assert history.train_loss[-1] < history.train_loss[0]
     result = evaluate(model, (x, y))
-    assert set(result) == {"miou", "pixel_accuracy", "loss", "n"} and result["n"] == 40
+    assert set(result) == {"miou", "iou", "pixel_accuracy", "loss", "n"} and result["n"] == 40
     assert result["pixel_accuracy"] > 0.9 and result["miou"] > 0.8
 
 

@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fuse", default="drop", choices=["drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq"]
     )
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tuning epochs after the rebuild")
-    p.add_argument("--source", default="weights", choices=["weights", "activations"], help="what the unit views read")
+    p.add_argument(
+        "--source", default="weights", choices=["weights", "activations", "pooled"], help="what the unit views read"
+    )
     p.add_argument("--data", help="data set (default: the one recorded in the checkpoint)")
     p.add_argument("--root", help="folder of an on-disk data set")
     p.add_argument("--seed", type=int, default=0)

@@ -276,7 +276,7 @@ def compress(
         or graph summarization with a partition selector: ``"summarize"``, ``"summarize-medoid"``,
         ``"summarize-lsq"`` (:mod:`workbench.surgery.summarize`).
     source
-        What the unit views read: ``"weights"`` or ``"activations"`` (of ``train``).
+        What the unit views read: ``"weights"``, ``"activations"`` or ``"pooled"`` (both of ``train``).
     sequential
         Select and rebuild group by group in network order, each group on the network already rebuilt and
         fused for the groups before it (Diversity Networks' procedure), instead of all groups at once on
@@ -303,7 +303,7 @@ def compress(
     graph = from_model(model, example_input(model, 2))
     selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
     plan_kwargs = {"keep": keep, "per_layer": per_layer, "source": source}
-    plan_kwargs["data"] = train if source == "activations" else None
+    plan_kwargs["data"] = train if source != "weights" else None
     before = measure(model, test, latency=latency if base_latency is None else base_latency)
     if sequential:
         smaller, plan, notes = _sequential_plan(

@@ -5,6 +5,13 @@ position, size and rotation (within +-15 degrees), in a random colour that diffe
 background colour by 0.3 to 0.7 in every channel; light Gaussian pixel noise is added and values are
 clipped to [0, 1]. Colour carries no class information, so a model has to recognize the outline.
 Everything is generated with vectorized numpy from ``seed`` and cached in memory.
+
+The default images are easy for a small CNN (above 98% after a few epochs), which leaves compressed
+models nothing to differ on. ``difficulty`` (:data:`DIFFICULTIES`) adds, on the same shapes, what makes
+real images hard: smaller shapes, clutter (small shapes of random kinds behind the object), occlusion
+(a bar of background colour across it), texture (stripes that modulate every colour) and stronger noise.
+:data:`EXTRA_SHAPES` give up to 10 classes. Every setting is drawn on a resolution-free grid, so ``size``
+renders the same scenes at another resolution (32 and 64 pixels for MobileNet's resolution multiplier).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +30,9 @@ from workbench.datasets.splits import contiguous_split, pick_split, stratified_s
 from workbench.errors import ConfigError, closest
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
+#: Further shapes a ``classes`` list (or ``classes`` up to 10) may use: harder to tell from the six above.
+EXTRA_SHAPES = ("hexagon", "ellipse", "star", "crescent")
+ALL_SHAPES = SHAPES + EXTRA_SHAPES
 FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test
 MAX_ANGLE = np.pi / 12  # rotations within +-15 degrees keep squares and diamonds apart
 
@@ -42,6 +53,14 @@ def _inside(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if kind == "ring":
         r2 = u * u + v * v
         return (r2 <= 1.0) & (r2 >= 0.36)
+    if kind == "hexagon":  # regular, flat top, circumradius 1
+        return (av <= 0.866) & (np.sqrt(3.0) * au + av <= np.sqrt(3.0))
+    if kind == "ellipse":
+        return u * u + v * v / 0.36 <= 1.0
+    if kind == "star":  # hexagram: two overlapping triangles
+        return ((v <= 0.5) & (np.sqrt(3.0) * au <= v + 1.0)) | ((v >= -0.5) & (np.sqrt(3.0) * au <= 1.0 - v))
+    if kind == "crescent":
+        return (u * u + v * v <= 1.0) & ((u - 0.45) ** 2 + v * v > 0.49)
     raise AssertionError(kind)
 
 
@@ -84,17 +103,110 @@ def _finish(rng: np.random.Generator, images: np.ndarray, noise: float) -> np.nd
     return images
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard ``shapes`` images are.
+
+    Attributes
+    ----------
+    noise
+        Standard deviation of the pixel noise (used when the ``noise`` option is not given).
+    scale
+        Range of the shape radius, as a fraction of half the image side.
+    clutter
+        Number of small distractor shapes (random kinds, radius 0.08..0.16) drawn behind the object.
+    occlusion
+        Half-width of a bar of background colour laid across the object, as a fraction of its radius
+        (0: none).
+    texture
+        Amplitude of stripes (2..6 cycles per image, random direction) that multiply every colour (0: none).
+    """
+
+    noise: float
+    scale: tuple[float, float]
+    clutter: int = 0
+    occlusion: float = 0.0
+    texture: float = 0.0
+
+
+#: Named difficulty settings of ``shapes``: ``easy`` is the original generator (and its exact images).
+DIFFICULTIES = {
+    "easy": Difficulty(noise=0.05, scale=(0.3, 0.6)),
+    "medium": Difficulty(noise=0.1, scale=(0.25, 0.55), clutter=2, occlusion=0.1, texture=0.1),
+    "hard": Difficulty(noise=0.15, scale=(0.2, 0.5), clutter=4, occlusion=0.2, texture=0.2),
+}
+
+
+def _pixel_grid(size: int) -> np.ndarray:
+    return ((np.arange(size) + 0.5) / size * 2.0 - 1.0).astype(np.float32)
+
+
+def _add_clutter(
+    rng: np.random.Generator, images: np.ndarray, background: np.ndarray, names: Sequence[str], count: int
+) -> None:
+    """Draw ``count`` small shapes of random kinds and contrasting colours into ``images`` (in place)."""
+    n, size = len(images), images.shape[-1]
+    for _ in range(count):
+        kinds = rng.integers(0, len(names), size=n)
+        masks = _masks(kinds, names, _placement(rng, n, (0.08, 0.16)), size)
+        np.copyto(images, _contrasting(rng, background)[:, :, None, None], where=masks[:, None])
+
+
+def _occlude(
+    rng: np.random.Generator, images: np.ndarray, background: np.ndarray, place: dict[str, np.ndarray], width: float
+) -> None:
+    """Lay a bar of background colour (half-width ``width`` x radius, random direction) across each object."""
+    grid = _pixel_grid(images.shape[-1])
+    n = len(images)
+    angle = rng.uniform(0.0, np.pi, size=n).astype(np.float32)[:, None, None]
+    offset = rng.uniform(-0.5, 0.5, size=n).astype(np.float32)[:, None, None]
+    scale = place["scale"].astype(np.float32)[:, None, None]
+    dx = grid[None, None, :] - place["cx"].astype(np.float32)[:, None, None]
+    dy = grid[None, :, None] - place["cy"].astype(np.float32)[:, None, None]
+    across = (np.cos(angle) * dx + np.sin(angle) * dy) / scale - offset
+    np.copyto(images, background[:, :, None, None], where=(np.abs(across) <= width)[:, None])
+
+
+def _texture(rng: np.random.Generator, images: np.ndarray, amplitude: float) -> None:
+    """Multiply ``images`` (in place) by ``1 + amplitude * sin(...)``: stripes of random frequency and direction."""
+    grid = _pixel_grid(images.shape[-1])
+    n = len(images)
+    cycles = rng.uniform(2.0, 6.0, size=n).astype(np.float32)[:, None, None]
+    angle = rng.uniform(0.0, np.pi, size=n).astype(np.float32)[:, None, None]
+    phase = rng.uniform(0.0, 2 * np.pi, size=n).astype(np.float32)[:, None, None]
+    along = np.cos(angle) * grid[None, None, :] + np.sin(angle) * grid[None, :, None]
+    images *= (1.0 + amplitude * np.sin(np.pi * cycles * along + phase))[:, None]
+
+
 @functools.lru_cache(maxsize=4)
 def generate_shapes(
-    num_samples: int, size: int, channels: int, classes: tuple[str, ...], seed: int, noise: float
+    num_samples: int,
+    size: int,
+    channels: int,
+    classes: tuple[str, ...],
+    seed: int,
+    noise: float,
+    difficulty: Difficulty = DIFFICULTIES["easy"],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, channels, size, size)`` float32 of one shape each and labels ``(N,)`` int64 (balanced)."""
+    """Images ``(N, channels, size, size)`` float32 of one shape each and labels ``(N,)`` int64 (balanced).
+
+    ``difficulty`` adds clutter, occlusion and texture (drawn from a second stream of ``seed``, so that
+    the shapes, positions and colours are those of the easy images).
+    """
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(num_samples) % len(classes)).astype(np.int64)
-    masks = _masks(labels, classes, _placement(rng, num_samples, (0.3, 0.6)), size)
+    place = _placement(rng, num_samples, difficulty.scale)
+    masks = _masks(labels, classes, place, size)
     background = rng.uniform(size=(num_samples, channels)).astype(np.float32)
     colour = _contrasting(rng, background)
-    images = np.where(masks[:, None], colour[:, :, None, None], background[:, :, None, None])
+    images = np.broadcast_to(background[:, :, None, None], (num_samples, channels, size, size)).copy()
+    extra = np.random.default_rng([seed, 1])
+    _add_clutter(extra, images, background, classes, difficulty.clutter)
+    np.copyto(images, colour[:, :, None, None], where=masks[:, None])
+    if difficulty.occlusion > 0:
+        _occlude(extra, images, background, place, difficulty.occlusion)
+    if difficulty.texture > 0:
+        _texture(extra, images, difficulty.texture)
     labels.setflags(write=False)
     return _finish(rng, images, noise), labels
 
@@ -125,18 +237,33 @@ def generate_shape_scenes(
 
 def _check_classes(classes: int | Sequence[str]) -> tuple[str, ...]:
     if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
-        if not 2 <= classes <= len(SHAPES):
-            raise ConfigError(f"classes must be between 2 and {len(SHAPES)} (or a list of {SHAPES}), got {classes}.")
-        return SHAPES[: int(classes)]
+        if not 2 <= classes <= len(ALL_SHAPES):
+            raise ConfigError(
+                f"classes must be between 2 and {len(ALL_SHAPES)} (or a list of {ALL_SHAPES}), got {classes}."
+            )
+        return ALL_SHAPES[: int(classes)]
     if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise ConfigError(f"classes must be an int or a list of shape names from {SHAPES}, got {classes!r}.")
+        raise ConfigError(f"classes must be an int or a list of shape names from {ALL_SHAPES}, got {classes!r}.")
     names = tuple(classes)
     for name in names:
-        if name not in SHAPES:
-            raise ConfigError(f"unknown shape {name!r}.{closest(str(name), SHAPES)} Known shapes: {', '.join(SHAPES)}.")
+        if name not in ALL_SHAPES:
+            raise ConfigError(
+                f"unknown shape {name!r}.{closest(str(name), ALL_SHAPES)} Known shapes: {', '.join(ALL_SHAPES)}."
+            )
     if len(names) < 2 or len(set(names)) != len(names):
         raise ConfigError(f"classes must name at least 2 different shapes, got {list(names)}.")
     return names
+
+
+def _check_difficulty(difficulty: object) -> Difficulty:
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    if not isinstance(difficulty, str) or difficulty not in DIFFICULTIES:
+        raise ConfigError(
+            f"unknown shapes difficulty {difficulty!r};{closest(str(difficulty), DIFFICULTIES)} "
+            f"use one of {', '.join(DIFFICULTIES)}."
+        )
+    return DIFFICULTIES[difficulty]
 
 
 def _check_common(num_samples: object, channels: object, seed: object, noise: object) -> tuple[int, int, int, float]:
@@ -163,7 +290,8 @@ def shapes(
     channels: int = 3,
     classes: int | Sequence[str] = len(SHAPES),
     seed: int = 0,
-    noise: float = 0.05,
+    noise: float | None = None,
+    difficulty: str = "easy",
 ) -> ArrayDataset:
     """One filled shape per image; the label is its kind.
 
@@ -174,15 +302,23 @@ def shapes(
         20% test with ``seed`` (1800 / 600 / 600 by default). ``indices`` are generation positions.
     size, channels
         Image side in pixels (at least 8) and number of colour channels (1 gives grey images).
+        The same ``seed`` gives the same scenes at every ``size``.
     classes
-        How many of :data:`SHAPES` to use (the first ones), or a list of their names.
+        How many of :data:`ALL_SHAPES` to use (the first ones: 6 are :data:`SHAPES`, up to 10), or a list
+        of their names.
     seed, noise
-        Random seed of the whole set, and standard deviation of the pixel noise.
+        Random seed of the whole set, and standard deviation of the pixel noise (default: the difficulty's).
+    difficulty
+        ``"easy"`` (the original images), ``"medium"`` or ``"hard"`` (:data:`DIFFICULTIES`: smaller shapes,
+        clutter, occlusion, texture, stronger noise).
     """
     names = _check_classes(classes)
-    num_samples, channels, seed, noise = _check_common(num_samples, channels, seed, noise)
+    setting = _check_difficulty(difficulty)
+    num_samples, channels, seed, noise = _check_common(
+        num_samples, channels, seed, setting.noise if noise is None else noise
+    )
     size = check_int(size, "size", 8)
-    images, labels = generate_shapes(num_samples, size, channels, names, seed, noise)
+    images, labels = generate_shapes(num_samples, size, channels, names, seed, noise, setting)
     train, val, test = stratified_split(labels, FRACTIONS, seed)
     rows = pick_split(split, {"train": train, "val": val, "test": test})
     return make_dataset(

@@ -12,7 +12,9 @@ the tensor is the output of the group's last layer followed forward through elem
 ``max_samples`` samples are used and, for spatial outputs, at most ``max_positions`` positions per sample
 (chosen at random with ``random_state``), so the activations stay below ``max_samples * max_positions * n``
 float64 values; they are written into one array allocated after the first batch, while the units' Gram
-matrix (n x n) and column sums are accumulated batch by batch. A view whose estimated memory exceeds
+matrix (n x n) and column sums are accumulated batch by batch. Source ``"pooled"`` reads the same tensor
+but averages every channel over all its spatial positions first, one row per sample: the channel
+responses that filter-pruning papers compare (for a Linear group it is the same as ``"activations"``). A view whose estimated memory exceeds
 ``max_memory`` is refused before it is built, with the estimate and the caps that would fit.
 """
 
@@ -35,7 +37,7 @@ from workbench.utils import check_random_state
 if TYPE_CHECKING:
     from workbench.graph.network import Group, NetworkGraph
 
-SOURCES = ("weights", "activations")
+SOURCES = ("weights", "activations", "pooled")
 #: Largest weight-feature array (entries) a view builds; beyond it weights are left out (or refused for
 #: source="weights"), since a view is dense float64 (the 512 units of VGG-16's last conv feed 4096 x 49 columns each).
 MAX_FEATURE_ENTRIES = 50_000_000
@@ -202,9 +204,11 @@ def collect_activations(
     random_state: Any,
     max_memory: int | None = None,
     weight_entries: int = 0,
+    pool: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """(rows, n) float64 activations of ``group`` (rows: samples x kept positions), their (n, n) Gram
-    matrix and (n,) column sums accumulated batch by batch, and the view metadata; see the module docstring.
+    """(rows, n) float64 activations of ``group`` (rows: samples x kept positions, or samples with ``pool``:
+    each channel's mean over all positions), their (n, n) Gram matrix and (n,) column sums accumulated
+    batch by batch, and the view metadata; see the module docstring.
 
     The rows array is allocated once after the first batch, for the samples ``data`` holds up to
     ``max_samples``; when that estimate (:func:`view_memory`) exceeds ``max_memory`` bytes a GraphError
@@ -251,7 +255,9 @@ def collect_activations(
                 value = capture.value.detach().cpu()
                 v = value.movedim(layout.dim, -1).reshape(len(x), -1, value.shape[layout.dim])  # (B, P, C)
                 total_positions = v.shape[1]
-                if v.shape[1] > max_positions:  # a random subset of positions per sample
+                if pool:
+                    v = v.mean(dim=1, keepdim=True)
+                elif v.shape[1] > max_positions:  # a random subset of positions per sample
                     keys = torch.from_numpy(rng.random((len(x), v.shape[1])))
                     pos = keys.argsort(dim=1)[:, :max_positions]
                     v = torch.gather(v, 1, pos[:, :, None].expand(-1, -1, v.shape[2]))
@@ -298,6 +304,7 @@ def collect_activations(
         "samples": seen,
         "positions_per_sample": positions,
         "positions_in_tensor": total_positions,
+        "pooled": pool,
         "units_not_in_tensor": missing,
         "memory_estimate": view_memory(filled, n, weight_entries),
     }
@@ -324,7 +331,8 @@ def unit_view(
         Group name (or the name of one of its layers).
     source
         ``"weights"``: features are incoming then outgoing weights; ``"activations"``: features are the
-        units' activations on ``data`` (units x rows).
+        units' activations on ``data`` (units x rows: samples x sampled positions); ``"pooled"``: each
+        unit's activation averaged over all spatial positions, per sample (units x samples).
     data
         DataLoader, Dataset (e.g. ``ArrayDataset``), tensor or array of inputs. When given, ``activations``
         is filled whatever the source.
@@ -392,12 +400,21 @@ def unit_view(
     acts, act_meta, kernel = None, {}, None
     if data is not None:
         acts, gram, sums, act_meta = collect_activations(
-            graph, g, data, max_samples, max_positions, batch_size, random_state, max_memory, weight_entries
+            graph,
+            g,
+            data,
+            max_samples,
+            max_positions,
+            batch_size,
+            random_state,
+            max_memory,
+            weight_entries,
+            pool=source == "pooled",
         )
-        if source == "activations":
+        if source != "weights":
             kernel = gram_similarity(gram, metric, sums=sums, count=len(acts))
-    elif source == "activations":
-        raise GraphError("source='activations' needs data (a DataLoader, Dataset, tensor or array of inputs).")
+    elif source != "weights":
+        raise GraphError(f"source={source!r} needs data (a DataLoader, Dataset, tensor or array of inputs).")
     if source == "weights":
         parts = [p for p in (w_in, w_out) if p is not None]
         if not parts:

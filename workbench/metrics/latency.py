@@ -1,4 +1,4 @@
-"""Wall-clock latency of a forward pass."""
+"""Wall-clock latency of a forward pass, at batch 1 and at a large batch, with the CPU threads fixed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from torch import nn
 
 from workbench.errors import ConfigError
 from workbench.metrics.forward import checked_forward, evaluation_mode, model_device, on_model_device
+
+#: CPU threads every profiled latency uses, so that figures taken on a busy or a larger machine compare.
+LATENCY_THREADS = 1
+#: The large batch of :func:`batch_latency` (``latency_b64_ms`` of a profile).
+LARGE_BATCH = 64
 
 
 def measure_latency(
@@ -67,3 +72,25 @@ def measure_latency(
         "repeats": repeats,
         "threads": used_threads,
     }
+
+
+def batch_latency(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    batch_size: int = LARGE_BATCH,
+    *,
+    warmup: int = 1,
+    repeats: int = 5,
+    threads: int | None = LATENCY_THREADS,
+) -> dict[str, float | int]:
+    """:func:`measure_latency` on a batch of ``batch_size`` copies of ``example_input``'s first sample.
+
+    Batch 1 shows the delay of one request; a large batch shows throughput, where fewer channels pay
+    off more fully than at batch 1 (whose time is dominated by per-layer overheads on small networks).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() < 1 or len(example_input) < 1:
+        raise ConfigError("example_input must be a tensor with a batch dimension and at least one sample.")
+    batch = example_input[:1].expand(batch_size, *example_input.shape[1:]).contiguous()
+    return measure_latency(model, batch, warmup=warmup, repeats=repeats, threads=threads)

@@ -10,7 +10,7 @@ from torch import nn
 
 from workbench.errors import ModelError
 from workbench.metrics.counting import count_macs, count_params, dense_bytes
-from workbench.metrics.latency import measure_latency
+from workbench.metrics.latency import LATENCY_THREADS, batch_latency, measure_latency
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,10 @@ class Profile:
     dense_bytes
         Bytes of parameters and buffers as stored.
     latency_ms, latency_iqr_ms
-        Median and interquartile range of the forward time in milliseconds (``None`` when not measured).
+        Median and interquartile range of the forward time of the example input in milliseconds, on
+        :data:`~workbench.metrics.latency.LATENCY_THREADS` CPU threads (``None`` when not measured).
+    latency_b64_ms
+        Median forward time of a batch of 64 copies of the example's first sample (``None`` when not measured).
     input_shape
         Shape of the example input, batch dimension included.
     """
@@ -37,6 +40,7 @@ class Profile:
     latency_ms: float | None
     latency_iqr_ms: float | None
     input_shape: tuple[int, ...]
+    latency_b64_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as a JSON-friendly dict (``input_shape`` as a list)."""
@@ -46,9 +50,16 @@ class Profile:
 
 
 def profile(
-    model: nn.Module, example_input: torch.Tensor, *, latency: bool = True, warmup: int = 3, repeats: int = 10
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    latency: bool = True,
+    warmup: int = 3,
+    repeats: int = 10,
+    threads: int | None = LATENCY_THREADS,
 ) -> Profile:
-    """Parameters, multiply-adds, stored bytes and (optionally) latency of ``model`` on ``example_input``.
+    """Parameters, multiply-adds, stored bytes and (optionally) latency of ``model`` on ``example_input``
+    and on a batch of 64 (both on ``threads`` CPU threads; None: as torch is set).
 
     Raises
     ------
@@ -61,7 +72,8 @@ def profile(
             "workbench.zoo.example_input(model) makes one."
         )
     macs = count_macs(model, example_input)
-    timing = measure_latency(model, example_input, warmup=warmup, repeats=repeats) if latency else None
+    timing = measure_latency(model, example_input, warmup=warmup, repeats=repeats, threads=threads) if latency else None
+    large = batch_latency(model, example_input, threads=threads) if latency else None
     return Profile(
         params=count_params(model),
         macs=macs,
@@ -69,4 +81,5 @@ def profile(
         latency_ms=None if timing is None else timing["median_ms"],
         latency_iqr_ms=None if timing is None else timing["iqr_ms"],
         input_shape=tuple(int(d) for d in example_input.shape),
+        latency_b64_ms=None if large is None else large["median_ms"],
     )

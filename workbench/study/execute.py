@@ -40,7 +40,7 @@ def load_data(model: dict[str, Any], split: str) -> Any:
 
 
 #: The metric columns of a run: scores and the test-set size (n), then costs (the profile's other fields are not stored).
-_METRICS = ("accuracy", "miou", "n", "params", "macs", "dense_bytes", "latency_ms")
+_METRICS = ("accuracy", "miou", "n", "params", "macs", "dense_bytes", "latency_ms", "latency_b64_ms")
 
 
 def _metrics(figures: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +169,9 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     metrics = _metrics(result.after)
     metrics.update(_val_scores(result.model, config))
     metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items() if key in SCORE_KEYS})
-    metrics.update({f"base_{key}": value for key, value in _metrics(result.before).items() if key != "latency_ms"})
+    metrics.update(
+        {f"base_{key}": value for key, value in _metrics(result.before).items() if not key.startswith("latency")}
+    )
     metrics.update(
         {
             "kept_fraction": result.plan.kept_fraction,

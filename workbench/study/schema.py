@@ -231,7 +231,7 @@ class Compression(_Section):
 
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] = Field(min_length=1)
     fuse: list[Literal[FUSE_MODES]] = Field(default_factory=lambda: ["drop"], min_length=1)
-    source: Literal["weights", "activations"] = "weights"
+    source: Literal["weights", "activations", "pooled"] = "weights"
     sequential: bool = False
 
 

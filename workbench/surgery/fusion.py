@@ -88,7 +88,12 @@ def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incomin
 
 @dataclass
 class FusionContext:
-    """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample."""
+    """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample.
+
+    A consumer's design matrix has a row per sample (per sampled position for a convolution); batches stop
+    once ``max_rows`` rows are read, so that a convolution (64 positions a sample) runs the two models on
+    a few batches, not on all ``max_samples`` samples, for unknowns counted in hundreds.
+    """
 
     reference: nn.Module
     pruned: nn.Module
@@ -97,6 +102,37 @@ class FusionContext:
     max_positions: int = 64
     ridge: float = 1e-6
     random_state: int = 0
+    max_rows: int = 16384
+
+
+def _transposed(module: nn.Module) -> bool:
+    return isinstance(module, _CONV) and module.transposed
+
+
+def _upsampled(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The input of the ordinary stride-1 convolution that equals transposed convolution ``module``.
+
+    ``conv_transpose(x, w)`` is ``conv(x_up, w')`` where ``x_up`` has ``stride - 1`` zeros between input
+    pixels and is padded by ``dilation * (kernel - 1) - padding`` (plus ``output_padding`` at the end),
+    and ``w'`` is ``w`` with input and output swapped and the kernel flipped (:func:`_equivalent_weight`).
+    """
+    n, c, *sides = inputs.shape
+    stride, dilation, padding = module.stride, module.dilation, module.padding
+    up = inputs.new_zeros(n, c, *[(side - 1) * s + 1 for side, s in zip(sides, stride)])
+    up[(slice(None), slice(None), *[slice(None, None, s) for s in stride])] = inputs
+    pads: list[int] = []
+    for d, k, p, extra in reversed(list(zip(dilation, module.kernel_size, padding, module.output_padding))):
+        pads += [d * (k - 1) - p, d * (k - 1) - p + extra]
+    return F.pad(up, pads)
+
+
+def _equivalent_weight(module: nn.Module) -> torch.Tensor:
+    """(out, in, *kernel) weight of the ordinary convolution that a consumer's input columns feed:
+    the weight itself, or for a transposed convolution its swapped and flipped kernel."""
+    weight = module.weight.data
+    if _transposed(module):
+        return weight.transpose(0, 1).flip(tuple(range(2, weight.dim())))
+    return weight
 
 
 def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positions: np.ndarray | None):
@@ -104,6 +140,12 @@ def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positio
     target = output - module.bias.view(1, -1, *([1] * (output.dim() - 2))) if module.bias is not None else output
     if isinstance(module, nn.Linear):
         return inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
+    if _transposed(module):
+        cols = F.unfold(_upsampled(module, inputs), module.kernel_size, dilation=module.dilation)
+        target = target.flatten(2)
+        if positions is not None:
+            cols, target = cols[:, :, positions], target[:, :, positions]
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1]), target.transpose(1, 2).reshape(-1, target.shape[1])
     if inputs.dim() == 3:  # Conv1d: treat as 2-d with height 1
         inputs, target = inputs.unsqueeze(2), target.unsqueeze(2)
         kernel, dilation, padding, stride = (
@@ -154,6 +196,8 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
                 rows, target = _rows(module, inputs, output, positions)
                 design.append(rows.double())
                 targets.append(target.double())
+                if sum(len(block) for block in design) >= context.max_rows:
+                    break
     finally:
         for handle in handles:
             handle.remove()
@@ -169,20 +213,22 @@ def refit_consumers(
     """Re-fit every consumer's weights on the kept units by ridge least squares (Mariet & Sra 2016).
 
     ``readers`` are (consumer, {unit: input indices}) pairs, as for :func:`merge_columns`; ``out_index``
-    maps layer names to the original indices of their present output units. Transposed convolutions are
-    left as they are (their inputs are simply dropped).
+    maps layer names to the original indices of their present output units. A transposed convolution
+    (2-d, ungrouped) is fitted as the ordinary convolution it equals on its zero-upsampled input; grouped
+    transposed convolutions are left as they are (their inputs are simply dropped).
     """
     names = {module: name for name, module in context.pruned.named_modules()}
     reference_modules = dict(context.reference.named_modules())
     dropped = {int(d) for d in range(selection.n_units)} - {int(k) for k in selection.keep}
     for module, columns in readers:
-        if isinstance(module, _CONV) and module.transposed:
+        if _transposed(module) and (module.groups != 1 or module.weight.dim() != 4):
             continue
         name = names[module]
-        index = out_index.get(name, np.arange(module.weight.shape[0]))
+        equivalent = _equivalent_weight(module)
+        index = out_index.get(name, np.arange(equivalent.shape[0]))
         design, target = _collect(context, module, reference_modules[name], index)
         dropped_cols = {c for unit in dropped for c in columns.get(unit, ())}
-        in_features = module.weight.shape[1]
+        in_features = equivalent.shape[1]
         kept_cols = [c for c in range(in_features) if c not in dropped_cols]
         span = 1 if isinstance(module, nn.Linear) else int(np.prod(module.kernel_size))
         design_cols = [c * span + j for c in kept_cols for j in range(span)]
@@ -192,13 +238,16 @@ def refit_consumers(
         gram = x.T @ x
         lam = context.ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
         solution = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ target)
-        weight = module.weight.data
+        weight = equivalent.contiguous()
         flat = weight.reshape(weight.shape[0], -1)
         new = solution[: len(design_cols)].T.to(weight.dtype)
         flat[:, design_cols] = new
         # the dropped columns are removed afterwards; zero them now so that later consumers of the group
         # fed through this one (a residual stream) are fitted on the inputs the rebuilt network will have
         flat[:, [c * span + j for c in sorted(dropped_cols) for j in range(span)]] = 0.0
-        module.weight.data = flat.reshape(weight.shape)
+        fitted = flat.reshape(weight.shape)
+        if _transposed(module):
+            fitted = fitted.flip(tuple(range(2, fitted.dim()))).transpose(0, 1).contiguous()
+        module.weight.data = fitted
         if module.bias is not None:
             module.bias.data += solution[len(design_cols)].to(module.bias.dtype)

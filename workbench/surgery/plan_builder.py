@@ -80,9 +80,11 @@ def plan_from(
     Fixed units (tied to the network's input or output) are always kept, on top of the budget.
     """
     per_layer = dict(per_layer or {})
-    for value in (keep, *per_layer.values()):
+    for where, value in (("keep", keep), *((f"per_layer[{name!r}]", v) for name, v in per_layer.items())):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
-            raise ConfigError(f"kept fraction {value!r} is outside (0, 1]; give e.g. keep=0.5.")
+            group = "every group" if where == "keep" else f"group {where[10:-1]}"
+            empty = f" would remove every filter / unit of {group}" if value == 0 else " is outside (0, 1]"
+            raise ConfigError(f"{where}={value!r}{empty}; give a kept fraction in (0, 1], e.g. 0.5.")
     available = {group.name: group for group in graph.prunable_groups()}
     unsupported = unrebuildable_groups(graph)
     for name in [*per_layer, *(groups or [])]:

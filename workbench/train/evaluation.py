@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from torch.utils.data import TensorDataset
 from workbench.datasets.batches import Batches, Data, check_positive_int, data_attribute
 from workbench.errors import DataError, NumericsWarning
 from workbench.metrics.forward import checked_forward, evaluation_mode, model_dtype
-from workbench.metrics.scores import confusion_matrix, mean_iou, pixel_accuracy
+from workbench.metrics.scores import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from workbench.train.devices import resolve_device, to_device
 from workbench.train.tasks import check_task, declared_task, default_loss, task_from_shapes
 
@@ -45,7 +46,7 @@ def evaluate(
     task: str | None = None,
     num_classes: int | None = None,
     device: str | torch.device | None = None,
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Quality of ``model`` on the labelled ``data``.
 
     Parameters
@@ -64,8 +65,9 @@ def evaluate(
     dict
         Classification: ``accuracy``, ``loss`` (mean cross-entropy) and ``n`` (samples).
         Segmentation: ``miou`` (mean intersection over union over the classes present in the targets or
-        the predictions, from the confusion matrix accumulated over all pixels), ``pixel_accuracy``,
-        ``loss`` (mean per-pixel cross-entropy) and ``n`` (images); pixels labelled 255 are ignored.
+        the predictions, from the confusion matrix accumulated over all pixels), ``iou`` (the list of
+        per-class IoUs, NaN for a class absent from both), ``pixel_accuracy``, ``loss`` (mean per-pixel
+        cross-entropy) and ``n`` (images); pixels labelled 255 are ignored.
         When any output is NaN or infinite every metric but ``n`` is NaN, with a
         :class:`~workbench.errors.NumericsWarning`.
     """
@@ -116,8 +118,15 @@ def evaluate(
         )
         if task == "classification":
             return {"accuracy": nan, "loss": nan, "n": n}
-        return {"miou": nan, "pixel_accuracy": nan, "loss": nan, "n": n}
+        classes = num_classes or (0 if confusion is None else len(confusion))
+        return {"miou": nan, "iou": [nan] * classes, "pixel_accuracy": nan, "loss": nan, "n": n}
     if task == "classification":
         return {"accuracy": correct / n, "loss": loss, "n": n}
     assert confusion is not None
-    return {"miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion), "loss": loss, "n": n}
+    return {
+        "miou": mean_iou(confusion),
+        "iou": [float(v) for v in iou_per_class(confusion)],
+        "pixel_accuracy": pixel_accuracy(confusion),
+        "loss": loss,
+        "n": n,
+    }

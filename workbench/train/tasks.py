@@ -21,8 +21,31 @@ def check_task(task: str | None) -> str | None:
     return task
 
 
+def check_pairing(data: Any, model: torch.nn.Module) -> None:
+    """DataError when ``data`` and ``model`` both declare a task and differ, or both declare an image shape
+    (``input_shape``, channels x height x width) and differ: the message names both and the fix."""
+    data_task, model_task = data_attribute(data, "task"), getattr(model, "task", None)
+    what = f"data set {data_attribute(data, 'name')!r}" if data_attribute(data, "name") else "the data"
+    model_name = type(model).__name__
+    if data_task is not None and model_task is not None and data_task != model_task:
+        raise DataError(
+            f"{what} is for {data_task} but {model_name} is a {model_task} model; pair a segmentation model "
+            "(e.g. enet) with segmentation data (e.g. shapes-seg), or a classifier with classification data."
+        )
+    data_shape, model_shape = data_attribute(data, "input_shape"), getattr(model, "input_shape", None)
+    if data_shape is not None and model_shape is not None and len(data_shape) == len(model_shape) == 3:
+        if tuple(data_shape) != tuple(model_shape):
+            raise DataError(
+                f"{what} has images of shape {tuple(data_shape)} but {model_name} was built for "
+                f"{tuple(model_shape)}; build the model for the data (workbench.zoo.create_model_for_data, or "
+                "its input_size / resolution argument) or load the data at the model's size (data option size)."
+            )
+
+
 def declared_task(data: Any, model: torch.nn.Module) -> str | None:
-    """The task the data set (``.task``) or else the model (``.task``) declares, if any."""
+    """The task the data set (``.task``) or else the model (``.task``) declares, if any; a DataError when
+    the two do not belong together (:func:`check_pairing`)."""
+    check_pairing(data, model)
     for source in (data_attribute(data, "task"), getattr(model, "task", None)):
         if source is not None:
             return check_task(source)
