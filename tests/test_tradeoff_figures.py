@@ -7,7 +7,7 @@ import math
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.viz.kept_figures import kept_fraction_figure
+from workbench.viz.kept_figures import kept_fraction_heatmap
 from workbench.viz.tradeoff_figures import marker_size, noise_floor, pareto_front, si, si_bytes, tradeoff_figure
 
 
@@ -101,7 +101,7 @@ def test_bad_points_and_rows_are_named():
     with pytest.raises(ConfigError, match="kind is 'selector', 'pipeline' or 'baseline'"):
         tradeoff_figure([{**POINTS[0], "kind": "other"}])
     with pytest.raises(ConfigError, match="between 0 and 1"):
-        kept_fraction_figure([{"method": "sbm", "budget": "0.5", "group": "fc1", "kept": 1.5}])
+        kept_fraction_heatmap([{"method": "sbm", "budget": "0.5", "group": "fc1", "kept": 1.5}])
 
 
 def test_the_kept_figure_has_a_panel_per_budget_and_a_cell_per_method_and_layer():
@@ -109,7 +109,7 @@ def test_the_kept_figure_has_a_panel_per_budget_and_a_cell_per_method_and_layer(
         {"method": m, "budget": b, "group": g, "kept": k, "units": 8}
         for m, b, g, k in [("sbm", "0.25", "fc1", 0.25), ("sbm", "0.5", "fc1", 0.5), ("dpp", "0.5", "fc2", 0.75)]
     ]
-    fig = kept_fraction_figure(rows)
+    fig = kept_fraction_heatmap(rows)
     assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["budget: keep 0.25", "budget: keep 0.5"]
     assert [list(line) for line in fig.data[1].z] == [
         [0.5, None],

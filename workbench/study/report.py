@@ -9,7 +9,7 @@ For each base model (model on data) the page answers three questions, each in it
 - *How much accuracy does each compression cost, and can it be told from noise?* -- a ranked table with
   95% intervals and paired differences to the base model and to the reference method;
 - *What did each selector keep, layer by layer?* -- kept fraction per prunable group from the stored plans
-  (:func:`workbench.viz.kept_figures.kept_fraction_figure`).
+  (:func:`workbench.viz.kept_figures.kept_fraction_heatmap`).
 
 Then the trained models, where the time went, failed runs, and links to ``<report>-runs.csv`` and
 ``<report>-runs.json`` (every run, with latency, run time and kept units), written atomically beside the page.
@@ -304,9 +304,9 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
 
 
 def _kept(section: Section) -> Any:
-    from workbench.viz.kept_figures import kept_fraction_figure
+    from workbench.viz.kept_figures import kept_fraction_heatmap
 
-    return kept_fraction_figure(
+    return kept_fraction_heatmap(
         section.kept, title=f"{section.model} on {section.data}: fraction of units kept per layer (mean over seeds)"
     )
 

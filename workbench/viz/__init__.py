@@ -22,7 +22,7 @@ _FIGURES = {
     "kernel_heatmap": "workbench.viz.selection_figures",
     "size_accuracy_figure": "workbench.viz.compression_figures",
     "tradeoff_figure": "workbench.viz.tradeoff_figures",
-    "kept_fraction_figure": "workbench.viz.kept_figures",
+    "kept_fraction_heatmap": "workbench.viz.kept_figures",
 }
 
 __all__ = sorted(_FIGURES)

@@ -8,7 +8,7 @@ from typing import Any
 from workbench.errors import ConfigError
 
 
-def kept_fraction_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Fraction of units kept per layer") -> Any:
+def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fraction of units kept per layer") -> Any:
     """Heatmaps of the kept fraction: one panel per budget, a row per method, a column per prunable group.
 
     Parameters
@@ -27,11 +27,11 @@ def kept_fraction_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Fra
     from plotly.subplots import make_subplots
 
     if not rows:
-        raise ConfigError("kept_fraction_figure needs at least one row (method, budget, group, kept).")
+        raise ConfigError("kept_fraction_heatmap needs at least one row (method, budget, group, kept).")
     for row in rows:
         missing = [key for key in ("method", "budget", "group", "kept") if key not in row]
         if missing:
-            raise ConfigError(f"a row of kept_fraction_figure needs {', '.join(missing)}; got keys {sorted(row)}.")
+            raise ConfigError(f"a row of kept_fraction_heatmap needs {', '.join(missing)}; got keys {sorted(row)}.")
         if not 0.0 <= float(row["kept"]) <= 1.0:
             raise ConfigError(f"a kept fraction is between 0 and 1; got {row['kept']!r} for {row['group']!r}.")
     budgets = list(dict.fromkeys(str(r["budget"]) for r in rows))
