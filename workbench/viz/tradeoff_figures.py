@@ -311,7 +311,7 @@ def tradeoff_figure(
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left", "y": 0.98, "yanchor": "top"},
         template="plotly_white",
-        height=max(520, 22 * entries + 140),
+        height=max(560, 28 * entries + 200),  # the grouped legend (titles and gaps too) fits without scrolling
         margin={"l": 70, "r": 30, "t": 110, "b": 60},
         shapes=shapes,
         annotations=annotations,
