@@ -274,3 +274,12 @@ def test_the_retraining_budget_is_shown_per_row():
     )
     assert retraining_budget([run(0, "none")]) == "none"
     assert retraining_budget([run(1000, "none", status="failed")]) == "-"
+
+
+def test_a_score_cells_interval_stays_within_zero_and_one():
+    from workbench.study.summary import cell_stats
+
+    cell = cell_stats({0: 0.99, 1: 0.80, 2: 1.0}, n_test=359)
+    assert cell["high"] == 1.0 and 0 < cell["low"] < 0.8  # the t-interval alone would pass 1
+    unbounded = cell_stats({0: 0.99, 1: 0.80, 2: 1.0})  # no test-set size: not a proportion, left as it is
+    assert unbounded["high"] > 1.0

@@ -114,13 +114,20 @@ def cell_stats(
 ) -> dict[str, Any]:
     """One summary cell from per-seed ``values``: n, mean, interval ``low``/``high`` (:func:`estimate`), and,
     when ``reference`` (per-seed values of the reference) is given, the paired difference ``diff`` with its
-    interval ``diff_low``/``diff_high``, ``diff_n`` seeds paired and ``distinguishable`` (None without one)."""
+    interval ``diff_low``/``diff_high``, ``diff_n`` seeds paired and ``distinguishable`` (None without one).
+
+    A score cell (one given its test-set size ``n_test``) is a proportion: its interval is clipped to [0, 1].
+    """
     est = estimate(list(values.values()), n_test=n_test)
+    low, high = est.low, est.high
+    if n_test is not None:
+        low = None if low is None else max(low, 0.0)
+        high = None if high is None else min(high, 1.0)
     cell: dict[str, Any] = {
         "n": est.n,
         "mean": _rounded(est.mean),
-        "low": _rounded(est.low),
-        "high": _rounded(est.high),
+        "low": _rounded(low),
+        "high": _rounded(high),
         "interval": est.method,
         "single_seed": est.single_seed,
         "diff_n": None,
