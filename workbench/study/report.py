@@ -269,6 +269,8 @@ def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | N
             )
         if section.kept:
             figures.append((f"{section.model} on {section.data}: kept per layer", _kept(section)))
+        if section.overlap:
+            figures.append((f"{section.model} on {section.data}: overlap between selectors", _overlap(section)))
     return figures
 
 
@@ -308,6 +310,17 @@ def _kept(section: Section) -> Any:
 
     return kept_fraction_heatmap(
         section.kept, title=f"{section.model} on {section.data}: fraction of units kept per layer (mean over seeds)"
+    )
+
+
+def _overlap(section: Section) -> Any:
+    from workbench.viz.plan_figures import selection_overlap_figure
+
+    chosen = section.overlap
+    return selection_overlap_figure(
+        chosen["plans"],
+        title=f"{section.model} on {section.data}: kept units shared by two selectors (Jaccard per layer; keep "
+        f"{chosen['budget']}, seed {chosen['seed']})",
     )
 
 
@@ -500,6 +513,15 @@ def render_report(
                     )
                 body.append(_figure_html(_kept(section), index))
                 index += 1
+                if section.overlap:
+                    body.append(
+                        "<p class='answers'>Which units, then? The share of kept units two selectors have in common "
+                        "(1: the same units; a random pair at this budget shares about budget / (2 - budget)), per "
+                        f"layer, at keep {html.escape(str(section.overlap['budget']))} for seed "
+                        f"{section.overlap['seed']} (one seed).</p>"
+                    )
+                    body.append(_figure_html(_overlap(section), index))
+                    index += 1
     for anchor, title, html_part in (
         ("trained", "Trained models: how good are the base models and baselines?", _trained_table(records)),
         ("time", "Where did the time go?", _time_table(records)),

@@ -73,6 +73,7 @@ class Section:
     entries: list[Entry]
     ranked_on: str
     kept: list[dict[str, Any]] = field(default_factory=list)
+    overlap: dict[str, Any] = field(default_factory=dict)
     macs_repeat_params: bool = False
 
     @property
@@ -190,6 +191,32 @@ def kept_rows(records: list[Record], plans: Mapping[str, Any]) -> list[dict[str,
     ]
 
 
+def overlap_plans(records: list[Record], plans: Mapping[str, Any]) -> dict[str, Any]:
+    """The kept units of every selector on one base model, for the overlap figure: at the smallest budget (where
+    selectors must disagree most), for the first seed that every selector finished.
+
+    Returns ``{"budget", "seed", "plans": {selector: {group: kept indices}}}``, or ``{}`` with fewer than two
+    selectors.
+    """
+    found: dict[tuple[str, int], dict[str, dict[str, list[int]]]] = defaultdict(dict)
+    keeps: dict[str, float] = {}
+    for r in records:
+        plan = plans.get(r.hash)
+        if r.kind != "compress" or r.status != "done" or not isinstance(plan, Mapping) or r.budget is None:
+            continue
+        selections = plan.get("selections") or {}
+        kept = {str(g): list(s["keep"]) for g, s in selections.items() if isinstance(s, Mapping) and "keep" in s}
+        if kept:
+            found[(r.budget, r.seed)].setdefault(str(r.selector), kept)  # the selection does not depend on fusion
+            keeps[r.budget] = r.keep if r.keep is not None else 1.0
+    selectors = {name for chosen in found.values() for name in chosen}
+    for budget in sorted(keeps, key=lambda b: keeps[b]):
+        for (b, seed), chosen in sorted(found.items(), key=lambda item: item[0][1]):
+            if b == budget and len(chosen) == len(selectors) >= 2:
+                return {"budget": budget, "seed": seed, "plans": chosen}
+    return {}
+
+
 def build_sections(records: list[Record], plans: Mapping[str, Any], reference: str | None = None) -> list[Section]:
     """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked."""
     ref_selector, ref_fuse = parse_reference(reference)
@@ -246,6 +273,7 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
                 entries=entries,
                 ranked_on=ranked_on,
                 kept=kept_rows(mine, plans),
+                overlap=overlap_plans(mine, plans),
                 macs_repeat_params=_macs_repeat_params(points),
             )
         )
