@@ -251,7 +251,7 @@ def layered_block_diagram(
             "tickangle": -45 if len(names) > 8 else 0,
             "showgrid": False,
             "zeroline": False,
-            "range": [-0.6, len(names) - 0.4],
+            "range": [-0.6, len(names) - 0.15],  # room for the last column's unit counts
         },
         yaxis={"visible": False, "range": [-1.25, 1.25 + (0.4 if len(names) > 2 else 0.0)]},
         plot_bgcolor="white",
