@@ -233,21 +233,22 @@ def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[st
     return cells
 
 
+def _point(accuracy: Any, costs: dict[str, float], **extra: Any) -> dict[str, Any]:
+    """A point of the cost figure: the estimate's mean and interval (clipped to [0, 1]), n and the costs."""
+    return {
+        **extra,
+        "accuracy": accuracy.mean,
+        "low": None if accuracy.low is None else max(accuracy.low, 0.0),
+        "high": None if accuracy.high is None else min(accuracy.high, 1.0),
+        "n": accuracy.n,
+        "costs": costs,
+        "params": costs.get("params"),
+    }
+
+
 def _points(section: Section) -> list[dict[str, Any]]:
-    kinds = {"selector": "selector", "pipeline": "pipeline", "baseline": "baseline"}
     return [
-        {
-            "name": e.name,
-            "kind": kinds[e.kind],
-            "fuse": e.fuse,
-            "label": e.label,
-            "accuracy": e.accuracy.mean,
-            "low": None if e.accuracy.low is None else max(e.accuracy.low, 0.0),
-            "high": None if e.accuracy.high is None else min(e.accuracy.high, 1.0),
-            "n": e.accuracy.n,
-            "costs": e.costs,
-            "params": e.costs.get("params"),
-        }
+        _point(e.accuracy, e.costs, name=e.name, kind=e.kind, fuse=e.fuse, label=e.label)
         for e in section.entries
         if e.runs and e.accuracy.mean is not None
     ]
@@ -286,14 +287,7 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
     axes = [a for a in COST_AXES if not (a == "macs" and section.macs_repeat_params)]
     base = None
     if section.base.n:
-        base = {
-            "accuracy": section.base.mean,
-            "low": None if section.base.low is None else max(section.base.low, 0.0),
-            "high": None if section.base.high is None else min(section.base.high, 1.0),
-            "n": section.base.n,
-            "costs": section.base_costs,
-            "params": section.base_costs.get("params"),
-        }
+        base = _point(section.base, section.base_costs)
     return tradeoff_figure(
         _points(section),
         base=base,
