@@ -69,7 +69,10 @@ def test_a_models_own_finetune_replaces_the_studys_for_all_its_methods_and_nothi
 
 def test_a_model_may_narrow_the_selectors_budgets_and_fusion_modes():
     study = copy.deepcopy(STUDY)
-    study["models"][1].update({"selectors": ["spectral", "magnitude"], "budgets": [0.5], "fuse": ["drop"]})
+    study["models"][1].update(
+        {"selectors": ["spectral", "magnitude"], "budgets": [0.5], "fuse": ["drop"], "pipelines": []}
+    )
+    assert not [run for run in _runs(study) if run.kind == "pipeline" and run.config["model"]["name"] == "resnet"]
     runs = [run for run in _runs(study) if run.kind == "compress" and run.config["model"]["name"] == "resnet"]
     assert sorted({run.config["selector"] for run in runs}) == ["magnitude", "spectral"]
     assert {(run.config["budget"]["keep"], run.config["fuse"]) for run in runs} == {(0.5, "drop")}
@@ -84,6 +87,7 @@ def test_a_model_may_narrow_the_selectors_budgets_and_fusion_modes():
         ("finetune", {"epochs": 1, "own_schedule": ["fp8"]}, "own_schedule belongs to the study"),
         ("finetune", {"epoch": 1}, "models\\[1\\].finetune: unknown key 'epoch'"),
         ("budgets", [1.5], "fraction of units kept"),
+        ("pipelines", ["fp9"], "models\\[1\\].pipelines names 'fp9'"),
     ],
 )
 def test_bad_per_model_settings_name_the_entry_and_the_fix(key, value, message):

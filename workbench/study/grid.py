@@ -110,7 +110,7 @@ def count_runs(study: Study) -> int:
     per_seed = len(study.baselines.models)
     for entry in study.models:
         selectors, budgets, fuse = study.grid_for(entry)
-        per_seed += 1 + len(study.pipelines) + len(selectors) * len(budgets) * len(fuse)
+        per_seed += 1 + len(study.pipelines_for(entry)) + len(selectors) * len(budgets) * len(fuse)
     return len(study.study.seeds) * per_seed
 
 
@@ -138,7 +138,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     """All runs of ``study``: base-model and baseline training first, then every compression run.
 
     The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes), where a model's
-    own ``finetune``, ``selectors``, ``budgets`` and ``fuse`` replace the study's for it.
+    own ``finetune``, ``selectors``, ``budgets``, ``fuse`` and ``pipelines`` replace the study's for it.
 
     Raises
     ------
@@ -156,7 +156,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
         for seed in study.study.seeds:
             base = _train_run(study, entry, "base", seed)
             runs.append(base)
-            for name, steps in study.pipelines.items():
+            for name in study.pipelines_for(entry):
                 compress.append(
                     RunConfig(
                         {
@@ -166,7 +166,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "seed": seed,
                             "base": base.hash,
                             "pipeline": name,
-                            "steps": steps,
+                            "steps": study.pipelines[name],
                             "distill": finetune.method == "distill",
                             "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
                             "latency": study.study.latency,

@@ -126,7 +126,7 @@ class Finetune(_Section):
 
 
 #: The keys of a ``[[models]]`` entry that say how it is compressed, not which base model it is.
-COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse")
+COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse", "pipelines")
 
 
 class ModelEntry(_Section):
@@ -134,8 +134,9 @@ class ModelEntry(_Section):
 
     A base model may narrow how it is compressed: ``finetune`` (a table like ``[finetune]``) replaces the
     study's retraining budget for its selector runs and pipelines, so that every method of this model still
-    retrains on one equal budget; ``selectors`` (names from ``[selectors]``), ``budgets`` and ``fuse`` replace
-    the study's lists for it. Absent, the study's apply (:data:`COMPRESSION_KEYS`).
+    retrains on one equal budget; ``selectors`` (names from ``[selectors]``), ``budgets``, ``fuse`` and
+    ``pipelines`` (names from ``[pipelines]``, ``[]`` for none) replace the study's lists for it. Absent, the
+    study's apply (:data:`COMPRESSION_KEYS`).
     """
 
     name: str | None = None
@@ -149,6 +150,7 @@ class ModelEntry(_Section):
     selectors: list[str] | None = Field(None, min_length=1)
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] | None = Field(None, min_length=1)
     fuse: list[Literal[FUSE_MODES]] | None = Field(None, min_length=1)
+    pipelines: list[str] | None = None
     _auto_label: str | None = PrivateAttr(default=None)
 
     @field_validator("finetune")
@@ -400,6 +402,12 @@ class Study(_Section):
                     f"models[{index}].selectors names {', '.join(map(repr, unknown))}, not in [selectors] "
                     f"(known: {', '.join(self.selectors) or 'none'}); list only selectors of this study"
                 )
+            unknown = [name for name in entry.pipelines or [] if name not in self.pipelines]
+            if unknown:
+                problems.append(
+                    f"models[{index}].pipelines names {', '.join(map(repr, unknown))}, not in [pipelines] "
+                    f"(known: {', '.join(self.pipelines) or 'none'}); list only pipelines of this study"
+                )
             if (entry.budgets or entry.fuse) and self.compression is None:
                 problems.append(f"models[{index}] gives budgets or fuse, but the study has no [compression] table")
         for index, entry in enumerate(self.baselines.models):
@@ -416,6 +424,10 @@ class Study(_Section):
     def finetune_for(self, entry: ModelEntry) -> Finetune:
         """The retraining budget of ``entry``: its own ``finetune`` table, or the study's."""
         return entry.finetune if entry.finetune is not None else self.finetune
+
+    def pipelines_for(self, entry: ModelEntry) -> list[str]:
+        """The pipelines (in ``[pipelines]`` order) applied to ``entry``."""
+        return [name for name in self.pipelines if entry.pipelines is None or name in entry.pipelines]
 
     def grid_for(self, entry: ModelEntry) -> tuple[list[str], list[Budget], list[str]]:
         """The selectors (in ``[selectors]`` order), budgets and fusion modes that compress ``entry``."""
