@@ -14,6 +14,8 @@ TARGETS = {
     "MLP 40-100-100-10": ("mnist1d", 0.63),  # the MNIST-1D paper's MLP baseline (~0.65), on 3600 of its 4000 samples
     "CNN-1D": ("mnist1d", 0.90),
 }
+# The conv nets of the main job on shapes at difficulty "moderate": clearly below 100%, far above chance (1/6).
+CONV_TARGETS = {"ResNet-8": ("shapes", 0.85, 0.99), "VGG-small": ("shapes", 0.65, 0.99)}  # seed 0: 0.90, 0.73
 
 
 def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
@@ -54,3 +56,20 @@ def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path)
     assert [row["pipeline"] for row in saved["pipelines"]] == ["fixed-point-w8a8"] * 2
     assert all(3.5 < row["compression_ratio"] < 4.1 for row in saved["pipelines"])  # 8-bit weights, 32-bit biases
     assert {row["model"] for row in saved["trained"]} == {"LeNet-300-100", "MLP 40-100-100-10"}
+
+
+def test_the_conv_base_models_sit_below_100_percent_and_far_above_chance(tmp_path):
+    store = tmp_path / "conv.sqlite"
+    outcome = run_study(
+        load_demo_study(),
+        store=store,
+        quiet=True,
+        jobs=2,
+        where=lambda r: r.kind == "train" and r.config["seed"] == 0 and r.config["model"]["label"] in CONV_TARGETS,
+    )
+    assert (outcome.done, outcome.failed) == (2, 0)
+    with Store(store, readonly=True) as db:
+        rows = {row["config"]["model"]["label"]: row for row in db.rows()}
+    for label, (data, low, high) in CONV_TARGETS.items():
+        assert rows[label]["config"]["model"]["data"] == data
+        assert low <= rows[label]["metrics"]["val_accuracy"] <= high, (label, rows[label]["metrics"])

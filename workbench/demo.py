@@ -38,7 +38,8 @@ class DemoResult:
 
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
     """The demo study (:data:`DEMO_STUDY`, or the study file ``path``); ``quick`` keeps one seed, two selectors,
-    one budget, one fusion mode, the last (cheapest) compression pipeline and no baselines."""
+    one budget, one fusion mode, the last (cheapest) compression pipeline, the models on the study's own
+    retraining budget (not the convolutional ones, which carry their own) and no baselines."""
     from workbench.study.schema import load_study
 
     if path is not None:
@@ -59,6 +60,7 @@ def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) 
         quick_study = study.model_copy(
             update={
                 "study": study.study.model_copy(update={"seeds": study.study.seeds[:1]}),
+                "models": [m for m in study.models if m.finetune is None] or study.models[:1],
                 "selectors": selectors,
                 "compression": compression,
                 "pipelines": pipelines,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import StudyError
-from workbench.study.schema import ModelEntry, Study, file_digest
+from workbench.study.schema import COMPRESSION_KEYS, Finetune, ModelEntry, Study, file_digest
 
 # Where a run config holds fields that only change how the run is shown, not what it computes.
 PRESENTATION_KEYS = (("role",), ("model", "label"), ("budget", "label"))
@@ -81,7 +81,7 @@ class RunConfig:
 
 
 def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
-    config = entry.model_dump(mode="json", exclude={"label"})
+    config = entry.model_dump(mode="json", exclude={"label", *COMPRESSION_KEYS})  # the base model, not its compression
     config["label"] = entry.display
     if config.get("training", {}).get("init") == "kaiming":
         config["training"].pop("init")  # the default: runs stored before the setting existed keep their hashes
@@ -107,11 +107,18 @@ def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConf
 
 def count_runs(study: Study) -> int:
     """How many runs ``study`` expands to at most (before identical runs are merged), without expanding it."""
-    seeds = len(study.study.seeds)
-    per_model = len(study.pipelines)
-    if study.selectors:
-        per_model += len(study.selectors) * len(study.compression.budgets) * len(study.compression.fuse)
-    return seeds * (len(study.models) * (1 + per_model) + len(study.baselines.models))
+    per_seed = len(study.baselines.models)
+    for entry in study.models:
+        selectors, budgets, fuse = study.grid_for(entry)
+        per_seed += 1 + len(study.pipelines_for(entry)) + len(selectors) * len(budgets) * len(fuse)
+    return len(study.study.seeds) * per_seed
+
+
+def _retrain_budget(study: Study, finetune: Finetune, own: bool) -> int | None:
+    """The epochs a pipeline's retraining is scaled to (:func:`workbench.pipeline.with_budget`); None keeps its own."""
+    if not study.selectors and not own and "epochs" not in finetune.model_fields_set:
+        return None  # pipelines alone, and no budget given: each keeps its own schedule
+    return 0 if finetune.method == "none" else finetune.epochs
 
 
 def check_size(study: Study, force: bool = False) -> int:
@@ -130,7 +137,8 @@ def check_size(study: Study, force: bool = False) -> int:
 def expand(study: Study, force: bool = False) -> list[RunConfig]:
     """All runs of ``study``: base-model and baseline training first, then every compression run.
 
-    The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes).
+    The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes), where a model's
+    own ``finetune``, ``selectors``, ``budgets``, ``fuse`` and ``pipelines`` replace the study's for it.
 
     Raises
     ------
@@ -140,15 +148,15 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     check_size(study, force)
     runs: list[RunConfig] = []
     compress: list[RunConfig] = []
-    finetune = study.finetune.model_dump(mode="json", exclude={"own_schedule"})
-    budget_epochs = 0 if study.finetune.method == "none" else study.finetune.epochs
-    if not study.selectors and "epochs" not in study.finetune.model_fields_set:
-        budget_epochs = None  # pipelines alone, and no budget given: each keeps its own schedule
     for entry in study.models:
+        finetune = study.finetune_for(entry)
+        retraining = finetune.model_dump(mode="json", exclude={"own_schedule"})
+        budget_epochs = _retrain_budget(study, finetune, own=entry.finetune is not None)
+        selectors, budgets, fuses = study.grid_for(entry)
         for seed in study.study.seeds:
             base = _train_run(study, entry, "base", seed)
             runs.append(base)
-            for name, steps in study.pipelines.items():
+            for name in study.pipelines_for(entry):
                 compress.append(
                     RunConfig(
                         {
@@ -158,16 +166,16 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "seed": seed,
                             "base": base.hash,
                             "pipeline": name,
-                            "steps": steps,
-                            "distill": study.finetune.method == "distill",
+                            "steps": study.pipelines[name],
+                            "distill": finetune.method == "distill",
                             "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
                             "latency": study.study.latency,
                         }
                     )
                 )
-            for selector, params in study.selectors.items():
-                for budget in study.compression.budgets:
-                    for fuse in study.compression.fuse:
+            for selector in selectors:
+                for budget in budgets:
+                    for fuse in fuses:
                         compress.append(
                             RunConfig(
                                 {
@@ -177,12 +185,12 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                                     "seed": seed,
                                     "base": base.hash,
                                     "selector": selector,
-                                    "selector_params": dict(params),
+                                    "selector_params": dict(study.selectors[selector]),
                                     "budget": {**budget.model_dump(mode="json"), "label": budget.display},
                                     "fuse": fuse,
                                     "source": study.compression.source,
                                     **({"sequential": True} if study.compression.sequential else {}),
-                                    "finetune": finetune,
+                                    "finetune": retraining,
                                     "latency": study.study.latency,
                                 }
                             )

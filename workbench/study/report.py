@@ -281,6 +281,12 @@ def _largest_params(sections: list[Section]) -> float:
     return max(values, default=1) or 1
 
 
+def _score_name(records: Sequence[Record]) -> str:
+    """``"mIoU"`` when the finished ``records`` are scored by mIoU alone (segmentation), else ``"accuracy"``."""
+    done = [r.metrics for r in records if r.status == "done"]
+    return "mIoU" if done and all("accuracy" not in m and "miou" in m for m in done) else "accuracy"
+
+
 def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> Any:
     from workbench.viz.tradeoff_figures import COST_AXES, tradeoff_figure
 
@@ -288,6 +294,7 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
     base = None
     if section.base.n:
         base = _point(section.base, section.base_costs)
+    score = _score_name([r for e in section.entries for r in e.runs])
     return tradeoff_figure(
         _points(section),
         base=base,
@@ -295,7 +302,8 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
         n_test=section.n_test if base else None,
         largest_params=largest,
         order=order,
-        title=f"{section.model} on {section.data}: test accuracy against cost (choose the cost axis at the right)",
+        accuracy_label=f"test {score}",
+        title=f"{section.model} on {section.data}: test {score} against cost (choose the cost axis at the right)",
     )
 
 
@@ -325,7 +333,7 @@ def _trained_table(records: list[Record]) -> str:
             groups[(r.role, r.model, r.data)].append(r)
     if not groups:
         return "<p>(none)</p>"
-    columns = ["model", "data", "role", "seeds", "test accuracy [95%]", "parameters", "multiply-adds"]
+    columns = ["model", "data", "role", "seeds", "test score [95%]", "parameters", "multiply-adds"]
     columns += ["latency", "training time"]
     lines = []
     for (role, model, data), runs in groups.items():
@@ -341,7 +349,7 @@ def _trained_table(records: list[Record]) -> str:
             data,
             "base model" if role == "base" else "baseline",
             seeds_text(est.n) + (f" of {len(runs)}" if len(runs) > len(done) else ""),
-            " ".join(estimate_parts(est)),
+            f"{_score_name(done)} " + " ".join(estimate_parts(est)),
             _si(first.get("params")),
             _si(first.get("macs")),
             _latency(first.get("latency_ms")),

@@ -89,8 +89,55 @@ class Training(_Section):
     init: Literal["kaiming", "torch", "xavier", "orthogonal"] = "kaiming"  # a study axis: how the base starts
 
 
+class Budget(_Section):
+    """A budget: fraction of units kept in every group, with optional per-group overrides."""
+
+    keep: Fraction
+    per_layer: dict[str, Fraction] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        """``"0.5"``, or ``"0.5 +2 layers"`` when groups are overridden."""
+        return f"{self.keep:g}" + (f" +{len(self.per_layer)} layers" if self.per_layer else "")
+
+
+def _budget(value: Any) -> Any:
+    return {"keep": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+#: Fusion modes (``workbench.surgery.FUSE_MODES``, kept here so that reading a study needs no torch).
+FUSE_MODES = ("drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
+
+
+class Finetune(_Section):
+    """Retraining after the rebuild: none, fine-tuning, or distillation from the base model."""
+
+    method: Literal["none", "finetune", "distill", "reconstruct"] = "finetune"
+    epochs: int = Field(0, ge=0)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
+    max_batches: int | None = Field(None, gt=0)
+    loss: Literal["hinton", "logits"] = "hinton"
+    temperature: float = Field(4.0, gt=0)
+    alpha: float | None = Field(None, ge=0, le=1)
+    own_schedule: list[str] = Field(default_factory=list)  # pipelines that keep their own training schedule
+
+
+#: The keys of a ``[[models]]`` entry that say how it is compressed, not which base model it is.
+COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse", "pipelines")
+
+
 class ModelEntry(_Section):
-    """One network: a zoo model (``name`` and ``args``) or a saved ``checkpoint``, on data set ``data``."""
+    """One network: a zoo model (``name`` and ``args``) or a saved ``checkpoint``, on data set ``data``.
+
+    A base model may narrow how it is compressed: ``finetune`` (a table like ``[finetune]``) replaces the
+    study's retraining budget for its selector runs and pipelines, so that every method of this model still
+    retrains on one equal budget; ``selectors`` (names from ``[selectors]``), ``budgets``, ``fuse`` and
+    ``pipelines`` (names from ``[pipelines]``, ``[]`` for none) replace the study's lists for it. Absent, the
+    study's apply (:data:`COMPRESSION_KEYS`).
+    """
 
     name: str | None = None
     checkpoint: str | None = None
@@ -99,7 +146,19 @@ class ModelEntry(_Section):
     data_options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
     training: Training = Field(default_factory=Training)
+    finetune: Finetune | None = None
+    selectors: list[str] | None = Field(None, min_length=1)
+    budgets: list[Annotated[Budget, BeforeValidator(_budget)]] | None = Field(None, min_length=1)
+    fuse: list[Literal[FUSE_MODES]] | None = Field(None, min_length=1)
+    pipelines: list[str] | None = None
     _auto_label: str | None = PrivateAttr(default=None)
+
+    @field_validator("finetune")
+    @classmethod
+    def _no_own_schedule(cls, finetune: Finetune | None) -> Finetune | None:
+        if finetune is not None and finetune.own_schedule:
+            raise ValueError("own_schedule belongs to the study's [finetune] table, not to a model's finetune")
+        return finetune
 
     @field_validator("name")
     @classmethod
@@ -205,26 +264,6 @@ def _show(value: Any) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class Budget(_Section):
-    """A budget: fraction of units kept in every group, with optional per-group overrides."""
-
-    keep: Fraction
-    per_layer: dict[str, Fraction] = Field(default_factory=dict)
-
-    @property
-    def display(self) -> str:
-        """``"0.5"``, or ``"0.5 +2 layers"`` when groups are overridden."""
-        return f"{self.keep:g}" + (f" +{len(self.per_layer)} layers" if self.per_layer else "")
-
-
-def _budget(value: Any) -> Any:
-    return {"keep": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-#: Fusion modes (``workbench.surgery.FUSE_MODES``, kept here so that reading a study needs no torch).
-FUSE_MODES = ("drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
-
-
 class Compression(_Section):
     """What is tried on each base model: budgets, fusion modes, what the unit views read, and whether groups
     are selected one by one on the network rebuilt so far (``sequential``)."""
@@ -233,22 +272,6 @@ class Compression(_Section):
     fuse: list[Literal[FUSE_MODES]] = Field(default_factory=lambda: ["drop"], min_length=1)
     source: Literal["weights", "activations", "pooled"] = "weights"
     sequential: bool = False
-
-
-class Finetune(_Section):
-    """Retraining after the rebuild: none, fine-tuning, or distillation from the base model."""
-
-    method: Literal["none", "finetune", "distill", "reconstruct"] = "finetune"
-    epochs: int = Field(0, ge=0)
-    lr: float | None = Field(None, gt=0)
-    batch_size: int = Field(64, gt=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
-    max_batches: int | None = Field(None, gt=0)
-    loss: Literal["hinton", "logits"] = "hinton"
-    temperature: float = Field(4.0, gt=0)
-    alpha: float | None = Field(None, ge=0, le=1)
-    own_schedule: list[str] = Field(default_factory=list)  # pipelines that keep their own training schedule
 
 
 class Baselines(_Section):
@@ -368,6 +391,50 @@ class Study(_Section):
                 f"(pipelines: {known})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _model_subsets(self) -> Study:
+        problems = []
+        for index, entry in enumerate(self.models):
+            unknown = [name for name in entry.selectors or [] if name not in self.selectors]
+            if unknown:
+                problems.append(
+                    f"models[{index}].selectors names {', '.join(map(repr, unknown))}, not in [selectors] "
+                    f"(known: {', '.join(self.selectors) or 'none'}); list only selectors of this study"
+                )
+            unknown = [name for name in entry.pipelines or [] if name not in self.pipelines]
+            if unknown:
+                problems.append(
+                    f"models[{index}].pipelines names {', '.join(map(repr, unknown))}, not in [pipelines] "
+                    f"(known: {', '.join(self.pipelines) or 'none'}); list only pipelines of this study"
+                )
+            if (entry.budgets or entry.fuse) and self.compression is None:
+                problems.append(f"models[{index}] gives budgets or fuse, but the study has no [compression] table")
+        for index, entry in enumerate(self.baselines.models):
+            given = [key for key in COMPRESSION_KEYS if key in entry.model_fields_set]
+            if given:
+                problems.append(
+                    f"baselines.models[{index}] gives {', '.join(given)}: baselines are trained, not compressed; "
+                    "move the entry to [[models]] or remove the key(s)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def finetune_for(self, entry: ModelEntry) -> Finetune:
+        """The retraining budget of ``entry``: its own ``finetune`` table, or the study's."""
+        return entry.finetune if entry.finetune is not None else self.finetune
+
+    def pipelines_for(self, entry: ModelEntry) -> list[str]:
+        """The pipelines (in ``[pipelines]`` order) applied to ``entry``."""
+        return [name for name in self.pipelines if entry.pipelines is None or name in entry.pipelines]
+
+    def grid_for(self, entry: ModelEntry) -> tuple[list[str], list[Budget], list[str]]:
+        """The selectors (in ``[selectors]`` order), budgets and fusion modes that compress ``entry``."""
+        if not self.selectors or self.compression is None:
+            return [], [], []
+        selectors = [name for name in self.selectors if entry.selectors is None or name in entry.selectors]
+        return selectors, entry.budgets or self.compression.budgets, entry.fuse or self.compression.fuse
 
     @model_validator(mode="after")
     def _something_to_compress(self) -> Study:
