@@ -15,6 +15,16 @@ The best candidate (with its recovery method and rate) is chosen on ``val`` (mea
 (:func:`workbench.study.statistics.paired_difference`). Every candidate's test row is printed too, for reading,
 not for choosing.
 
+Measured (3 seeds, the demo study's training, ``--epochs 10 --lr 1e-3 5e-3``; paired change vs base on test,
+95% t-interval), the targets are all missed:
+
+- LeNet-300-100 at 10%, before retraining: best on val el-halabi-2022 sequential, -4.4 [-9.6, +0.9] points
+  (the all-at-once el-halabi-2022 row: -3.5 [-5.0, -2.1]); target 3.
+- LeNet-300-100 at 10%, after 10 epochs: best on val el-halabi-2022 sequential + distillation at 5e-3,
+  -1.8 [-3.4, -0.2] points; target 1.
+- MNIST-1D MLP at 50%, before retraining: best on val el-halabi-2022, -9.6 [-10.9, -8.3] points (magnitude /
+  lsq: -20.7); target 5.
+
 Usage::
 
     nice -n 5 python analyses/frontier_targets.py            # 3 seeds, the demo study's training
