@@ -369,6 +369,8 @@ def compare_table(
             )
     table = []
     for (model, data, budget), cells in groups.items():
+        if not any(c["n"] for c in cells):
+            continue  # a budget this model does not run (its own grid), or nothing finished yet
         ranked_on = "val" if any(c["val"] is not None for c in cells) else "test"
         order = "val" if ranked_on == "val" else "mean"
         cells.sort(key=lambda c: -c[order] if c[order] is not None else math.inf)
