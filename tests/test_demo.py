@@ -15,7 +15,7 @@ TARGETS = {
     "CNN-1D": ("mnist1d", 0.90),
 }
 # The conv nets of the main job on shapes at difficulty "moderate": clearly below 100%, far above chance (1/6).
-CONV_TARGETS = {"ResNet-8": ("shapes", 0.85, 0.99), "VGG-small": ("shapes", 0.65, 0.99)}  # seed 0: 0.90, 0.73
+CONV_TARGETS = {"ResNet-8": ("shapes", 0.85, 0.99), "VGG-small": ("shapes", 0.85, 0.99)}  # seed 0 val: 0.90, 0.96
 
 
 def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
