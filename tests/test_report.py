@@ -153,6 +153,12 @@ def test_multiply_adds_that_track_parameters_are_not_offered_as_an_axis():
     records[1].metrics["macs"] = 900.0  # a convolution reuses its weights: multiply-adds tell something else
     (conv,) = build_sections(records, {})
     assert not conv.macs_repeat_params
+    records = _study_records()
+    for r in records:  # a conv net pruned uniformly: MACs / params constant across runs, but far from 1
+        if "macs" in r.metrics:
+            r.metrics["macs"] = 120.0 * r.metrics["params"]
+    (uniform,) = build_sections(records, {})
+    assert not uniform.macs_repeat_params
 
 
 def test_kept_rows_read_the_stored_plans():

@@ -162,10 +162,12 @@ def _base_of_run(runs: list[Record], base_values: Mapping[int, float]) -> dict[i
 
 
 def _macs_repeat_params(points: list[dict[str, float]]) -> bool:
+    """Whether multiply-adds only repeat the parameter counts: one multiply-add per weight, as in a fully
+    connected network (a conv net pruned uniformly also keeps MACs / params constant, but far from 1)."""
     ratios = [c["macs"] / c["params"] for c in points if c.get("macs") and c.get("params")]
     if len(ratios) < 2:
         return False
-    return (max(ratios) - min(ratios)) / max(ratios) < SAME_AXIS_TOLERANCE
+    return all(abs(ratio - 1.0) < SAME_AXIS_TOLERANCE for ratio in ratios)
 
 
 def kept_rows(records: list[Record], plans: Mapping[str, Any]) -> list[dict[str, Any]]:
