@@ -266,7 +266,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
     from workbench.metrics import format_table
-    from workbench.study.summary import display_rows
+    from workbench.study.summary import display_rows, format_compare
 
     if args.out:
         _check_out(args.out, folder=True)
@@ -280,12 +280,13 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         "pipelines": outcome.pipelines,
         "trained": result.trained,
         "times": result.times,
+        "comparison": result.comparison,
         "errors": outcome.errors,
     }
     text = [
-        format_table(result.trained),
+        format_table(display_rows(result.trained)),
         "",
-        format_table(display_rows(outcome.summary)),
+        format_compare(result.comparison),  # the summary's cells, one readable block per model and budget
         "",
         format_table(display_rows(outcome.pipelines)),
         "",

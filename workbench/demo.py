@@ -27,13 +27,15 @@ DEMO_STUDY = resources.files("workbench") / "studies" / "demo.toml"
 @dataclass
 class DemoResult:
     """The demo's study outcome, its report, the trained-model table, where the time went (:func:`time_table`:
-    run seconds per kind of run) and the wall time in seconds."""
+    run seconds per kind of run), the methods ranked per model and budget (:func:`compare_table`) and the wall
+    time in seconds."""
 
     outcome: Any
     report: Path
     trained: list[dict[str, Any]]
     seconds: float
     times: list[dict[str, Any]] = field(default_factory=list)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
@@ -98,7 +100,7 @@ def run_demo(
     from workbench.study.report import write_report
     from workbench.study.runner import run_study
     from workbench.study.store import Store
-    from workbench.study.summary import collect, time_table, training_table
+    from workbench.study.summary import collect, compare_table, time_table, training_table
 
     clock = time.perf_counter()
     out_dir = Path(out) if out is not None else Path("workbench-demo")
@@ -110,6 +112,7 @@ def run_demo(
     with Store(store, readonly=True) as db:
         records = collect(demo, db.rows())
     trained, times = training_table(records), time_table(records)
+    comparison = compare_table(records, reference=demo.study.reference) if demo.selectors else []
     atomic_write_text(
         out_dir / "results.json",
         json.dumps(
@@ -117,5 +120,10 @@ def run_demo(
         ),
     )
     return DemoResult(
-        outcome=outcome, report=report, trained=trained, seconds=round(time.perf_counter() - clock, 2), times=times
+        outcome=outcome,
+        report=report,
+        trained=trained,
+        seconds=round(time.perf_counter() - clock, 2),
+        times=times,
+        comparison=comparison,
     )

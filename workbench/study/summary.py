@@ -449,7 +449,8 @@ def read_records(study: Study, store: str | Path | None = None) -> list[Record]:
 
 
 def training_table(records: list[Record]) -> list[dict[str, Any]]:
-    """One row per trained model (base models and baselines): mean accuracy, params, MACs over seeds."""
+    """One row per trained model (base models and baselines): mean accuracy, params, MACs over seeds; ``stats``
+    holds the accuracy's :func:`cell_stats` (n and 95% interval; a single seed's binomial interval)."""
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         if r.kind == "train":
@@ -466,6 +467,7 @@ def training_table(records: list[Record]) -> list[dict[str, Any]]:
                 "params": done[0].metrics.get("params") if done else None,
                 "macs": done[0].metrics.get("macs") if done else None,
                 "runs": f"{len(done)}/{len(items)}",
+                "stats": {"accuracy": cell_stats(_per_seed(done, "accuracy"), _n_test(done))},
             }
         )
     return rows
