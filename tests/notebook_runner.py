@@ -11,24 +11,29 @@ import pytest
 FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def execute_notebook(name: str) -> tuple[Any, str, list[dict]]:
-    """``(executed notebook, printed text, plotly figure outputs)``; fails the test on any error output."""
-    nbformat = pytest.importorskip("nbformat")
+def run_kernel(nb: Any, folder: Path = FOLDER, timeout: int = 600) -> Any:
+    """Execute notebook node ``nb`` in place, in ``folder``, with this checkout's workbench importable."""
     nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(FOLDER / name, as_version=4)
     # "python3" is ipykernel's own kernel; jupyter_client starts it with this interpreter (sys.executable).
-    # The kernel runs in notebooks/, so it is told where this checkout's workbench is (not an installed copy).
+    # The kernel runs in ``folder``, so it is told where this checkout's workbench is (not an installed copy).
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FOLDER.parent), previous]))
     try:
         nbclient.NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
         ).execute()
     finally:
         if previous is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = previous
+    return nb
+
+
+def execute_notebook(name: str) -> tuple[Any, str, list[dict]]:
+    """``(executed notebook, printed text, plotly figure outputs)``; fails the test on any error output."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = run_kernel(nbformat.read(FOLDER / name, as_version=4))
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors, errors

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from notebook_runner import run_kernel
 
 from workbench.graph import from_model
 
@@ -70,7 +71,6 @@ def test_figure_page_draws_every_figure(tmp_path):
 
 def test_exported_notebook_shows_its_figures(tmp_path):
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     nbconvert = pytest.importorskip(
         "nbconvert", reason="nbconvert is needed to export notebooks (pip install nbconvert)"
     )
@@ -82,20 +82,7 @@ def test_exported_notebook_shows_its_figures(tmp_path):
         ),
         nbformat.v4.new_code_cell("adjacency_heatmap(np.ones((10, 10)), title='second figure')"),
     ]
-    import os
-
-    root = str(Path(__file__).resolve().parents[1])
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, previous]))
-    try:
-        nbclient.NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": root}}
-        ).execute()
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
+    run_kernel(nb, folder=Path(__file__).resolve().parents[1], timeout=300)
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
     page = tmp_path / "notebook.html"
     page.write_text(body)
