@@ -16,6 +16,9 @@ TARGETS = {
 }
 # The conv nets of the main job on shapes at difficulty "moderate": clearly below 100%, far above chance (1/6).
 CONV_TARGETS = {"ResNet-8": ("shapes", 0.85, 0.99), "VGG-small": ("shapes", 0.85, 0.99)}  # seed 0 val: 0.90, 0.96
+# ENet on shapes-seg at 32 pixels with ENet's class weights: above predicting background everywhere (mIoU 0.12),
+# far from solved (seed 0 val: 0.275).
+SEGMENTATION_TARGETS = {"ENet": ("shapes-seg", 0.2, 0.6)}
 
 
 def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
@@ -59,6 +62,7 @@ def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path)
 
 
 def test_the_conv_base_models_sit_below_100_percent_and_far_above_chance(tmp_path):
+    """ResNet-8 and the VGG on shapes, and ENet on shapes-seg (mIoU) for seed 0."""
     store = tmp_path / "conv.sqlite"
     outcome = run_study(
         load_demo_study(),
@@ -68,13 +72,15 @@ def test_the_conv_base_models_sit_below_100_percent_and_far_above_chance(tmp_pat
         where=lambda r: (
             r.kind == "train"
             and r.config["seed"] == 0
-            and r.config["model"]["data"] == "shapes"
-            and r.config["model"]["label"] in CONV_TARGETS
-        ),  # not the digits baselines of the same names
+            and r.config["model"]["label"] in {**CONV_TARGETS, **SEGMENTATION_TARGETS}
+        ),
     )
-    assert (outcome.done, outcome.failed) == (2, 0)
+    assert (outcome.done, outcome.failed) == (3, 0)
     with Store(store, readonly=True) as db:
         rows = {row["config"]["model"]["label"]: row for row in db.rows()}
     for label, (data, low, high) in CONV_TARGETS.items():
         assert rows[label]["config"]["model"]["data"] == data
         assert low <= rows[label]["metrics"]["val_accuracy"] <= high, (label, rows[label]["metrics"])
+    (data, low, high), metrics = SEGMENTATION_TARGETS["ENet"], rows["ENet"]["metrics"]
+    assert rows["ENet"]["config"]["model"]["data"] == data and "accuracy" not in metrics
+    assert low <= metrics["val_miou"] <= high, metrics

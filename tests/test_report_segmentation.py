@@ -41,3 +41,49 @@ def test_a_segmentation_base_models_trade_off_axis_is_miou():
     (section,) = build_sections(records, {})
     figure = _tradeoff(section, 1000.0)
     assert figure.layout.yaxis.title.text == "test mIoU" and "test mIoU against cost" in figure.layout.title.text
+
+
+def test_a_segmentation_section_speaks_of_miou_and_draws_no_binomial_noise_band():
+    from workbench.study.report import _ranked_table
+
+    records = [_run("train", "base", "ENet", "shapes-seg", s, miou=0.6 + s / 50, val_miou=0.6) for s in range(3)]
+    records += [_run("compress", "compress", "ENet", "shapes-seg", s, miou=0.5, val_miou=0.5) for s in range(3)]
+    (section,) = build_sections(records, {})
+    assert section.n_test is None  # mIoU is not a proportion of the 200 test images
+    figure = _tradeoff(section, 1000.0)
+    assert not figure.layout.shapes or all(s.fillcolor is None for s in figure.layout.shapes)  # no grey band
+    assert all("one test sample" not in (a.text or "") for a in figure.layout.annotations)
+    labels = [b.label for menu in figure.layout.updatemenus for b in menu.buttons]
+    assert not any(label.startswith("accuracy") for label in labels)
+    head = _ranked_table(section, "magnitude/drop").split("</thead>")[0]
+    assert "val mIoU" in head and "test mIoU" in head and "accuracy" not in head
+    classification = [_run("train", "base", "MLP", "digits", s, accuracy=0.9) for s in range(2)]
+    classification += [_run("compress", "compress", "MLP", "digits", s, accuracy=0.8) for s in range(2)]
+    (plain,) = build_sections(classification, {})
+    assert plain.n_test == 200 and "test accuracy" in _ranked_table(plain, "magnitude/drop")
+    from workbench.study.summary import compare_table, format_compare
+
+    assert "test mIoU" in format_compare(compare_table(records)) and "accuracy" not in format_compare(
+        compare_table(records)
+    )
+    assert "test accuracy" in format_compare(compare_table(classification))
+
+
+def test_heatmaps_with_a_column_per_layer_thin_their_labels_when_there_are_many_layers():
+    import numpy as np
+
+    from workbench.viz.kept_figures import kept_fraction_heatmap
+    from workbench.viz.plan_figures import selection_overlap_figure
+
+    def rows(n: int) -> list[dict]:
+        return [{"method": m, "budget": 0.5, "group": f"stage.{i}", "kept": 0.5} for m in ("a", "b") for i in range(n)]
+
+    few, many = kept_fraction_heatmap(rows(6)), kept_fraction_heatmap(rows(60))
+    assert few.data[0].texttemplate == "%{text}" and few.layout.xaxis.tickvals is None
+    assert many.data[0].texttemplate == "" and 10 <= len(many.layout.xaxis.tickvals) <= 16
+    plans = {
+        name: {f"stage.{i}": np.arange(start, start + 4) for i in range(40)} for name, start in (("a", 0), ("b", 2))
+    }
+    overlap = selection_overlap_figure(plans)
+    assert overlap.data[0].texttemplate == "" and overlap.layout.xaxis.tickvals[-1] == "mean"
+    assert len(overlap.layout.xaxis.tickvals) <= 17

@@ -42,6 +42,9 @@ class Retraining:
         Passed to :func:`workbench.train.fit` (``lr`` None: the trainer's default).
     loss, temperature, alpha
         Distillation loss settings (``method="distill"`` only).
+    class_weights
+        ``method="finetune"`` only: the loss weights per class (:func:`workbench.train.fit`'s ``class_weights``,
+        e.g. ``"enet"``), as the base model was trained.
     features
         ``method="reconstruct"`` only: match the kept layers' outputs (each plan group's layer, on the kept
         units) as well as the logits.
@@ -57,11 +60,17 @@ class Retraining:
     loss: str = "hinton"
     temperature: float = 4.0
     alpha: float | None = None
+    class_weights: str = "none"
     features: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in RETRAIN_METHODS:
             raise ConfigError(f"unknown retraining method {self.method!r}; use one of {', '.join(RETRAIN_METHODS)}.")
+        if self.class_weights != "none" and self.method in ("distill", "reconstruct"):
+            raise ConfigError(
+                f"class_weights weigh the label loss of fine-tuning; {self.method!r} learns from the teacher's "
+                'outputs. Set class_weights = "none" or method = "finetune".'
+            )
 
     @property
     def active(self) -> bool:
@@ -106,7 +115,7 @@ class Retraining:
         if self.method == "reconstruct":
             features = dict(kept_channels or {}) if self.features else None
             return reconstruct(model, teacher, train, epochs=self.epochs, features=features, **kwargs)
-        return finetune(model, train, epochs=self.epochs, **kwargs)
+        return finetune(model, train, epochs=self.epochs, class_weights=self.class_weights, **kwargs)
 
 
 @dataclass

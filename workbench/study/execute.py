@@ -96,6 +96,7 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         weight_decay=training["weight_decay"],
         schedule=training["schedule"],
         max_batches=training["max_batches"],
+        class_weights=training.get("class_weights", "none"),
         random_state=seed,
         quiet=True,
     )

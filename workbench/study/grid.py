@@ -80,11 +80,22 @@ class RunConfig:
         return self.config.get("base")
 
 
+#: Settings added after studies were stored, at their defaults: left out of a run's configuration, so that
+#: runs stored before the setting existed keep their hashes.
+LATER_DEFAULTS = {"init": "kaiming", "class_weights": "none"}
+
+
+def _drop_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    for key, default in LATER_DEFAULTS.items():
+        if settings.get(key) == default:
+            settings.pop(key)
+    return settings
+
+
 def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
     config = entry.model_dump(mode="json", exclude={"label", *COMPRESSION_KEYS})  # the base model, not its compression
     config["label"] = entry.display
-    if config.get("training", {}).get("init") == "kaiming":
-        config["training"].pop("init")  # the default: runs stored before the setting existed keep their hashes
+    _drop_defaults(config.get("training", {}))
     if entry.checkpoint is not None:
         path = study.resolve(entry.checkpoint)
         config["checkpoint"] = str(path)
@@ -150,7 +161,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     compress: list[RunConfig] = []
     for entry in study.models:
         finetune = study.finetune_for(entry)
-        retraining = finetune.model_dump(mode="json", exclude={"own_schedule"})
+        retraining = _drop_defaults(finetune.model_dump(mode="json", exclude={"own_schedule"}))
         budget_epochs = _retrain_budget(study, finetune, own=entry.finetune is not None)
         selectors, budgets, fuses = study.grid_for(entry)
         for seed in study.study.seeds:

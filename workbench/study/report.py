@@ -31,7 +31,7 @@ from workbench.errors import ConfigError
 from workbench.study.report_data import Entry, Section, build_sections, csv_text, run_rows
 from workbench.study.schema import Study, load_study
 from workbench.study.statistics import Difference, Estimate, estimate
-from workbench.study.summary import Record, collect
+from workbench.study.summary import Record, collect, score_name
 
 #: Ways to include plotly.js: inline in the page, or one ``plotly.min.js`` file beside it.
 PLOTLYJS_MODES = ("inline", "file")
@@ -146,8 +146,10 @@ def _ranked_table(section: Section, reference: str) -> str:
     budgets = {e.retraining for e in section.entries if e.runs and e.kind != "baseline"} - {"-"}
     columns += ["run time"] + (["retraining"] if len(budgets) > 1 else [])
     left = {"method", "retraining"}
+    score = _section_score(section)
     head = "".join(
-        f"<th class='{'l' if c in left else ''}'>{_two_lines(*c.partition(', ')[::2])}</th>" for c in columns
+        f"<th class='{'l' if c in left else ''}'>{_two_lines(*c.replace('accuracy', score).partition(', ')[::2])}</th>"
+        for c in columns
     )
     base = section.base_costs
     base_cells = {
@@ -281,10 +283,9 @@ def _largest_params(sections: list[Section]) -> float:
     return max(values, default=1) or 1
 
 
-def _score_name(records: Sequence[Record]) -> str:
-    """``"mIoU"`` when the finished ``records`` are scored by mIoU alone (segmentation), else ``"accuracy"``."""
-    done = [r.metrics for r in records if r.status == "done"]
-    return "mIoU" if done and all("accuracy" not in m and "miou" in m for m in done) else "accuracy"
+def _section_score(section: Section) -> str:
+    """What the section's methods are scored by: ``"mIoU"`` (segmentation) or ``"accuracy"``."""
+    return score_name([r for e in section.entries for r in e.runs])
 
 
 def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> Any:
@@ -294,7 +295,7 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
     base = None
     if section.base.n:
         base = _point(section.base, section.base_costs)
-    score = _score_name([r for e in section.entries for r in e.runs])
+    score = _section_score(section)
     return tradeoff_figure(
         _points(section),
         base=base,
@@ -349,7 +350,7 @@ def _trained_table(records: list[Record]) -> str:
             data,
             "base model" if role == "base" else "baseline",
             seeds_text(est.n) + (f" of {len(runs)}" if len(runs) > len(done) else ""),
-            f"{_score_name(done)} " + " ".join(estimate_parts(est)),
+            f"{score_name(done)} " + " ".join(estimate_parts(est)),
             _si(first.get("params")),
             _si(first.get("macs")),
             _latency(first.get("latency_ms")),
@@ -454,26 +455,33 @@ def render_report(
         title = f"{section.model} on {section.data}"
         toc.append((1, section.anchor, title))
         body.append(f"<h2 id='{section.anchor}'>{html.escape(title)}</h2>")
+        score = _section_score(section)
         ranked = (
-            "Ranked on val accuracy (the test set is only reported)."
+            f"Ranked on val {score} (the test set is only reported)."
             if section.ranked_on == "val accuracy"
-            else "The runs store no val accuracy, so methods are ranked on test accuracy: read the ranking as a "
+            else f"The runs store no val {score}, so methods are ranked on test {score}: read the ranking as a "
             "description of these runs, not as a tuned choice."
         )
         n_seeds = sorted({e.accuracy.n for e in section.entries if e.runs} | {section.base.n} - {0})
         seeds = " or ".join(seeds_text(n) for n in n_seeds) or "no finished run"
+        noise = (
+            "differences inside the grey band are within the test set's noise. "
+            f"Error bars are 95% intervals ({seeds}; open markers: one seed, binomial interval)."
+            if score == "accuracy"
+            else "mIoU is not a proportion of test samples, so there is no binomial noise band: read the spread "
+            f"over seeds. Error bars are 95% intervals over seeds ({seeds}; open markers: one seed, no interval)."
+        )
         questions = [
             (
                 "cost",
-                "Which method gives the best accuracy for its cost?",
+                f"Which method gives the best {score} for its cost?",
                 "Every method on one cost axis (choose it in the menu): the Pareto front joins the methods no other "
-                "beats on both cost and accuracy; differences inside the grey band are within the test set's noise. "
-                f"Error bars are 95% intervals ({seeds}; open markers: one seed, binomial interval). "
+                f"beats on both cost and {score}; {noise} "
                 "Marker area is proportional to parameters, on one scale for the whole report.",
             ),
             (
                 "ranked",
-                "How much accuracy does each compression cost, and can it be told from noise?",
+                f"How much {score} does each compression cost, and can it be told from noise?",
                 f"{ranked} Changes are paired per seed against the base model and against {reference} at the "
                 "same budget; cells whose interval contains 0 say not distinguishable.",
             ),

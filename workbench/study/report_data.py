@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.study.statistics import Difference, Estimate, estimate, paired_difference
-from workbench.study.summary import Record, parse_reference, retraining_budget
+from workbench.study.summary import Record, parse_reference, proportion_size, retraining_budget
 
 #: Cost axes of the report (keys of :data:`workbench.viz.tradeoff_figures.COST_AXES`).
 COSTS = ("params", "macs", "stored_bytes", "latency_ms")
@@ -92,11 +92,6 @@ def _values(runs: list[Record], key: str) -> dict[int, float]:
     return {r.seed: v for r in runs if (v := r.score(key)) is not None}
 
 
-def _n_test(runs: list[Record]) -> int | None:
-    sizes = {r.metrics.get("n") for r in runs} - {None}
-    return int(sizes.pop()) if len(sizes) == 1 else None
-
-
 def _mean(values: list[float]) -> float | None:
     clean = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(clean) / len(clean) if clean else None
@@ -143,9 +138,9 @@ def _entry(
         budget=budget,
         runs=done,
         planned=len(runs),
-        accuracy=estimate(list(accuracy.values()), n_test=_n_test(done)),
+        accuracy=estimate(list(accuracy.values()), n_test=proportion_size(done)),
         val=estimate(list(val.values())) if val else None,
-        rebuilt=estimate(list(rebuilt.values()), n_test=_n_test(done)) if rebuilt else None,
+        rebuilt=estimate(list(rebuilt.values()), n_test=proportion_size(done)) if rebuilt else None,
         vs_base=paired_difference(accuracy, base_values),
         vs_reference=None if reference is None else paired_difference(accuracy, reference),
         is_reference=is_reference,
@@ -269,9 +264,9 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
             Section(
                 model=model,
                 data=data,
-                base=estimate(list(base_values.values()), n_test=_n_test(base_done)),
+                base=estimate(list(base_values.values()), n_test=proportion_size(base_done)),
                 base_costs=base_costs,
-                n_test=_n_test(base_done) or _n_test([r for e in entries for r in e.runs]),
+                n_test=proportion_size(base_done) or proportion_size([r for e in entries for r in e.runs]),
                 entries=entries,
                 ranked_on=ranked_on,
                 kept=kept_rows(mine, plans),

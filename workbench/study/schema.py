@@ -87,6 +87,7 @@ class Training(_Section):
     split: Literal["train", "trainval"] = "train"
     max_batches: int | None = Field(None, gt=0)
     init: Literal["kaiming", "torch", "xavier", "orthogonal"] = "kaiming"  # a study axis: how the base starts
+    class_weights: Literal["none", "enet", "balanced"] = "none"  # loss weights per class (ENet: 1 / ln(1.02 + p))
 
 
 class Budget(_Section):
@@ -122,7 +123,17 @@ class Finetune(_Section):
     loss: Literal["hinton", "logits"] = "hinton"
     temperature: float = Field(4.0, gt=0)
     alpha: float | None = Field(None, ge=0, le=1)
+    class_weights: Literal["none", "enet", "balanced"] = "none"  # fine-tuning only: as the base model's training
     own_schedule: list[str] = Field(default_factory=list)  # pipelines that keep their own training schedule
+
+    @model_validator(mode="after")
+    def _weights_need_labels(self) -> Finetune:
+        if self.class_weights != "none" and self.method in ("distill", "reconstruct"):
+            raise ValueError(
+                f"class_weights weigh the label loss of fine-tuning; method {self.method!r} learns from the "
+                'teacher\'s outputs. Set class_weights = "none" or method = "finetune"'
+            )
+        return self
 
 
 #: The keys of a ``[[models]]`` entry that say how it is compressed, not which base model it is.

@@ -148,8 +148,20 @@ def cell_stats(
     return cell
 
 
-def _n_test(records: list[Record], key: str = "n") -> int | None:
-    """The test-set size stored with the runs (``metrics[key]``), when they agree on one."""
+def score_name(records: list[Record]) -> str:
+    """``"mIoU"`` when the finished ``records`` are scored by mIoU alone (segmentation), else ``"accuracy"``."""
+    done = [r.metrics for r in records if r.status == "done"]
+    return "mIoU" if done and all("accuracy" not in m and "miou" in m for m in done) else "accuracy"
+
+
+def proportion_size(records: list[Record], key: str = "n") -> int | None:
+    """The test-set size stored with the runs (``metrics[key]``), when they agree on one and score accuracy.
+
+    ``None`` for runs scored by mIoU alone (segmentation): mIoU is not a proportion of test samples, so it gets
+    neither a binomial single-seed interval nor a noise floor of one test sample.
+    """
+    if records and all("accuracy" not in r.metrics and "miou" in r.metrics for r in records):
+        return None
     sizes = {r.metrics.get(key) for r in records}
     sizes.discard(None)
     return int(sizes.pop()) if len(sizes) == 1 else None
@@ -212,7 +224,7 @@ def summary_table(
             "retraining": retraining_budget([r for runs in by_budget.values() for r in runs]),
             "base": _mean(list(base_values.values())),
         }
-        stats = {"base": cell_stats(base_values, _n_test(base_runs))}
+        stats = {"base": cell_stats(base_values, proportion_size(base_runs))}
         is_reference = (selector, fuse) == (ref_selector, ref_fuse)
         reference_runs = cells.get((model, data, ref_selector, ref_fuse))
         for budget in budgets:
@@ -222,7 +234,7 @@ def summary_table(
             against = None
             if reference_runs is not None and not is_reference:
                 against = _per_seed(reference_runs.get(budget, []), metric)
-            cell = cell_stats(values, _n_test(runs), against)
+            cell = cell_stats(values, proportion_size(runs), against)
             cell["reference"] = ref_label if against is not None or is_reference else None
             cell["is_reference"] = is_reference
             stats[f"keep {budget}"] = cell
@@ -251,9 +263,9 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
         }
         means = {key: _mean(list(values.values())) for key, values in per_seed.items()}
         base_values = per_seed.pop("base_accuracy")
-        stats = {"base": cell_stats(base_values, _n_test(done, "base_n"))}
+        stats = {"base": cell_stats(base_values, proportion_size(done, "base_n"))}
         stats["accuracy"] = {
-            **cell_stats(per_seed["accuracy"], _n_test(done), base_values),
+            **cell_stats(per_seed["accuracy"], proportion_size(done), base_values),
             "reference": "base",
             "is_reference": False,
         }
@@ -367,6 +379,10 @@ def compare_table(
             groups[(row["model"], row["data"], key.removeprefix("keep "))].append(
                 {"method": method, "val": val, **cell}
             )
+    scores = {
+        (model, data): score_name([r for r in records if (r.model, r.data) == (model, data)])
+        for model, data, _ in groups
+    }
     table = []
     for (model, data, budget), cells in groups.items():
         if not any(c["n"] for c in cells):
@@ -382,6 +398,7 @@ def compare_table(
                     "budget": budget,
                     "rank": rank if cell["n"] else None,
                     "ranked_on": ranked_on,
+                    "score": scores[(model, data)],
                     "method": cell["method"],
                     "val": cell["val"],
                     "n": cell["n"],
@@ -418,7 +435,7 @@ def format_compare(table: list[dict[str, Any]]) -> str:
                 "method": row["method"],
                 "n": row["n"],
                 "val": "-" if row["val"] is None else f"{row['val']:.4f}",
-                "test accuracy": format_cell("accuracy", row),
+                f"test {row.get('score', 'accuracy')}": format_cell("accuracy", row),
                 f"vs {reference}": format_difference(row),
             }
             for row in rows
@@ -467,7 +484,7 @@ def training_table(records: list[Record]) -> list[dict[str, Any]]:
                 "params": done[0].metrics.get("params") if done else None,
                 "macs": done[0].metrics.get("macs") if done else None,
                 "runs": f"{len(done)}/{len(items)}",
-                "stats": {"accuracy": cell_stats(_per_seed(done, "accuracy"), _n_test(done))},
+                "stats": {"accuracy": cell_stats(_per_seed(done, "accuracy"), proportion_size(done))},
             }
         )
     return rows

@@ -15,6 +15,7 @@ from torch import nn
 from workbench.datasets.batches import Batches, Data, check_positive_int
 from workbench.errors import ConfigError, DataError
 from workbench.metrics.forward import checked_forward, model_dtype
+from workbench.train.class_weights import class_weights as compute_class_weights
 from workbench.train.devices import resolve_device, to_device
 from workbench.train.evaluation import evaluate
 from workbench.train.history import History, record_call, record_samples
@@ -136,6 +137,7 @@ def fit(
     step_size: int | None = None,
     gamma: float = 0.1,
     loss_fn: LossFn | None = None,
+    class_weights: str | torch.Tensor | None = None,
     penalty: Penalty | None = None,
     hooks: Sequence[Any] = (),
     random_state: RandomState = 0,
@@ -168,6 +170,10 @@ def fit(
     loss_fn
         ``loss_fn(logits, targets) -> scalar``; default cross-entropy, per pixel for segmentation
         (``(N, C, H, W)`` logits, ``(N, H, W)`` targets, label 255 ignored).
+    class_weights
+        Weights of the default loss per class: a tensor, or a scheme computed from the labels of
+        ``train_data`` (:func:`~workbench.train.class_weights.class_weights`: ``"enet"``, Paszke et al. 2016's
+        ``1 / ln(1.02 + p)``, for background-dominated segmentation; ``"balanced"``; ``"none"``).
     penalty
         ``penalty(model) -> scalar tensor`` added to the loss of every batch (e.g. group lasso).
     hooks
@@ -204,6 +210,10 @@ def fit(
     check_choice("schedule", schedule, SCHEDULES)
     _check_callable("loss_fn", loss_fn)
     _check_callable("penalty", penalty)
+    if loss_fn is not None and class_weights is not None and not isinstance(class_weights, str):
+        raise ConfigError("class_weights weigh the default loss; with a loss_fn, put the weights in it.")
+    if loss_fn is not None and isinstance(class_weights, str) and class_weights != "none":
+        raise ConfigError("class_weights weigh the default loss; with a loss_fn, put the weights in it.")
     hooks = _check_hooks(hooks)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -216,6 +226,7 @@ def fit(
         Batches(val_data, batch_size, name="val_data")  # fail early on empty validation data
     steps = len(batches) if max_batches is None else min(len(batches), max_batches)
 
+    weight = class_weights if not isinstance(class_weights, str) else compute_class_weights(train_data, class_weights)
     groups = _param_groups(model, param_groups)
     model.to(device)
     opt = make_optimizer(groups, optimizer, lr, weight_decay, momentum)
@@ -229,6 +240,7 @@ def fit(
         loss_fn=loss_fn,
         penalty=penalty,
         hooks=hooks,
+        weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=device),
     )
     history = History()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -254,6 +266,7 @@ class _Trainer:
     loss_fn: LossFn | None
     penalty: Penalty | None
     hooks: list[Any]
+    weight: torch.Tensor | None = None
 
     def step(self, inputs: Any, targets: Any, where: str) -> tuple[float, float]:
         """One batch: forward, loss (+ penalty), backward, hooks, optimizer and schedule step.
@@ -268,7 +281,7 @@ class _Trainer:
             loss = self.loss_fn(logits, targets)
         else:
             self.task = self.task or task_from_shapes(logits, targets)
-            loss = default_loss(logits, targets, self.task)
+            loss = default_loss(logits, targets, self.task, weight=self.weight)
         extra = _penalty_value(self.penalty, self.model) if self.penalty is not None else None
         total = loss if extra is None else loss + extra
         if not torch.isfinite(total.detach()).all():

@@ -85,8 +85,14 @@ def check_shapes(logits: torch.Tensor, targets: torch.Tensor, task: str) -> None
         )
 
 
-def default_loss(logits: torch.Tensor, targets: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy; per pixel for segmentation, where targets equal to 255 are ignored."""
+def default_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    task: str,
+    reduction: str = "mean",
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy (``weight``: one per class); per pixel for segmentation, where targets equal to 255 are ignored."""
     check_shapes(logits, targets, task)
     ignore = IGNORE_INDEX if task == "segmentation" else -100
     num_classes = logits.shape[1]
@@ -97,4 +103,6 @@ def default_loss(logits: torch.Tensor, targets: torch.Tensor, task: str, reducti
             f"{' (or 255, ignored)' if task == 'segmentation' else ''}; found values in "
             f"[{int(valid.min())}, {int(valid.max())}]. Build the model for the data set's number of classes."
         )
-    return F.cross_entropy(logits, targets, ignore_index=ignore, reduction=reduction)
+    if weight is not None and len(weight) != num_classes:
+        raise DataError(f"{len(weight)} class weights for a model with {num_classes} outputs; weigh every class once.")
+    return F.cross_entropy(logits, targets, weight=weight, ignore_index=ignore, reduction=reduction)

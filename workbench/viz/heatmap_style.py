@@ -18,6 +18,24 @@ def thinned_ticks(order: np.ndarray) -> dict[str, Any]:
     return {"tickmode": "array", "tickvals": positions.tolist(), "ticktext": [str(int(order[p])) for p in positions]}
 
 
+#: Columns of a layer-per-column heatmap up to which every cell carries its value and every column its name.
+MAX_LABELLED_COLUMNS = 16
+
+
+def layer_columns(names: list[str]) -> tuple[dict[str, Any], bool]:
+    """Axis settings and whether cells may carry text, for a heatmap with a column per layer in ``names``.
+
+    Up to :data:`MAX_LABELLED_COLUMNS` columns every column is named and every cell shows its value; beyond
+    (ENet has 60 prunable groups), about that many evenly spaced names remain, cells show colour only, and
+    hover gives each value.
+    """
+    if len(names) <= MAX_LABELLED_COLUMNS:
+        return {}, True
+    step = -(-len(names) // MAX_LABELLED_COLUMNS)
+    shown = names[::step]
+    return {"tickmode": "array", "tickvals": shown, "ticktext": shown}, False
+
+
 def block_strip_traces(sorted_labels: np.ndarray, at: float) -> list[Any]:
     """One square-marker trace per block along the top and left edges (position ``at``), coloured by block.
 

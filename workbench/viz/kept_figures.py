@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workbench.errors import ConfigError
+from workbench.viz.heatmap_style import layer_columns
 
 
 def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fraction of units kept per layer") -> Any:
@@ -49,6 +50,7 @@ def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fr
         vertical_spacing=0.25 / max(nrows, 1),
     )
     value = {(str(r["method"]), str(r["budget"]), str(r["group"])): float(r["kept"]) for r in rows}
+    ticks, with_text = layer_columns(groups)
     for i, budget in enumerate(budgets):
         z = [[value.get((m, budget, g)) for g in groups] for m in methods]
         text = [["" if v is None else f"{v:.2f}" for v in line] for line in z]
@@ -70,7 +72,7 @@ def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fr
                 zmax=1,
                 colorscale="Blues",
                 text=text,
-                texttemplate="%{text}",
+                texttemplate="%{text}" if with_text else "",
                 customdata=hover,
                 hovertemplate="%{customdata}<extra></extra>",
                 showscale=i == 0,
@@ -81,7 +83,7 @@ def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fr
             row=i // cols + 1,
             col=i % cols + 1,
         )
-    fig.update_xaxes(tickangle=-30, automargin=True)
+    fig.update_xaxes(tickangle=-30, automargin=True, **ticks)
     fig.update_yaxes(automargin=True, autorange="reversed")
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},

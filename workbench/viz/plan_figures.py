@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.errors import ConfigError
+from workbench.viz.heatmap_style import layer_columns
 from workbench.viz.kept_units import kept_units
 from workbench.viz.palette import categorical
 
@@ -116,6 +117,9 @@ def selection_overlap_figure(plans: Mapping[str, Any], title: str | None = None)
         row = z[r, : len(groups)]
         z[r, -1] = np.nanmean(row) if np.isfinite(row).any() else np.nan
         text[r][-1] = "mean over layers"
+    ticks, with_text = layer_columns([*groups, "mean"])
+    if ticks and "mean" not in ticks["tickvals"]:
+        ticks = {**ticks, "tickvals": [*ticks["tickvals"], "mean"], "ticktext": [*ticks["ticktext"], "mean"]}
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -126,7 +130,7 @@ def selection_overlap_figure(plans: Mapping[str, Any], title: str | None = None)
             zmax=1,
             colorscale="Viridis",
             colorbar={"title": {"text": "Jaccard", "side": "right"}},
-            texttemplate="%{z:.2f}",
+            texttemplate="%{z:.2f}" if with_text else "",
             hovertemplate="%{y}<br>%{x}: Jaccard %{z:.2f}<br>%{text}<extra></extra>",
         )
     )
@@ -134,7 +138,7 @@ def selection_overlap_figure(plans: Mapping[str, Any], title: str | None = None)
         title=title or "Overlap of the kept units between selectors (Jaccard per layer)",
         template="plotly_white",
         height=max(320, 60 + 32 * len(pairs)),
-        xaxis={"title": "layer (prunable group)"},
+        xaxis={"title": "layer (prunable group)", **ticks},
         yaxis={"autorange": "reversed"},
     )
     return fig

@@ -157,6 +157,7 @@ def tradeoff_figure(
 
     for point in points:
         _check(point)
+    score = accuracy_label.removeprefix("test ")  # "accuracy" or "mIoU": the menus and the noise note say it
     everything = list(points) + ([base] if base is not None else [])
     used = _axes_in_use(everything, axes)
     largest = largest_params or max((p.get("params") or 0 for p in everything), default=0) or 1
@@ -273,7 +274,7 @@ def tradeoff_figure(
                     "showarrow": False,
                     "align": "left",
                     "font": {"size": 11, "color": "#444"},
-                    "text": f"dashed line: base accuracy; grey band: ±1 standard error at the base accuracy "
+                    "text": f"dashed line: base {score}; grey band: ±1 standard error at the base {score} "
                     f"({floor['se']:.4f}); one test sample = {floor['one_sample']:.4f} (n = {n_test:,})",
                 }
             )
@@ -316,7 +317,7 @@ def tradeoff_figure(
         shapes=shapes,
         annotations=annotations,
         legend={"tracegroupgap": 8, "groupclick": "toggleitem", "itemsizing": "constant"},
-        updatemenus=_zoom_menu(everything, base)
+        updatemenus=_zoom_menu(everything, base, score)
         + [
             {
                 "buttons": buttons,
@@ -366,8 +367,10 @@ def dodge(points: Sequence[Mapping[str, Any]], axis: str) -> dict[int, float | N
 NEAR_BASE = 0.05
 
 
-def _zoom_menu(points: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A second menu: the accuracy axis over every point, or within :data:`NEAR_BASE` of the base accuracy
+def _zoom_menu(
+    points: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None, score: str = "accuracy"
+) -> list[dict[str, Any]]:
+    """A second menu: the ``score`` axis over every point, or within :data:`NEAR_BASE` of the base score
     (offered when some point lies farther from it)."""
     if base is None:
         return []
@@ -382,12 +385,12 @@ def _zoom_menu(points: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | No
         {
             "buttons": [
                 {
-                    "label": "accuracy: all points",
+                    "label": f"{score}: all points",
                     "method": "relayout",
                     "args": [{"yaxis.range": [low - pad, high + pad]}],
                 },
                 {
-                    "label": f"accuracy: base -{NEAR_BASE * 100:.0f} points",
+                    "label": f"{score}: base -{NEAR_BASE * 100:.0f} points",
                     "method": "relayout",
                     "args": [{"yaxis.range": list(near)}],
                 },
