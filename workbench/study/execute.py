@@ -70,7 +70,6 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
     train = load_data(model_cfg, training["split"])
-    val = None if training["split"] == "trainval" else load_data(model_cfg, "val")
     batch = min(training["batch_size"], len(train))
     check_memory(
         model_cfg["name"],
@@ -85,10 +84,9 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
         if training.get("init", "kaiming") != "kaiming":
             init_weights_(model, training["init"])
-    history = fit(
+    history = fit(  # no per-epoch validation: only the final val score is stored (_val_scores)
         model,
         train,
-        val_data=val,
         epochs=training["epochs"],
         batch_size=training["batch_size"],
         optimizer=training["optimizer"],
