@@ -102,3 +102,22 @@ def test_compress_reconstructs_without_labels_and_says_so(lenet, digits):
     assert result.teacher == "base model (no labels)"
     assert result.retrain_samples == 3 * len(train)
     assert result.after["accuracy"] > result.rebuilt["accuracy"]
+
+
+def test_a_pipeline_retrains_without_labels_when_given_logit_regression_options(lenet, digits):
+    from workbench.edits import note
+    from workbench.pipeline import run_pipeline
+
+    train, test = digits
+    steps = [{"do": "prune", "rate": 0.9}, {"do": "retrain", "epochs": 5, "lr": 3e-3}]
+    label_free = run_pipeline(
+        lenet, steps, wrong_labels(train), teacher=lenet, distill_options={"loss": "logits", "alpha": 1.0}
+    )
+    misled = run_pipeline(lenet, steps, wrong_labels(train))
+    pruned_only = evaluate(run_pipeline(lenet, steps[:1]), test)["accuracy"]  # 0.35
+    free, fitted = evaluate(label_free, test)["accuracy"], evaluate(misled, test)["accuracy"]  # 0.82, 0.10
+    assert free > pruned_only + 0.3 and fitted < free - 0.5  # the wrong labels were never read
+    assert [s["learned_from"] for s in note(label_free, "pipeline")] == ["-", "teacher (no labels)"]
+    assert [s["learned_from"] for s in note(misled, "pipeline")] == ["-", "labels"]
+    with pytest.raises(ConfigError, match="teacher"):
+        run_pipeline(lenet, steps, train, distill_options={"loss": "logits"})

@@ -139,3 +139,33 @@ def test_the_base_models_initialization_is_a_study_axis_that_keeps_default_hashe
     path.write_text(STUDY.replace("lr = 1e-2 }", 'lr = 1e-2, init = "he" }'))
     with pytest.raises(StudyError, match="init"):
         load_study(path)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "teacher"),
+    [
+        ("reconstruct", {"loss": "logits", "alpha": 1.0}, "base model (no labels)"),
+        ("distill", {"loss": "hinton", "temperature": 4.0}, "base model"),
+    ],
+)
+def test_pipelines_learn_from_what_the_selector_runs_learn_from(tmp_path, method, options, teacher):
+    """With [finetune] method = "reconstruct" a study's pipelines retrain on the base model's logits alone, like its
+    selector runs (no labels); with "distill", with the study's distillation settings."""
+    from workbench.study import expand
+
+    path = tmp_path / f"{method}.toml"
+    path.write_text(STUDY.replace("[finetune]\nepochs = 2", f'[finetune]\nmethod = "{method}"\nepochs = 2'))
+    study = load_study(path)
+    pipelines = [run for run in expand(study) if run.kind == "pipeline"]
+    assert {json_key(run.config.get("distill_options")) for run in pipelines} == {json_key(options)}
+    outcome = run_study(study, quiet=True, where=lambda run: run.kind != "compress" and run.config["seed"] == 0)
+    assert outcome.failed == 0
+    with Store(tmp_path / f"{method}.sqlite", readonly=True) as store:
+        done = [row for row in store.rows() if row["kind"] == "pipeline"]
+    assert {row["metrics"]["teacher"] for row in done if row["metrics"]["retrain_samples"]} == {teacher}
+
+
+def json_key(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

@@ -41,6 +41,7 @@ class Transform:
     fit_kwargs: bool = False  # also accepts ``workbench.train.fit`` keywords
     needs_data: bool = True  # trains, so the pipeline needs training data
     exclude: tuple[str, ...] = ()  # fit keywords the transform sets itself
+    teacher: bool = False  # retrains against the pipeline's teacher (and takes ``distill_options``)
 
     def __call__(
         self, model: nn.Module, data: Any, teacher: nn.Module | None, random_state: int, **params: Any
@@ -202,6 +203,7 @@ def _register_all(registry: Registry[nn.Module]) -> None:
             target or function,
             fit_kwargs,
             exclude=("epochs",) if fit_kwargs else (),
+            teacher=teacher,
         )
 
     items = [
@@ -218,6 +220,7 @@ def _register_all(registry: Registry[nn.Module]) -> None:
             _network_surgery,
             _network_surgery,
             fit_kwargs=True,
+            teacher=True,
         ),
         Transform(
             "group-lasso",
@@ -225,6 +228,7 @@ def _register_all(registry: Registry[nn.Module]) -> None:
             _group_lasso,
             _group_lasso,
             fit_kwargs=True,
+            teacher=True,
         ),
         model_only("shrink-zeroed", "remove units whose weights are zero (surgery)", shrink_zeroed),
         model_only("share", "k-means weight sharing, trainable centroids (Han et al. 2016)", quantize.share_weights),
@@ -276,7 +280,12 @@ def _register_all(registry: Registry[nn.Module]) -> None:
             surgery.sparse_decompose,
         ),
         Transform(
-            "retrain", "retrain: fine-tune, or distil from the pipeline's teacher", _retrain, _retrain, fit_kwargs=True
+            "retrain",
+            "retrain: fine-tune, or distil from the pipeline's teacher",
+            _retrain,
+            _retrain,
+            fit_kwargs=True,
+            teacher=True,
         ),
     ]
     for transform in items:
@@ -457,6 +466,7 @@ def run_pipeline(
     *,
     val_data: Any = None,
     teacher: nn.Module | str | None = None,
+    distill_options: dict[str, Any] | None = None,
     random_state: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
@@ -474,6 +484,12 @@ def run_pipeline(
         When given, the validation accuracy after each step is recorded (nothing is tuned on it here).
     teacher
         Retraining distils from this network (``"input"``: a frozen copy of ``model``); None fits labels.
+    distill_options
+        How every step that retrains against ``teacher`` distils, unless the step sets its own
+        (``workbench.train.distill``'s ``loss``, ``temperature``, ``alpha``): e.g. ``{"loss": "logits",
+        "alpha": 1.0}`` retrains on the teacher's logits alone, without labels. Steps that cannot take a
+        teacher (``soft-sharing``, ``fixed-point-iterative``) still fit the labels; each step's record says
+        what it learned from (``learned_from``).
     random_state
         Seed of every step that takes one.
     log
@@ -491,6 +507,8 @@ def run_pipeline(
 
     steps = check_steps(steps)
     teacher = resolve_teacher(teacher, model)
+    if distill_options and teacher is None:
+        raise ConfigError("distill_options were given without a teacher; pass teacher=... or drop them.")
     current = copy.deepcopy(model)
     record = []
     for i, step in enumerate(steps):
@@ -498,10 +516,21 @@ def run_pipeline(
         if train_data is None and transform.needs_data:
             raise ConfigError(f"step {i} ({step['do']}) trains; pass train_data to run_pipeline.")
         params = {k: v for k, v in step.items() if k != "do"}
+        if distill_options and transform.teacher:
+            params.setdefault("distill_options", dict(distill_options))
         clock = time.perf_counter()
         with counting_samples() as count:
             current = transform(current, train_data, teacher, random_state, **params)
-        record.append({**step, "seconds": round(time.perf_counter() - clock, 3), "samples": count.samples})
+        record.append(
+            {
+                **step,
+                "seconds": round(time.perf_counter() - clock, 3),
+                "samples": count.samples,
+                "learned_from": _learned_from(transform, teacher, params.get("distill_options"))
+                if count.samples
+                else "-",
+            }
+        )
         if val_data is not None:
             from workbench.train import evaluate
 
@@ -509,6 +538,18 @@ def run_pipeline(
         if log is not None:
             log(f"step {i} {step['do']}: {record[-1]['seconds']:.1f} s")
     return set_note(current, "pipeline", record)
+
+
+def _learned_from(transform: Transform, teacher: Any, options: dict[str, Any] | None) -> str:
+    """What a step that trained learned from: ``"labels"``, ``"teacher and labels"`` or ``"teacher (no labels)"``
+    (distillation's defaults: Hinton's loss weighs the labels by 0.1, logit regression not at all)."""
+    if teacher is None or not transform.teacher:
+        return "labels"
+    options = options or {}
+    alpha = options.get("alpha")
+    if alpha is None:
+        alpha = 0.9 if options.get("loss", "hinton") == "hinton" else 1.0
+    return "teacher (no labels)" if alpha >= 1.0 else "teacher and labels"
 
 
 @dataclass

@@ -197,7 +197,12 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         steps = with_budget(steps, budget, model)  # the study's one retraining budget
     with counting_samples() as count:
         compressed = run_pipeline(
-            model, steps, train, teacher=model if config.get("distill") else None, random_state=config["seed"]
+            model,
+            steps,
+            train,
+            teacher=model if config.get("distill") else None,
+            distill_options=config.get("distill_options"),
+            random_state=config["seed"],
         )
     before, after = storage_report(model), storage_report(compressed)
     metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
@@ -206,7 +211,7 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     metrics.update(
         {
             "retrain_samples": count.samples,
-            "teacher": "base model" if config.get("distill") and count.samples else "none",
+            "teacher": _pipeline_teacher(note(compressed, "pipeline") or []),
             "schedule": "own" if budget is None else "study budget",
             "nonzero": after.nonzero,
             "stored_bytes": after.stored_bytes,
@@ -216,6 +221,18 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         }
     )
     return metrics, {"pipeline": config["pipeline"], "steps": note(compressed, "pipeline")}
+
+
+def _pipeline_teacher(record: list[dict[str, Any]]) -> str:
+    """What a pipeline's training steps learned from, in the words of the selector runs' ``teacher`` column:
+    ``"none"`` (labels only), ``"base model"``, ``"base model (no labels)"``, or ``"base model and labels"`` when
+    some steps could only fit labels."""
+    learned = {step.get("learned_from", "labels") for step in record} - {"-"}
+    taught = {"teacher and labels", "teacher (no labels)"} & learned
+    if not taught:
+        return "none"
+    name = "base model (no labels)" if taught == {"teacher (no labels)"} else "base model"
+    return f"{name} and labels" if "labels" in learned else name
 
 
 def _error_text(exc: BaseException) -> str:

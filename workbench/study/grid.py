@@ -92,6 +92,21 @@ def _drop_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def _pipeline_teacher(finetune: Finetune) -> dict[str, Any]:
+    """How a pipeline's retraining steps learn, as the selector runs do: from labels (``finetune``), by
+    distillation with the study's loss, temperature and alpha (``distill``), or from the base model's logits
+    alone (``reconstruct``: logit regression with alpha 1, no labels)."""
+    if finetune.method == "distill":
+        options = {"loss": finetune.loss, "temperature": finetune.temperature}
+        return {
+            "distill": True,
+            "distill_options": options | ({"alpha": finetune.alpha} if finetune.alpha is not None else {}),
+        }
+    if finetune.method == "reconstruct":
+        return {"distill": True, "distill_options": {"loss": "logits", "alpha": 1.0}}
+    return {"distill": False}
+
+
 def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
     config = entry.model_dump(mode="json", exclude={"label", *COMPRESSION_KEYS})  # the base model, not its compression
     config["label"] = entry.display
@@ -178,7 +193,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "base": base.hash,
                             "pipeline": name,
                             "steps": study.pipelines[name],
-                            "distill": finetune.method == "distill",
+                            **_pipeline_teacher(finetune),
                             "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
                             "latency": study.study.latency,
                         }

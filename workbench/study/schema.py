@@ -7,7 +7,10 @@ see :func:`workbench.select.list_presets`), the fusion modes, the fine-tuning or
 architectures of the accuracy-vs-operations chart. ``[pipelines]`` names classic compression
 pipelines, each a list of steps ``{do = "<transform>", ...}`` of :mod:`workbench.pipeline` (e.g.
 ``dc = [{do = "iterative-prune", rates = [0.5, 0.9], retrain_epochs = 5}, {do = "share", bits = 5}]``);
-their retraining distils from the base model when ``finetune.method = "distill"``, and their training is scaled to
+their retraining steps learn from what the selector runs learn from: the labels, the base model by distillation
+with the study's settings (``finetune.method = "distill"``), or the base model's logits alone, without labels
+(``"reconstruct"``; steps that cannot take a teacher still fit labels, and the ``teacher`` column says so); their
+training is scaled to
 the study's one retraining budget, ``finetune.epochs`` (:func:`workbench.pipeline.with_budget`), unless
 ``finetune.own_schedule`` names them (they then keep their paper's schedule, and tables say so). Every run is
 scored on ``val`` and ``test``; summaries rank on ``val``. :func:`load_study` reads and validates it; every
