@@ -87,3 +87,49 @@ def test_heatmaps_with_a_column_per_layer_thin_their_labels_when_there_are_many_
     overlap = selection_overlap_figure(plans)
     assert overlap.data[0].texttemplate == "" and overlap.layout.xaxis.tickvals[-1] == "mean"
     assert len(overlap.layout.xaxis.tickvals) <= 17
+
+
+def test_a_segmentation_study_stores_per_class_iou_and_the_report_tables_it(tmp_path):
+    from workbench.study import load_study, run_study
+    from workbench.study.report import write_report
+    from workbench.study.summary import read_records
+
+    path = tmp_path / "seg.toml"
+    path.write_text(
+        """
+[study]
+name = "seg"
+seeds = [0, 1]
+latency = false
+
+[[models]]
+name = "enet"
+data = "shapes-seg"
+data_options = { num_samples = 20, size = 16 }
+training = { epochs = 1, batch_size = 4, class_weights = "enet" }
+
+[selectors]
+magnitude = {}
+
+[compression]
+budgets = [0.5]
+
+[finetune]
+epochs = 1
+batch_size = 4
+class_weights = "enet"
+"""
+    )
+    study = load_study(path)
+    assert run_study(study, quiet=True).failed == 0
+    records = read_records(study)
+    names = ["background", "circle", "square", "triangle", "cross", "diamond", "ring"]
+    for record in records:
+        assert record.metrics["class_names"] == names and len(record.metrics["iou"]) == len(names)
+        assert all(v is None or 0.0 <= v <= 1.0 for v in record.metrics["iou"])
+    (section,) = build_sections(records, {})
+    rows = section.class_iou["rows"]
+    assert [label for label, _, _ in rows] == ["base model", "magnitude, drop, keep 0.5"]
+    assert [seeds for _, _, seeds in rows] == [2, 2]
+    html = write_report(study, out=tmp_path / "seg.html").read_text()
+    assert "Per-class IoU" in html and "<th>triangle</th>" in html

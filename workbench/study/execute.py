@@ -48,6 +48,18 @@ def _metrics(figures: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in figures.items() if key in _METRICS}
 
 
+def _class_scores(model: Any, test: Any) -> dict[str, Any]:
+    """Per-class IoU of a segmentation ``model`` on ``test`` (``iou``, None for a class absent from the test
+    scenes) with the data set's ``class_names``; empty for classification."""
+    if getattr(test, "task", None) != "segmentation":
+        return {}
+    from workbench.train import evaluate
+
+    iou = [None if value != value else round(float(value), 6) for value in evaluate(model, test)["iou"]]
+    names = getattr(test, "class_names", None) or [str(k) for k in range(len(iou))]
+    return {"iou": iou, "class_names": list(names)}
+
+
 def _val_scores(model: Any, config: dict[str, Any]) -> dict[str, Any]:
     """``val_accuracy`` (or ``val_miou``) and ``val_n`` of ``model`` on the ``val`` split: what summaries rank on.
 
@@ -133,6 +145,7 @@ def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str,
     test = load_data(config["model"], "test")
     metrics = _metrics(measure(model, test, latency=config.get("latency", True)))
     metrics.update(_val_scores(model, config))
+    metrics.update(_class_scores(model, test))
     metrics.update({key: meta[key] for key in ("train_seconds", "epochs") if key in meta})
     return metrics, None
 
@@ -167,6 +180,7 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     )
     metrics = _metrics(result.after)
     metrics.update(_val_scores(result.model, config))
+    metrics.update(_class_scores(result.model, test))
     metrics.update({f"{key}_rebuilt": value for key, value in result.rebuilt.items() if key in SCORE_KEYS})
     metrics.update(
         {f"base_{key}": value for key, value in _metrics(result.before).items() if not key.startswith("latency")}
@@ -207,6 +221,7 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     before, after = storage_report(model), storage_report(compressed)
     metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
     metrics.update(_val_scores(compressed, config))
+    metrics.update(_class_scores(compressed, test))
     metrics.update({f"base_{key}": value for key, value in scores(model, test).items() if key in SCORE_KEYS})
     metrics.update(
         {

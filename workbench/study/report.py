@@ -179,6 +179,24 @@ def _ranked_table(section: Section, reference: str) -> str:
     return f"{note}<div class='scroll'>{table}</div>"
 
 
+def _class_iou_table(class_iou: dict[str, Any]) -> str:
+    """Per-class IoU (mean over seeds) of the base model and every compressed model, as an HTML table."""
+    names = class_iou["class_names"]
+    head = "".join(f"<th>{html.escape(str(n))}</th>" for n in ["method", "seeds", *names])
+    lines = []
+    for label, means, seeds in class_iou["rows"]:
+        cells = [f"<td class='l'>{html.escape(label)}</td>", f"<td>{seeds}</td>"]
+        cells += [f"<td>{'-' if m is None else f'{m:.3f}'}</td>" for m in means]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    note = (
+        "<p class='note'>Per-class IoU on the test scenes, mean over seeds (- : a class absent from them); the mIoU "
+        "above is, per seed, their mean over the classes present.</p>"
+    )
+    return (
+        f"{note}<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>"
+    )
+
+
 def _seconds(value: float | None) -> str:
     """``12.3 s``; below one second two decimals (``0.04 s``), so that short runs do not read as zero."""
     if value is None:
@@ -512,6 +530,8 @@ def render_report(
                     body.append("<p class='note'>No run of this model has finished yet: nothing to draw.</p>")
             elif key == "ranked":
                 body.append(_ranked_table(section, reference))
+                if section.class_iou:
+                    body.append(_class_iou_table(section.class_iou))
             else:
                 per_budget: dict[str, set[float]] = defaultdict(set)
                 for row in section.kept:

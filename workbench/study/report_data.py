@@ -75,6 +75,7 @@ class Section:
     kept: list[dict[str, Any]] = field(default_factory=list)
     overlap: dict[str, Any] = field(default_factory=dict)
     macs_repeat_params: bool = False
+    class_iou: dict[str, Any] = field(default_factory=dict)  # segmentation: class_names and per-row mean IoU
 
     @property
     def anchor(self) -> str:
@@ -214,6 +215,28 @@ def overlap_plans(records: list[Record], plans: Mapping[str, Any]) -> dict[str, 
     return {}
 
 
+def class_iou_rows(base_runs: list[Record], entries: list[Entry]) -> dict[str, Any]:
+    """Per-class IoU of a segmentation section, mean over seeds: ``class_names`` and ``rows`` of
+    ``(label, [mean IoU or None per class], seeds)``, the base model first, then the entries in their order;
+    empty when no run stored per-class IoU."""
+    names = next((r.metrics["class_names"] for r in base_runs if r.metrics.get("class_names")), None)
+    names = names or next(
+        (r.metrics["class_names"] for e in entries for r in e.runs if r.metrics.get("class_names")), None
+    )
+    if not names:
+        return {}
+
+    def row(label: str, runs: list[Record]) -> tuple[str, list[float | None], int] | None:
+        lists = [r.metrics["iou"] for r in runs if r.status == "done" and len(r.metrics.get("iou") or []) == len(names)]
+        if not lists:
+            return None
+        means = [_mean([values[k] for values in lists]) for k in range(len(names))]
+        return label, means, len(lists)
+
+    rows = [row("base model", base_runs), *(row(e.label, e.runs) for e in entries if e.kind != "baseline")]
+    return {"class_names": list(names), "rows": [r for r in rows if r is not None]}
+
+
 def build_sections(records: list[Record], plans: Mapping[str, Any], reference: str | None = None) -> list[Section]:
     """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked."""
     ref_selector, ref_fuse = parse_reference(reference)
@@ -272,6 +295,7 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
                 kept=kept_rows(mine, plans),
                 overlap=overlap_plans(mine, plans),
                 macs_repeat_params=_macs_repeat_params(points),
+                class_iou=class_iou_rows(base_done, entries),
             )
         )
     return sections
