@@ -543,12 +543,12 @@ def run_pipeline(
 def _learned_from(transform: Transform, teacher: Any, options: dict[str, Any] | None) -> str:
     """What a step that trained learned from: ``"labels"``, ``"teacher and labels"`` or ``"teacher (no labels)"``
     (distillation's defaults: Hinton's loss weighs the labels by 0.1, logit regression not at all)."""
+    from workbench.train.distill import default_alpha
+
     if teacher is None or not transform.teacher:
         return "labels"
     options = options or {}
-    alpha = options.get("alpha")
-    if alpha is None:
-        alpha = 0.9 if options.get("loss", "hinton") == "hinton" else 1.0
+    alpha = default_alpha(options.get("loss", "hinton"), options.get("alpha"))
     return "teacher (no labels)" if alpha >= 1.0 else "teacher and labels"
 
 

@@ -92,7 +92,7 @@ def _drop_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _pipeline_teacher(finetune: Finetune) -> dict[str, Any]:
+def _pipeline_distillation(finetune: Finetune) -> dict[str, Any]:
     """How a pipeline's retraining steps learn, as the selector runs do: from labels (``finetune``), by
     distillation with the study's loss, temperature and alpha (``distill``), or from the base model's logits
     alone (``reconstruct``: logit regression with alpha 1, no labels)."""
@@ -193,7 +193,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "base": base.hash,
                             "pipeline": name,
                             "steps": study.pipelines[name],
-                            **_pipeline_teacher(finetune),
+                            **_pipeline_distillation(finetune),
                             "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
                             "latency": study.study.latency,
                         }

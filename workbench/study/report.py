@@ -182,7 +182,7 @@ def _ranked_table(section: Section, reference: str) -> str:
 def _class_iou_table(class_iou: dict[str, Any]) -> str:
     """Per-class IoU (mean over seeds) of the base model and every compressed model, as an HTML table."""
     names = class_iou["class_names"]
-    head = "".join(f"<th>{html.escape(str(n))}</th>" for n in ["method", "seeds", *names])
+    head = "<th class='l'>method</th><th>seeds</th>" + "".join(f"<th>{html.escape(str(n))}</th>" for n in names)
     lines = []
     for label, means, seeds in class_iou["rows"]:
         cells = [f"<td class='l'>{html.escape(label)}</td>", f"<td>{seeds}</td>"]

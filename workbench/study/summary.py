@@ -148,10 +148,14 @@ def cell_stats(
     return cell
 
 
+def _miou_only(records: list[Record]) -> bool:
+    """Whether ``records`` (at least one) are scored by mIoU alone: segmentation runs."""
+    return bool(records) and all("accuracy" not in r.metrics and "miou" in r.metrics for r in records)
+
+
 def score_name(records: list[Record]) -> str:
     """``"mIoU"`` when the finished ``records`` are scored by mIoU alone (segmentation), else ``"accuracy"``."""
-    done = [r.metrics for r in records if r.status == "done"]
-    return "mIoU" if done and all("accuracy" not in m and "miou" in m for m in done) else "accuracy"
+    return "mIoU" if _miou_only([r for r in records if r.status == "done"]) else "accuracy"
 
 
 def proportion_size(records: list[Record], key: str = "n") -> int | None:
@@ -160,7 +164,7 @@ def proportion_size(records: list[Record], key: str = "n") -> int | None:
     ``None`` for runs scored by mIoU alone (segmentation): mIoU is not a proportion of test samples, so it gets
     neither a binomial single-seed interval nor a noise floor of one test sample.
     """
-    if records and all("accuracy" not in r.metrics and "miou" in r.metrics for r in records):
+    if _miou_only(records):
         return None
     sizes = {r.metrics.get(key) for r in records}
     sizes.discard(None)

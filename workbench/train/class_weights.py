@@ -35,11 +35,8 @@ def class_counts(data: Any, num_classes: int | None = None) -> torch.Tensor:
         labels = labels[labels != IGNORE_INDEX]
         if labels.numel() and int(labels.min()) < 0:
             raise DataError(f"class weights need class indices >= 0, found {int(labels.min())}.")
-        found = torch.bincount(labels)
-        size = max(len(counts), len(found))
-        counts = torch.nn.functional.pad(counts, (0, size - len(counts))) + torch.nn.functional.pad(
-            found, (0, size - len(found))
-        )
+        found = torch.bincount(labels, minlength=len(counts))  # never shorter than the counts so far
+        counts = found + torch.nn.functional.pad(counts, (0, len(found) - len(counts)))
     num_classes = num_classes or data_attribute(data, "num_classes") or len(counts)
     if len(counts) > num_classes:
         raise DataError(f"targets hold label {len(counts) - 1}, but the data have {num_classes} classes.")

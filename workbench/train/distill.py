@@ -161,9 +161,7 @@ def distill(
     if "loss_fn" in fit_kwargs:
         raise ConfigError("distill sets the loss itself; choose it with loss='hinton' or loss='logits'.")
     temperature = _check_range("temperature", temperature, 1e-6, None)
-    alpha = _check_range(
-        "alpha", 0.9 if alpha is None and loss == "hinton" else (1.0 if alpha is None else alpha), 0.0, 1.0
-    )
+    alpha = _check_range("alpha", default_alpha(loss, alpha), 0.0, 1.0)
     noise = _check_range("noise", noise, 0.0, None)
     noise_prob = _check_range("noise_prob", noise_prob, 0.0, 1.0)
     teacher_list = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
@@ -176,6 +174,14 @@ def distill(
     return fit(
         student, TensorDataset(inputs, packed), epochs=epochs, loss_fn=loss_fn, random_state=random_state, **fit_kwargs
     )
+
+
+def default_alpha(loss: str, alpha: float | None) -> float:
+    """``alpha`` when given, else distillation's default: 0.9 for Hinton's loss (the labels weigh 0.1), 1.0 for
+    logit regression (no label is read)."""
+    if alpha is not None:
+        return alpha
+    return 0.9 if loss == "hinton" else 1.0
 
 
 def retrain(

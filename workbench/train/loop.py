@@ -210,9 +210,9 @@ def fit(
     check_choice("schedule", schedule, SCHEDULES)
     _check_callable("loss_fn", loss_fn)
     _check_callable("penalty", penalty)
-    if loss_fn is not None and class_weights is not None and not isinstance(class_weights, str):
-        raise ConfigError("class_weights weigh the default loss; with a loss_fn, put the weights in it.")
-    if loss_fn is not None and isinstance(class_weights, str) and class_weights != "none":
+    if loss_fn is not None and not (
+        class_weights is None or isinstance(class_weights, str) and class_weights == "none"
+    ):
         raise ConfigError("class_weights weigh the default loss; with a loss_fn, put the weights in it.")
     hooks = _check_hooks(hooks)
     if not isinstance(model, nn.Module):
