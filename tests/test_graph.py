@@ -200,7 +200,20 @@ def test_zero_padding_with_pad_ties_only_the_padded_channels():
 
 
 def test_opaque_layer_warns_and_fixes_what_feeds_it():
-    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 2))
+    class Scale(nn.Module):  # a layer with parameters and no layer adapter
+        def __init__(self) -> None:
+            super().__init__()
+            self.s = nn.Parameter(torch.ones(6))
+
+        def forward(self, x):
+            return x * self.s
+
+    class Leaves(torch.fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, Scale) or super().is_leaf_module(m, name)
+
+    model = nn.Sequential(nn.Linear(4, 6), Scale(), nn.Linear(6, 2))
+    model = torch.fx.GraphModule(model, Leaves().trace(model))
     with pytest.warns(UserWarning, match="not understood"):
         graph = from_model(model, torch.randn(3, 4))
     assert graph.opaque == ["1"]

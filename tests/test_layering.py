@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent / "workbench"
 
 #: From the bottom up; a package may import packages of its own layer or below (without cycles).
 LAYERS = [
-    {"errors", "utils", "registry", "unitview", "selection", "edits"},
+    {"errors", "utils", "registry", "unitview", "selection", "edits", "adapters"},
     {"metrics"},
     {"datasets", "zoo", "select"},
     {"train", "graph"},
     {"sparse", "quantize", "surgery", "viz"},
     {"pipeline"},
-    {"checkpoints", "compression"},
+    {"checkpoints", "compression", "export"},
     {"study", "demo"},
     {"cli", "__init__"},
 ]

@@ -170,6 +170,96 @@ class Selection:
             raise SelectionError(f"a Selection dict needs the key {exc.args[0]!r}.") from None
 
 
+def block_cells(n: int, blocks: Any) -> np.ndarray:
+    """Cell of each unit in the common refinement of the block labelings (-1: in no block)."""
+    if not len(blocks):
+        return np.full(n, -1, dtype=np.int64)
+    stacked = np.stack([np.asarray(b, dtype=np.int64) for b in blocks])
+    inside = (stacked >= 0).any(axis=0)
+    _, cell = np.unique(stacked.T, axis=0, return_inverse=True)
+    return np.where(inside, cell.reshape(-1), -1)
+
+
+def constraint_violation(keep: Any, n_units: int, blocks: Any = (), cover: Any = ()) -> str | None:
+    """Why kept units ``keep`` break a group's constraints (None when they do not).
+
+    ``blocks``: (n_units,) labelings whose blocks must each keep the same number of units (-1: no block);
+    ``cover``: unit sets of which at least one must be kept.
+    """
+    kept = np.zeros(n_units, dtype=bool)
+    kept[np.asarray(keep, dtype=np.int64)] = True
+    for labels in blocks:
+        labels = np.asarray(labels)
+        counts = {int(b): int(kept[labels == b].sum()) for b in np.unique(labels[labels >= 0])}
+        if len(set(counts.values())) > 1 or 0 in counts.values():
+            found = sorted(set(counts.values()))
+            return (
+                f"its units fall into {len(counts)} blocks of a grouped layer that must each keep the same number "
+                f"(at least one), but keep {found[0]} to {found[-1]}"
+            )
+    for units in cover:
+        if not kept[np.asarray(units, dtype=np.int64)].any():
+            return f"it removes all {len(units)} units of one of its layers"
+    return None
+
+
+def constrained(selection: Selection, *, fixed: Any = None, blocks: Any = (), cover: Any = ()) -> Selection:
+    """``selection`` made to satisfy its group's constraints, changing as little as it can.
+
+    Fixed units are kept; every block of ``blocks`` (see :func:`constraint_violation`) keeps the same
+    number of units (the kept fraction of the blocked units, rounded, at least one), chosen among the
+    selector's kept units first and then by score; every set of ``cover`` keeps at least one unit (its
+    best). Dropped units whose target went are assigned to the best kept unit of their block (or of the
+    group); newly kept units map to themselves.
+    """
+    n = selection.n_units
+    kept = np.zeros(n, dtype=bool)
+    kept[selection.keep] = True
+    must = np.zeros(n, dtype=bool)
+    if fixed is not None:
+        must[np.asarray(fixed, dtype=bool)] = True
+    scores = np.nan_to_num(np.asarray(selection.scores, dtype=np.float64), nan=-np.inf)
+    priority = np.lexsort((scores, kept, must))[::-1]  # best first: fixed, then kept, then score
+    rank = np.empty(n, dtype=np.int64)
+    rank[priority] = np.arange(n)
+    new = kept | must
+    cell = block_cells(n, blocks)
+    inside = cell >= 0
+    if inside.any():
+        cells, sizes = np.unique(cell[inside], return_counts=True)
+        fraction = new[inside].sum() / inside.sum()
+        least = max(1, max(int(must[cell == c].sum()) for c in cells))
+        for c, size in zip(cells, sizes):
+            members = np.flatnonzero(cell == c)
+            target = min(size, max(least, int(np.floor(fraction * size + 0.5))))
+            new[members] = False
+            new[members[np.argsort(rank[members])[:target]]] = True
+    for units in cover:
+        units = np.asarray(units, dtype=np.int64)
+        if len(units) and not new[units].any():
+            new[units[np.argmin(rank[units])]] = True
+    if np.array_equal(new, kept):
+        return selection
+    keep = np.flatnonzero(new)
+    assign = np.asarray(selection.assign).copy()
+    for d in np.flatnonzero(~new):
+        if not new[assign[d]]:
+            near = keep[cell[keep] == cell[d]] if cell[d] >= 0 else keep
+            pool = near if len(near) else keep
+            assign[d] = pool[np.argmin(rank[pool])]
+    assign[keep] = keep
+    return Selection(
+        group=selection.group,
+        n_units=n,
+        keep=keep,
+        assign=assign,
+        scores=selection.scores,
+        method=selection.method,
+        params=selection.params,
+        info={**selection.info, "constrained": int(np.sum(new != kept))},
+    )
+
+
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON types: dicts with str keys, lists, bool / int / float / str / None (numpy scalars and
     arrays converted, a random Generator named, anything else by its ``repr``)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, ModelError
 
 RandomState = int | np.random.Generator | None
 
@@ -100,3 +100,25 @@ def own_class(module: Any) -> Any:
         body = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
         module.__class__ = type(cls.__name__, cls.__bases__, body)
     return module
+
+
+def example_batch(model: Any, batch_size: int = 1, random_state: int = 0) -> Any:
+    """A seeded random batch of the shape ``model`` declares (``model.input_shape``), on the model's device.
+
+    Raises
+    ------
+    ModelError
+        The model declares no ``input_shape``: the caller must pass an example input itself.
+    """
+    import torch
+
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ModelError(
+            f"{type(model).__name__} has no `input_shape` attribute; pass an example input of the right shape "
+            "yourself (example_input=x, a batch of what the model takes)."
+        )
+    generator = torch.Generator().manual_seed(random_state)
+    parameter = next(iter(model.parameters()), None)
+    batch = torch.randn(batch_size, *shape, generator=generator)
+    return batch if parameter is None else batch.to(device=parameter.device)

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from workbench.adapters import adapter_for
 from workbench.errors import GraphError
 
 if TYPE_CHECKING:
@@ -37,15 +38,12 @@ _CHUNK = 1 << 22  # weight entries processed at once (bounds temporaries to a fe
 
 
 def weight_out_in(module: nn.Module) -> tuple[torch.Tensor, int]:
-    """The weight as (out, in_per_group, *kernel) and the number of groups."""
-    w = module.weight.detach().cpu()
-    groups = int(getattr(module, "groups", 1))
-    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        # (in, out/g, *k) -> (out, in/g, *k), group by group
-        cin, opg = w.shape[0], w.shape[1]
-        ipg = cin // groups
-        w = w.reshape(groups, ipg, opg, *w.shape[2:]).transpose(1, 2).reshape(groups * opg, ipg, *w.shape[2:])
-    return w, groups
+    """The weight as (out, in_per_group, *kernel), on the CPU, and the number of groups (from the layer's adapter)."""
+    adapter = adapter_for(module)
+    weight = adapter.weight(module) if adapter is not None else None
+    if weight is None:
+        raise GraphError(f"{type(module).__name__} has no weight that a layer adapter can read as (out, in).")
+    return weight.detach().cpu(), adapter.groups(module)
 
 
 def input_columns(out: int, in_per_group: int, groups: int) -> np.ndarray | None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from workbench.adapters import adapter_for
 from workbench.graph import kinds as K
 
 CONST = -1
@@ -112,6 +113,7 @@ class FlowResult:
     node_layer: dict[str, str]
     opaque: list[str]
     warnings: list[str] = field(default_factory=list)
+    blocks: list[tuple[np.ndarray, np.ndarray, str]] = field(default_factory=list)
 
 
 def _shape_of(node: fx.Node) -> Any:
@@ -146,6 +148,7 @@ class _Walker:
         self.warnings: list[str] = []
         self.output_ids = np.zeros(0, dtype=np.int64)
         self.module_uses: dict[str, int] = {}
+        self.blocks: list[tuple[np.ndarray, np.ndarray, str]] = []
 
     # -- utilities -----------------------------------------------------------------------------------
     def alloc(self, layer: str, n: int) -> np.ndarray:
@@ -298,30 +301,8 @@ class _Walker:
         self.record(node, name, kind, type(module).__name__, module)
         arg = node.args[0] if node.args else None
         lay = self.layout_of(arg)
-        shape = _shape_of(node)
         if kind in K.UNIT_KINDS:
-            if not isinstance(lay, Layout) or lay.ids.ndim != 1:
-                self.opaque.append(name)
-                return self.give_up(node, f"layer {name!r} ({type(module).__name__}) on an untracked input")
-            in_shape = _shape_of(arg)
-            want_dim = len(in_shape) - 1 if kind == "linear" else min(1, len(in_shape) - 1)
-            if lay.dim != want_dim:
-                self.opaque.append(name)
-                return self.give_up(
-                    node, f"layer {name!r} reading dimension {want_dim} of a tensor whose units run along {lay.dim}"
-                )
-            n_out = int(shape[want_dim])
-            if kind in K.COUPLED_KINDS and lay.channels != n_out:
-                self.opaque.append(name)
-                return self.give_up(node, f"layer {name!r} with {n_out} channels on {lay.channels} input channels")
-            own = self.alloc(name, n_out)
-            self.layers[name].n_units = n_out
-            if kind in K.COUPLED_KINDS:
-                self.reads.append(Read(name, lay.ids.copy(), coupled=True))
-                self.tie(own, lay.ids, f"coupled through {name!r} to an untracked input")
-            else:
-                self.reads.append(Read(name, lay.ids.copy(), coupled=False))
-            return Layout(want_dim, own)
+            return self.unit_layer(node, name, module, lay)
         if kind == "opaque":
             self.opaque.append(name)
             return self.give_up(node, f"layer {name!r} ({type(module).__name__}, with parameters)")
@@ -336,6 +317,53 @@ class _Walker:
         if kind in ("act", "dropout", "identity", "pool", "upsample"):
             return self.passthrough(node, lay)
         return self.give_up(node, f"module {name!r} ({type(module).__name__})")
+
+    def unit_layer(self, node: fx.Node, name: str, module: nn.Module, lay: Any) -> Any:
+        """A layer that owns units, as its adapter connects them to its input's (see :mod:`workbench.adapters`)."""
+        adapter = adapter_for(module)
+        arg = node.args[0] if node.args else None
+        in_shape, shape = _shape_of(arg) if isinstance(arg, fx.Node) else None, _shape_of(node)
+        several = isinstance(shape, tuple) and shape and not _is_tensor_shape(shape)
+        out_shape = shape[0] if several else shape  # attention returns (output, weights)
+        if not _is_tensor_shape(in_shape) or not _is_tensor_shape(out_shape):
+            self.opaque.append(name)
+            return self.give_up(node, f"layer {name!r} ({type(module).__name__}) on an untracked input")
+        self.layers[name].output_shape = out_shape
+        if any(isinstance(a, fx.Node) and a is not arg for a in node.args[1:3]):  # attention on other keys
+            self.opaque.append(name)
+            return self.give_up(node, f"layer {name!r} ({type(module).__name__}) reading several different inputs")
+        read_dim = adapter.unit_dim(module, len(in_shape))
+        n_in = 0
+        if read_dim is not None:
+            if not isinstance(lay, Layout) or lay.ids.ndim != 1:
+                self.opaque.append(name)
+                return self.give_up(node, f"layer {name!r} ({type(module).__name__}) on an untracked input")
+            if lay.dim != read_dim:
+                self.opaque.append(name)
+                return self.give_up(
+                    node, f"layer {name!r} reading dimension {read_dim} of a tensor whose units run along {lay.dim}"
+                )
+            n_in = lay.channels
+        out_dim = adapter.out_dim(module, len(out_shape))
+        link = adapter.connect(module, n_in)
+        if link is None or link.n_out != int(out_shape[out_dim]):
+            self.opaque.append(name)
+            return self.give_up(node, f"layer {name!r} ({type(module).__name__}) on {n_in} input channels")
+        own = self.alloc(name, link.n_out)
+        self.layers[name].n_units = link.n_out
+        if link.tie is not None:
+            self.reads.append(Read(name, lay.ids.copy(), coupled=True))
+            self.tie(own, lay.ids[link.tie], f"coupled through {name!r} to an untracked input")
+        elif link.reads:
+            self.reads.append(Read(name, lay.ids.copy(), coupled=False))
+        if link.whole > 1:
+            self.tie(own, own[(np.arange(link.n_out) // link.whole) * link.whole], "")
+        if link.in_blocks > 1:
+            self.blocks.append((lay.ids.copy(), np.arange(n_in) // (n_in // link.in_blocks), name))
+        if link.out_blocks > 1:
+            self.blocks.append((own, np.arange(link.n_out) // (link.n_out // link.out_blocks), name))
+        out = Layout(out_dim, own)
+        return (out, self.unknown_like(node)[1]) if several else out
 
     # -- functions and methods ------------------------------------------------------------------------
     def call_function(self, node: fx.Node) -> Any:
@@ -651,6 +679,7 @@ def analyse(gm: fx.GraphModule) -> FlowResult:
         node_layer=walker.node_layer,
         opaque=walker.opaque,
         warnings=walker.warnings,
+        blocks=walker.blocks,
     )
 
 

@@ -1,7 +1,8 @@
 """What kind of layer or operation a traced ``torch.fx`` node is.
 
-Kinds of parametric layers (they own units): ``linear``, ``conv`` (2-d), ``conv1d``, ``conv3d``,
-``depthwise_conv``, ``convtranspose``, ``bn``, ``norm`` (affine InstanceNorm), ``prelu`` (per-channel).
+Kinds of parametric layers (they own units; the layer adapters of :mod:`workbench.adapters` give them):
+``linear``, ``conv`` (2-d), ``conv1d``, ``conv3d``, ``depthwise_conv``, ``convtranspose``, ``embedding``,
+``bn``, ``norm`` (affine InstanceNorm, GroupNorm, LayerNorm), ``prelu`` (per-channel), ``attention``.
 Parameter-free kinds: ``input``, ``act``, ``dropout``, ``identity``, ``pool``, ``unpool``, ``upsample``,
 ``flatten`` (any reshape), ``pad``, ``add``, ``mul``, ``cat``, ``split``, ``getitem``, ``permute``,
 ``reduce``, ``constant``, ``other``. Modules with parameters that are none of the above are ``opaque``.
@@ -15,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.adapters import adapter_for
+
 #: Kinds that compute new units from their input (they read other units through weights).
-PRODUCER_KINDS = frozenset({"linear", "conv", "conv1d", "conv3d", "depthwise_conv", "convtranspose"})
+PRODUCER_KINDS = frozenset({"linear", "conv", "conv1d", "conv3d", "depthwise_conv", "convtranspose", "embedding"})
 #: Kinds whose units are tied one-to-one to the units they read (same group as their producer).
-COUPLED_KINDS = frozenset({"bn", "norm", "prelu", "depthwise_conv"})
+COUPLED_KINDS = frozenset({"bn", "norm", "prelu", "depthwise_conv", "attention"})
 #: Kinds that own units.
 UNIT_KINDS = PRODUCER_KINDS | COUPLED_KINDS
 
@@ -79,8 +82,6 @@ _PAD_MODULES = (
     nn.ReplicationPad2d,
     nn.ReplicationPad3d,
 )
-_BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-_INSTANCE_NORM_MODULES = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 ELEMENTWISE_FUNCTIONS = {
     torch.relu,
@@ -138,6 +139,8 @@ ELEMENTWISE_METHODS = {
     "clip",
     "clip_",
     "contiguous",
+    "expand",
+    "expand_as",
     "float",
     "double",
     "half",
@@ -223,21 +226,11 @@ NON_TENSOR_METHODS = {"size", "dim", "numel", "item", "tolist"}
 
 
 def module_kind(module: nn.Module) -> str:
-    """The kind of a leaf module (see the module docstring)."""
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
-            return "depthwise_conv"
-        return {nn.Conv1d: "conv1d", nn.Conv3d: "conv3d"}.get(type(module), "conv")
-    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        return "convtranspose"
-    if isinstance(module, _BN_MODULES):
-        return "bn"
-    if isinstance(module, _INSTANCE_NORM_MODULES):
-        return "norm" if module.affine else "act"
-    if isinstance(module, nn.PReLU):
-        return "prelu" if module.num_parameters > 1 else "act"
+    """The kind of a leaf module (see the module docstring): its layer adapter's kind when it has one
+    (:mod:`workbench.adapters`), else the kind of a parameter-free module."""
+    adapter = adapter_for(module)
+    if adapter is not None:
+        return adapter.kind(module)
     if isinstance(module, _ACT_MODULES):
         return "act"
     if isinstance(module, _DROPOUT_MODULES):

@@ -17,6 +17,7 @@ from workbench.graph import kinds as K
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
 from workbench.graph.trace import check_finite_parameters, propagate_shapes, symbolic_trace
 from workbench.graph.views import MAX_VIEW_MEMORY
+from workbench.utils import example_batch
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -79,6 +80,10 @@ class Group:
         Layer name -> (layer units,) index of the group unit each of the layer's units belongs to.
     reasons
         Distinct reasons for fixed units.
+    blocks
+        Equal-count constraints: each (n_units,) array labels the units of one grouped layer's blocks
+        (-1 where the layer does not reach); a rebuilt layer keeps the same number of units in every block
+        (grouped convolutions, attention heads).
 
     Notes
     -----
@@ -98,6 +103,14 @@ class Group:
     fixed: np.ndarray
     unit_maps: dict[str, np.ndarray]
     reasons: list[str] = field(default_factory=list)
+    blocks: list[np.ndarray] = field(default_factory=list)
+
+    def cover(self) -> list[np.ndarray]:
+        """Unit sets of which at least one must stay: each layer's own units and each consumer's inputs
+        (a layer or a consumer left with no channel cannot be rebuilt)."""
+        sets = [np.unique(np.asarray(m)) for m in self.unit_maps.values()]
+        sets += [np.unique(c.index[c.index >= 0]) for c in self.consumers]
+        return [s for s in sets if 0 < len(s) < self.n_units]
 
 
 def _as_graph_module(model: nn.Module) -> fx.GraphModule:
@@ -114,8 +127,8 @@ def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> N
     model
         Any traceable ``nn.Module``.
     example_input
-        A batch of the model's input (shapes are propagated through it). Defaults to
-        ``workbench.zoo.example_input(model)`` for models with an ``input_shape``.
+        A batch of the model's input (shapes are propagated through it), on the model's device. Defaults to a
+        random batch of the model's ``input_shape`` attribute, when it has one.
 
     Raises
     ------
@@ -131,16 +144,13 @@ def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> N
             raise GraphError(
                 f"{type(model).__name__} has no input_shape attribute; pass example_input (a batch of its input)."
             )
-        from workbench.zoo import example_input as make_input
-
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        example_input = make_input(model, batch_size=2).to(device)
+        example_input = example_batch(model, batch_size=2)
     gm = _as_graph_module(model)
     propagate_shapes(gm, model, example_input)
     flow = analyse(gm)
     for message in flow.warnings:
         warnings.warn(message, stacklevel=2)
-    return NetworkGraph(model, gm, flow, tuple(example_input.shape[1:]))
+    return NetworkGraph(model, gm, flow, tuple(example_input.shape[1:]), example_input)
 
 
 class NetworkGraph:
@@ -158,12 +168,22 @@ class NetworkGraph:
         Layers with parameters the graph does not understand (their inputs are fixed, a warning is issued).
     unit_index
         Block name (``"input"`` or a group name) -> slice of the unit-graph nodes (see :meth:`unit_adjacency`).
+    example_input
+        The batch the graph was traced on (surgery reruns the model on it).
     """
 
-    def __init__(self, model: nn.Module, gm: fx.GraphModule, flow: FlowResult, input_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        gm: fx.GraphModule,
+        flow: FlowResult,
+        input_shape: tuple[int, ...],
+        example_input: torch.Tensor | None = None,
+    ) -> None:
         self.model = model
         self.module = gm
         self.input_shape = input_shape
+        self.example_input = example_input
         self.layers: dict[str, Layer] = flow.layers
         self.opaque: list[str] = list(flow.opaque)
         self.warnings: list[str] = list(flow.warnings)
@@ -284,6 +304,34 @@ class NetworkGraph:
                 index[sel] = local_of_comp[comp[read.ids[sel]]]
                 group_list[g].consumers.append(Consumer(read.layer, index))
         self.edges: list[tuple[str, str]] = list(edges)
+        self._add_blocks(flow, comp, group_list)
+
+    def _add_blocks(self, flow: FlowResult, comp: np.ndarray, group_list: list[Group]) -> None:
+        """Equal-count constraints of grouped layers, as labels of their groups' units (see ``Group.blocks``).
+
+        Blocks that span several groups, constants or untracked channels, or that disagree on a unit, fix the
+        units they cover (no rebuild could keep them balanced)."""
+        for ids, labels, layer in flow.blocks:
+            valid = ids >= 0
+            comps = comp[ids[valid]]
+            owners = np.unique(self._group_of_comp[comps])
+            label = np.full(group_list[owners[0]].n_units if len(owners) == 1 else 0, -1, dtype=np.int64)
+            ok = valid.all() and len(owners) == 1 and owners[0] >= 0
+            if ok:
+                local = self._local_of_comp[comps]
+                label[local] = labels
+                ok = bool(np.all(label[local] == labels))
+            if ok:
+                group_list[owners[0]].blocks.append(label)
+                continue
+            for g in owners[owners >= 0]:
+                group = group_list[g]
+                mine = self._group_of_comp[comps] == g
+                group.fixed[self._local_of_comp[comps[mine]]] = True
+                why = f"read in blocks by {layer!r} across several groups"
+                if why not in group.reasons:
+                    group.reasons.append(why)
+                group.prunable = not bool(group.fixed.all())
 
     # -- queries --------------------------------------------------------------------------------------
     def prunable_groups(self) -> list[Group]:

@@ -86,7 +86,7 @@ def in_weights_size(graph: NetworkGraph, group: Group) -> int:
     for name in group.layers:
         if graph.layers[name].kind in PRODUCER_KINDS:
             module = graph.module_of(name)
-            total += group.n_units * (module.weight[0].numel() + (module.bias is not None))
+            total += group.n_units * (weight_out_in(module)[0][0].numel() + (module.bias is not None))
     return total
 
 

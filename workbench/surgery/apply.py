@@ -30,24 +30,26 @@ from torch import nn
 
 from workbench.edits import record_edit
 from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.selection import constraint_violation
 from workbench.sparse.masks import lift_masks, mask_zeros
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
 from workbench.surgery.plan import Plan
 from workbench.surgery.slicing import graph_consumers, graph_producers, group_order, slice_group, slicing_problems
 from workbench.surgery.summarize import SUMMARIZE_MODES, check_partitions, medoid_plan, summarize_group
+from workbench.utils import example_batch
 
 FUSE_MODES = ("drop", "merge", "lsq", *SUMMARIZE_MODES)
 _ON_DATA = ("lsq", "summarize-lsq")  # fuse modes that fit on data
 
 
 def _graph_of(model: nn.Module, graph: Any, example_input: torch.Tensor | None) -> Any:
-    """``graph``, or the NetworkGraph of ``model`` traced on ``example_input`` (default: the zoo's)."""
+    """``graph``, or the NetworkGraph of ``model`` traced on ``example_input`` (default: a batch of the model's
+    ``input_shape``)."""
     if graph is not None:
         return graph
     from workbench.graph import from_model
-    from workbench.zoo import example_input as make_input
 
-    return from_model(model, make_input(model, 2) if example_input is None else example_input)
+    return from_model(model, example_batch(model, 2) if example_input is None else example_input)
 
 
 def supported_groups(
@@ -97,6 +99,12 @@ def _check_plan(model: nn.Module, plan: Plan, graph: Any) -> None:
                 f"plan group {name!r} drops unit {int(dropped_fixed[0])}, which must stay "
                 f"({'; '.join(group.reasons) or 'fixed by the graph'}); keep the group's fixed units."
             )
+        violation = constraint_violation(keep, group.n_units, group.blocks, group.cover())
+        if violation is not None:
+            raise SurgeryError(
+                f"plan group {name!r} cannot be rebuilt as selected: {violation}. Make the plan with "
+                "surgery.plan_from (it balances selections), or adjust the selection."
+            )
         if problems[name] is not None:
             raise SurgeryError(
                 f"group {name!r} cannot be rebuilt: {problems[name]}. Leave it out of the plan "
@@ -129,7 +137,8 @@ def apply(
         ``"drop"``, ``"merge"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"`` or ``"summarize-lsq"``
         (see the module docstring).
     example_input
-        An input batch for tracing; default ``workbench.zoo.example_input(model)``.
+        An input batch for tracing and checking the rebuilt model; default the batch ``graph`` was traced on,
+        else a random batch of the model's ``input_shape``.
     graph
         The model's NetworkGraph (built from ``example_input`` when not given); plan groups are its groups.
     data
@@ -155,9 +164,9 @@ def apply(
             f"fuse={fuse!r} re-fits the consumers on data: pass data= (inputs, a Dataset or a DataLoader)."
         )
     if example_input is None:
-        from workbench.zoo import example_input as make_input
-
-        example_input = make_input(model, 2)
+        example_input = graph.example_input if graph is not None and graph.example_input is not None else None
+    if example_input is None:
+        example_input = example_batch(model, 2)
     reference = model
     was_training = model.training
     pruned = copy.deepcopy(model).eval()

@@ -13,14 +13,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from workbench.adapters import adapter_for
 from workbench.datasets.batches import input_batches
 from workbench.utils import check_random_state
 
-_BN = nn.modules.batchnorm._BatchNorm
-_CONV = nn.modules.conv._ConvNd
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().double().numpy()
+
+
+def _last(adapter: Any, module: nn.Module) -> bool:
+    """Whether the module's units run along the last dimension (Linear) rather than dimension 1."""
+    return adapter.unit_dim(module, 3) == 2
 
 
 def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, per_block: bool = False) -> np.ndarray:
@@ -39,24 +45,23 @@ def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, p
         idxs = np.asarray(idxs)
         if len(idxs) != n_units:
             continue
-        if isinstance(module, (nn.Linear, _CONV)):
-            weight = module.weight.detach()
-            if isinstance(module, _CONV) and module.transposed:
-                weight = weight.transpose(0, 1)
-            bias = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
-            blocks.append(
-                [weight[idxs].reshape(len(idxs), -1).double().numpy(), bias, np.ones(n_units), np.zeros(n_units)]
-            )
-        elif isinstance(module, _BN) and module.running_var is not None:
-            gamma = module.weight.detach()[idxs].double().numpy() if module.weight is not None else np.ones(n_units)
-            beta = module.bias.detach()[idxs].double().numpy() if module.bias is not None else np.zeros(n_units)
-            std = np.sqrt(module.running_var.detach()[idxs].double().numpy() + module.eps)
-            mean = module.running_mean.detach()[idxs].double().numpy()
+        adapter = adapter_for(module)
+        if adapter is None:
+            continue
+        normalizer = adapter.normalizer(module)
+        weight = adapter.weight(module)
+        if normalizer is not None:
+            gain, offset = (_numpy(t[torch.as_tensor(idxs)]) for t in normalizer)
             target = blocks[-1] if per_block and blocks else None
             if target is None:
-                shift, scale = shift * gamma / std + beta - gamma * mean / std, scale * gamma / std
+                shift, scale = shift * gain + offset, scale * gain
             else:
-                target[3], target[2] = target[3] * gamma / std + beta - gamma * mean / std, target[2] * gamma / std
+                target[3], target[2] = target[3] * gain + offset, target[2] * gain
+        elif weight is not None:
+            bias = adapter.bias(module)
+            bias = _numpy(bias.detach()[idxs]) if bias is not None else np.zeros(n_units)
+            rows = _numpy(weight.detach()[idxs].reshape(len(idxs), -1))
+            blocks.append([rows, bias, np.ones(n_units), np.zeros(n_units)])
     if not blocks:
         return np.concatenate([np.zeros((n_units, 0)), shift[:, None]], axis=1)
     weights = np.concatenate([rows * s[:, None] for rows, _, s, _ in blocks], axis=1)
@@ -76,9 +81,7 @@ def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incomin
     assign = np.asarray(selection.assign)
     dropped = [d for d in range(n) if int(assign[d]) != d]
     for module, columns in readers:
-        weight = module.weight.data
-        if isinstance(module, _CONV) and module.transposed:
-            weight = weight.transpose(0, 1)
+        weight = adapter_for(module).weight(module).detach()  # a view: edits reach the module
         for d in dropped:
             k = int(assign[d])
             if norms[k] == 0.0 or not columns.get(d) or len(columns[d]) != len(columns.get(k, ())):
@@ -105,64 +108,6 @@ class FusionContext:
     max_rows: int = 16384
 
 
-def _transposed(module: nn.Module) -> bool:
-    return isinstance(module, _CONV) and module.transposed
-
-
-def _upsampled(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The input of the ordinary stride-1 convolution that equals transposed convolution ``module``.
-
-    ``conv_transpose(x, w)`` is ``conv(x_up, w')`` where ``x_up`` has ``stride - 1`` zeros between input
-    pixels and is padded by ``dilation * (kernel - 1) - padding`` (plus ``output_padding`` at the end),
-    and ``w'`` is ``w`` with input and output swapped and the kernel flipped (:func:`_equivalent_weight`).
-    """
-    n, c, *sides = inputs.shape
-    stride, dilation, padding = module.stride, module.dilation, module.padding
-    up = inputs.new_zeros(n, c, *[(side - 1) * s + 1 for side, s in zip(sides, stride)])
-    up[(slice(None), slice(None), *[slice(None, None, s) for s in stride])] = inputs
-    pads: list[int] = []
-    for d, k, p, extra in reversed(list(zip(dilation, module.kernel_size, padding, module.output_padding))):
-        pads += [d * (k - 1) - p, d * (k - 1) - p + extra]
-    return F.pad(up, pads)
-
-
-def _equivalent_weight(module: nn.Module) -> torch.Tensor:
-    """(out, in, *kernel) weight of the ordinary convolution that a consumer's input columns feed:
-    the weight itself, or for a transposed convolution its swapped and flipped kernel."""
-    weight = module.weight.data
-    if _transposed(module):
-        return weight.transpose(0, 1).flip(tuple(range(2, weight.dim())))
-    return weight
-
-
-def _rows(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor, positions: np.ndarray | None):
-    """(design rows, target rows without bias) for one batch of a consumer."""
-    target = output - module.bias.view(1, -1, *([1] * (output.dim() - 2))) if module.bias is not None else output
-    if isinstance(module, nn.Linear):
-        return inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
-    if _transposed(module):
-        cols = F.unfold(_upsampled(module, inputs), module.kernel_size, dilation=module.dilation)
-        target = target.flatten(2)
-        if positions is not None:
-            cols, target = cols[:, :, positions], target[:, :, positions]
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1]), target.transpose(1, 2).reshape(-1, target.shape[1])
-    if inputs.dim() == 3:  # Conv1d: treat as 2-d with height 1
-        inputs, target = inputs.unsqueeze(2), target.unsqueeze(2)
-        kernel, dilation, padding, stride = (
-            (1, module.kernel_size[0]),
-            (1, module.dilation[0]),
-            (0, module.padding[0]),
-            (1, module.stride[0]),
-        )
-    else:
-        kernel, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
-    cols = F.unfold(inputs, kernel, dilation=dilation, padding=padding, stride=stride)  # N, C*k, L
-    target = target.flatten(2)  # N, O, L
-    if positions is not None:
-        cols, target = cols[:, :, positions], target[:, :, positions]
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1]), target.transpose(1, 2).reshape(-1, target.shape[1])
-
-
 def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Module, out_index: np.ndarray):
     """Consumer inputs in the rebuilt model and consumer outputs in the original, on the same data.
 
@@ -178,6 +123,7 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     def keep_output(mod, inputs, output):
         captured["y"].append(output.detach())
 
+    adapter = adapter_for(module)
     handles = [module.register_forward_hook(keep_input), reference_module.register_forward_hook(keep_output)]
     design, targets = [], []
     try:
@@ -187,13 +133,15 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
                 captured["y"].clear()
                 context.pruned(x)
                 context.reference(x)
-                inputs, output = captured["x"][0], captured["y"][0][:, torch.as_tensor(out_index)]
-                positions = None
-                if isinstance(module, _CONV):
-                    n_pos = int(np.prod(output.shape[2:]))
-                    if n_pos > context.max_positions:
-                        positions = torch.as_tensor(rng.choice(n_pos, context.max_positions, replace=False))
-                rows, target = _rows(module, inputs, output, positions)
+                inputs, output = captured["x"][0], captured["y"][0]
+                dim = output.dim() - 1 if _last(adapter, module) else 1
+                output = output.index_select(dim, torch.as_tensor(out_index, device=output.device))
+                bias = adapter.bias(module)
+                if bias is not None:  # the targets are what the weights must produce
+                    shape = [1] * output.dim()
+                    shape[dim] = -1
+                    output = output - bias.view(shape)
+                rows, target = adapter.design_rows(module, inputs, output, context.max_positions, rng)
                 design.append(rows.double())
                 targets.append(target.double())
                 if sum(len(block) for block in design) >= context.max_rows:
@@ -221,23 +169,24 @@ def refit_consumers(
     reference_modules = dict(context.reference.named_modules())
     dropped = {int(d) for d in range(selection.n_units)} - {int(k) for k in selection.keep}
     for module, columns in readers:
-        if _transposed(module) and (module.groups != 1 or module.weight.dim() != 4):
+        adapter = adapter_for(module)
+        if not adapter.refittable(module):
             continue
         name = names[module]
-        equivalent = _equivalent_weight(module)
+        equivalent = adapter.fit_weight(module)
         index = out_index.get(name, np.arange(equivalent.shape[0]))
         design, target = _collect(context, module, reference_modules[name], index)
         dropped_cols = {c for unit in dropped for c in columns.get(unit, ())}
         in_features = equivalent.shape[1]
         kept_cols = [c for c in range(in_features) if c not in dropped_cols]
-        span = 1 if isinstance(module, nn.Linear) else int(np.prod(module.kernel_size))
+        span = adapter.kernel_span(module)
         design_cols = [c * span + j for c in kept_cols for j in range(span)]
         x = design[:, design_cols]
-        if module.bias is not None:
-            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+        if adapter.bias(module) is not None:
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
         gram = x.T @ x
         lam = context.ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
-        solution = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ target)
+        solution = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device), x.T @ target)
         weight = equivalent.contiguous()
         flat = weight.reshape(weight.shape[0], -1)
         new = solution[: len(design_cols)].T.to(weight.dtype)
@@ -245,9 +194,6 @@ def refit_consumers(
         # the dropped columns are removed afterwards; zero them now so that later consumers of the group
         # fed through this one (a residual stream) are fitted on the inputs the rebuilt network will have
         flat[:, [c * span + j for c in sorted(dropped_cols) for j in range(span)]] = 0.0
-        fitted = flat.reshape(weight.shape)
-        if _transposed(module):
-            fitted = fitted.flip(tuple(range(2, fitted.dim()))).transpose(0, 1).contiguous()
-        module.weight.data = fitted
-        if module.bias is not None:
+        adapter.set_fit_weight(module, flat.reshape(weight.shape))
+        if adapter.bias(module) is not None:
             module.bias.data += solution[len(design_cols)].to(module.bias.dtype)

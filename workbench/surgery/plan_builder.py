@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from workbench.errors import ConfigError, PlanWarning, SurgeryError, closest
+from workbench.selection import constrained
 from workbench.surgery.plan import Plan
 
 
@@ -25,24 +23,16 @@ def _with_budget(selector: Any, budget: float) -> Any:
 def unrebuildable_groups(graph: Any) -> dict[str, str]:
     """Group -> reason, for the prunable groups of ``graph`` that surgery cannot rebuild (graph slicing
     cannot edit them)."""
-    import torch
+    from workbench.surgery.slicing import slicing_problems
 
-    from workbench.surgery.apply import supported_groups
-
-    example = torch.randn(2, *graph.input_shape)
-    return {name: reason for name, reason in supported_groups(graph.model, graph, example).items() if reason}
+    return {name: reason for name, reason in slicing_problems(graph).items() if reason}
 
 
 def keep_fixed(selection: Any, group: Any) -> Any:
-    """``selection`` with ``group``'s fixed units (tied to the network input or output) kept as well; the
-    dropped units keep their targets, the fixed ones map to themselves."""
-    fixed = np.flatnonzero(np.asarray(group.fixed))
-    if fixed.size == 0 or np.isin(fixed, selection.keep).all():
-        return selection
-    keep = np.union1d(selection.keep, fixed)
-    assign = np.asarray(selection.assign).copy()
-    assign[fixed] = fixed
-    return dataclasses.replace(selection, keep=keep, assign=assign)
+    """``selection`` made rebuildable in ``group``: its fixed units (tied to the network input or output)
+    kept, equal counts in the blocks of grouped layers, at least one unit per layer
+    (:func:`workbench.selection.constrained`)."""
+    return constrained(selection, fixed=group.fixed, blocks=group.blocks, cover=group.cover())
 
 
 def plan_from(
@@ -77,7 +67,8 @@ def plan_from(
 
     Notes
     -----
-    Fixed units (tied to the network's input or output) are always kept, on top of the budget.
+    Fixed units (tied to the network's input or output) are always kept, on top of the budget; grouped
+    layers keep equal counts per group, and no layer loses all its units (:func:`keep_fixed`).
     """
     per_layer = dict(per_layer or {})
     for where, value in (("keep", keep), *((f"per_layer[{name!r}]", v) for name, v in per_layer.items())):

@@ -7,17 +7,12 @@ the counts of :func:`workbench.surgery.apply`'s result checks the surgery.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 
-from workbench.surgery.slicing import is_depthwise
-
-_CONV = nn.modules.conv._ConvNd
-_BN = nn.modules.batchnorm._BatchNorm
+from workbench.adapters import adapter_for
 
 
 @dataclass(frozen=True)
@@ -69,29 +64,13 @@ def predict_sizes(graph: Any, plan: Any) -> PredictedSizes:
         if id(module) in counted:
             continue
         counted.add(id(module))
-        spatial = math.prod(layer.output_shape[2:]) if layer.output_shape and len(layer.output_shape) > 2 else 1
-        if isinstance(module, nn.Linear):
-            out_f = kept_out.get(name, module.out_features)
-            in_f = module.in_features - dropped_in.get(name, 0)
-            params += out_f * in_f + (out_f if module.bias is not None else 0)
-            rows = math.prod(layer.output_shape[1:-1]) if layer.output_shape and len(layer.output_shape) > 2 else 1
-            macs += out_f * in_f * rows
-        elif isinstance(module, _CONV):
-            kernel = math.prod(module.kernel_size)
-            out_c = kept_out.get(name, module.out_channels)
-            if is_depthwise(module):
-                in_per_group = 1
-            else:
-                in_per_group = (module.in_channels - dropped_in.get(name, 0)) // module.groups
-            params += out_c * in_per_group * kernel + (out_c if module.bias is not None else 0)
-            if module.transposed:  # every input position is scattered through the whole kernel
-                in_spatial = spatial // math.prod(module.stride)
-                macs += out_c * in_per_group * kernel * in_spatial
-            else:
-                macs += out_c * in_per_group * kernel * spatial
-        else:
-            units = kept_out.get(name)
-            for parameter in module.parameters(recurse=False):
-                per_unit = parameter.numel() // max(1, layer.n_units or 1)
-                params += parameter.numel() if units is None or parameter.numel() == 1 else units * per_unit
+        adapter = adapter_for(module)
+        if adapter is None:  # opaque: counted whole
+            params += sum(p.numel() for p in module.parameters(recurse=False))
+            continue
+        n_out = kept_out.get(name, adapter.out_count(module) or 0)
+        n_in = (adapter.in_count(module) or 0) - dropped_in.get(name, 0)
+        layer_params, layer_macs = adapter.count(module, layer.output_shape, n_out, n_in)
+        params += layer_params
+        macs += layer_macs
     return PredictedSizes(params=int(params), macs=int(macs))

@@ -15,105 +15,29 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from workbench.adapters import LayerAdapter, adapter_for
+from workbench.adapters.base import check_out_count, module_has_parameters
 from workbench.errors import SurgeryError
-
-_BN = nn.modules.batchnorm._BatchNorm
-_CONV = nn.modules.conv._ConvNd
+from workbench.graph.kinds import module_kind
+from workbench.selection import block_cells
 
 
 def is_depthwise(module: nn.Module) -> bool:
-    """Whether ``module`` is a depthwise convolution: one filter per channel (``groups == in == out > 1``), so each
-    output channel carries exactly one input channel and the two are pruned together."""
-    return (
-        isinstance(module, _CONV) and module.groups > 1 and module.groups == module.in_channels == module.out_channels
-    )
+    """Whether ``module`` is a depthwise convolution (one input channel per group, any channel multiplier),
+    whose output channels are tied to the input channel they filter and pruned with it."""
+    return module_kind(module) == "depthwise_conv"
 
 
-def _take(tensor: torch.Tensor, dim: int, keep: np.ndarray) -> torch.Tensor:
-    return tensor.detach().index_select(dim, torch.as_tensor(keep, dtype=torch.long, device=tensor.device)).clone()
-
-
-def _set_param(module: nn.Module, name: str, dim: int, keep: np.ndarray) -> None:
-    old = getattr(module, name, None)
-    if old is None:
-        return
-    if isinstance(old, nn.Parameter):
-        setattr(module, name, nn.Parameter(_take(old, dim, keep), requires_grad=old.requires_grad))
-    else:  # a buffer
-        setattr(module, name, _take(old, dim, keep))
-
-
-def _out_count(module: nn.Module) -> int | None:
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if isinstance(module, _CONV):
-        return module.out_channels
-    if isinstance(module, _BN):
-        return module.num_features
-    if isinstance(module, nn.PReLU):
-        return module.num_parameters
-    return None
-
-
-def _slice_outputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
-    """Keep output channels ``keep`` (positions) of one module of the group."""
-    k = len(keep)
-    if isinstance(module, nn.Linear):
-        _set_param(module, "weight", 0, keep)
-        _set_param(module, "bias", 0, keep)
-        module.out_features = k
-    elif isinstance(module, _CONV):
-        if is_depthwise(module):  # one filter per channel: inputs and outputs go together
-            _set_param(module, "weight", 0, keep)
-            module.in_channels = module.groups = k
-        elif module.groups != 1:
-            raise SurgeryError(
-                f"layer {name!r} is a grouped convolution ({module.groups} groups, not depthwise); "
-                "slicing its outputs would break its groups. Leave its group out of the plan."
-            )
-        else:
-            _set_param(module, "weight", 1 if module.transposed else 0, keep)
-        _set_param(module, "bias", 0, keep)
-        module.out_channels = k
-    elif isinstance(module, _BN):
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            _set_param(module, attr, 0, keep)
-        module.num_features = k
-    elif isinstance(module, nn.PReLU):
-        if module.num_parameters != 1:  # a single shared slope stays as it is
-            _set_param(module, "weight", 0, keep)
-            module.num_parameters = k
-    elif any(True for _ in module.parameters(recurse=False)):
+def _adapter(name: str, module: nn.Module, role: str) -> LayerAdapter:
+    adapter = adapter_for(module)
+    if adapter is None:
         raise SurgeryError(
-            f"layer {name!r} ({type(module).__name__}) has per-unit parameters that graph slicing "
-            "cannot remove; leave its group out of the plan."
+            f"{role} {name!r} ({type(module).__name__}) has no layer adapter, so surgery cannot cut it; leave its "
+            "group out of the plan, or register one (workbench.adapters.register_adapter)."
         )
-
-
-def _slice_inputs(name: str, module: nn.Module, keep: np.ndarray) -> None:
-    """Keep input columns / channels ``keep`` (positions) of a consumer."""
-    if isinstance(module, nn.Linear):
-        _set_param(module, "weight", 1, keep)
-        module.in_features = len(keep)
-    elif isinstance(module, _CONV) and module.groups == 1:
-        _set_param(module, "weight", 0 if module.transposed else 1, keep)
-        module.in_channels = len(keep)
-    else:
-        raise SurgeryError(
-            f"consumer {name!r} ({type(module).__name__}) reads the group's units in a way graph "
-            "slicing cannot edit (only Linear and ungrouped convolutions); leave its group out of the plan."
-        )
-
-
-def _in_count(module: nn.Module) -> int | None:
-    if isinstance(module, nn.Linear):
-        return module.in_features
-    if isinstance(module, _CONV):
-        return module.in_channels
-    return None
+    return adapter
 
 
 def slice_group(
@@ -164,12 +88,10 @@ def slice_group(
                 f"layer {name!r} of group {group.name!r} is not a module of {type(model).__name__}; "
                 "rebuild the graph from this model."
             )
-        count = _out_count(module)
-        if count is not None and count != len(unit_map):
-            raise SurgeryError(
-                f"layer {name!r} has {count} output units, but the graph expects {len(unit_map)}; "
-                "the graph was built from another model or the layer was already pruned."
-            )
+        if adapter_for(module) is None and not module_has_parameters(module):
+            continue  # nothing of its own to cut
+        adapter = _adapter(name, module, "layer")
+        check_out_count(name, module, len(unit_map), adapter)
         edits.append(("out", name, module, np.flatnonzero(~drop[np.asarray(unit_map)])))
     for consumer in group.consumers:
         module = modules.get(consumer.layer)
@@ -178,11 +100,9 @@ def slice_group(
                 f"consumer {consumer.layer!r} of group {group.name!r} is not a module of "
                 f"{type(model).__name__}; rebuild the graph from this model."
             )
-        if consumer.layer in group.unit_maps and is_depthwise(module):
-            continue  # sliced with its outputs
         index = np.asarray(consumer.index)
         present = in_index.get(consumer.layer, np.arange(len(index)))
-        count = _in_count(module)
+        count = _adapter(consumer.layer, module, "consumer").in_count(module)
         if count != len(present):
             raise SurgeryError(
                 f"consumer {consumer.layer!r} has {count} inputs, but the graph expects {len(present)}; "
@@ -193,12 +113,13 @@ def slice_group(
         if lost.any():
             edits.append(("in", consumer.layer, module, np.flatnonzero(~lost)))
     for side, name, module, keep in edits:
+        adapter = adapter_for(module)
         if side == "out":
-            _slice_outputs(name, module, keep)
-            if isinstance(module, (nn.Linear, _CONV)):
+            adapter.slice_out(module, keep)
+            if adapter.weight(module) is not None:
                 out_index[name] = out_index.get(name, np.arange(len(group.unit_maps[name])))[keep]
         else:
-            _slice_inputs(name, module, keep)
+            adapter.slice_in(module, keep)
             in_index[name] = in_index.get(name, np.arange(_index_len(group, name)))[keep]
 
 
@@ -213,17 +134,25 @@ def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
         module = modules.get(name)
         if module is None:
             return f"its layer {name!r} is not a module of the model"
-        if isinstance(module, _CONV) and module.groups != 1 and not is_depthwise(module):
-            return f"its layer {name!r} is a grouped convolution"
-        known = isinstance(module, (nn.Linear, _CONV, _BN, nn.PReLU))
-        if not known and any(True for _ in module.parameters(recurse=False)):
-            return f"its layer {name!r} ({type(module).__name__}) has parameters graph slicing cannot cut"
+        adapter = adapter_for(module)
+        if adapter is None:
+            if module_has_parameters(module):
+                return f"its layer {name!r} ({type(module).__name__}) has parameters and no layer adapter"
+            continue
+        problem = adapter.slice_problem(module, "out")
+        if problem:
+            return f"its layer {name!r} is {problem}"
     for consumer in group.consumers:
         module = modules.get(consumer.layer)
-        if consumer.layer in group.unit_maps and is_depthwise(module):
-            continue
-        if not (isinstance(module, nn.Linear) or (isinstance(module, _CONV) and module.groups == 1)):
-            return f"its consumer {consumer.layer!r} is not a Linear or ungrouped convolution"
+        adapter = adapter_for(module) if module is not None else None
+        if adapter is None or adapter.in_count(module) is None:
+            return f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
+        problem = adapter.slice_problem(module, "in")
+        if problem:
+            return f"its consumer {consumer.layer!r} is {problem}"
+    cells = block_cells(group.n_units, group.blocks)
+    if len(set(np.unique(cells[cells >= 0], return_counts=True)[1])) > 1:
+        return "its grouped layers split its units into blocks of different sizes"
     return None
 
 
@@ -273,14 +202,15 @@ def graph_producers(model: nn.Module, group: Any) -> list[tuple[nn.Module, np.nd
 def graph_consumers(
     model: nn.Module, group: Any, in_index: dict[str, np.ndarray] | None = None
 ) -> list[tuple[nn.Module, dict[int, list[int]]]]:
-    """(consumer, {unit: present input indices}) for the Linear / ungrouped convolution consumers of
+    """(consumer, {unit: present input indices}) for the dense consumers (Linear, ungrouped convolutions) of
     ``group`` (the readers of :func:`workbench.surgery.fusion.merge_columns` and ``refit_consumers``)."""
     in_index = in_index or {}
     modules = dict(model.named_modules())
     found = []
     for consumer in group.consumers:
         module = modules[consumer.layer]
-        if not (isinstance(module, nn.Linear) or (isinstance(module, _CONV) and module.groups == 1)):
+        adapter = adapter_for(module)
+        if adapter is None or adapter.groups(module) != 1 or adapter.weight(module) is None:
             continue
         index = np.asarray(consumer.index)
         units = index[in_index.get(consumer.layer, np.arange(len(index)))]

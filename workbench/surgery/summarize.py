@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.adapters import adapter_for
 from workbench.errors import SurgeryError
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
 from workbench.surgery.plan import Plan
-from workbench.surgery.slicing import graph_consumers, graph_producers, is_depthwise
+from workbench.surgery.slicing import graph_consumers, graph_producers
 
 #: incoming-weight options of summarization, by fuse name
 SUMMARIZE_MODES = {"summarize": "mean", "summarize-medoid": "medoid", "summarize-lsq": "lsq"}
@@ -39,8 +40,6 @@ PARTITION_SELECTORS = ("sbm", "spectral", "leiden")
 #: selectors that rank units and send the dropped ones to their nearest kept unit: no partition
 RANKING_SELECTORS = ("magnitude", "random", "activation", "dpp", "submodular")
 
-_BN = nn.modules.batchnorm._BatchNorm
-_CONV = nn.modules.conv._ConvNd
 
 
 def check_partitions(plan: Plan, fuse: str) -> None:
@@ -89,21 +88,9 @@ def medoid_plan(model: nn.Module, plan: Plan, graph: Any) -> Plan:
 
 def _unit_parameters(module: nn.Module) -> list[tuple[torch.Tensor, int]]:
     """(tensor, unit dimension) of each per-unit parameter or statistic of a producing layer."""
-    if isinstance(module, nn.Linear):
-        found = [(module.weight.data, 0)]
-    elif isinstance(module, _CONV):
-        transposed = module.transposed and not is_depthwise(module)
-        found = [(module.weight.data, 1 if transposed else 0)]
-    elif isinstance(module, _BN):
-        found = [(getattr(module, a), 0) for a in ("weight", "bias", "running_mean", "running_var")]
-        return [(t.data if isinstance(t, nn.Parameter) else t, d) for t, d in found if t is not None]
-    elif isinstance(module, nn.PReLU) and module.num_parameters > 1:
-        return [(module.weight.data, 0)]
-    else:
-        return []
-    if module.bias is not None:
-        found.append((module.bias.data, 0))
-    return found
+    adapter = adapter_for(module)
+    found = [(getattr(module, attr, None), dim) for attr, dim in (adapter.unit_parameters(module) if adapter else [])]
+    return [(t.data if isinstance(t, nn.Parameter) else t, d) for t, d in found if isinstance(t, torch.Tensor)]
 
 
 def _average_incoming(producers: list[tuple[nn.Module, np.ndarray]], blocks: dict[int, np.ndarray], n: int) -> None:
@@ -124,9 +111,7 @@ def _scale_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], unit: 
     for module, columns in readers:
         if not columns.get(unit):
             continue
-        weight = module.weight.data
-        if isinstance(module, _CONV) and module.transposed:
-            weight = weight.transpose(0, 1)
+        weight = adapter_for(module).weight(module).detach()  # a view: edits reach the module
         weight[:, columns[unit]] *= factor
 
 

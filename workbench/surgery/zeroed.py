@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.adapters import adapter_for
 from workbench.edits import set_note
 from workbench.errors import ConfigError
 from workbench.surgery.fusion import fold_incoming
@@ -30,18 +31,14 @@ from workbench.surgery.plan import Plan
 from workbench.surgery.plan_builder import keep_fixed, unrebuildable_groups
 from workbench.surgery.slicing import graph_consumers, graph_producers, is_depthwise
 
-_CONV = nn.modules.conv._ConvNd
-
 
 def _outgoing_norms(model: nn.Module, group: Any) -> np.ndarray:
     """L2 norm of every consumer weight that reads each unit of ``group``."""
     squares = np.zeros(group.n_units)
     for module, columns in graph_consumers(model, group):
-        weight = module.weight.detach().double()
-        transposed = isinstance(module, _CONV) and module.transposed
+        weight = adapter_for(module).weight(module).detach().double()
         for unit, cols in columns.items():
-            part = weight[cols] if transposed else weight[:, cols]
-            squares[unit] += float(part.pow(2).sum())
+            squares[unit] += float(weight[:, cols].pow(2).sum())
     return np.sqrt(squares)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from workbench.errors import ConfigError, ModelError
 from workbench.registry import Registry
+from workbench.utils import example_batch
 
 MODELS: Registry[nn.Module] = Registry("model")
 register_model = MODELS.register
@@ -78,14 +79,8 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 
 def example_input(model: nn.Module, batch_size: int = 1, random_state: int = 0) -> torch.Tensor:
-    """A random input batch of the shape ``model`` expects (``model.input_shape``)."""
-    shape = getattr(model, "input_shape", None)
-    if shape is None:
-        raise ModelError(
-            f"{type(model).__name__} has no `input_shape` attribute; pass an example input of the right shape yourself."
-        )
-    generator = torch.Generator().manual_seed(random_state)
-    return torch.randn(batch_size, *shape, generator=generator)
+    """A random input batch of the shape ``model`` expects (``model.input_shape``), on the model's device."""
+    return example_batch(model, batch_size, random_state)
 
 
 _DATA_ARGS = {
