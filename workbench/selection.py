@@ -227,7 +227,7 @@ def constrained(selection: Selection, *, fixed: Any = None, blocks: Any = (), co
     inside = cell >= 0
     if inside.any():
         cells, sizes = np.unique(cell[inside], return_counts=True)
-        fraction = new[inside].sum() / inside.sum()
+        fraction = kept[inside].sum() / inside.sum()  # the selector's budget; fixed units come on top
         least = max(1, max(int(must[cell == c].sum()) for c in cells))
         for c, size in zip(cells, sizes):
             members = np.flatnonzero(cell == c)

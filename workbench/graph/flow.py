@@ -255,12 +255,13 @@ class _Walker:
                 name = "input" if first_input else node.name
                 first_input = False
                 self.record(node, name, "input", "input")
+                dim = _input_unit_dim(self.modules, node, len(shape))
                 if len(shape) >= 3 and pixel_input:
                     ids = self.alloc(name, math.prod(shape[1:])).reshape(shape[1:])
                 else:
-                    ids = self.alloc(name, shape[1] if len(shape) >= 2 else 1)
+                    ids = self.alloc(name, shape[dim] if shape else 1)
                 self.layers[name].n_units = int(ids.size)
-                self.layouts[node] = Layout(1 if len(shape) >= 2 else 0, ids)
+                self.layouts[node] = Layout(dim, ids)
             elif node.op == "get_attr":
                 self.layouts[node] = self.get_attr(node)
             elif node.op == "call_module":
@@ -622,6 +623,29 @@ class _Walker:
             return tuple(lay for _ in shapes)
         bounds = np.cumsum([0] + [s[dim] for s in shapes])
         return tuple(Layout(lay.dim, lay.ids[bounds[i] : bounds[i + 1]]) for i in range(len(shapes)))
+
+
+def _input_unit_dim(modules: dict[str, nn.Module], node: fx.Node, ndim: int) -> int:
+    """Unit dimension of a network input: the channels (dimension 1), or the last dimension of a sequence
+    of feature vectors when the first layer it reaches reads features along the last dimension (tokens)."""
+    if ndim < 3:
+        return 1 if ndim >= 2 else 0
+    frontier, seen = list(node.users), set()
+    while frontier:
+        user = frontier.pop()
+        if user in seen:
+            continue
+        seen.add(user)
+        module = modules.get(str(user.target)) if user.op == "call_module" else None
+        adapter = adapter_for(module) if module is not None else None
+        if adapter is not None and user.args and user.args[0] in seen | {node}:
+            read = adapter.unit_dim(module, ndim)
+            if read is not None:
+                return read
+        kind = K.module_kind(module) if module is not None else K.function_kind(user.op, user.target)
+        if kind in ("act", "dropout", "identity"):
+            frontier.extend(user.users)
+    return 1
 
 
 def _pixel_input(gm: fx.GraphModule) -> bool:

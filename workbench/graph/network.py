@@ -12,6 +12,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from torch import fx, nn
 
+from workbench.adapters import adapter_for
 from workbench.errors import GraphError, closest
 from workbench.graph import kinds as K
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
@@ -113,10 +114,15 @@ class Group:
         return [s for s in sets if 0 < len(s) < self.n_units]
 
 
+def is_leaf(module: nn.Module, name: str) -> bool:
+    """Tracing stops at layers with an adapter (their channel behaviour is known) and at torch.nn's own."""
+    return adapter_for(module) is not None or fx.Tracer().is_leaf_module(module, name)
+
+
 def _as_graph_module(model: nn.Module) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule):
         return model
-    return symbolic_trace(model)
+    return symbolic_trace(model, is_leaf=is_leaf)
 
 
 def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> NetworkGraph:

@@ -186,7 +186,9 @@ def refit_consumers(
             x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
         gram = x.T @ x
         lam = context.ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
-        solution = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device), x.T @ target)
+        solution = torch.linalg.solve(
+            gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device), x.T @ target
+        )
         weight = equivalent.contiguous()
         flat = weight.reshape(weight.shape[0], -1)
         new = solution[: len(design_cols)].T.to(weight.dtype)

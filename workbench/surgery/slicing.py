@@ -146,7 +146,9 @@ def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
         module = modules.get(consumer.layer)
         adapter = adapter_for(module) if module is not None else None
         if adapter is None or adapter.in_count(module) is None:
-            return f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
+            return (
+                f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
+            )
         problem = adapter.slice_problem(module, "in")
         if problem:
             return f"its consumer {consumer.layer!r} is {problem}"

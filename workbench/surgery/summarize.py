@@ -41,7 +41,6 @@ PARTITION_SELECTORS = ("sbm", "spectral", "leiden")
 RANKING_SELECTORS = ("magnitude", "random", "activation", "dpp", "submodular")
 
 
-
 def check_partitions(plan: Plan, fuse: str) -> None:
     """SurgeryError when a selection of ``plan`` comes from a selector that gives no partition.
 
