@@ -20,6 +20,7 @@ architectures, it does not train.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.edits import PARAMETRIZATIONS
+from workbench.edits import PARAMETRIZATIONS, SPEC, user_spec
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.utils import atomic_write_bytes
 
@@ -65,16 +66,40 @@ def _to_json(what: str, value: Any) -> str:
 
 
 def check_spec(spec: Any) -> dict[str, Any]:
-    """``spec`` if it is a dict with a string ``name`` and a dict ``kwargs``; ConfigError otherwise."""
+    """``spec`` if it is a dict with a string ``name`` (a zoo model) or ``user`` (a user's class) and a dict
+    ``kwargs``; ConfigError otherwise."""
     if (
         not isinstance(spec, dict)
-        or not isinstance(spec.get("name"), str)
+        or not (isinstance(spec.get("name"), str) or isinstance(spec.get("user"), str))
         or not isinstance(spec.get("kwargs", {}), dict)
     ):
         raise ConfigError(
-            f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}}, got {spec!r}."
+            f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}} or {{'user': "
+            f"'module:Class'}}, got {str(spec)[:200]}."
         )
     return spec
+
+
+def _base_model(spec: dict[str, Any], base: Any) -> nn.Module:
+    """A fresh copy of the user's architecture ``base`` (a module or a factory) for a ``user`` spec."""
+    if base is None:
+        raise CheckpointError(
+            f"this checkpoint holds a model of your own ({spec['user']}), which the workbench never imports from "
+            "a file: pass its architecture, load_checkpoint(path, base=MyNet()) or base=make_my_net."
+        )
+    model = copy.deepcopy(base) if isinstance(base, nn.Module) else base()
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"base must be an nn.Module or a function returning one, got {type(model).__name__}.")
+    found = f"{type(model).__module__}:{type(model).__qualname__}"
+    if found.split(":")[-1] != spec["user"].split(":")[-1]:
+        raise CheckpointError(
+            f"the checkpoint was saved from {spec['user']}, but base is a {found}; pass the architecture it was "
+            "saved from."
+        )
+    for edit in spec.get("edits", []):  # a base that already carries edits would replay them twice
+        if edit in getattr(model, "workbench_spec", {}).get("edits", []):
+            raise CheckpointError("base already carries edits; pass the original, unedited architecture.")
+    return model
 
 
 def _replays() -> dict[str, Callable[[nn.Module, dict[str, Any]], nn.Module]]:
@@ -108,11 +133,12 @@ def _describe(edit: dict[str, Any]) -> str:
     return f"edit {edit.get('op')!r}" + (f" of layers {', '.join(edit['layers'])}" if edit.get("layers") else "")
 
 
-def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+def build_from_spec(spec: dict[str, Any], base: Any = None) -> nn.Module:
     """Build the (untrained) model an architecture spec describes.
 
     ``spec`` is ``{"name": <registered zoo model>, "kwargs": {...}}`` as made by
-    :func:`workbench.zoo.model_spec`, optionally with ``"edits"`` (the edit history, replayed in order)
+    :func:`workbench.zoo.model_spec`, or ``{"user": "module:Class"}`` for a user's model (rebuilt on a copy
+    of ``base``, a module or a factory), optionally with ``"edits"`` (the edit history, replayed in order)
     and ``"parametrizations"`` (attached last, as :func:`save_checkpoint` records them).
 
     Raises
@@ -128,8 +154,11 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     from workbench.zoo.memory import check_memory
 
     spec = check_spec(spec)
-    check_memory(spec["name"], 1, **spec.get("kwargs", {}))  # refuse a size this machine cannot hold, with the figures
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    if "user" in spec and "name" not in spec:
+        model = _base_model(spec, base)
+    else:
+        check_memory(spec["name"], 1, **spec.get("kwargs", {}))  # refuse a size this machine cannot hold
+        model = create_model(spec["name"], **spec.get("kwargs", {}))
     replays = _replays()
     for index, edit in enumerate(_history(spec)):
         replay = replays.get(edit.get("op"))
@@ -139,7 +168,8 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
             model = replay(model, edit)
         except (WorkbenchError, KeyError, AttributeError, TypeError, ValueError) as exc:
             raise CheckpointError(
-                f"cannot replay {_describe(edit)} (number {index} of the history) on {spec['name']!r}: "
+                f"cannot replay {_describe(edit)} (number {index} of the history) on "
+                f"{spec.get('name', spec.get('user'))!r}: "
                 f"{type(exc).__name__}: {str(exc)[:300]}"
             ) from None
     _attach_parametrizations(model, spec.get("parametrizations", []))
@@ -217,8 +247,8 @@ def save_checkpoint(
     Parameters
     ----------
     spec
-        How to rebuild the architecture; default :func:`workbench.zoo.model_spec` of the model (a
-        :class:`~workbench.errors.ModelError` for a model that was not built by the zoo).
+        How to rebuild the architecture; default the model's own (a zoo model's name and arguments with its
+        edit history, or for a model of your own its class and edit history: load it with ``base=``).
     metadata
         JSON-serializable information kept with the weights (data set, scores, seed...); numpy and
         tensor scalars are stored as numbers.
@@ -228,11 +258,11 @@ def save_checkpoint(
     CheckpointError
         The model has a weight parametrization checkpoints cannot restore.
     """
-    from workbench.zoo import model_spec
-
     if not isinstance(model, nn.Module):
         raise ConfigError(f"save_checkpoint needs a torch.nn.Module, got {type(model).__name__}.")
-    spec = check_spec(model_spec(model) if spec is None else spec)
+    if spec is None:
+        spec = copy.deepcopy(getattr(model, SPEC, None) or user_spec(model))
+    spec = check_spec(spec)
     spec["parametrizations"] = parametrizations_of(model)
     payload = {
         "format": FORMAT,
@@ -336,11 +366,13 @@ def _mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
     return "; ".join(parts)
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, base: Any = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model saved at ``path``; return ``(model in eval mode, metadata)``.
 
     The file is read with ``torch.load(..., weights_only=True)`` (no pickled code runs), the architecture
-    rebuilt by :func:`build_from_spec` and the weights loaded strictly.
+    rebuilt by :func:`build_from_spec` and the weights loaded strictly. A model of your own (not the zoo's)
+    is rebuilt on ``base``: its architecture as you built it before any edit (a module, copied, or a
+    function returning one); its edit history (plans, factorizations, quantizers) is replayed on it.
 
     Raises
     ------
@@ -366,15 +398,18 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
                     f"{path} is a damaged workbench checkpoint: its spec's {key!r} is not a list of JSON objects."
                 )
     try:
-        model = build_from_spec(spec)
+        model = build_from_spec(spec, base)
     except WorkbenchError as exc:
+        named = isinstance(spec, dict) and "name" in spec
         what = (
-            f"{spec.get('name')!r} with {len(_history(spec))} edits" if isinstance(spec, dict) else type(spec).__name__
+            f"{spec.get('name', spec.get('user'))!r} with {len(_history(spec))} edits"
+            if isinstance(spec, dict)
+            else type(spec).__name__
         )
-        raise CheckpointError(
-            f"{path}: cannot rebuild its architecture ({what}): {exc} "
-            "If the model is your own, register it with workbench.zoo.register_model before loading."
-        ) from None
+        hint = (
+            " If the model is your own, register it with workbench.zoo.register_model before loading." if named else ""
+        )
+        raise CheckpointError(f"{path}: cannot rebuild its architecture ({what}): {exc}{hint}") from None
     state_dict = payload["state_dict"]
     if not isinstance(state_dict, dict):
         raise CheckpointError(

@@ -263,6 +263,24 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if note else 0
 
 
+def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
+    from workbench.checkpoints import load_checkpoint
+    from workbench.export import export_model
+    from workbench.zoo import example_input
+
+    suffix = {"pt2": ".pt2", "onnx": ".onnx", "module": "-module"}[args.format]
+    source = Path(args.checkpoint)
+    out = _check_out(args.out or source.with_name(f"{source.stem}{suffix}"), folder=args.format == "module")
+    _check_batch(args.batch_size)
+    model, _ = load_checkpoint(args.checkpoint)
+    path = export_model(
+        model, out, format=args.format, example_input=example_input(model, args.batch_size), opset=args.opset
+    )
+    payload = {"checkpoint": args.checkpoint, "format": args.format, "path": str(path), "verified": True}
+    _emit(args, payload, f"written: {path} ({args.format}; loaded back and checked against the model)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
     from workbench.metrics import format_table
@@ -435,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="folder of an on-disk data set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
+
+    p = add(
+        "export",
+        "write a checkpoint's model as a .pt2 program, an ONNX file or a torch-only module + state_dict",
+        _cmd_export,
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by `workbench train`, `compress` or save_checkpoint")
+    p.add_argument("--format", default="pt2", choices=["pt2", "onnx", "module"], help="what to write (default: pt2)")
+    p.add_argument("--out", help="output file (pt2, onnx) or folder (module); default: beside the checkpoint")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size of the example input (fixed in pt2 and onnx)")
+    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
 
     p = add(
         "demo",

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from workbench.errors import ConfigError, PlanWarning, SelectionWarning
 from workbench.train.history import History
+from workbench.utils import example_batch
 
 #: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
 SCORE_KEYS = ("accuracy", "miou")
@@ -166,13 +168,15 @@ def scores(model: nn.Module, test: Any) -> dict[str, float]:
     return {**{key: float(found[key]) for key in SCORE_KEYS if key in found}, "n": int(found["n"])}
 
 
-def measure(model: nn.Module, test: Any = None, *, latency: bool = True) -> dict[str, Any]:
+def measure(
+    model: nn.Module, test: Any = None, *, latency: bool = True, example_input: torch.Tensor | None = None
+) -> dict[str, Any]:
     """:func:`scores` on ``test`` followed by :func:`workbench.metrics.profile` (params, MACs, bytes, latency)
-    of ``model`` on one example input."""
+    of ``model`` on one example input (the first of ``example_input``, default a batch of its ``input_shape``)."""
     from workbench.metrics import profile
-    from workbench.zoo import example_input
 
-    return {**scores(model, test), **profile(model, example_input(model, 1), latency=latency).as_dict()}
+    one = example_batch(model, 1) if example_input is None else example_input[:1]
+    return {**scores(model, test), **profile(model, one, latency=latency).as_dict()}
 
 
 def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, list[str]]:
@@ -204,7 +208,6 @@ def _sequential_plan(
     from workbench.surgery import Plan, apply
     from workbench.surgery.plan_builder import unrebuildable_groups
     from workbench.surgery.slicing import group_order
-    from workbench.zoo import example_input
 
     unsupported = unrebuildable_groups(graph)
     notes = (
@@ -220,7 +223,7 @@ def _sequential_plan(
     current, selections = model, {}
     for i, name in enumerate(names):
         if i:
-            graph = from_model(current, example_input(current, 2))
+            graph = from_model(current, graph.example_input)
         step, step_notes = _plan_with_notes(graph, selector, groups=[name], **plan_kwargs)
         step = _applied_plan(current, step, graph, fuse)
         notes.extend(step_notes)
@@ -269,13 +272,15 @@ def compress(
     base_latency: bool | None = None,
     random_state: int = 0,
     quiet: bool = True,
+    example_input: torch.Tensor | None = None,
+    round_to: int | None = None,
 ) -> CompressionResult:
     """Select units with selector ``method`` in every group surgery can rebuild, rebuild, retrain, measure.
 
     Parameters
     ----------
     model
-        A trained network with an ``input_shape`` (not modified).
+        A trained network (not modified), on any device.
     method, selector_params
         Selector name and its parameters (:func:`workbench.select.get_selector`).
     keep, per_layer
@@ -302,18 +307,25 @@ def compress(
         Seed of the selector, the fusion and the retraining.
     quiet
         No progress bar while retraining.
+    example_input
+        A batch of what the model takes (tracing, profiling); default a random batch of its ``input_shape``.
+    round_to
+        Keep a multiple of this many units in every group (hardware-friendly widths; see
+        :func:`workbench.surgery.plan_from`).
     """
     from workbench.graph import from_model
     from workbench.select import get_selector
     from workbench.surgery import apply
-    from workbench.zoo import example_input
 
     retrain = retrain or Retraining(method="none")
-    graph = from_model(model, example_input(model, 2))
+    if example_input is None:
+        example_input = example_batch(model, 2)
+    graph = from_model(model, example_input)
     selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
-    plan_kwargs = {"keep": keep, "per_layer": per_layer, "source": source}
+    plan_kwargs = {"keep": keep, "per_layer": per_layer, "source": source, "round_to": round_to}
     plan_kwargs["data"] = train if source != "weights" else None
-    before = measure(model, test, latency=latency if base_latency is None else base_latency)
+    base = latency if base_latency is None else base_latency
+    before = measure(model, test, latency=base, example_input=example_input)
     if sequential:
         smaller, plan, notes = _sequential_plan(
             model, graph, selector, fuse=fuse, train=train, random_state=random_state, **plan_kwargs
@@ -336,7 +348,7 @@ def compress(
         if retrain.method in ("distill", "reconstruct"):
             taught_by = "base model" if teacher is None else "given"
             taught_by += " (no labels)" if retrain.method == "reconstruct" else ""
-    after = measure(smaller, test, latency=latency)
+    after = measure(smaller, test, latency=latency, example_input=example_input)
     return CompressionResult(
         model=smaller,
         plan=plan,

@@ -9,6 +9,9 @@ A model built by :func:`workbench.zoo.create_model` carries ``model.workbench_sp
                {"op": "prune", "rate": 0.9, ...},             # pruning masks
                {"op": "fixed-point", "weight_bits": 8, ...}]} # quantizers, DCT / hashing, ...
 
+Any other model gets ``{"user": "mypkg.nets:ResNet56", "edits": [...]}`` at its first edit
+(:func:`user_spec`); its checkpoint is rebuilt on the architecture the user passes.
+
 Every transform appends one edit with :func:`record_edit`, in the order the edits were made.
 :mod:`workbench.checkpoints` replays the edits that change the architecture (plans, factorizations,
 inserted or wrapped modules) in that order, and restores the weight parametrizations (masks,
@@ -62,14 +65,20 @@ def edits_of(model: nn.Module) -> list[dict[str, Any]]:
     return copy.deepcopy(spec.get("edits", [])) if spec else []
 
 
+def user_spec(model: nn.Module) -> dict[str, Any]:
+    """The spec of a model the zoo did not build: its class (``"module:QualName"``), for checks only: a
+    checkpoint of it is rebuilt on the architecture its user passes, never by importing that name."""
+    return {"user": f"{type(model).__module__}:{type(model).__qualname__}"}
+
+
 def record_edit(model: nn.Module, op: str, **details: Any) -> nn.Module:
-    """Append the edit ``{"op": op, **details}`` to ``model``'s history (nothing for a model without a
-    spec); returns ``model``. ``details`` must be JSON-serializable (numbers, strings, lists, dicts)."""
+    """Append the edit ``{"op": op, **details}`` to ``model``'s history (a user's model gets a
+    :func:`user_spec` first); returns ``model``. ``details`` must be JSON-serializable (numbers, strings,
+    lists, dicts)."""
     spec = getattr(model, SPEC, None)
-    if spec is not None:
-        spec = copy.deepcopy(spec)  # never share a history with the model this one was copied from
-        spec.setdefault("edits", []).append({"op": op, **details})
-        setattr(model, SPEC, spec)
+    spec = copy.deepcopy(spec) if spec is not None else user_spec(model)  # never share a history with a copy
+    spec.setdefault("edits", []).append({"op": op, **details})
+    setattr(model, SPEC, spec)
     return model
 
 

@@ -79,3 +79,7 @@ def closest(name: str, choices: Iterable[str]) -> str:
     """Return a " Did you mean 'x'?" hint for ``name`` among ``choices`` (empty when nothing is close)."""
     match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+class ExportError(WorkbenchError):
+    """A model cannot be exported in the format asked, or the exported file does not reproduce its outputs."""

@@ -231,7 +231,8 @@ def apply(
             f"{tuple(output.shape)}: a group feeds the output directly; leave the output layer out of the plan."
         )
     mask_zeros(pruned, masked)  # pruned weights of kept units stay pruned
-    return record_edit(pruned, "plan", fuse=fuse, plan=plan.to_dict())
+    batch = {"shape": list(example_input.shape[1:]), "dtype": str(example_input.dtype).removeprefix("torch.")}
+    return record_edit(pruned, "plan", fuse=fuse, plan=plan.to_dict(), input=batch)
 
 
 def _check_plain(model: nn.Module) -> None:
@@ -248,7 +249,21 @@ def _check_plain(model: nn.Module) -> None:
 
 
 def replay_plan(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
-    """Rebuild the architecture a recorded ``"plan"`` edit made (weights are loaded afterwards)."""
+    """Rebuild the architecture a recorded ``"plan"`` edit made (weights are loaded afterwards), tracing the
+    model on a batch of the input the edit recorded (older edits: of the model's ``input_shape``)."""
+    batch = edit.get("input")
+    if isinstance(batch, dict):
+        dtype = getattr(torch, str(batch.get("dtype", "float32")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise SurgeryError(f"the plan edit records an unknown input dtype {batch.get('dtype')!r}.")
+        shape = [int(v) for v in batch.get("shape", [])]
+        parameter = next(iter(model.parameters()), None)
+        device = parameter.device if parameter is not None else None
+        example = torch.zeros(2, *shape, dtype=dtype, device=device)
+        if dtype.is_floating_point:
+            example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(dtype=dtype, device=device)
+    else:
+        example = example_batch(model, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return apply(model, Plan.from_dict(edit["plan"]), fuse="drop")
+        return apply(model, Plan.from_dict(edit["plan"]), fuse="drop", example_input=example)

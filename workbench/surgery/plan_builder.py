@@ -6,6 +6,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from workbench.errors import ConfigError, PlanWarning, SurgeryError, closest
 from workbench.selection import constrained
 from workbench.surgery.plan import Plan
@@ -35,6 +37,15 @@ def keep_fixed(selection: Any, group: Any) -> Any:
     return constrained(selection, fixed=group.fixed, blocks=group.blocks, cover=group.cover())
 
 
+def rounded_count(n_units: int, fraction: float, multiple: int) -> int:
+    """Units to keep out of ``n_units``: the multiple of ``multiple`` nearest to ``fraction * n_units`` (at least
+    ``multiple``, at most ``n_units``; all of them when the group is smaller than ``multiple``)."""
+    if n_units <= multiple:
+        return n_units
+    nearest = int(np.floor(fraction * n_units / multiple + 0.5)) * multiple
+    return int(min(n_units, max(multiple, nearest)))
+
+
 def plan_from(
     graph: Any,
     selector: Any,
@@ -45,6 +56,7 @@ def plan_from(
     data: Any = None,
     metric: str | None = None,
     groups: list[str] | None = None,
+    round_to: int | None = None,
 ) -> Plan:
     """Select units in every prunable group of ``graph`` and collect the selections into a Plan.
 
@@ -64,6 +76,9 @@ def plan_from(
     groups
         Restrict the plan to these groups (default: every prunable group that surgery can rebuild; the
         others are named in a :class:`~workbench.errors.PlanWarning`).
+    round_to
+        Keep a multiple of this many units in each group (the nearest one to the budget, at least
+        ``round_to``, at most the group's size), for widths that hardware runs fast (8, 16, 32...).
 
     Notes
     -----
@@ -76,6 +91,10 @@ def plan_from(
             group = "every group" if where == "keep" else f"group {where[10:-1]}"
             empty = f" would remove every filter / unit of {group}" if value == 0 else " is outside (0, 1]"
             raise ConfigError(f"{where}={value!r}{empty}; give a kept fraction in (0, 1], e.g. 0.5.")
+    if round_to is not None and (
+        isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or not 1 <= round_to <= 1 << 20
+    ):
+        raise ConfigError(f"round_to={round_to!r} must be a positive int (e.g. 8), or None.")
     available = {group.name: group for group in graph.prunable_groups()}
     unsupported = unrebuildable_groups(graph)
     for name in [*per_layer, *(groups or [])]:
@@ -98,12 +117,19 @@ def plan_from(
     selections = {}
     for name in chosen:
         fraction = float(per_layer.get(name, keep))
+        budget = fraction if round_to is None else rounded_count(available[name].n_units, fraction, int(round_to))
         view_kwargs: dict[str, Any] = {"source": source, "data": data}
         if metric is not None:
             view_kwargs["metric"] = metric
         view = graph.unit_view(name, **view_kwargs)
-        selections[name] = keep_fixed(_with_budget(selector, fraction).fit(view).selection_, available[name])
+        selections[name] = keep_fixed(_with_budget(selector, budget).fit(view).selection_, available[name])
     return Plan(
         selections=selections,
-        meta={"selector": type(selector).__name__, "keep": keep, "per_layer": per_layer, "source": source},
+        meta={
+            "selector": type(selector).__name__,
+            "keep": keep,
+            "per_layer": per_layer,
+            "source": source,
+            **({"round_to": int(round_to)} if round_to is not None else {}),
+        },
     )
