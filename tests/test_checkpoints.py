@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from workbench.checkpoints import build_from_spec, load_checkpoint, save_checkpoint
-from workbench.errors import CheckpointError, ConfigError, ModelError
+from workbench.errors import CheckpointError, ConfigError
 from workbench.zoo import MODELS, create_model, register_model
 
 
@@ -104,9 +104,45 @@ def test_checkpoint_unknown_model_and_mismatched_weights(tmp_path):
         load_checkpoint(deeper)
 
 
+class UserNet(nn.Module):
+    """A user's network, as published: a keyword in forward, BatchNorm, a residual add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x, return_features=False):
+        h = torch.relu(self.bn(self.conv(x)))
+        h = torch.relu(h + self.conv2(h))
+        features = h.mean(dim=(2, 3))
+        return (self.fc(features), features) if return_features else self.fc(features)
+
+
+def test_a_users_model_is_compressed_saved_and_reloaded_on_its_own_architecture(tmp_path):
+    from workbench.compression import compress
+
+    model, x = UserNet().eval(), torch.randn(2, 3, 8, 8)
+    small = compress(model, method="magnitude", keep=0.5, example_input=x, latency=False).model
+    assert small.conv.out_channels == 4 and small.workbench_spec["user"].endswith(":UserNet")
+    path = save_checkpoint(tmp_path / "small.pt", small, metadata={"note": "mine"})
+    loaded, metadata = load_checkpoint(path, base=UserNet)
+    assert metadata == {"note": "mine"} and loaded.conv.out_channels == 4
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small(x))
+    assert torch.equal(load_checkpoint(path, base=UserNet())[0].fc.weight, small.fc.weight)
+    with pytest.raises(CheckpointError, match="base="):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="saved from .*UserNet"):
+        load_checkpoint(path, base=small_net())
+    plain = save_checkpoint(tmp_path / "plain.pt", small_net())  # never edited: its class and weights
+    assert isinstance(load_checkpoint(plain, base=small_net)[0], nn.Sequential)
+
+
 def test_save_checkpoint_needs_a_spec_and_json_metadata(tmp_path):
-    with pytest.raises(ModelError, match="create_model"):
-        save_checkpoint(tmp_path / "x.pt", small_net())
     with pytest.raises(ConfigError, match="JSON"):
         save_checkpoint(tmp_path / "x.pt", trained_tiny(), metadata={"model": nn.Linear(1, 1)})
     with pytest.raises(ConfigError, match="spec"):

@@ -221,7 +221,7 @@ def test_opaque_layer_warns_and_fixes_what_feeds_it():
     assert graph.groups["2"].consumers == []
 
 
-def test_untraceable_model_names_the_submodule():
+def test_data_dependent_forward_is_traced_as_executed():
     class Inner(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -240,8 +240,9 @@ def test_untraceable_model_names_the_submodule():
         def forward(self, x):
             return self.inner(x)
 
-    with pytest.raises(GraphError, match=r"submodule 'inner'.*control flow"):
-        from_model(Outer(), torch.randn(2, 4))
+    with pytest.warns(UserWarning, match="control flow"):  # traced as executed on the example input
+        graph = from_model(Outer(), torch.randn(2, 4))
+    assert graph.tracer == "dynamic" and graph.group("inner.fc").n_units == 2
 
 
 def test_wrong_input_shape_names_expected_shape_and_layer():

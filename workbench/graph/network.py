@@ -16,7 +16,7 @@ from workbench.adapters import adapter_for
 from workbench.errors import GraphError, closest
 from workbench.graph import kinds as K
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
-from workbench.graph.trace import check_finite_parameters, propagate_shapes, symbolic_trace
+from workbench.graph.trace import check_finite_parameters, propagate_shapes, trace_model
 from workbench.graph.views import MAX_VIEW_MEMORY
 from workbench.utils import example_batch
 
@@ -119,14 +119,17 @@ def is_leaf(module: nn.Module, name: str) -> bool:
     return adapter_for(module) is not None or fx.Tracer().is_leaf_module(module, name)
 
 
-def _as_graph_module(model: nn.Module) -> fx.GraphModule:
+def _as_graph_module(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
+    """``model`` itself when it is a GraphModule, else its trace (fx, fx with keyword defaults bound, or the
+    graph executed on ``example_input``; :func:`workbench.graph.trace.trace_model`)."""
     if isinstance(model, fx.GraphModule):
         return model
-    return symbolic_trace(model, is_leaf=is_leaf)
+    return trace_model(model, example_input, is_leaf=is_leaf)
 
 
 def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> NetworkGraph:
-    """Trace ``model`` with ``torch.fx`` and build its :class:`NetworkGraph`.
+    """Trace ``model`` (torch.fx, fx with defaulted forward arguments bound, or the graph it executes on
+    ``example_input``: :func:`workbench.graph.trace.trace_model`) and build its :class:`NetworkGraph`.
 
     Parameters
     ----------
@@ -151,9 +154,15 @@ def from_model(model: nn.Module, example_input: torch.Tensor | None = None) -> N
                 f"{type(model).__name__} has no input_shape attribute; pass example_input (a batch of its input)."
             )
         example_input = example_batch(model, batch_size=2)
-    gm = _as_graph_module(model)
+    gm = _as_graph_module(model, example_input)
     propagate_shapes(gm, model, example_input)
     flow = analyse(gm)
+    if getattr(gm, "meta", {}).get("tracer") == "dynamic":
+        flow.warnings.insert(
+            0,
+            f"{type(model).__name__}'s forward has Python control flow torch.fx cannot trace; the graph is the one "
+            f"it executed on the example input of shape {tuple(example_input.shape)} (branches taken for that input).",
+        )
     for message in flow.warnings:
         warnings.warn(message, stacklevel=2)
     return NetworkGraph(model, gm, flow, tuple(example_input.shape[1:]), example_input)
@@ -398,6 +407,11 @@ class NetworkGraph:
     def reads(self) -> list[Any]:
         """Every parametric read (layer, unit id per input column, coupled or not), in network order."""
         return list(self._flow.reads)
+
+    @property
+    def tracer(self) -> str:
+        """Which tracer built the graph: ``"fx"``, ``"fx-concrete"`` (keyword defaults bound) or ``"dynamic"``."""
+        return getattr(self.module, "meta", {}).get("tracer", "fx")
 
     def __repr__(self) -> str:
         n_param = sum(1 for layer in self.layers.values() if layer.parametric)

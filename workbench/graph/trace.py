@@ -1,31 +1,64 @@
-"""Tracing a model with ``torch.fx`` and propagating shapes, with errors that say what and where."""
+"""Tracing a model (``torch.fx``, or the graph it executes) and propagating shapes, with errors that say what and where."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from workbench.errors import GraphError
+from workbench.graph.dynamic_trace import DynamicTraceError, LeafRule, dynamic_trace, first_line
 
 
 class _NamingTracer(fx.Tracer):
     """A tracer that remembers which submodule it is inside, to name the culprit when tracing fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, is_leaf: LeafRule | None = None) -> None:
         super().__init__()
         self.stack: list[str] = []
+        self.leaf_rule = is_leaf
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if self.leaf_rule is None:
+            return super().is_leaf_module(m, module_qualified_name)
+        return self.leaf_rule(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         self.stack.append(self.path_of_module(m))
         result = super().call_module(m, forward, args, kwargs)  # on failure the culprit stays on the stack
         self.stack.pop()
         return result
+
+
+class _Failure(NamedTuple):
+    """How one tracer failed: where (innermost submodule, ``""`` for the model's forward) and why."""
+
+    how: str
+    where: str
+    error: str
+    model_failed: bool = False  # the model itself raised on the example input
+
+
+def _fx_trace(
+    model: nn.Module, is_leaf: LeafRule | None, concrete_args: dict[str, Any] | None, how: str
+) -> fx.GraphModule | _Failure:
+    """``torch.fx`` trace of ``model``, or the :class:`_Failure` saying where and why it failed."""
+    tracer = _NamingTracer(is_leaf)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete_args)
+    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, ... depending on the construct
+        return _Failure(how, tracer.stack[-1] if tracer.stack else "", first_line(exc))
+    return fx.GraphModule(tracer.root, graph, model.__class__.__name__)
+
+
+def _where_text(model: nn.Module, where: str) -> str:
+    return f"in submodule {where!r} of {type(model).__name__}" if where else f"in the forward of {type(model).__name__}"
 
 
 def check_finite_parameters(model: nn.Module) -> None:
@@ -45,22 +78,117 @@ def check_finite_parameters(model: nn.Module) -> None:
                 )
 
 
-def symbolic_trace(model: nn.Module) -> fx.GraphModule:
-    """``torch.fx`` trace of ``model``; :class:`GraphError` naming the module being traced on failure."""
-    tracer = _NamingTracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, ... depending on the construct
-        where = tracer.stack[-1] if tracer.stack else ""
-        where_text = f"in submodule {where!r} of " if where else "in the forward of "
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def symbolic_trace(model: nn.Module, *, is_leaf: LeafRule | None = None) -> fx.GraphModule:
+    """``torch.fx`` trace of ``model``; :class:`GraphError` naming the module being traced on failure.
+
+    ``is_leaf(module, qualified_name)`` overrides fx's rule of which modules are traced through.
+    """
+    traced = _fx_trace(model, is_leaf, None, "fx")
+    if isinstance(traced, _Failure):
         raise GraphError(
-            f"cannot trace {type(model).__name__} with torch.fx: it failed {where_text}{type(model).__name__} "
-            f"({type(exc).__name__}: {first}). Data-dependent control flow (if/for on tensor values) cannot be "
+            f"cannot trace {type(model).__name__} with torch.fx: it failed {_where_text(model, traced.where)} "
+            f"({traced.error}). Data-dependent control flow (if/for on tensor values) cannot be "
             "traced; rewrite that forward without it, or mark the submodule as a leaf."
-        ) from exc
-    name = model.__class__.__name__
-    return fx.GraphModule(tracer.root, graph, name)
+        )
+    return traced
+
+
+def default_arguments(model: nn.Module) -> dict[str, Any]:
+    """Forward parameters after the first that have a default (not ``*args`` / ``**kwargs``), with it."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):  # builtins and C extensions without a signature
+        return {}
+    return {
+        p.name: p.default
+        for p in params
+        if p.default is not inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def trace_model(model: nn.Module, example_input: torch.Tensor, *, is_leaf: LeafRule | None = None) -> fx.GraphModule:
+    """Trace ``model`` into a GraphModule by the first of three tracers that succeeds.
+
+    1. ``"fx"``: plain ``torch.fx`` symbolic tracing.
+    2. ``"fx-concrete"``: ``torch.fx`` with every defaulted forward argument after the first bound to its
+       default (``forward(self, x, return_features=False)`` branching on the keyword).
+    3. ``"dynamic"``: the graph the model executes on ``example_input``, recorded by running it once (see
+       :mod:`workbench.graph.dynamic_trace`); Python control flow on shapes and values is resolved for this
+       input, so the graph holds for inputs of its shape that take the same branches.
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module`` taking one tensor.
+    example_input
+        A batch of the model's input (only the dynamic tracer runs it).
+    is_leaf
+        ``is_leaf(module, qualified_name)``: modules kept whole as ``call_module`` nodes. Default: fx's rule
+        (modules of ``torch.nn`` except containers).
+
+    Returns
+    -------
+    fx.GraphModule
+        ``gm.meta["tracer"]`` names the tracer used; ``gm.meta["concrete_args"]`` holds the bound arguments
+        for ``"fx-concrete"``; ``gm.meta["input_shape"]`` the traced input shape for ``"dynamic"``.
+
+    Raises
+    ------
+    GraphError
+        Every tracer failed; the message names the submodule and the error of each.
+    """
+    if not isinstance(example_input, torch.Tensor):
+        raise GraphError(
+            f"example_input must be a torch.Tensor batch, got {type(example_input).__name__}; "
+            "use workbench.zoo.example_input(model) for zoo models."
+        )
+    failures = []
+    traced = _fx_trace(model, is_leaf, None, "torch.fx")
+    if isinstance(traced, fx.GraphModule):
+        return _mark(traced, "fx")
+    failures.append(traced)
+    bound = default_arguments(model)
+    if bound:
+        traced = _fx_trace(model, is_leaf, bound, f"torch.fx with {_format_args(bound)}")
+        if isinstance(traced, fx.GraphModule):
+            return _mark(traced, "fx-concrete", concrete_args=bound)
+        failures.append(traced)
+    try:
+        gm = dynamic_trace(model, example_input, is_leaf)
+    except DynamicTraceError as exc:
+        how = f"running it on an input of shape {tuple(example_input.shape)}"
+        failures.append(_Failure(how, exc.where, exc.pattern, exc.model_failed))
+    else:
+        return _mark(gm, "dynamic", input_shape=tuple(example_input.shape))
+    raise GraphError(_all_failed(model, failures))
+
+
+def _format_args(bound: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in bound.items())
+
+
+def _mark(gm: fx.GraphModule, tracer: str, **extra: Any) -> fx.GraphModule:
+    meta = getattr(gm, "meta", None)
+    if isinstance(meta, dict):
+        meta["tracer"] = tracer
+        meta.update(extra)
+    else:  # older torch without GraphModule.meta
+        gm.wb_tracer = tracer
+    return gm
+
+
+def _all_failed(model: nn.Module, failures: list[_Failure]) -> str:
+    name = type(model).__name__
+    tries = "; ".join(f"{f.how} failed {_where_text(model, f.where)} ({f.error})" for f in failures)
+    recorded = failures[-1]
+    blame = failures[0] if recorded.model_failed else recorded  # a model that does not run: fx's culprit
+    target = f"submodule {blame.where!r}" if blame.where else name
+    check = "pass an example input the model runs on, or " if recorded.model_failed else ""
+    return (
+        f"cannot trace {name}: {tries}. torch.fx cannot trace Python control flow on tensors, and recording a run "
+        f"needs the model to run on the example input through torch operations only; {check}rewrite the forward "
+        f"of {target} without what failed there, or mark it as a leaf (trace_model(..., is_leaf=...))."
+    )
 
 
 class _RecordingShapeProp(ShapeProp):
