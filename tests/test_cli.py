@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from workbench.checkpoints import load_checkpoint
 from workbench.cli import main, parse_model_args
 from workbench.errors import ConfigError
 
@@ -115,6 +117,13 @@ def test_compress_writes_a_smaller_checkpoint(tmp_path, capsys):
     assert report["after"]["accuracy"] > 0.85 and report["after"]["accuracy"] >= report["before"]["accuracy"] - 0.03
     assert main(["profile", "--checkpoint", str(out), "--json", "--no-latency"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == report["after"]["params"]
+    rounded = tmp_path / "rounded.pt"
+    args = ["compress", str(ckpt), "--keep", "0.3", "--round-to", "64", "--quiet", "--json", "--out", str(rounded)]
+    assert main(args) == 0
+    capsys.readouterr()
+    small, meta = load_checkpoint(rounded)
+    widths = [m.out_features for m in small.modules() if isinstance(m, torch.nn.Linear)][:-1]
+    assert widths == [64, 64] and meta["compressed"]["round_to"] == 64  # 90 and 30 units, rounded to multiples
 
 
 def test_atomic_writes_leave_no_temporary_files_and_usual_permissions(tmp_path):

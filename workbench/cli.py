@@ -243,6 +243,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         retrain=Retraining(epochs=_check_epochs(args.finetune, "--finetune")),
         random_state=args.seed,
         quiet=args.quiet,
+        round_to=args.round_to,
     )
     out, note = _save(
         out,
@@ -250,7 +251,13 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         {
             **meta,
             "data": data,
-            "compressed": {"method": args.method, "keep": args.keep, "fuse": args.fuse, "finetune": args.finetune},
+            "compressed": {
+                "method": args.method,
+                "keep": args.keep,
+                "fuse": args.fuse,
+                "finetune": args.finetune,
+                **({"round_to": args.round_to} if args.round_to else {}),
+            },
             "test": {k: v for k, v in result.after.items() if k in SCORE_KEYS},
         },
         "compressed",
@@ -442,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="selector name (random, magnitude, activation, sbm, spectral, leiden, dpp, submodular)",
     )
     p.add_argument("--keep", type=float, default=0.5, help="fraction of each group's units kept")
+    p.add_argument(
+        "--round-to", type=int, default=None, metavar="N", help="keep a multiple of N units per group (e.g. 8)"
+    )
     p.add_argument(
         "--fuse", default="drop", choices=["drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq"]
     )
