@@ -325,3 +325,26 @@ def test_constrained_balances_blocks_keeps_fixed_and_covers_every_set():
     assert "same number" in constraint_violation(selection.keep, n, blocks)
     assert "removes all" in constraint_violation([2, 3], n, (), [np.array([0, 1])])
     assert constrained(out, blocks=blocks) is out  # already valid: unchanged
+
+
+def _devices() -> list:
+    found = [pytest.param("cpu")]
+    cuda = torch.cuda.is_available()
+    found.append(pytest.param("cuda", marks=pytest.mark.skipif(not cuda, reason="no CUDA device on this machine")))
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    found.append(pytest.param("mps", marks=pytest.mark.skipif(not mps, reason="no MPS device on this machine")))
+    return found
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_selection_and_every_fusion_run_on_the_models_device(device):
+    model = ResNeXtish().eval().to(device)
+    x = torch.randn(2, 3, 8, 8, device=device)
+    data = torch.randn(32, 3, 8, 8)  # on the CPU: batches are moved to the model
+    graph = from_model(model, x)
+    plan = plan_from(graph, get_selector("magnitude"), keep=0.5, source="activations", data=data)
+    for fuse in ("drop", "merge", "lsq"):
+        small = apply(model, plan, fuse=fuse, example_input=x, graph=graph, data=data)
+        assert {p.device.type for p in small.parameters()} == {device}
+        assert {p.dtype for p in small.parameters()} == {torch.float32}
+        assert small(x).shape == (2, 5)

@@ -122,3 +122,13 @@ def example_batch(model: Any, batch_size: int = 1, random_state: int = 0) -> Any
     parameter = next(iter(model.parameters()), None)
     batch = torch.randn(batch_size, *shape, generator=generator)
     return batch if parameter is None else batch.to(device=parameter.device)
+
+
+def to_model(batch: Any, model: Any) -> Any:
+    """``batch`` on ``model``'s device, floating inputs in the model's floating dtype (token ids stay integers)."""
+    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if parameter is None:
+        return batch
+    if batch.is_floating_point():
+        return batch.to(device=parameter.device, dtype=parameter.dtype)
+    return batch.to(device=parameter.device)

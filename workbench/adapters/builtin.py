@@ -192,7 +192,7 @@ class ConvAdapter(LayerAdapter):
         positions = None
         n_pos = math.prod(target.shape[2:])
         if n_pos > max_positions:
-            positions = torch.as_tensor(rng.choice(n_pos, max_positions, replace=False))
+            positions = torch.as_tensor(rng.choice(n_pos, max_positions, replace=False), device=target.device)
         if module.transposed:
             cols = F.unfold(_upsampled(module, inputs), module.kernel_size, dilation=module.dilation)
         else:
@@ -275,8 +275,9 @@ class BatchNormAdapter(CoupledAdapter):
         if module.running_var is None:
             return None
         n = module.num_features
-        gamma = module.weight.detach() if module.weight is not None else torch.ones(n)
-        beta = module.bias.detach() if module.bias is not None else torch.zeros(n)
+        ones = torch.ones(n, device=module.running_var.device)
+        gamma = module.weight.detach() if module.weight is not None else ones
+        beta = module.bias.detach() if module.bias is not None else 0 * ones
         std = torch.sqrt(module.running_var.detach() + module.eps)
         return gamma / std, beta - gamma * module.running_mean.detach() / std
 

@@ -32,7 +32,7 @@ from workbench.graph.adjacency import input_columns, weight_out_in
 from workbench.graph.flow import Layout
 from workbench.graph.kinds import PRODUCER_KINDS
 from workbench.unitview import METRICS, UnitView, gram_similarity
-from workbench.utils import check_random_state
+from workbench.utils import check_random_state, to_model
 
 if TYPE_CHECKING:
     from workbench.graph.network import Group, NetworkGraph
@@ -232,7 +232,6 @@ def collect_activations(
     gram, sums = np.zeros((n, n)), np.zeros(n)
     filled, seen, positions, total_positions = 0, 0, 0, 0
     model = graph.module
-    device = next((p.device for p in graph.model.parameters()), torch.device("cpu"))
     was_training = graph.model.training
     graph.model.eval()
     try:
@@ -240,7 +239,7 @@ def collect_activations(
         total = _sample_total(data, max_samples)
         with torch.no_grad():
             for x in batches:
-                x = x.to(device=device, dtype=torch.float32)
+                x = to_model(x, graph.model)
                 capture = _Capture(model, node.name)
                 try:
                     capture.run(x)

@@ -17,7 +17,7 @@ from torch import nn
 
 from workbench.adapters import adapter_for
 from workbench.datasets.batches import input_batches
-from workbench.utils import check_random_state
+from workbench.utils import check_random_state, to_model
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -51,7 +51,7 @@ def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, p
         normalizer = adapter.normalizer(module)
         weight = adapter.weight(module)
         if normalizer is not None:
-            gain, offset = (_numpy(t[torch.as_tensor(idxs)]) for t in normalizer)
+            gain, offset = (_numpy(t[torch.as_tensor(idxs, device=t.device)]) for t in normalizer)
             target = blocks[-1] if per_block and blocks else None
             if target is None:
                 shift, scale = shift * gain + offset, scale * gain
@@ -129,6 +129,7 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     try:
         with torch.no_grad():
             for x in input_batches(context.data, context.max_samples, name="the data for lsq fusion"):
+                x = to_model(x, context.reference)
                 captured["x"].clear()
                 captured["y"].clear()
                 context.pruned(x)

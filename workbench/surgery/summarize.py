@@ -102,7 +102,7 @@ def _average_incoming(producers: list[tuple[nn.Module, np.ndarray]], blocks: dic
             for kept, members in blocks.items():
                 if members.size < 2:
                     continue
-                rows = tensor.index_select(dim, torch.as_tensor(channels[members]))
+                rows = tensor.index_select(dim, torch.as_tensor(channels[members], device=tensor.device))
                 tensor.select(dim, int(channels[kept])).copy_(rows.mean(dim=dim))
 
 
