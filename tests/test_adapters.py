@@ -46,8 +46,25 @@ def silence(graph, group: str, dropped: list[int]) -> None:
                 weight[block * per_out : (block + 1) * per_out, c % per_in] = 0.0
 
 
+def assert_consistent(model: nn.Module) -> None:
+    """Every rebuilt layer's size attributes agree with its tensors."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            assert tuple(m.weight.shape) == (m.out_features, m.in_features), name
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            out_dim, in_dim = (1, 0) if m.transposed else (0, 1)
+            per_group = m.out_channels // m.groups if m.transposed else m.out_channels
+            assert (
+                m.weight.shape[out_dim] == per_group
+                and m.weight.shape[in_dim] * (1 if m.transposed else m.groups) == m.in_channels
+            ), name
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            assert m.running_mean.shape == (m.num_features,), name
+
+
 def same_function(model: nn.Module, plan: Plan, x: torch.Tensor, graph=None) -> nn.Module:
     small = apply(model, plan, fuse="drop", example_input=x, graph=graph)
+    assert_consistent(small)
     with torch.no_grad():
         assert torch.allclose(small(x), model(x), atol=1e-5), "dropping silent units changed the function"
     return small
@@ -92,6 +109,7 @@ def test_grouped_convolutions_are_planned_in_equal_blocks_and_rebuilt():
         kept[plan[name].keep] = True
         assert kept.reshape(4, 4).sum(axis=1).tolist() == [2, 2, 2, 2]
     small = apply(model, plan, example_input=x, graph=graph)
+    assert_consistent(small)
     conv2 = small.block.conv2
     assert (conv2.in_channels, conv2.out_channels, conv2.groups, conv2.weight.shape[1]) == (8, 8, 4, 2)
     assert predict_sizes(graph, plan).params == count_params(small)

@@ -124,31 +124,42 @@ class ConvAdapter(LayerAdapter):
     def unit_parameters(self, module: nn.Module) -> list[tuple[str, int]]:
         return [("weight", 1 if module.transposed and module.groups == 1 else 0), ("bias", 0)]
 
+    def set_out_count(self, module: nn.Module, n: int) -> None:
+        module.out_channels = n
+
     def slice_problem(self, module: nn.Module, side: str) -> str | None:
         if module.transposed and module.groups > 1 and not (self._depthwise(module) and side == "out"):
             return "a grouped transposed convolution"
         return None
 
     def slice_out(self, module: nn.Module, keep: np.ndarray) -> None:
+        """Keep output channels ``keep``. With ``groups > 1`` every group keeps the same number; a group left
+        empty goes with its input channels (a depthwise channel whose input unit was removed)."""
         problem = self.slice_problem(module, "out")
         if problem:
             raise SurgeryError(f"cannot cut the outputs of {problem}; leave its group out of the plan.")
         groups, out, k = module.groups, module.out_channels, len(keep)
-        if module.transposed and groups > 1:  # depthwise transposed: (in, m, *k) viewed as (out, 1, *k)
-            m = out // groups
+        if groups == 1:
+            super().slice_out(module, keep)
+            return
+        per_group = out // groups
+        present, counts = np.unique(np.asarray(keep) // per_group, return_counts=True)
+        if len(set(counts.tolist())) != 1:
+            raise SurgeryError(
+                f"a grouped convolution with {groups} groups must keep the same number of output channels in each "
+                f"group it keeps, got {sorted(set(counts.tolist()))}; make the plan with surgery.plan_from."
+            )
+        if module.transposed:  # depthwise transposed: (in, m, *k) viewed as (out, 1, *k)
             w = module.weight.detach()
             flat = w.reshape(out, 1, *w.shape[2:])[torch.as_tensor(keep, device=w.device)]
-            module.weight = nn.Parameter(flat.reshape(k // m, m, *w.shape[2:]).clone(), module.weight.requires_grad)
+            shaped = flat.reshape(len(present), k // len(present), *w.shape[2:]).clone()
+            module.weight = nn.Parameter(shaped, requires_grad=module.weight.requires_grad)
             set_param(module, "bias", 0, keep)
         else:
             super().slice_out(module, keep)
-        if groups > 1 and self._depthwise(module):
-            module.in_channels = module.groups = k // (out // groups)
-        elif groups > 1 and k % groups:
-            raise SurgeryError(
-                f"a grouped convolution with {groups} groups cannot keep {k} output channels; keep a multiple "
-                f"of {groups} (equal counts per group: plans from surgery.plan_from do)."
-            )
+        in_per_group = module.in_channels // groups
+        module.groups = len(present)
+        module.in_channels = len(present) * in_per_group
         module.out_channels = k
 
     def slice_in(self, module: nn.Module, keep: np.ndarray) -> None:
@@ -157,7 +168,7 @@ class ConvAdapter(LayerAdapter):
             set_param(module, "weight", 0 if module.transposed else 1, keep)
             module.in_channels = len(keep)
             return
-        problem = self.slice_problem(module, "in") or ("a depthwise convolution" if self._depthwise(module) else None)
+        problem = self.slice_problem(module, "in")
         if problem:
             raise SurgeryError(f"cannot cut the inputs of {problem} column by column; leave its group out of the plan.")
         ipg = module.in_channels // groups

@@ -289,7 +289,8 @@ def unit_table(graph: NetworkGraph) -> dict[str, np.ndarray]:
             w, _ = weight_out_in(module)
             nodes = offset + group.unit_maps[name]
             np.add.at(sq, nodes, (w.double().flatten(1) ** 2).sum(dim=1).numpy())
-            if module.bias is not None and not has_bias:
-                bias[nodes] = module.bias.detach().cpu().double().numpy()
+            layer_bias = adapter_for(module).bias(module)
+            if layer_bias is not None and not has_bias:
+                bias[nodes] = layer_bias.detach().cpu().double().numpy()
                 has_bias = True
     return {"block": block, "index": index, "layer": layer, "norm": np.sqrt(sq), "bias": bias}

@@ -28,6 +28,9 @@ from workbench.graph import kinds as K
 
 CONST = -1
 UNKNOWN = -2
+#: A constant channel whose count is written in the code (a padding or a tensor of literal size): the units
+#: it is added to or tied with cannot be removed, since the constant's width would not follow.
+FIXED = -3
 
 
 @dataclass
@@ -168,6 +171,9 @@ class _Walker:
         self.pair_b.append(b[both])
         self.pin(a[(a >= 0) & (b == UNKNOWN)], why)
         self.pin(b[(b >= 0) & (a == UNKNOWN)], why)
+        fixed = "combined with constant channels of a width written in the code (a literal padding or size)"
+        self.pin(a[(a >= 0) & (b == FIXED)], fixed)
+        self.pin(b[(b >= 0) & (a == FIXED)], fixed)
 
     def pin(self, ids: np.ndarray, reason: str) -> None:
         for i in np.unique(np.asarray(ids).reshape(-1)):
@@ -350,6 +356,12 @@ class _Walker:
         if link is None or link.n_out != int(out_shape[out_dim]):
             self.opaque.append(name)
             return self.give_up(node, f"layer {name!r} ({type(module).__name__}) on {n_in} input channels")
+        first = next((r for r in self.reads if r.layer == name), None)  # a module called again: same weights
+        if first is not None and read_dim is not None:
+            if len(first.ids) != n_in:
+                self.opaque.append(name)
+                return self.give_up(node, f"layer {name!r} called again on {n_in} instead of {len(first.ids)} channels")
+            self.tie(first.ids, lay.ids, f"read by {name!r} again, together with an untracked input")
         own = self.alloc(name, link.n_out)
         self.layers[name].n_units = link.n_out
         if link.tie is not None:
@@ -393,7 +405,8 @@ class _Walker:
             return self.reshape(node, lay, self.flatten_dims(node))
         if kind == "pad":
             pad = args[1] if len(args) > 1 else node.kwargs.get("pad")
-            return self.pad(node, lay, list(self.value_of(pad)))
+            literal = not any(isinstance(p, fx.Node) for p in (pad if isinstance(pad, (list, tuple)) else [pad]))
+            return self.pad(node, lay, list(self.value_of(pad)), literal)
         if kind == "getitem":
             return self.getitem(node, lay, self.value_of(args[1]))
         if kind == "permute":
@@ -425,11 +438,14 @@ class _Walker:
         return self.passthrough(node, lay)
 
     def constant(self, node: fx.Node) -> Any:
+        """A tensor made in forward: of a size computed from other tensors (``zeros_like``, sizes read with
+        ``size()``), or written in the code (its channels :data:`FIXED`)."""
         shape = _shape_of(node)
         if not _is_tensor_shape(shape):
             return None
         dim = 1 if len(shape) >= 2 else 0
-        return Layout(dim, np.full(shape[dim] if shape else 1, CONST, dtype=np.int64))
+        literal = not node.all_input_nodes
+        return Layout(dim, np.full(shape[dim] if shape else 1, FIXED if literal else CONST, dtype=np.int64))
 
     def binary(self, node: fx.Node, a: Any, b: Any) -> Any:
         la, lb = self.layout_of(a), self.layout_of(b)
@@ -537,7 +553,9 @@ class _Walker:
             return (start, end)
         return None
 
-    def pad(self, node: fx.Node, lay: Any, pad: list[Any]) -> Any:
+    def pad(self, node: fx.Node, lay: Any, pad: list[Any], literal: bool = True) -> Any:
+        """Padding: constant channels around the units (:data:`FIXED` when the width is ``literal``, written
+        in the code, and :data:`CONST` when it is computed from tensor sizes at run time)."""
         shape = _shape_of(node)
         if (
             not isinstance(lay, Layout)
@@ -552,7 +570,8 @@ class _Walker:
             if ndim - 1 - k == lay.dim:
                 lo, hi = pad[2 * k], pad[2 * k + 1]
                 ids = ids[max(0, -lo) : len(ids) - max(0, -hi)]
-                ids = np.concatenate([np.full(max(lo, 0), CONST), ids, np.full(max(hi, 0), CONST)]).astype(np.int64)
+                fill = FIXED if literal else CONST
+                ids = np.concatenate([np.full(max(lo, 0), fill), ids, np.full(max(hi, 0), fill)]).astype(np.int64)
         return Layout(lay.dim, ids)
 
     def getitem(self, node: fx.Node, lay: Any, index: Any) -> Any:
@@ -597,8 +616,15 @@ class _Walker:
         return Layout(new, lay.ids)
 
     def reduce(self, node: fx.Node, lay: Any) -> Any:
+        """A reduction over dimensions other than the unit dimension (``mean``, ``sum``, ``amax``, and
+        ``max`` / ``min`` with a dimension, whose (values, indices) both keep the units)."""
         arg = node.args[0]
+        other = node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
+        if isinstance(other, fx.Node) and _is_tensor_shape(_shape_of(other)):  # torch.max(a, b): element-wise
+            return self.binary(node, arg, other)
         sin, sout = _shape_of(arg), _shape_of(node)
+        pair = isinstance(sout, tuple) and len(sout) == 2 and all(_is_tensor_shape(s) for s in sout)
+        sout = sout[0] if pair else sout
         dims = self.value_of(node.args[1]) if len(node.args) > 1 else self.value_of(node.kwargs.get("dim"))
         if not isinstance(lay, Layout) or lay.ids.ndim != 1 or dims is None or not _is_tensor_shape(sout):
             return self.give_up(node, f"reduction {node.name!r}")
@@ -606,7 +632,7 @@ class _Walker:
         if lay.dim in dims:
             return self.give_up(node, f"reduction {node.name!r} over the unit dimension")
         new = lay.dim if len(sout) == len(sin) else lay.dim - sum(1 for d in dims if d < lay.dim)
-        return Layout(new, lay.ids)
+        return (Layout(new, lay.ids), Layout(new, lay.ids)) if pair else Layout(new, lay.ids)
 
     def split(self, node: fx.Node, lay: Any) -> Any:
         shapes = _shape_of(node)
@@ -707,4 +733,4 @@ def analyse(gm: fx.GraphModule) -> FlowResult:
     )
 
 
-__all__ = ["CONST", "UNKNOWN", "Layout", "Read", "Layer", "FlowResult", "analyse"]
+__all__ = ["CONST", "UNKNOWN", "FIXED", "Layout", "Read", "Layer", "FlowResult", "analyse"]

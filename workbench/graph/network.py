@@ -314,6 +314,8 @@ class NetworkGraph:
             gids = np.full(len(read.ids), -1, dtype=np.int64)
             gids[valid] = group_of_comp[comp[read.ids[valid]]]
             for g in np.unique(gids[gids >= 0]):
+                if any(c.layer == read.layer for c in group_list[g].consumers):
+                    continue  # a layer called twice reads the same (tied) units through the same weights
                 index = np.full(len(read.ids), -1, dtype=np.int64)
                 sel = gids == g
                 index[sel] = local_of_comp[comp[read.ids[sel]]]

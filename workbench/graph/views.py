@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import fx
 
+from workbench.adapters import adapter_for
 from workbench.datasets.batches import input_batches, sample_count
 from workbench.errors import DataError, GraphError
 from workbench.graph.adjacency import input_columns, weight_out_in
@@ -67,8 +68,9 @@ def in_weights(graph: NetworkGraph, group: Group) -> tuple[np.ndarray | None, np
         module = graph.module_of(name)
         w, _ = weight_out_in(module)
         rows = w.detach().double().flatten(1).numpy()
-        if module.bias is not None:
-            b = module.bias.detach().cpu().double().numpy()
+        layer_bias = adapter_for(module).bias(module)
+        if layer_bias is not None:
+            b = layer_bias.detach().cpu().double().numpy()
             rows = np.concatenate([rows, b[:, None]], axis=1)
             if bias is None:
                 bias = np.zeros(group.n_units)
@@ -86,7 +88,9 @@ def in_weights_size(graph: NetworkGraph, group: Group) -> int:
     for name in group.layers:
         if graph.layers[name].kind in PRODUCER_KINDS:
             module = graph.module_of(name)
-            total += group.n_units * (weight_out_in(module)[0][0].numel() + (module.bias is not None))
+            total += group.n_units * (
+                weight_out_in(module)[0][0].numel() + (adapter_for(module).bias(module) is not None)
+            )
     return total
 
 
