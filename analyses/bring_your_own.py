@@ -22,7 +22,9 @@ folding them matters), one row:
      on them. A plan that drops exactly those units (all groups at once, fuse=drop) must then give the
      silenced network's outputs (``Nu``: units dropped). This checks the coupling (a reader the graph missed
      would read a column that is gone or shifted) and the slicing bookkeeping across groups, without relying
-     on any selector;
+     on any selector. Groups holding a LayerNorm (its statistics run over every unit, so no removal is
+     exact) or an attention layer (it reads its units through its own projections) are not checked and are
+     counted (``g not checkable``); tests/test_adapters.py checks attention exactly with silenced projections;
 4. Torch-Pruning (the version installed) on the same network: ``MagnitudePruner`` with L1 magnitude
    importance, ``pruning_ratio=0.5``, the final classifier (the last Linear / convolution executed) ignored,
    one ``step()``, then a forward pass; ``ok`` when the output shape is unchanged, with its parameter ratio.
@@ -188,13 +190,21 @@ def silence(model: nn.Module, graph: Any, units: dict[str, np.ndarray]) -> nn.Mo
     return model
 
 
+#: Layers of a group that silencing the consumers cannot make exact: LayerNorm normalizes with statistics
+#: over every unit (removing any changes them), attention reads its units through its own projections.
+NOT_SILENCED = {"LayerNorm", "MultiheadAttention"}
+
+
 def silent_check(model: nn.Module, graph: Any, supported: dict[str, Any], x: torch.Tensor) -> str:
     """Silence a random half of the free units of every rebuildable group (balanced as the group's grouped
     layers require), drop exactly those; the relative output difference."""
     rng = np.random.default_rng(0)
-    chosen, selections = {}, {}
+    chosen, selections, skipped = {}, {}, 0
     for group in graph.prunable_groups():
         if supported.get(group.name) is not None:
+            continue
+        if any(graph.layers[name].module_type in NOT_SILENCED for name in group.layers):
+            skipped += 1
             continue
         scores = rng.random(group.n_units)
         free = np.flatnonzero(~np.asarray(group.fixed))
@@ -205,11 +215,12 @@ def silent_check(model: nn.Module, graph: Any, supported: dict[str, Any], x: tor
         silent = np.setdiff1d(np.arange(group.n_units), selection.keep)
         if len(silent):
             chosen[group.name], selections[group.name] = silent, selection
+    note = f", {skipped}g not checkable" if skipped else ""
     if not selections:
-        return "-"
+        return f"-{note}"
     quiet = silence(model, graph, chosen)
     rebuilt = apply(quiet, Plan(selections), "drop", example_input=x, graph=graph)
-    return f"{verdict(relative_difference(rebuilt, quiet, x))} ({sum(map(len, chosen.values()))}u)"
+    return f"{verdict(relative_difference(rebuilt, quiet, x))} ({sum(map(len, chosen.values()))}u{note})"
 
 
 def torch_pruning(model: nn.Module, x: torch.Tensor) -> tuple[str, float]:

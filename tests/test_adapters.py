@@ -326,8 +326,11 @@ def test_a_user_registers_an_adapter_for_a_layer_of_their_own():
         assert small[1].s.shape == (6,)
     finally:
         unregister_adapter(Scale)
-    graph = from_model(model, x)  # without its adapter the layer is opaque: what feeds it stays
-    assert not graph.group("0").prunable
+    # without its adapter, tracing goes inside the layer: its parameter, used directly, is tied to the units
+    graph = from_model(model, x)
+    assert graph.layers["1.s"].kind == "parameter" and graph.group("0").layers == ["0", "1.s"]
+    small = same_function(model, drop_plan(graph, "0", [3, 4]), x, graph)
+    assert small[1].s.shape == (6,)
 
 
 def test_constrained_balances_blocks_keeps_fixed_and_covers_every_set():
@@ -366,3 +369,61 @@ def test_selection_and_every_fusion_run_on_the_models_device(device):
         assert {p.device.type for p in small.parameters()} == {device}
         assert {p.dtype for p in small.parameters()} == {torch.float32}
         assert small(x).shape == (2, 5)
+
+
+class TinyViT(nn.Module):
+    """A class token and position embedding used directly in forward, a hand-sized head read at token 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(9)
+        self.patch = nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 5, 8))
+        self.mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        x = x + self.mlp(x)
+        return self.head(x[:, 0])
+
+
+def test_parameters_used_directly_are_cut_with_the_units_they_meet():
+    model, x = TinyViT().eval(), torch.randn(2, 3, 8, 8)
+    graph = from_model(model, x)
+    stream = graph.group("patch")
+    assert {"patch", "cls", "pos", "mlp.2"} <= set(stream.layers) and stream.prunable
+    silence(graph, "patch", [1, 6])
+    small = same_function(model, drop_plan(graph, "patch", [1, 6]), x, graph)
+    assert small.cls.shape == (1, 1, 6) and small.pos.shape == (1, 5, 6) and small.head.in_features == 6
+
+
+class HardCoded(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(-1, 64))  # the width is written in the code
+
+
+class SizedByOthers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 8), nn.Linear(6, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        c = self.a(x).size(1)  # a's width shapes b's output
+        return self.fc(self.b(x).reshape(x.shape[0], c))
+
+
+def test_sizes_written_in_the_code_or_read_from_other_units_fix_what_they_shape():
+    graph = from_model(HardCoded(), torch.randn(2, 3, 6, 6))
+    assert not graph.group("conv").prunable and "written in the code" in graph.group("conv").reasons[0]
+    graph = from_model(SizedByOthers(), torch.randn(2, 6))
+    assert not graph.group("a").prunable and not graph.group("b").prunable
+    assert "sizes the reshape" in graph.group("b").reasons[0]

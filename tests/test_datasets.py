@@ -36,7 +36,7 @@ def load_all(name: str, **kwargs) -> dict[str, ArrayDataset]:
 
 
 def test_registry_lists_and_describes_every_data_set():
-    assert set(list_datasets()) == {"digits", "mnist1d", "shapes", "shapes-seg", "idx", "cifar10"}
+    assert set(list_datasets()) == {"digits", "mnist1d", "shapes", "shapes-seg", "idx", "cifar10", "folder"}
     descriptions = describe_datasets()
     assert set(descriptions) == set(list_datasets())
     assert all(len(text) > 20 for text in descriptions.values())

@@ -230,8 +230,10 @@ def test_parameter_and_tensor_attribute_used_directly():
     assert gm.scale is model.scale and "_wb_const_0" in dict(gm.named_buffers())
     assert any(n.target == "relu_" for n in gm.graph.nodes)
     assert_reproduces(model, gm, x, torch.randn(2, 3, 5, 5))
-    assert graph.opaque == ["scale"]  # flow does not know what a bare parameter does: its units stay
+    # the parameter is tied to the conv's units, but the constant's width is fixed: the units stay
+    assert graph.opaque == [] and graph.layers["scale"].kind == "parameter"
     assert graph.groups["conv"].n_units == 8 and graph.groups["conv"].fixed.all()
+    assert "written in the code" in graph.groups["conv"].reasons[0]
 
 
 def test_dynamic_groups_match_fx_on_zoo_models():

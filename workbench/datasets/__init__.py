@@ -2,9 +2,10 @@
 
 Embedded (nothing to download): ``digits`` (scikit-learn), ``mnist1d`` (generated locally),
 ``shapes`` and ``shapes-seg`` (synthetic). On disk, from a folder the user gives as ``root``:
-``idx`` (MNIST-style IDX files: MNIST, Fashion-MNIST, KMNIST) and ``cifar10`` (CIFAR-10 python
-batches). Every loader returns an :class:`ArrayDataset`; splits are ``"train"``, ``"val"``,
-``"test"`` and ``"trainval"`` (train and val together), deterministic and disjoint.
+``idx`` (MNIST-style IDX files: MNIST, Fashion-MNIST, KMNIST), ``cifar10`` (CIFAR-10 python
+batches) and ``folder`` (images in class folders, read with Pillow). Every loader returns an
+:class:`ArrayDataset`; splits are ``"train"``, ``"val"``, ``"test"`` and ``"trainval"`` (train and val
+together), deterministic and disjoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from workbench.datasets import mnist1d as _mnist1d  # noqa: E402,F401  isort: sk
 from workbench.datasets import shapes as _shapes  # noqa: E402,F401  isort: skip
 from workbench.datasets import idx as _idx  # noqa: E402,F401  isort: skip
 from workbench.datasets import cifar as _cifar  # noqa: E402,F401  isort: skip
+from workbench.datasets import folder as _folder  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ArrayDataset",

@@ -86,6 +86,8 @@ class Layer:
         Name of its fx node.
     group
         The prunable group its units belong to (units-owning layers only).
+    unit_dim
+        For a parameter used directly in forward (kind ``parameter``): the dimension its units run along.
     """
 
     name: str
@@ -99,6 +101,7 @@ class Layer:
     inputs: tuple[str, ...]
     node: str
     group: str | None = None
+    unit_dim: int | None = None
 
 
 @dataclass
@@ -117,6 +120,7 @@ class FlowResult:
     opaque: list[str]
     warnings: list[str] = field(default_factory=list)
     blocks: list[tuple[np.ndarray, np.ndarray, str]] = field(default_factory=list)
+    size_checks: list[tuple[np.ndarray, np.ndarray, str]] = field(default_factory=list)
 
 
 def _shape_of(node: fx.Node) -> Any:
@@ -152,6 +156,9 @@ class _Walker:
         self.output_ids = np.zeros(0, dtype=np.int64)
         self.module_uses: dict[str, int] = {}
         self.blocks: list[tuple[np.ndarray, np.ndarray, str]] = []
+        self.sizes: dict[fx.Node, np.ndarray] = {}  # size values -> the units they count
+        self.size_checks: list[tuple[np.ndarray, np.ndarray, str]] = []  # (counted, carried, why)
+        self.size_parts: dict[fx.Node, tuple[int, int, np.ndarray]] = {}  # torch.Size -> (ndim, unit dim, units)
 
     # -- utilities -----------------------------------------------------------------------------------
     def alloc(self, layer: str, n: int) -> np.ndarray:
@@ -289,16 +296,29 @@ class _Walker:
         for part in str(node.target).split("."):
             value = getattr(value, part)
         if isinstance(value, nn.Parameter) and value.requires_grad:
-            self.opaque.append(str(node.target))
-            self.warn(f"parameter {node.target!r} is used directly in forward (not through a layer); it is opaque.")
+            return self.parameter(node, value)
+        if isinstance(value, torch.Tensor):  # a buffer or constant: its size does not follow any units
             shape = tuple(value.shape)
             dim = 1 if len(shape) >= 2 else 0
-            return Layout(dim, np.full(shape[dim] if shape else 1, UNKNOWN, dtype=np.int64))
-        if isinstance(value, torch.Tensor):
-            shape = tuple(value.shape)
-            dim = 1 if len(shape) >= 2 else 0
-            return Layout(dim, np.full(shape[dim] if shape else 1, CONST, dtype=np.int64))
+            return Layout(
+                dim, np.full(shape[dim] if shape else 1, FIXED if value.numel() > 1 else CONST, dtype=np.int64)
+            )
         return None
+
+    def parameter(self, node: fx.Node, value: nn.Parameter) -> Any:
+        """A parameter used directly in forward (a class token, a position embedding, a per-channel scale):
+        its units run along its last dimension longer than 1 and are tied to whatever they combine with; a
+        parameter of one element (a learned scalar) carries none."""
+        name, shape = str(node.target), tuple(value.shape)
+        long = [d for d, size in enumerate(shape) if size > 1]
+        if not long:
+            return Layout(max(0, len(shape) - 1), np.full(1, CONST, dtype=np.int64))
+        dim = long[-1]
+        self.record(node, name, "parameter", "Parameter")
+        layer = self.layers[name]
+        layer.weight_shape, layer.output_shape, layer.unit_dim = shape, None, dim
+        layer.n_units = shape[dim]
+        return Layout(dim, self.alloc(name, shape[dim]))
 
     # -- modules --------------------------------------------------------------------------------------
     def call_module(self, node: fx.Node) -> Any:
@@ -383,6 +403,7 @@ class _Walker:
         kind = K.function_kind(node.op, node.target)
         shape = _shape_of(node)
         if kind == "value" or shape is None:
+            self.track_size(node)
             return None
         name = self.layer_name(node)
         label = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
@@ -503,8 +524,58 @@ class _Walker:
             self.tie(first.ids, other.ids, f"concatenated in {node.name!r} with an untracked tensor")
         return Layout(cdim, first.ids)
 
+    def track_size(self, node: fx.Node) -> None:
+        """Remember which units a size value counts (``x.size(1)``, ``c`` of ``b, c, h, w = x.shape``, and
+        arithmetic on them), so that a reshape it sizes can be checked (:meth:`check_reshape`)."""
+        args = node.args
+        source = args[0] if args else None
+        lay = self.layout_of(source)
+        if node.target in ("size",) or (node.target is getattr and len(args) > 1 and args[1] == "shape"):
+            if not isinstance(lay, Layout) or lay.ids.ndim != 1 or not _is_tensor_shape(_shape_of(source)):
+                return
+            ndim = len(_shape_of(source))
+            dim = self.value_of(args[1]) if node.target == "size" and len(args) > 1 else node.kwargs.get("dim")
+            if isinstance(dim, int):
+                if dim % ndim == lay.dim:
+                    self.sizes[node] = lay.ids
+            else:
+                self.size_parts[node] = (ndim, lay.dim, lay.ids)
+        elif node.target is operator.getitem and source in self.size_parts:
+            ndim, dim, ids = self.size_parts[source]
+            index = self.value_of(args[1])
+            if isinstance(index, int) and index % ndim == dim:
+                self.sizes[node] = ids
+        else:
+            found = [self.sizes[a] for a in node.all_input_nodes if a in self.sizes]
+            if found:
+                self.sizes[node] = np.concatenate(found)
+
+    def check_reshape(self, node: fx.Node, lay: Any, out: Any) -> None:
+        """Units whose count a ``view`` / ``reshape`` would keep fixed: the unit dimension's size written in
+        the code (pinned), or a size read from units (``size_checks``: the graph fixes both sides unless they
+        end up tied, so that the size follows the tensor it shapes)."""
+        args = list(node.args[1:]) if node.op == "call_method" else list(node.args[1:2])
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            args = list(args[0])
+        carried = lay.ids.reshape(-1) if isinstance(lay, Layout) else np.full(1, UNKNOWN, dtype=np.int64)
+        for position, arg in enumerate(args):
+            counted = self.sizes.get(arg) if isinstance(arg, fx.Node) else None
+            if counted is not None:  # resolved once every tie is known (a gate is tied after its view)
+                self.size_checks.append((counted, carried, f"their count sizes the reshape {node.name!r}"))
+            unit_here = isinstance(out, Layout) and position == out.dim
+            if unit_here and isinstance(arg, int) and arg != -1 and (carried >= 0).any():
+                self.pin(lay.ids, f"reshaped by {node.name!r} to a size written in the code")
+
     def reshape(self, node: fx.Node, lay: Any, flatten_dims: tuple[Any, Any] | None = None) -> Any:
-        """Any reshape (flatten, view, squeeze, ...): find where the unit dimension went.
+        """Any reshape (flatten, view, squeeze, ...): find where the unit dimension went; a ``view`` or
+        ``reshape`` with explicit sizes is checked by :meth:`check_reshape`."""
+        out = self._reshape(node, lay, flatten_dims)
+        if node.target in ("view", "reshape", torch.reshape):
+            self.check_reshape(node, lay, out)
+        return out
+
+    def _reshape(self, node: fx.Node, lay: Any, flatten_dims: tuple[Any, Any] | None = None) -> Any:
+        """Where the unit dimension of ``lay`` goes in a reshape.
 
         ``flatten_dims`` (start, end) gives a flatten's exact semantics; other reshapes are read from the
         input and output shapes (the batch dimension never becomes the unit dimension).
@@ -582,10 +653,16 @@ class _Walker:
         items = index if isinstance(index, tuple) else (index,)
         if Ellipsis in items or any(i is None for i in items):
             return self.give_up(node, f"indexing {node.name!r}")
-        if len(items) <= lay.dim:
-            return self.passthrough(node, lay)
-        sel = items[lay.dim]
+        if not all(isinstance(i, (int, slice)) for i in items[: lay.dim]):
+            return self.give_up(node, f"indexing {node.name!r}")
         dims_dropped = sum(1 for i in items[: lay.dim] if isinstance(i, int))
+        if len(items) <= lay.dim:  # x[:, 0]: the token dimension goes, the units stay
+            shape = _shape_of(node)
+            new = lay.dim - dims_dropped
+            if _is_tensor_shape(shape) and len(shape) > new and shape[new] == lay.channels:
+                return Layout(new, lay.ids)
+            return self.give_up(node, f"indexing {node.name!r}")
+        sel = items[lay.dim]
         if isinstance(sel, slice) and all(v is None or isinstance(v, int) for v in (sel.start, sel.stop, sel.step)):
             return Layout(lay.dim - dims_dropped, lay.ids[sel])
         return self.give_up(node, f"indexing {node.name!r}")
@@ -730,6 +807,7 @@ def analyse(gm: fx.GraphModule) -> FlowResult:
         opaque=walker.opaque,
         warnings=walker.warnings,
         blocks=walker.blocks,
+        size_checks=walker.size_checks,
     )
 
 

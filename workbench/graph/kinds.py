@@ -22,8 +22,8 @@ from workbench.adapters import adapter_for
 PRODUCER_KINDS = frozenset({"linear", "conv", "conv1d", "conv3d", "depthwise_conv", "convtranspose", "embedding"})
 #: Kinds whose units are tied one-to-one to the units they read (same group as their producer).
 COUPLED_KINDS = frozenset({"bn", "norm", "prelu", "depthwise_conv", "attention"})
-#: Kinds that own units.
-UNIT_KINDS = PRODUCER_KINDS | COUPLED_KINDS
+#: Kinds that own units (``parameter``: a parameter used directly in forward, tied to what it meets).
+UNIT_KINDS = PRODUCER_KINDS | COUPLED_KINDS | {"parameter"}
 
 _ACT_MODULES = (
     nn.ReLU,

@@ -242,6 +242,11 @@ class NetworkGraph:
             start, stop = flow.unit_ranges[name]
             for cc in np.unique(comp[start:stop]):
                 fixed_comp.setdefault(int(cc), "tied to the network input")
+        for counted, carried, why in flow.size_checks:  # a size read from some units shaping others
+            a, b = comp[counted[counted >= 0]], comp[carried[carried >= 0]]
+            if set(a.tolist()) != set(b.tolist()) or (carried < 0).any():
+                for cc in np.unique(np.concatenate([a, b])):
+                    fixed_comp.setdefault(int(cc), f"{why} of other units")
 
         group_of_comp = np.full(n_comp, -1, dtype=np.int64)
         local_of_comp = np.full(n_comp, -1, dtype=np.int64)

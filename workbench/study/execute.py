@@ -28,12 +28,16 @@ def _dataset(name: str, split: str, options_json: str) -> Any:
     import json
 
     from workbench.datasets import load_dataset
+    from workbench.study import imports
 
+    if imports.is_import_path(name):
+        return imports.load_data(name, split, json.loads(options_json))
     return load_dataset(name, split=split, **json.loads(options_json))
 
 
 def load_data(model: dict[str, Any], split: str) -> Any:
-    """Split ``split`` of the run's data set (cached per process)."""
+    """Split ``split`` of the run's data set: a registered one, or the user's by import path (cached per
+    process)."""
     import json
 
     return _dataset(model["data"], split, json.dumps(model.get("data_options", {}), sort_keys=True))
@@ -73,27 +77,48 @@ def _val_scores(model: Any, config: dict[str, Any]) -> dict[str, Any]:
     return {f"val_{key}": value for key, value in scores(model, load_data(config["model"], "val")).items()}
 
 
+def _new_model(model_cfg: dict[str, Any], train: Any, batch: int) -> Any:
+    """The untrained base model: the user's (``model``, an import path) or the zoo's, sized for ``train``."""
+    from workbench.study import imports
+    from workbench.zoo import create_model_for_data
+    from workbench.zoo.memory import check_memory
+
+    factory = imports.model_factory(model_cfg)
+    if factory is not None:
+        return factory()
+    input_shape, num_classes = imports.input_shape_of(train), imports.num_classes_of(train)
+    check_memory(
+        model_cfg["name"], batch, training=True, input_shape=input_shape, num_classes=num_classes, **model_cfg["args"]
+    )  # a ModelError with the figures, not the allocator's
+    return create_model_for_data(model_cfg["name"], input_shape, num_classes, **model_cfg["args"])
+
+
+def example_input(model: Any, model_cfg: dict[str, Any]) -> Any:
+    """A seeded random batch of two inputs for a model without an ``input_shape`` attribute (a user's model):
+    of the entry's ``input_shape``, else of the data's; None for a model that declares its own."""
+    if getattr(model, "input_shape", None) is not None:
+        return None
+    import torch
+
+    from workbench.study.imports import input_shape_of
+    from workbench.utils import to_model
+
+    shape = model_cfg.get("input_shape") or input_shape_of(load_data(model_cfg, "test"))
+    return to_model(torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)), model)
+
+
 def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import torch
 
     from workbench.train import fit
-    from workbench.zoo import create_model_for_data, init_weights_
-    from workbench.zoo.memory import check_memory
+    from workbench.zoo import init_weights_
 
     model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
     train = load_data(model_cfg, training["split"])
     batch = min(training["batch_size"], len(train))
-    check_memory(
-        model_cfg["name"],
-        batch,
-        training=True,
-        input_shape=train.input_shape,
-        num_classes=train.num_classes,
-        **model_cfg["args"],
-    )  # a ModelError with the figures, not the allocator's
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = create_model_for_data(model_cfg["name"], train.input_shape, train.num_classes, **model_cfg["args"])
+        model = _new_model(model_cfg, train, batch)
         if training.get("init", "kaiming") != "kaiming":
             init_weights_(model, training["init"])
     history = fit(  # no per-epoch validation: only the final val score is stored (_val_scores)
@@ -121,15 +146,17 @@ def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict
     from workbench.checkpoints import load_checkpoint, save_checkpoint
     from workbench.errors import CheckpointError
     from workbench.study.grid import RunConfig
+    from workbench.study.imports import model_factory
 
     model_cfg = config["model"]
+    base = model_factory(model_cfg)  # a user's model is rebuilt on the architecture its function builds
     if model_cfg.get("checkpoint"):
-        return load_checkpoint(model_cfg["checkpoint"])
+        return load_checkpoint(model_cfg["checkpoint"], base=base)
     key = config.get("base") or RunConfig(config).hash  # a compression run names its base run
     path = Path(cache_dir) / f"{key}.pt"
     if path.is_file():
         try:
-            return load_checkpoint(path)
+            return load_checkpoint(path, base=base)
         except CheckpointError:
             pass  # a damaged cache entry is trained again and replaced
     model, meta = _train(config)
@@ -143,7 +170,8 @@ def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str,
 
     model, meta = base_model(config, cache_dir)
     test = load_data(config["model"], "test")
-    metrics = _metrics(measure(model, test, latency=config.get("latency", True)))
+    example = example_input(model, config["model"])
+    metrics = _metrics(measure(model, test, latency=config.get("latency", True), example_input=example))
     metrics.update(_val_scores(model, config))
     metrics.update(_class_scores(model, test))
     metrics.update({key: meta[key] for key in ("train_seconds", "epochs") if key in meta})
@@ -177,6 +205,8 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
         latency=config.get("latency", True),
         base_latency=False,
         random_state=config["seed"],
+        example_input=example_input(model, config["model"]),
+        round_to=config.get("round_to"),
     )
     metrics = _metrics(result.after)
     metrics.update(_val_scores(result.model, config))
@@ -219,7 +249,8 @@ def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
             random_state=config["seed"],
         )
     before, after = storage_report(model), storage_report(compressed)
-    metrics = _metrics(measure(compressed, test, latency=config.get("latency", True)))
+    example = example_input(model, config["model"])
+    metrics = _metrics(measure(compressed, test, latency=config.get("latency", True), example_input=example))
     metrics.update(_val_scores(compressed, config))
     metrics.update(_class_scores(compressed, test))
     metrics.update({f"base_{key}": value for key, value in scores(model, test).items() if key in SCORE_KEYS})

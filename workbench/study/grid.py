@@ -107,16 +107,37 @@ def _pipeline_distillation(finetune: Finetune) -> dict[str, Any]:
     return {"distill": False}
 
 
+#: Model-entry keys added after studies were stored: left out of a run's configuration when not given.
+LATER_MODEL_KEYS = ("model", "input_shape")
+
+
 def _model_config(study: Study, entry: ModelEntry) -> dict[str, Any]:
     config = entry.model_dump(mode="json", exclude={"label", *COMPRESSION_KEYS})  # the base model, not its compression
     config["label"] = entry.display
     _drop_defaults(config.get("training", {}))
+    for key in LATER_MODEL_KEYS:
+        if config.get(key) is None:
+            config.pop(key, None)
+    _user_code_digests(config)
     if entry.checkpoint is not None:
         path = study.resolve(entry.checkpoint)
         config["checkpoint"] = str(path)
         config["checkpoint_sha256"] = file_digest(path)
         config.pop("training")  # a checkpoint is used as it is
     return config
+
+
+def _user_code_digests(config: dict[str, Any]) -> None:
+    """Add the sha256 of the source file of a user's model (``model_sha256``) and data (``data_sha256``)
+    module, so that edited code makes new runs (as a changed checkpoint does)."""
+    from workbench.study.imports import is_import_path, source_digest
+
+    for key in ("model", "data"):
+        path = config.get(key)
+        if path and is_import_path(path):
+            digest = source_digest(path)
+            if digest is not None:
+                config[f"{key}_sha256"] = digest
 
 
 def _train_run(study: Study, entry: ModelEntry, role: str, seed: int) -> RunConfig:
@@ -179,6 +200,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
         retraining = _drop_defaults(finetune.model_dump(mode="json", exclude={"own_schedule"}))
         budget_epochs = _retrain_budget(study, finetune, own=entry.finetune is not None)
         selectors, budgets, fuses = study.grid_for(entry)
+        round_to = study.compression.round_to if study.compression is not None else None
         for seed in study.study.seeds:
             base = _train_run(study, entry, "base", seed)
             runs.append(base)
@@ -216,6 +238,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                                     "fuse": fuse,
                                     "source": study.compression.source,
                                     **({"sequential": True} if study.compression.sequential else {}),
+                                    **({"round_to": round_to} if round_to is not None else {}),
                                     "finetune": retraining,
                                     "latency": study.study.latency,
                                 }

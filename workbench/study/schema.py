@@ -1,6 +1,7 @@
 """The study file: a TOML document checked by a pydantic schema.
 
-A study names its base models (zoo name and arguments, or a checkpoint) with their data set and
+A study names its base models (zoo name and arguments, a checkpoint, or a model of the researcher's own by
+import path, ``model = "mypkg.nets:resnet56"``) with their data set (registered, or by import path) and
 training budget, the selectors with their parameters, the budgets (fraction of units kept, global or
 per layer; a selector's ``preset`` names a paper's settings, e.g. ``dpp = { preset = "diversity-networks" }``,
 see :func:`workbench.select.list_presets`), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
@@ -144,7 +145,19 @@ COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse", "pipelines")
 
 
 class ModelEntry(_Section):
-    """One network: a zoo model (``name`` and ``args``) or a saved ``checkpoint``, on data set ``data``.
+    """One network on data set ``data``: a zoo model (``name`` and ``args``), a saved ``checkpoint``, or a
+    model of the researcher's own (``model``).
+
+    ``model = "mypkg.nets:resnet56"`` names, by import path, a function or class returning an ``nn.Module``;
+    it is called with ``args`` as keyword arguments (under the run's seed) and trained like a zoo model.
+    **Naming it imports that module and runs its code**, as running the author's own script would: it must be
+    importable where the study runs (installed, or on ``PYTHONPATH``; on every Dask worker). ``input_shape``
+    (e.g. ``[3, 32, 32]``, without the batch dimension) is the shape of the random example batch it is traced
+    on, when the model has no ``input_shape`` attribute of its own (default: the data's input shape). With
+    ``checkpoint`` as well, the checkpoint (saved by ``workbench.checkpoints.save_checkpoint`` from that
+    model) is loaded on the architecture ``model`` builds. ``data`` is a registered data set or, by import
+    path too, a function ``(split, **data_options)`` returning a torch Dataset of ``(input, target)`` items or
+    an ``(inputs, targets)`` pair (:mod:`workbench.study.imports`).
 
     A base model may narrow how it is compressed: ``finetune`` (a table like ``[finetune]``) replaces the
     study's retraining budget for its selector runs and pipelines, so that every method of this model still
@@ -154,8 +167,10 @@ class ModelEntry(_Section):
     """
 
     name: str | None = None
+    model: str | None = None
     checkpoint: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    input_shape: list[Annotated[int, Field(gt=0)]] | None = Field(None, min_length=1)
     data: str
     data_options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
@@ -179,19 +194,44 @@ class ModelEntry(_Section):
     def _known_model(cls, name: str | None) -> str | None:
         return None if name is None else _check_name("model", name)
 
+    @field_validator("model")
+    @classmethod
+    def _importable_model(cls, model: str | None) -> str | None:
+        return None if model is None else _check_import("a model", model)
+
     @field_validator("data")
     @classmethod
     def _known_data(cls, data: str) -> str:
-        return _check_name("data set", data)
+        from workbench.study.imports import is_import_path
+
+        return _check_import("a data set", data) if is_import_path(data) else _check_name("data set", data)
 
     @model_validator(mode="after")
     def _model_or_checkpoint(self) -> ModelEntry:
-        if (self.name is None) == (self.checkpoint is None):
+        if self.name is not None and self.model is not None:
             raise ValueError(
-                "give either name (a zoo model, see `workbench models`) or checkpoint (a file path), not both or neither"
+                "give name (a zoo model) or model (an import path 'package.module:function' to your own), not both"
             )
-        if self.checkpoint is not None and self.args:
+        if self.name is None and self.model is None and self.checkpoint is None:
+            raise ValueError(
+                "give name (a zoo model, see `workbench models`), model (an import path 'package.module:function' "
+                "to your own) or checkpoint (a file path)"
+            )
+        if self.name is not None and self.checkpoint is not None:
+            raise ValueError(
+                "give either name (a zoo model, see `workbench models`) or checkpoint (a file path), not both"
+            )
+        if self.checkpoint is not None and self.args and self.model is None:
             raise ValueError("args cannot be combined with checkpoint: the checkpoint fixes the architecture")
+        if self.input_shape is not None and self.model is None:
+            raise ValueError("input_shape is for a model of your own (model = ...); a zoo model knows its input")
+        if self.model is not None:
+            from workbench.study.imports import check_arguments, resolve
+
+            try:
+                check_arguments(self.model, resolve(self.model, "a model"), self.args)
+            except WorkbenchError as exc:
+                raise ValueError(str(exc)) from None
         if self.name is not None:
             from workbench.zoo import MODELS
 
@@ -214,11 +254,26 @@ class ModelEntry(_Section):
 
     @property
     def default_label(self) -> str:
-        """``name`` (or checkpoint file name) with its arguments."""
+        """``name`` (the function of ``model``, or the checkpoint file name) with its arguments."""
         if self.checkpoint is not None:
             return Path(self.checkpoint).stem
+        if self.model is not None:
+            args = ", ".join(f"{k}={v}" for k, v in self.args.items())
+            function = self.model.partition(":")[2]
+            return f"{function}({args})" if args else function
         args = ", ".join(f"{k}={v}" for k, v in self.args.items() if k not in _DERIVED_ARGS or k == "widths")
         return f"{self.name}({args})" if args else str(self.name)
+
+
+def _check_import(what: str, path: str) -> str:
+    """``path`` if it names an importable callable (:func:`workbench.study.imports.resolve`); ValueError otherwise."""
+    from workbench.study.imports import resolve
+
+    try:
+        resolve(path, what)
+    except WorkbenchError as exc:
+        raise ValueError(str(exc)) from None
+    return path
 
 
 def _settings(entry: ModelEntry) -> dict[str, Any]:
@@ -279,13 +334,15 @@ def _show(value: Any) -> str:
 
 
 class Compression(_Section):
-    """What is tried on each base model: budgets, fusion modes, what the unit views read, and whether groups
-    are selected one by one on the network rebuilt so far (``sequential``)."""
+    """What is tried on each base model: budgets, fusion modes, what the unit views read, whether groups
+    are selected one by one on the network rebuilt so far (``sequential``), and ``round_to``: keep a multiple
+    of this many units in every group (hardware-friendly widths, :func:`workbench.surgery.plan_from`)."""
 
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] = Field(min_length=1)
     fuse: list[Literal[FUSE_MODES]] = Field(default_factory=lambda: ["drop"], min_length=1)
     source: Literal["weights", "activations", "pooled"] = "weights"
     sequential: bool = False
+    round_to: int | None = Field(None, ge=1, le=2**20, strict=True)
 
 
 class Baselines(_Section):

@@ -7,6 +7,7 @@ the counts of :func:`workbench.surgery.apply`'s result checks the surgery.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,10 @@ def predict_sizes(graph: Any, plan: Any) -> PredictedSizes:
     counted: set[int] = set()
     for name, layer in graph.layers.items():
         if not layer.parametric:
+            continue
+        if layer.kind == "parameter":  # used directly in forward: its slices along the units it keeps
+            kept = kept_out.get(name, layer.n_units)
+            params += math.prod(layer.weight_shape) // layer.n_units * kept
             continue
         module = graph.module_of(name)
         if id(module) in counted:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from workbench.adapters import LayerAdapter, adapter_for
+from workbench.adapters import LayerAdapter, adapter_for, set_param
 from workbench.adapters.base import check_out_count, module_has_parameters
 from workbench.errors import SurgeryError
 from workbench.graph.kinds import module_kind
@@ -83,6 +83,10 @@ def slice_group(
     edits = []
     for name, unit_map in group.unit_maps.items():
         module = modules.get(name)
+        layer = graph.layers.get(name)
+        if layer is not None and layer.kind == "parameter":  # used directly in forward: cut along its units
+            edits.append(("param", name, layer.unit_dim, np.flatnonzero(~drop[np.asarray(unit_map)])))
+            continue
         if module is None:
             raise SurgeryError(
                 f"layer {name!r} of group {group.name!r} is not a module of {type(model).__name__}; "
@@ -113,6 +117,10 @@ def slice_group(
         if lost.any():
             edits.append(("in", consumer.layer, module, np.flatnonzero(~lost)))
     for side, name, module, keep in edits:
+        if side == "param":
+            owner, _, attr = name.rpartition(".")
+            set_param(model.get_submodule(owner), attr, module, keep)
+            continue
         adapter = adapter_for(module)
         if side == "out":
             adapter.slice_out(module, keep)
@@ -130,8 +138,11 @@ def _index_len(group: Any, layer: str) -> int:
 def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
     """Why :func:`slice_group` cannot edit ``group`` of ``model`` (None when it can)."""
     modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters())
     for name in group.unit_maps:
         module = modules.get(name)
+        if module is None and name in parameters:
+            continue  # a parameter used directly in forward
         if module is None:
             return f"its layer {name!r} is not a module of the model"
         adapter = adapter_for(module)
@@ -195,6 +206,8 @@ def graph_producers(model: nn.Module, group: Any) -> list[tuple[nn.Module, np.nd
     modules = dict(model.named_modules())
     found = []
     for name in group.layers:
+        if name not in modules:
+            continue  # a parameter used directly in forward
         unit_map = np.asarray(group.unit_maps[name])
         if len(unit_map) == group.n_units and np.array_equal(np.sort(unit_map), np.arange(group.n_units)):
             found.append((modules[name], np.argsort(unit_map)))
