@@ -471,9 +471,16 @@ def _module_files(model: nn.Module) -> tuple[str, dict[str, torch.Tensor]]:
     """The source of ``module.py`` and the state dict it loads, for the eval-mode CPU ``model``."""
     from torch import fx
 
+    from workbench.graph.trace import default_arguments
+
     try:
         traced = fx.symbolic_trace(model)
-    except Exception as exc:  # noqa: BLE001 - fx fails with many exception types
+    except Exception:  # noqa: BLE001 - fx fails with many exception types; retry with keywords at defaults
+        traced = None
+    try:
+        if traced is None:  # forward(x, return_features=False): the module keeps the default's branch
+            traced = fx.symbolic_trace(model, concrete_args=default_arguments(model))
+    except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"torch.fx cannot trace {type(model).__name__}, so no module source can be written "
             f"({type(exc).__name__}: {str(exc)[:300]}); {_PT2_HINT}."
