@@ -332,7 +332,7 @@ def _leaf_source(path: str, module: nn.Module) -> str:
             f"with torch.nn alone; {_PT2_HINT}."
         )
     floating = {t.dtype for t in module.state_dict().values() if t.is_floating_point()}
-    arguments = []
+    arguments: dict[str, Any] = {}
     for name, parameter in inspect.signature(cls.__init__).parameters.items():
         if (
             name in ("self", "device")
@@ -342,7 +342,7 @@ def _leaf_source(path: str, module: nn.Module) -> str:
             continue
         if name == "dtype":
             if len(floating) == 1 and torch.get_default_dtype() not in floating:
-                arguments.append(f"dtype={_literal(next(iter(floating)))}")
+                arguments["dtype"] = next(iter(floating))
             continue
         default = parameter.default
         if not hasattr(module, name):
@@ -356,12 +356,12 @@ def _leaf_source(path: str, module: nn.Module) -> str:
             value = value is not None  # bias=... of Conv, Linear, norms: a tensor or None
         if default is not parameter.empty and type(value) is type(default) and value == default:
             continue
-        try:
-            arguments.append(f"{name}={_literal(value)}")
-        except TypeError as exc:
-            raise ExportError(f"layer {path!r} ({cls.__name__}) has {exc} ({name!r}); {_PT2_HINT}.") from None
-    source = f"torch.nn.{cls.__name__}({', '.join(arguments)})"
-    rebuilt = eval(source, {"torch": torch})  # noqa: S307 - source built above from numbers and names
+        arguments[name] = value
+    try:
+        source = f"torch.nn.{cls.__name__}({', '.join(f'{k}={_literal(v)}' for k, v in arguments.items())})"
+    except TypeError as exc:
+        raise ExportError(f"layer {path!r} ({cls.__name__}) has {exc}; {_PT2_HINT}.") from None
+    rebuilt = cls(**arguments)  # the layer the source builds, to compare with the original
     if not _same_layer(module, rebuilt):
         raise ExportError(
             f"layer {path!r} ({module!r}) cannot be rebuilt from its constructor arguments (got {rebuilt!r}); "
