@@ -427,3 +427,50 @@ def test_sizes_written_in_the_code_or_read_from_other_units_fix_what_they_shape(
     graph = from_model(SizedByOthers(), torch.randn(2, 6))
     assert not graph.group("a").prunable and not graph.group("b").prunable
     assert "sizes the reshape" in graph.group("b").reasons[0]
+
+
+class Halves(nn.Module):
+    """Two halves of one layer's channels go different ways (chunk), or a slice takes the first channels."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        torch.manual_seed(10)
+        self.how = how
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.left, self.right = nn.Conv2d(4, 5, 1), nn.Conv2d(4, 5, 1)
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if self.how == "chunk":
+            a, b = torch.chunk(h, 2, dim=1)
+        elif self.how == "split":
+            a, b = torch.split(h, [4, 4], dim=1)
+        else:
+            a, b = h[:, :4], h[:, 4:]
+        return self.fc(torch.cat([self.left(a), self.right(b)], 1).mean(dim=(2, 3)))
+
+
+def test_chunks_keep_equal_halves_and_positional_slices_fix_their_units():
+    x = torch.randn(2, 3, 6, 6)
+    model = Halves("chunk").eval()
+    graph = from_model(model, x)
+    assert len(graph.group("conv").blocks) == 1 and graph.group("conv").prunable
+    plan = plan_from(graph, get_selector("magnitude"), keep=0.5)
+    assert np.bincount(plan["conv"].keep // 4).tolist() == [2, 2]
+    silence(graph, "conv", [1, 6])
+    small = same_function(model, drop_plan(graph, "conv", [1, 6]), x, graph)
+    assert small.left.in_channels == small.right.in_channels == 3
+    for how, why in (("split", "sizes written in the code"), ("slice", "sliced by position")):
+        group = from_model(Halves(how).eval(), x).group("conv")
+        assert not group.prunable and why in group.reasons[0], how
+
+
+def test_groups_surgery_cannot_cut_are_not_offered():
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.ConvTranspose2d(8, 8, 3, groups=2), nn.Conv2d(8, 2, 1))
+    graph = from_model(model.eval(), torch.randn(2, 3, 8, 8))
+    for name in ("0", "2"):  # read by, and made by, a grouped transposed convolution
+        group = graph.group(name)
+        assert not group.prunable and "surgery cannot cut it" in group.reasons[-1], name
+    assert [g.name for g in graph.prunable_groups()] == []

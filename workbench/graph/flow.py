@@ -664,6 +664,8 @@ class _Walker:
             return self.give_up(node, f"indexing {node.name!r}")
         sel = items[lay.dim]
         if isinstance(sel, slice) and all(v is None or isinstance(v, int) for v in (sel.start, sel.stop, sel.step)):
+            if sel != slice(None):  # positions shift when units go: the slice would take other channels
+                self.pin(lay.ids, f"sliced by position in {node.name!r}")
             return Layout(lay.dim - dims_dropped, lay.ids[sel])
         return self.give_up(node, f"indexing {node.name!r}")
 
@@ -724,7 +726,14 @@ class _Walker:
         dim %= len(shapes[0])
         if dim != lay.dim:
             return tuple(lay for _ in shapes)
-        bounds = np.cumsum([0] + [s[dim] for s in shapes])
+        sizes = [s[dim] for s in shapes]
+        bounds = np.cumsum([0] + sizes)
+        size_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections")
+        even = len(set(sizes)) == 1 and (node.target in (torch.chunk, "chunk") or isinstance(size_arg, fx.Node))
+        if even and len(sizes) > 1:  # equal parts recut from the width: every part keeps as many units
+            self.blocks.append((lay.ids.copy(), np.repeat(np.arange(len(sizes)), sizes), node.name))
+        elif len(sizes) > 1:
+            self.pin(lay.ids, f"split into parts of sizes written in the code in {node.name!r}")
         return tuple(Layout(lay.dim, lay.ids[bounds[i] : bounds[i + 1]]) for i in range(len(shapes)))
 
 

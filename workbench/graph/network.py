@@ -15,6 +15,7 @@ from torch import fx, nn
 from workbench.adapters import adapter_for
 from workbench.errors import GraphError, closest
 from workbench.graph import kinds as K
+from workbench.graph.cutting import cut_problem
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
 from workbench.graph.trace import check_finite_parameters, propagate_shapes, trace_model
 from workbench.graph.views import MAX_VIEW_MEMORY
@@ -327,6 +328,12 @@ class NetworkGraph:
                 group_list[g].consumers.append(Consumer(read.layer, index))
         self.edges: list[tuple[str, str]] = list(edges)
         self._add_blocks(flow, comp, group_list)
+        for group in group_list:  # groups surgery cannot cut are not offered
+            problem = cut_problem(self.model, group) if group.prunable else None
+            if problem:
+                group.fixed[:] = True
+                group.prunable = False
+                group.reasons.append(f"surgery cannot cut it: {problem}")
 
     def _add_blocks(self, flow: FlowResult, comp: np.ndarray, group_list: list[Group]) -> None:
         """Equal-count constraints of grouped layers, as labels of their groups' units (see ``Group.blocks``).
@@ -337,15 +344,19 @@ class NetworkGraph:
             valid = ids >= 0
             comps = comp[ids[valid]]
             owners = np.unique(self._group_of_comp[comps])
-            label = np.full(group_list[owners[0]].n_units if len(owners) == 1 else 0, -1, dtype=np.int64)
             ok = valid.all() and len(owners) == 1 and owners[0] >= 0
             if ok:
                 local = self._local_of_comp[comps]
+                spread = np.zeros((group_list[owners[0]].n_units, int(labels.max()) + 1), dtype=np.int64)
+                np.add.at(spread, (local, labels), 1)
+                spread = spread[spread.sum(axis=1) > 0]
+                if (spread == spread[:1]).all():
+                    continue  # every unit spans the blocks alike (tied across them): any removal stays balanced
+                label = np.full(group_list[owners[0]].n_units, -1, dtype=np.int64)
                 label[local] = labels
-                ok = bool(np.all(label[local] == labels))
-            if ok:
-                group_list[owners[0]].blocks.append(label)
-                continue
+                if np.all(label[local] == labels):
+                    group_list[owners[0]].blocks.append(label)
+                    continue
             for g in owners[owners >= 0]:
                 group = group_list[g]
                 mine = self._group_of_comp[comps] == g

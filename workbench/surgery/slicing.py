@@ -20,8 +20,8 @@ from torch import nn
 from workbench.adapters import LayerAdapter, adapter_for, set_param
 from workbench.adapters.base import check_out_count, module_has_parameters
 from workbench.errors import SurgeryError
+from workbench.graph.cutting import cut_problem
 from workbench.graph.kinds import module_kind
-from workbench.selection import block_cells
 
 
 def is_depthwise(module: nn.Module) -> bool:
@@ -136,37 +136,9 @@ def _index_len(group: Any, layer: str) -> int:
 
 
 def unsliceable_reason(model: nn.Module, group: Any) -> str | None:
-    """Why :func:`slice_group` cannot edit ``group`` of ``model`` (None when it can)."""
-    modules = dict(model.named_modules())
-    parameters = dict(model.named_parameters())
-    for name in group.unit_maps:
-        module = modules.get(name)
-        if module is None and name in parameters:
-            continue  # a parameter used directly in forward
-        if module is None:
-            return f"its layer {name!r} is not a module of the model"
-        adapter = adapter_for(module)
-        if adapter is None:
-            if module_has_parameters(module):
-                return f"its layer {name!r} ({type(module).__name__}) has parameters and no layer adapter"
-            continue
-        problem = adapter.slice_problem(module, "out")
-        if problem:
-            return f"its layer {name!r} is {problem}"
-    for consumer in group.consumers:
-        module = modules.get(consumer.layer)
-        adapter = adapter_for(module) if module is not None else None
-        if adapter is None or adapter.in_count(module) is None:
-            return (
-                f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
-            )
-        problem = adapter.slice_problem(module, "in")
-        if problem:
-            return f"its consumer {consumer.layer!r} is {problem}"
-    cells = block_cells(group.n_units, group.blocks)
-    if len(set(np.unique(cells[cells >= 0], return_counts=True)[1])) > 1:
-        return "its grouped layers split its units into blocks of different sizes"
-    return None
+    """Why :func:`slice_group` cannot edit ``group`` of ``model`` (None when it can; the graph already leaves
+    such groups unprunable, :func:`workbench.graph.cutting.cut_problem`, and this checks ``model`` again)."""
+    return cut_problem(model, group)
 
 
 _PER_GRAPH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,0 +1,47 @@
+"""Whether surgery can cut a group: every layer and every reader of its units has an adapter that slices it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from workbench.adapters import adapter_for
+from workbench.adapters.base import module_has_parameters
+from workbench.selection import block_cells
+
+
+def cut_problem(model: nn.Module, group: Any) -> str | None:
+    """Why the units of ``group`` cannot be removed from ``model`` by slicing its layers (None when they can):
+    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, blocks of unequal sizes."""
+    modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters())
+    for name in group.unit_maps:
+        module = modules.get(name)
+        if module is None and name in parameters:
+            continue  # a parameter used directly in forward
+        if module is None:
+            return f"its layer {name!r} is not a module of the model"
+        adapter = adapter_for(module)
+        if adapter is None:
+            if module_has_parameters(module):
+                return f"its layer {name!r} ({type(module).__name__}) has parameters and no layer adapter"
+            continue
+        problem = adapter.slice_problem(module, "out")
+        if problem:
+            return f"its layer {name!r} is {problem}"
+    for consumer in group.consumers:
+        module = modules.get(consumer.layer)
+        adapter = adapter_for(module) if module is not None else None
+        if adapter is None or adapter.in_count(module) is None:
+            return (
+                f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
+            )
+        problem = adapter.slice_problem(module, "in")
+        if problem:
+            return f"its consumer {consumer.layer!r} is {problem}"
+    cells = block_cells(group.n_units, group.blocks)
+    if len(set(np.unique(cells[cells >= 0], return_counts=True)[1].tolist())) > 1:
+        return "its grouped layers split its units into blocks of different sizes"
+    return None
