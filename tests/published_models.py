@@ -194,6 +194,13 @@ def vgg16_bn() -> nn.Module:
     return VGG(VGG16_CFG)
 
 
+VGG19_CFG = [8, 8, "M", 16, 16, "M", 32, 32, 32, 32, "M", 64, 64, 64, 64, "M", 64, 64, 64, 64, "M"]
+
+
+def vgg19_bn() -> nn.Module:
+    return VGG(VGG19_CFG)
+
+
 # -- PreAct-ResNet-18 (kuangliu/pytorch-cifar) --------------------------------------------------------
 
 
@@ -1149,6 +1156,113 @@ def text_cnn() -> nn.Module:
 # -- registry -----------------------------------------------------------------------------------------
 
 
+# -- Inception-v4 style (Szegedy et al. 2016, as CIFAR ports write it: BasicConv2d, factorized 1x7 / 7x1) ------
+
+
+class BasicConv2d(nn.Module):
+    def __init__(self, in_planes: int, out_planes: int, **kwargs) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_planes, out_planes, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_planes, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class StemV4(nn.Module):
+    """The stem's two concatenations: a strided conv beside a max-pool, and two conv branches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = BasicConv2d(3, 8, kernel_size=3, padding=1)
+        self.branch_pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.branch_conv = BasicConv2d(8, 8, kernel_size=3, stride=2, padding=1)
+        self.left = nn.Sequential(BasicConv2d(16, 8, kernel_size=1), BasicConv2d(8, 12, kernel_size=3, padding=1))
+        self.right = nn.Sequential(
+            BasicConv2d(16, 8, kernel_size=1),
+            BasicConv2d(8, 8, kernel_size=(1, 7), padding=(0, 3)),
+            BasicConv2d(8, 8, kernel_size=(7, 1), padding=(3, 0)),
+            BasicConv2d(8, 12, kernel_size=3, padding=1),
+        )
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = torch.cat((self.branch_pool(x), self.branch_conv(x)), 1)
+        return torch.cat((self.left(x), self.right(x)), 1)
+
+
+class InceptionA(nn.Module):
+    def __init__(self, in_planes: int) -> None:
+        super().__init__()
+        self.branch0 = BasicConv2d(in_planes, 8, kernel_size=1)
+        self.branch1 = nn.Sequential(
+            BasicConv2d(in_planes, 6, kernel_size=1), BasicConv2d(6, 8, kernel_size=3, padding=1)
+        )
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_planes, 6, kernel_size=1),
+            BasicConv2d(6, 8, kernel_size=3, padding=1),
+            BasicConv2d(8, 8, kernel_size=3, padding=1),
+        )
+        self.branch3 = nn.Sequential(
+            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), BasicConv2d(in_planes, 8, kernel_size=1)
+        )
+
+    def forward(self, x):
+        return torch.cat((self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)), 1)
+
+
+class ReductionA(nn.Module):
+    def __init__(self, in_planes: int) -> None:
+        super().__init__()
+        self.branch0 = BasicConv2d(in_planes, 12, kernel_size=3, stride=2, padding=1)
+        self.branch1 = nn.Sequential(
+            BasicConv2d(in_planes, 8, kernel_size=1),
+            BasicConv2d(8, 10, kernel_size=3, padding=1),
+            BasicConv2d(10, 12, kernel_size=3, stride=2, padding=1),
+        )
+        self.branch2 = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x):
+        return torch.cat((self.branch0(x), self.branch1(x), self.branch2(x)), 1)
+
+
+class InceptionB(nn.Module):
+    def __init__(self, in_planes: int) -> None:
+        super().__init__()
+        self.branch0 = BasicConv2d(in_planes, 16, kernel_size=1)
+        self.branch1 = nn.Sequential(
+            BasicConv2d(in_planes, 8, kernel_size=1),
+            BasicConv2d(8, 10, kernel_size=(1, 7), padding=(0, 3)),
+            BasicConv2d(10, 12, kernel_size=(7, 1), padding=(3, 0)),
+        )
+        self.branch2 = nn.Sequential(
+            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), BasicConv2d(in_planes, 8, kernel_size=1)
+        )
+
+    def forward(self, x):
+        return torch.cat((self.branch0(x), self.branch1(x), self.branch2(x)), 1)
+
+
+class InceptionV4(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            StemV4(), InceptionA(24), InceptionA(32), ReductionA(32), InceptionB(56), InceptionB(36)
+        )
+        self.last_linear = nn.Linear(36, num_classes)
+
+    def logits(self, features):
+        x = F.adaptive_avg_pool2d(features, 1)
+        return self.last_linear(x.view(x.size(0), -1))
+
+    def forward(self, x):
+        return self.logits(self.features(x))
+
+
+def inception_v4() -> nn.Module:
+    return InceptionV4()
+
+
 def _seeded(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     def make() -> nn.Module:
         torch.manual_seed(0)
@@ -1165,10 +1279,12 @@ PUBLISHED: dict[str, Callable[[], nn.Module]] = {
         "resnet18": resnet18,
         "resnet56": resnet56,
         "vgg16_bn": vgg16_bn,
+        "vgg19_bn": vgg19_bn,
         "preact_resnet18": preact_resnet18,
         "mobilenet_v2": mobilenet_v2,
         "densenet121": densenet121,
         "googlenet": googlenet,
+        "inception_v4": inception_v4,
         "resnext29": resnext29,
         "se_resnet20": se_resnet20,
         "senet18": senet18,
