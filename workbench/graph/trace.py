@@ -14,6 +14,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from workbench.errors import GraphError
 from workbench.graph.dynamic_trace import DynamicTraceError, LeafRule, dynamic_trace, first_line
+from workbench.metrics.forward import evaluation_mode
 
 
 class _NamingTracer(fx.Tracer):
@@ -214,9 +215,7 @@ def propagate_shapes(gm: fx.GraphModule, model: nn.Module, example_input: torch.
             "use workbench.zoo.example_input(model) for zoo models."
         )
     expected = getattr(model, "input_shape", None)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):  # every submodule's own mode comes back afterwards
         try:  # shapes only: fake tensors make this nearly free even for large networks
             from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -231,8 +230,6 @@ def propagate_shapes(gm: fx.GraphModule, model: nn.Module, example_input: torch.
                 prop.propagate(example_input)
         except Exception as exc:
             raise _run_error(model, prop.current, exc, example_input, expected) from exc
-    finally:
-        model.train(was_training)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from workbench.errors import DataError, GraphError
 from workbench.graph.adjacency import input_columns, weight_out_in
 from workbench.graph.flow import Layout
 from workbench.graph.kinds import PRODUCER_KINDS
+from workbench.metrics.forward import evaluation_mode
 from workbench.unitview import METRICS, UnitView, gram_similarity
 from workbench.utils import check_random_state, to_model
 
@@ -236,70 +237,67 @@ def collect_activations(
     gram, sums = np.zeros((n, n)), np.zeros(n)
     filled, seen, positions, total_positions = 0, 0, 0, 0
     model = graph.module
-    was_training = graph.model.training
-    graph.model.eval()
-    try:
-        batches = input_batches(data, max_samples, batch_size)
-        total = _sample_total(data, max_samples)
-        with torch.no_grad():
-            for x in batches:
-                x = to_model(x, graph.model)
-                capture = _Capture(model, node.name)
-                try:
-                    capture.run(x)
-                except _Stop:
-                    pass
-                except Exception as exc:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise GraphError(
-                        f"running the model on a data batch of shape {tuple(x.shape)} failed ({first}); "
-                        f"the graph was built for inputs of shape (batch, {', '.join(map(str, graph.input_shape))})."
-                    ) from exc
-                value = capture.value.detach().cpu()
-                v = value.movedim(layout.dim, -1).reshape(len(x), -1, value.shape[layout.dim])  # (B, P, C)
-                total_positions = v.shape[1]
-                if pool:
-                    v = v.mean(dim=1, keepdim=True)
-                elif v.shape[1] > max_positions:  # a random subset of positions per sample
-                    keys = torch.from_numpy(rng.random((len(x), v.shape[1])))
-                    pos = keys.argsort(dim=1)[:, :max_positions]
-                    v = torch.gather(v, 1, pos[:, :, None].expand(-1, -1, v.shape[2]))
-                v = v.index_select(2, take)
-                if missing:
-                    v[:, :, torch.from_numpy(channel < 0)] = 0.0
-                block = v.reshape(-1, n).double().numpy()
-                if acts is None:
-                    positions = v.shape[1]
-                    estimate = view_memory(total * positions, n, weight_entries)
-                    if max_memory is not None and estimate > max_memory:
-                        per_sample = view_memory(positions, n) - view_memory(0, n)
-                        fits = (max_memory - view_memory(0, n, weight_entries)) // per_sample
-                        fix = (
-                            f"use at most max_samples={fits}"
-                            if fits >= 1
-                            else "use source='weights' or a smaller group"
-                        )
-                        if positions > 1:
-                            fix += f" or fewer positions per sample (max_positions < {positions})"
-                        raise _refuse(
-                            group.name,
-                            estimate,
-                            max_memory,
-                            f"{total:,} samples x {positions} positions x {n} units",
-                            fix,
-                        )
-                    acts = np.empty((total * positions, n))
-                if filled + len(block) > len(acts):  # more samples than the data set announced
-                    acts = np.concatenate([acts[:filled], np.empty((max(len(block), filled), n))])
-                acts[filled : filled + len(block)] = block
-                filled += len(block)
-                gram += block.T @ block
-                sums += block.sum(axis=0)
-                seen += len(x)
-    except DataError as exc:  # not a data set, or an empty one
-        raise GraphError(f"the data given for group {group.name!r}: {exc}") from None
-    finally:
-        graph.model.train(was_training)
+    with evaluation_mode(graph.model):  # every submodule's own mode comes back afterwards
+        try:
+            batches = input_batches(data, max_samples, batch_size)
+            total = _sample_total(data, max_samples)
+            with torch.no_grad():
+                for x in batches:
+                    x = to_model(x, graph.model)
+                    capture = _Capture(model, node.name)
+                    try:
+                        capture.run(x)
+                    except _Stop:
+                        pass
+                    except Exception as exc:
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        raise GraphError(
+                            f"running the model on a data batch of shape {tuple(x.shape)} failed ({first}); "
+                            f"the graph was built for inputs of shape (batch, {', '.join(map(str, graph.input_shape))})."
+                        ) from exc
+                    value = capture.value.detach().cpu()
+                    v = value.movedim(layout.dim, -1).reshape(len(x), -1, value.shape[layout.dim])  # (B, P, C)
+                    total_positions = v.shape[1]
+                    if pool:
+                        v = v.mean(dim=1, keepdim=True)
+                    elif v.shape[1] > max_positions:  # a random subset of positions per sample
+                        keys = torch.from_numpy(rng.random((len(x), v.shape[1])))
+                        pos = keys.argsort(dim=1)[:, :max_positions]
+                        v = torch.gather(v, 1, pos[:, :, None].expand(-1, -1, v.shape[2]))
+                    v = v.index_select(2, take)
+                    if missing:
+                        v[:, :, torch.from_numpy(channel < 0)] = 0.0
+                    block = v.reshape(-1, n).double().numpy()
+                    if acts is None:
+                        positions = v.shape[1]
+                        estimate = view_memory(total * positions, n, weight_entries)
+                        if max_memory is not None and estimate > max_memory:
+                            per_sample = view_memory(positions, n) - view_memory(0, n)
+                            fits = (max_memory - view_memory(0, n, weight_entries)) // per_sample
+                            fix = (
+                                f"use at most max_samples={fits}"
+                                if fits >= 1
+                                else "use source='weights' or a smaller group"
+                            )
+                            if positions > 1:
+                                fix += f" or fewer positions per sample (max_positions < {positions})"
+                            raise _refuse(
+                                group.name,
+                                estimate,
+                                max_memory,
+                                f"{total:,} samples x {positions} positions x {n} units",
+                                fix,
+                            )
+                        acts = np.empty((total * positions, n))
+                    if filled + len(block) > len(acts):  # more samples than the data set announced
+                        acts = np.concatenate([acts[:filled], np.empty((max(len(block), filled), n))])
+                    acts[filled : filled + len(block)] = block
+                    filled += len(block)
+                    gram += block.T @ block
+                    sums += block.sum(axis=0)
+                    seen += len(x)
+        except DataError as exc:  # not a data set, or an empty one
+            raise GraphError(f"the data given for group {group.name!r}: {exc}") from None
     if filled < len(acts):
         acts = acts[:filled].copy()
     meta = {

@@ -167,21 +167,42 @@ def apply(
         example_input = graph.example_input if graph is not None and graph.example_input is not None else None
     if example_input is None:
         example_input = example_batch(model, 2)
-    reference = model
-    was_training = model.training
-    pruned = copy.deepcopy(model).eval()
+    was_training = {name: module.training for name, module in model.named_modules()}
+    model.eval()  # targets without dropout or batch statistics, and no running statistics updated
+    try:
+        pruned = _rebuild(
+            model, plan, fuse, example_input, graph, data, max_samples, max_positions, ridge, random_state
+        )
+    finally:
+        for name, module in model.named_modules():
+            module.training = was_training.get(name, module.training)
+    return pruned
+
+
+def _rebuild(
+    reference: nn.Module,
+    plan: Plan,
+    fuse: str,
+    example_input: torch.Tensor,
+    graph: Any,
+    data: Any,
+    max_samples: int,
+    max_positions: int,
+    ridge: float,
+    random_state: int,
+) -> nn.Module:
+    """:func:`apply` on ``reference``, which is in eval mode (its caller restores its mode)."""
+    pruned = copy.deepcopy(reference).eval()
     masked = lift_masks(pruned)
     _check_plain(pruned)
     try:
         with torch.no_grad():
-            reference_output = reference.eval()(example_input)
+            reference_output = reference(example_input)
     except Exception as exc:
         raise SurgeryError(
             f"the model does not run on the example input of shape {tuple(example_input.shape)}: {exc}"
         ) from exc
-    finally:
-        reference.train(was_training)
-    graph = _graph_of(model, graph, example_input)
+    graph = _graph_of(reference, graph, example_input)
     _check_plan(pruned, plan, graph)
     if fuse in SUMMARIZE_MODES:
         check_partitions(plan, fuse)
@@ -199,16 +220,19 @@ def apply(
             max_positions=max_positions,
             ridge=ridge,
             random_state=random_state,
+            masked=frozenset(masked),
         )
         if fuse in _ON_DATA
         else None
     )
+    modules = dict(pruned.named_modules())
     for name in sorted(plan, key=order.__getitem__):
         selection, group = plan[name], graph.group(name)
         dropped = sorted(set(range(selection.n_units)) - {int(i) for i in selection.keep})
         if not dropped:
             continue
         with torch.no_grad():
+            pruned_zeros = {c.layer: modules[c.layer].weight == 0 for c in group.consumers if c.layer in masked}
             if fuse == "merge":
                 merge_columns(
                     graph_consumers(pruned, group, in_index),
@@ -219,6 +243,8 @@ def apply(
                 refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
             elif fuse in SUMMARIZE_MODES:
                 summarize_group(pruned, group, selection, SUMMARIZE_MODES[fuse], in_index, out_index, context)
+            for layer, zeros in pruned_zeros.items():  # pruned weights stay pruned, whatever the fusion added
+                modules[layer].weight[zeros] = 0.0
         slice_group(pruned, graph, group, dropped, in_index=in_index, out_index=out_index)
     try:
         with torch.no_grad():

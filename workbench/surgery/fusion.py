@@ -17,6 +17,7 @@ from torch import nn
 
 from workbench.adapters import adapter_for
 from workbench.datasets.batches import input_batches
+from workbench.errors import SurgeryError
 from workbench.utils import check_random_state, to_model
 
 
@@ -93,7 +94,8 @@ def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incomin
 class FusionContext:
     """What ``lsq`` needs: the original model, the model being rebuilt, and a data sample.
 
-    A consumer's design matrix has a row per sample (per sampled position for a convolution); batches stop
+    ``masked`` names the layers that carry pruning masks: their refit keeps the pruned weights at zero. A
+    consumer's design matrix has a row per sample (per sampled position for a convolution); batches stop
     once ``max_rows`` rows are read, so that a convolution (64 positions a sample) runs the two models on
     a few batches, not on all ``max_samples`` samples, for unknowns counted in hundreds.
     """
@@ -106,6 +108,7 @@ class FusionContext:
     ridge: float = 1e-6
     random_state: int = 0
     max_rows: int = 16384
+    masked: frozenset[str] = frozenset()
 
 
 def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Module, out_index: np.ndarray):
@@ -153,6 +156,26 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     return torch.cat(design), torch.cat(targets)
 
 
+def _ridge(
+    x: torch.Tensor, target: torch.Tensor, ridge: float, allowed: torch.Tensor | None, bias: bool
+) -> torch.Tensor:
+    """Ridge solution (columns of ``x``, outputs) of ``x @ w ~ target``, the ridge relative to the mean diagonal
+    of the Gram matrix. With ``allowed`` (outputs, weight columns), each output is fitted on its allowed
+    columns only (a pruning mask) and its other weights stay zero; a bias column (the last) is always free."""
+    gram, rhs = x.T @ x, x.T @ target
+    lam = ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
+    regular = gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    if allowed is None:
+        return torch.linalg.solve(regular, rhs)
+    solution = torch.zeros_like(rhs)
+    free = torch.ones(1, dtype=torch.bool, device=allowed.device) if bias else allowed.new_zeros(0)
+    for o in range(rhs.shape[1]):
+        idx = torch.cat([allowed[o], free]).nonzero().flatten()
+        if len(idx):
+            solution[idx, o] = torch.linalg.solve(regular[idx][:, idx], rhs[idx, o])
+    return solution
+
+
 def refit_consumers(
     readers: list[tuple[nn.Module, dict[int, list[int]]]],
     selection: Any,
@@ -185,13 +208,15 @@ def refit_consumers(
         x = design[:, design_cols]
         if adapter.bias(module) is not None:
             x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
-        gram = x.T @ x
-        lam = context.ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
-        solution = torch.linalg.solve(
-            gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device), x.T @ target
-        )
+        if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(target).all())):
+            raise SurgeryError(
+                f"lsq fusion of {name!r}: the data give NaN or infinite activations, so no least-squares fit "
+                "exists; check the data (and the model's weights) for non-finite values, or use fuse='drop'."
+            )
         weight = equivalent.contiguous()
         flat = weight.reshape(weight.shape[0], -1)
+        allowed = (flat[:, design_cols] != 0) if name in context.masked else None
+        solution = _ridge(x, target, context.ridge, allowed, adapter.bias(module) is not None)
         new = solution[: len(design_cols)].T.to(weight.dtype)
         flat[:, design_cols] = new
         # the dropped columns are removed afterwards; zero them now so that later consumers of the group

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,10 +14,14 @@ from workbench.selection import constrained
 from workbench.surgery.plan import Plan
 
 
-def _with_budget(selector: Any, budget: float) -> Any:
-    """A copy of ``selector`` (sklearn-style: get_params / constructor) with another budget."""
+def _with_budget(selector: Any, budget: float, group: str | None = None) -> Any:
+    """A copy of ``selector`` (sklearn-style: get_params / constructor) with another budget; with ``group``, an
+    int seed becomes the group's own (:func:`group_seed`), so that groups are not drawn alike."""
     params = dict(selector.get_params())
     params["budget"] = budget
+    seed = params.get("random_state")
+    if group is not None and isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        params["random_state"] = group_seed(int(seed), group)
     copy = type(selector)(**params)
     copy.preset_info = getattr(selector, "preset_info", None)  # a paper preset's record (select.presets)
     return copy
@@ -35,6 +40,13 @@ def keep_fixed(selection: Any, group: Any) -> Any:
     kept, equal counts in the blocks of grouped layers, at least one unit per layer
     (:func:`workbench.selection.constrained`)."""
     return constrained(selection, fixed=group.fixed, blocks=group.blocks, cover=group.cover())
+
+
+def group_seed(seed: int, group: str) -> int:
+    """The seed of one group's selection: derived from the plan's seed and the group's name (the same pair
+    always gives the same seed; two groups of one plan get independent streams)."""
+    digest = zlib.crc32(group.encode("utf-8"))
+    return int(np.random.SeedSequence([seed, digest]).generate_state(1, dtype=np.uint32)[0])
 
 
 def rounded_count(n_units: int, fraction: float, multiple: int) -> int:
@@ -82,7 +94,8 @@ def plan_from(
 
     Notes
     -----
-    Fixed units (tied to the network's input or output) are always kept, on top of the budget; grouped
+    Each group is selected with its own seed, derived from the selector's and the group's name
+    (:func:`group_seed`). Fixed units (tied to the network's input or output) are always kept, on top of the budget; grouped
     layers keep equal counts per group, and no layer loses all its units (:func:`keep_fixed`).
     """
     per_layer = dict(per_layer or {})
@@ -122,7 +135,8 @@ def plan_from(
         if metric is not None:
             view_kwargs["metric"] = metric
         view = graph.unit_view(name, **view_kwargs)
-        selections[name] = keep_fixed(_with_budget(selector, budget).fit(view).selection_, available[name])
+        fitted = _with_budget(selector, budget, group=name).fit(view).selection_
+        selections[name] = keep_fixed(fitted, available[name])
     return Plan(
         selections=selections,
         meta={
