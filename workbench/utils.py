@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,37 @@ def legacy_random_state(random_state: RandomState) -> np.random.RandomState:
     return np.random.RandomState(seed_from(random_state))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+def check_writable_target(path: str | os.PathLike) -> Path:
+    """``path`` as a Path when writing a file there replaces nothing but a regular file of ours.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` exists and is not a regular file (a device such as ``/dev/null``, a pipe, a socket, a
+        folder), or its folder is not a folder: renaming a new file over it would replace it.
+    """
     path = Path(path)
+    if path.exists() or path.is_symlink():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:  # a dangling link, or no permission to look
+            raise ConfigError(f"{path} cannot be checked before writing ({exc.strerror}); give another path.") from None
+        if not stat.S_ISREG(mode):
+            what = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise ConfigError(
+                f"{path} exists and is {what}, not a regular file; the workbench writes only regular files and "
+                "never replaces anything else: give a file path."
+            )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{path.parent} is not a folder, so {path.name} cannot be written there; give another path.")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A ``path`` that exists and is not a regular file is refused (:func:`check_writable_target`)."""
+    path = check_writable_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
