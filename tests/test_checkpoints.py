@@ -138,6 +138,10 @@ def test_a_users_model_is_compressed_saved_and_reloaded_on_its_own_architecture(
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="saved from .*UserNet"):
         load_checkpoint(path, base=small_net())
+    with pytest.raises(CheckpointError, match="base must be an nn.Module"):
+        load_checkpoint(path, base=3)
+    with pytest.raises(CheckpointError, match="base\\(\\) failed: ZeroDivisionError"):
+        load_checkpoint(path, base=lambda: 1 / 0)
     plain = save_checkpoint(tmp_path / "plain.pt", small_net())  # never edited: its class and weights
     assert isinstance(load_checkpoint(plain, base=small_net)[0], nn.Sequential)
 

@@ -102,3 +102,17 @@ def test_every_group_draws_its_own_random_selection():
     assert not np.array_equal(first, second)
     again = plan_from(graph, get_selector("random", random_state=0), keep=0.5)
     assert np.array_equal(again["layers.1"].keep, first)  # the same seed gives the same plan
+
+
+def test_numpy_scalars_are_budgets_and_tensors_leaving_torch_fix_their_units():
+    model = create_model("mlp", widths=[8, 6, 3])
+    graph = from_model(model, torch.randn(2, 8))
+    plan = plan_from(graph, get_selector("magnitude"), keep=np.float32(0.5), round_to=np.int64(2))
+    assert plan["layers.1"].k == 4
+
+    class ToNumpy(nn.Module):
+        def forward(self, x):
+            return x.numpy()
+
+    graph = from_model(nn.Sequential(nn.Linear(4, 4), ToNumpy()), torch.randn(3, 4))
+    assert graph.prunable_groups() == [] and "leaves torch" in graph.group("0").reasons[0]

@@ -87,7 +87,12 @@ def _base_model(spec: dict[str, Any], base: Any) -> nn.Module:
             f"this checkpoint holds a model of your own ({spec['user']}), which the workbench never imports from "
             "a file: pass its architecture, load_checkpoint(path, base=MyNet()) or base=make_my_net."
         )
-    model = copy.deepcopy(base) if isinstance(base, nn.Module) else base()
+    if not (isinstance(base, nn.Module) or callable(base)):
+        raise CheckpointError(f"base must be an nn.Module or a function returning one, got {type(base).__name__}.")
+    try:
+        model = copy.deepcopy(base) if isinstance(base, nn.Module) else base()
+    except Exception as exc:  # the user's factory failed
+        raise CheckpointError(f"base() failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"base must be an nn.Module or a function returning one, got {type(model).__name__}.")
     found = f"{type(model).__module__}:{type(model).__qualname__}"

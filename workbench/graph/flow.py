@@ -403,6 +403,12 @@ class _Walker:
         kind = K.function_kind(node.op, node.target)
         shape = _shape_of(node)
         if kind == "value" or shape is None:
+            if kind == "other":  # a tensor leaving torch (numpy(), tolist()): what it carries cannot change
+                for arg in node.all_input_nodes:
+                    lay = self.layouts.get(arg)
+                    for sub in lay if isinstance(lay, tuple) else (lay,):
+                        if isinstance(sub, Layout):
+                            self.pin(sub.ids, f"leaves torch in {node.name!r} ({node.target})")
             self.track_size(node)
             return None
         name = self.layer_name(node)

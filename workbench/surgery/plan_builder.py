@@ -100,7 +100,11 @@ def plan_from(
     """
     per_layer = dict(per_layer or {})
     for where, value in (("keep", keep), *((f"per_layer[{name!r}]", v) for name, v in per_layer.items())):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < float(value) <= 1.0:
+        if (
+            not isinstance(value, (int, float, np.integer, np.floating))
+            or isinstance(value, (bool, np.bool_))
+            or not 0.0 < float(value) <= 1.0
+        ):
             group = "every group" if where == "keep" else f"group {where[10:-1]}"
             empty = f" would remove every filter / unit of {group}" if value == 0 else " is outside (0, 1]"
             raise ConfigError(f"{where}={value!r}{empty}; give a kept fraction in (0, 1], e.g. 0.5.")
@@ -129,7 +133,7 @@ def plan_from(
         )
     selections = {}
     for name in chosen:
-        fraction = float(per_layer.get(name, keep))
+        fraction = float(per_layer.get(name, keep))  # numpy scalars become plain floats
         budget = fraction if round_to is None else rounded_count(available[name].n_units, fraction, int(round_to))
         view_kwargs: dict[str, Any] = {"source": source, "data": data}
         if metric is not None:
