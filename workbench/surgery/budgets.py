@@ -6,7 +6,7 @@ finds the fractions that leave a target share of the network's multiply-adds (or
 
 - ``scope="uniform"``: one fraction for every group, the one whose plan meets the target (bisection);
 - ``scope="global"``: one importance scale across groups (Torch-Pruning's global pruning): each unit's
-  weight norm divided by the mean norm of its group, one threshold for the whole network, so that groups
+  L1 norm of incoming weights divided by the mean norm of its group, one threshold for the whole network, so that groups
   whose units matter more by that scale keep more; every group keeps at least ``min_keep``.
 
 :func:`plan_for_cost` then lets a selector choose which units each group keeps at those fractions.
@@ -43,12 +43,14 @@ def _check(cost: str, target: Any, scope: str, min_keep: Any, tolerance: Any) ->
 
 
 def _magnitudes(graph: Any, groups: list[str]) -> dict[str, np.ndarray]:
-    """Each group's unit weight norms (a magnitude selector's scores), divided by the group's mean."""
-    from workbench.select import get_selector
+    """Each group's unit L1 norms of incoming weights (Li et al. 2017's filter norm), divided by the group's mean."""
+    from workbench.graph.views import in_weights
 
     found = {}
     for name in groups:
-        scores = get_selector("magnitude", budget=1.0).fit(graph.unit_view(name)).selection_.scores
+        rows, _, _ = in_weights(graph, graph.group(name))
+        n = graph.group(name).n_units
+        scores = np.abs(rows).sum(axis=1) if rows is not None else np.ones(n)
         found[name] = scores / max(float(np.mean(scores)), 1e-12)
     return found
 
