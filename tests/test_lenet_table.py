@@ -88,7 +88,7 @@ def test_tuning_sees_val_only_and_every_row_gets_the_same_budget(table, monkeypa
         if row["trials"]:
             assert len(row["trials"]) > 1 and all("val_accuracy" in t for t in row["trials"])
     for row in result["summary"]:
-        assert row["seeds"] == 2 and not row["one_seed"] and row["interval"] == "t"
+        assert row["seeds"] == 2 and not row["one_seed"] and row["interval"] == "wilson"  # seeds and test set
         assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
 
 
@@ -118,7 +118,7 @@ def test_paper_schedules_are_labelled_per_row(table, monkeypatch):
     rows, summary = table.run("digits", None, False, [0], log=lambda *a: None, paper_schedules=True)
     pruned = next(r for r in summary if r["method"] == prune.name)
     assert pruned["schedule"] == "own" and pruned["budget_epochs"] == len(table.PROTOCOLS["digits"]["rounds"])
-    assert pruned["one_seed"] and pruned["interval"] == "binomial"
+    assert pruned["one_seed"] and pruned["interval"] == "wilson"  # the test set's Wilson interval
     text = table.format_rows(summary)
     assert "own" in text and "one seed" in text
 

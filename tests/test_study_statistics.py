@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench.study.statistics import binomial_interval, estimate, paired_difference
+from workbench.study.statistics import binomial_interval, estimate, paired_difference, proportion_interval
 
 
 @pytest.mark.parametrize("values", [[0.91, 0.93], [0.8, 0.85, 0.83], [0.5, 0.61, 0.55, 0.72, 0.6]])
@@ -23,10 +23,9 @@ def test_the_interval_over_seeds_is_scipys_t_interval(values):
 
 def test_one_seed_says_single_seed_and_gives_the_binomial_interval_of_the_test_set():
     result = estimate([0.9], n_test=400)
-    se = math.sqrt(0.9 * 0.1 / 400)
-    z = stats.norm.ppf(0.975)
-    assert result.single_seed and result.n == 1 and result.method == "binomial" and result.mean == 0.9
-    assert (result.low, result.high) == (pytest.approx(0.9 - z * se), pytest.approx(0.9 + z * se))
+    wilson = stats.binomtest(360, 400).proportion_ci(0.95, method="wilson")
+    assert result.single_seed and result.n == 1 and result.method == "wilson" and result.mean == 0.9
+    assert (result.low, result.high) == (pytest.approx(wilson.low), pytest.approx(wilson.high))
     assert result.high - result.low > 0.05  # not a zero-length interval
     assert result.as_dict()["single_seed"] is True
 
@@ -39,9 +38,10 @@ def test_one_seed_of_unknown_test_size_has_no_interval_and_nothing_has_no_mean()
 
 
 def test_the_binomial_interval_stays_within_zero_and_one():
-    assert binomial_interval(1.0, 50) == (1.0, 1.0)
+    z = stats.norm.ppf(0.975)
+    assert binomial_interval(1.0, 50) == (pytest.approx(50 / (50 + z * z)), 1.0)  # Wilson: never a point
     low, high = binomial_interval(0.99, 10)
-    assert 0 <= low < 0.99 < high == 1.0
+    assert 0 <= low < 0.99 < high <= 1.0
 
 
 def test_a_difference_clearly_away_from_zero_is_distinguishable():
@@ -130,8 +130,11 @@ def test_every_summary_cell_has_n_interval_and_the_paired_difference_to_the_refe
     better = rows["sbm"]
     assert better["keep 0.5"] == pytest.approx(np.mean(list(BETTER.values())), abs=1e-4)  # existing key kept
     cell = better["stats"]["keep 0.5"]
-    low, high = stats.t.interval(0.95, 2, loc=np.mean(list(BETTER.values())), scale=stats.sem(list(BETTER.values())))
-    assert cell["n"] == 3 and (cell["low"], cell["high"]) == (pytest.approx(low), pytest.approx(high))
+    _, low, high = proportion_interval(list(BETTER.values()), 500)  # seeds and the test set's 500 samples
+    assert cell["n"] == 3 and (cell["low"], cell["high"]) == (
+        pytest.approx(low, abs=1e-6),
+        pytest.approx(high, abs=1e-6),
+    )
     assert cell["reference"] == "magnitude/drop" and cell["diff_n"] == 3 and cell["diff_low"] > 0
     assert cell["distinguishable"] is True
     same = rows["random"]["stats"]["keep 0.5"]
@@ -150,7 +153,7 @@ def test_the_reference_can_be_another_method():
 def test_a_single_seed_is_printed_as_such_with_the_test_set_interval():
     rows = _rows(_records(seeds=(0,)))
     cell = rows["sbm"]["stats"]["keep 0.5"]
-    assert cell["single_seed"] and cell["interval"] == "binomial" and cell["low"] < 0.86 < cell["high"]
+    assert cell["single_seed"] and cell["interval"] == "wilson" and cell["low"] < 0.86 < cell["high"]
     assert cell["distinguishable"] is False  # one pair is never told apart
     shown = {row["selector"]: row for row in display_rows(list(rows.values()))}
     assert shown["sbm"]["keep 0.5"].startswith("single seed 0.86 [")
@@ -280,6 +283,6 @@ def test_a_score_cells_interval_stays_within_zero_and_one():
     from workbench.study.summary import cell_stats
 
     cell = cell_stats({0: 0.99, 1: 0.80, 2: 1.0}, n_test=359)
-    assert cell["high"] == 1.0 and 0 < cell["low"] < 0.8  # the t-interval alone would pass 1
+    assert 0 < cell["low"] < 0.8 and 0.99 < cell["high"] < 1.0  # the t-interval alone would pass 1: no clipping
     unbounded = cell_stats({0: 0.99, 1: 0.80, 2: 1.0})  # no test-set size: not a proportion, left as it is
     assert unbounded["high"] > 1.0

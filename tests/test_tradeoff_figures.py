@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from workbench.errors import ConfigError
 from workbench.viz.kept_figures import kept_fraction_heatmap
@@ -73,8 +74,10 @@ def test_fusion_modes_and_single_seeds_are_told_apart_by_marker_and_sizes_share_
 def test_the_noise_floor_is_drawn_around_the_base_accuracy():
     fig = tradeoff_figure(POINTS, base=BASE, n_test=400)
     band = next(s for s in fig.layout.shapes if s.type == "rect")
-    se = math.sqrt(0.97 * 0.03 / 400)
-    assert (band.y0, band.y1) == pytest.approx((0.97 - se, 0.97 + se))
+    wilson = stats.binomtest(388, 400).proportion_ci(0.95, method="wilson")  # 95%, like the error bars
+    assert (band.y0, band.y1) == pytest.approx((wilson.low, wilson.high))
+    assert "95% sampling interval" in fig.layout.annotations[0].text
+    assert noise_floor(0.97, 400)["se"] == pytest.approx(math.sqrt(0.97 * 0.03 / 400))
     assert noise_floor(0.97, 400)["one_sample"] == 0.0025 and "0.0025" in fig.layout.annotations[0].text
     with pytest.raises(ConfigError, match="test-set size"):
         noise_floor(0.9, 0)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.errors import ConfigError, DataError, ModelError
-from workbench.train import History, TrainHook, evaluate, finetune, fit, predict
+from workbench.train import RETRAIN_LR, History, TrainHook, evaluate, finetune, fit, predict
 from workbench.zoo import create_model
 
 # ---------------------------------------------------------------- fixtures
@@ -256,9 +256,9 @@ def test_onecycle_adamw_and_loader_and_pair_inputs():
     assert len(history.train_loss) == 2
 
 
-def test_finetune_defaults_to_a_smaller_learning_rate():
+def test_finetune_defaults_to_the_one_retraining_learning_rate():
     history = finetune(small_net(), blobs(32), 1, schedule="constant", quiet=True)
-    assert history.lr == [pytest.approx(1e-4)]
+    assert history.lr == [pytest.approx(RETRAIN_LR)] and RETRAIN_LR == 1e-3  # as distill and reconstruct
     history = finetune(small_net(), blobs(32), 1, schedule="constant", optimizer="sgd", lr=0.05, quiet=True)
     assert history.lr == [pytest.approx(0.05)]
 

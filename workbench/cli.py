@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.utils import check_writable_target
 
 
 def _parse_value(text: str) -> Any:
@@ -68,7 +69,7 @@ def _check_out(path: str | os.PathLike, folder: bool = False) -> Path:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"--out {path}: the folder {parent} cannot be written; give another path.")
         break
-    return path
+    return path if folder else check_writable_target(path)  # a device, pipe or socket is never replaced
 
 
 def _save(out: Path, model: Any, metadata: dict[str, Any], what: str) -> tuple[Path, str | None]:
@@ -81,6 +82,8 @@ def _save(out: Path, model: Any, metadata: dict[str, Any], what: str) -> tuple[P
         return save_checkpoint(out, model, metadata=metadata), None
     except OSError as exc:
         problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+    except ConfigError as exc:  # the path became a folder or a device while the model trained
+        problem = str(exc)
     name = f"{out.stem or what}-{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pt"
     for folder in (Path.cwd(), Path(tempfile.gettempdir())):
         try:
@@ -178,7 +181,7 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     check_memory(
         args.model, min(args.batch_size, len(train)), training=True, input_shape=shape, num_classes=classes, **kwargs
     )
-    model = create_model_for_data(args.model, shape, classes, **kwargs)
+    model = create_model_for_data(args.model, shape, classes, random_state=args.seed, **kwargs)  # seeded as a study's
     history = fit(
         model,
         train,
@@ -377,14 +380,18 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         "pipelines": outcome.pipelines,
         "errors": outcome.errors,
         "claimed_elsewhere": outcome.claimed_elsewhere,
+        "recomputed": outcome.recomputed,
+        "notes": outcome.notes,
     }
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
     tables = [format_table(display_rows(rows)) for rows in (outcome.summary, outcome.pipelines) if rows]
     text = [
         "\n\n".join(tables),
         *errors,
-        f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done, {outcome.failed} failed) "
-        f"in {outcome.seconds:.1f} s; store: {outcome.store}",
+        *(f"not reused: {note}" for note in outcome.notes),  # results of another results version, bad caches
+        f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done"
+        + (f" of which {outcome.recomputed} recomputed" if outcome.recomputed else "")
+        + f", {outcome.failed} failed) in {outcome.seconds:.1f} s; store: {outcome.store}",
         *(
             [
                 f"{outcome.claimed_elsewhere} runs left to another `workbench study run` on the same store (not counted as done)"
@@ -432,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", default="adam")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the initialization and the data order (same seed, same model)"
+    )
     p.add_argument("--out", help="write the trained model to this checkpoint file")
 
     p = add(

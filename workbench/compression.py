@@ -34,14 +34,18 @@ class Retraining:
     Attributes
     ----------
     method
-        ``"finetune"`` (:func:`workbench.train.finetune`: labels, a small default ``lr``), ``"distill"``
+        ``"finetune"`` (:func:`workbench.train.finetune`: labels), ``"distill"``
         (:func:`workbench.train.distill` from a teacher, by default the uncompressed model), ``"reconstruct"``
         (:func:`workbench.train.reconstruct`: the teacher's outputs on the training inputs, no labels; Lin et
         al. 2016's global error reconstruction) or ``"none"``.
     epochs
         Passes over the training data (0: no retraining).
-    lr, batch_size, optimizer, schedule, max_batches
-        Passed to :func:`workbench.train.fit` (``lr`` None: the trainer's default).
+    lr
+        Learning rate; None: :data:`workbench.train.RETRAIN_LR` (1e-3) for every method and optimizer, so that
+        methods compared at their defaults retrain at one rate (:attr:`learning_rate` is the rate used). It is
+        the rate the demo study's numbers were measured with (``[finetune] lr = 1e-3``).
+    batch_size, optimizer, schedule, max_batches
+        Passed to :func:`workbench.train.fit`.
     loss, temperature, alpha
         Distillation loss settings (``method="distill"`` only).
     class_weights
@@ -75,6 +79,13 @@ class Retraining:
             )
 
     @property
+    def learning_rate(self) -> float:
+        """The learning rate :meth:`run` trains with: ``lr``, or the one default of every method."""
+        from workbench.train import RETRAIN_LR
+
+        return RETRAIN_LR if self.lr is None else self.lr
+
+    @property
     def active(self) -> bool:
         """Whether any retraining happens."""
         return self.method != "none" and self.epochs > 0
@@ -100,9 +111,8 @@ class Retraining:
             "max_batches": self.max_batches,
             "random_state": random_state,
             "quiet": quiet,
+            "lr": self.learning_rate,
         }
-        if self.lr is not None:
-            kwargs["lr"] = self.lr
         if self.method == "distill":
             return distill(
                 model,

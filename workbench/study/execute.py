@@ -4,7 +4,11 @@ profile it, or apply a compression pipeline to it.
 :func:`execute` never raises for a failing run: it returns a result dict with ``status`` ``"failed"``
 and the error, so that the study goes on. Base models are trained once per (model, data, seed,
 training budget): the first run that needs one saves it atomically as a checkpoint named by the base
-run's hash in the cache folder, later runs (in any process that sees the folder) load it.
+run's hash in the cache folder, with the results version (:mod:`workbench.study.versions`) and that hash in
+its metadata; later runs (in any process that sees the folder) load it. A cached file is used only when it
+is of this results version, was saved for that hash and holds the architecture its configuration builds
+(the same spec, parameter and buffer names and shapes); otherwise it is trained again and replaced, and the
+result's ``notes`` say why.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.study.versions import RESULTS_VERSION, stale_reason
 
 
 def _now() -> str:
@@ -107,20 +112,29 @@ def example_input(model: Any, model_cfg: dict[str, Any]) -> Any:
     return to_model(torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)), model)
 
 
-def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _untrained(config: dict[str, Any]) -> tuple[Any, Any]:
+    """The base model of a train run's ``config`` as it starts training (built and initialized under the run's
+    seed; the caller's random state is left as it was), and its training split."""
     import torch
 
-    from workbench.train import fit
     from workbench.zoo import init_weights_
 
-    model_cfg, training, seed = config["model"], config["model"]["training"], config["seed"]
+    model_cfg, training = config["model"], config["model"]["training"]
     train = load_data(model_cfg, training["split"])
     batch = min(training["batch_size"], len(train))
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(config["seed"])
         model = _new_model(model_cfg, train, batch)
         if training.get("init", "kaiming") != "kaiming":
             init_weights_(model, training["init"])
+    return model, train
+
+
+def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    from workbench.train import fit
+
+    training, seed = config["model"]["training"], config["seed"]
+    model, train = _untrained(config)
     history = fit(  # no per-epoch validation: only the final val score is stored (_val_scores)
         model,
         train,
@@ -138,10 +152,43 @@ def _train(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return model, {"train_seconds": round(float(sum(history.seconds)), 3), "epochs": training["epochs"]}
 
 
-def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+def _architecture(model: Any) -> tuple[str, dict[str, tuple[int, ...]]]:
+    """What a base model's architecture is: its spec (canonical JSON, without weight parametrizations) and
+    the name and shape of every parameter and buffer."""
+    import json
+
+    from workbench.edits import SPEC, user_spec
+
+    spec = {k: v for k, v in (getattr(model, SPEC, None) or user_spec(model)).items() if k != "parametrizations"}
+    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    return json.dumps(spec, sort_keys=True, default=str), shapes
+
+
+def _cache_problem(model: Any, meta: dict[str, Any], key: str, config: dict[str, Any]) -> str | None:
+    """Why the cached base model ``model`` (with checkpoint ``meta``) cannot stand for the base run ``key`` of
+    ``config``; None when it can."""
+    stale = stale_reason(meta.get("results_version"), "a base model")
+    if stale is not None:
+        return f"holds {stale}"
+    if meta.get("run") != key:
+        return f"was saved for run {meta.get('run')!r}, not for {key}"
+    (spec, shapes), (want_spec, want_shapes) = _architecture(model), _architecture(_untrained(config)[0])
+    if spec != want_spec:
+        return f"holds the architecture {spec[:200]}, not the configured {want_spec[:200]}"
+    if shapes != want_shapes:
+        differ = sorted(set(shapes) ^ set(want_shapes)) or [k for k in want_shapes if shapes[k] != want_shapes[k]]
+        return f"holds other parameters than the configured architecture ({', '.join(differ[:5])})"
+    return None
+
+
+def base_model(
+    config: dict[str, Any], cache_dir: str | Path, notes: list[str] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """The trained model of a train run's ``config``, from the cache or trained (and cached) now.
 
-    Returns ``(model, metadata)``; a checkpoint model is loaded from its file.
+    A cached file that cannot be read, is of another results version, was saved for another run or does not
+    hold the configured architecture is not used: the model is trained again, the file replaced, and why is
+    appended to ``notes``. Returns ``(model, metadata)``; a checkpoint model is loaded from its file.
     """
     from workbench.checkpoints import load_checkpoint, save_checkpoint
     from workbench.errors import CheckpointError
@@ -156,19 +203,24 @@ def base_model(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, dict
     path = Path(cache_dir) / f"{key}.pt"
     if path.is_file():
         try:
-            return load_checkpoint(path, base=base)
-        except CheckpointError:
-            pass  # a damaged cache entry is trained again and replaced
+            model, meta = load_checkpoint(path, base=base)
+            problem = _cache_problem(model, meta, key, config)
+        except CheckpointError as exc:
+            problem = f"cannot be used ({exc})"
+        if problem is None:
+            return model, meta
+        if notes is not None:
+            notes.append(f"the cached base model {path.name} {problem}: trained again")
     model, meta = _train(config)
-    meta.update({"data": model_cfg["data"], "seed": config["seed"]})
+    meta.update({"data": model_cfg["data"], "seed": config["seed"], "results_version": RESULTS_VERSION, "run": key})
     save_checkpoint(path, model, metadata=meta)
     return model, meta
 
 
-def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], None]:
+def _train_run(config: dict[str, Any], cache_dir: str | Path, notes: list[str]) -> tuple[dict[str, Any], None]:
     from workbench.compression import measure
 
-    model, meta = base_model(config, cache_dir)
+    model, meta = base_model(config, cache_dir, notes)
     test = load_data(config["model"], "test")
     example = example_input(model, config["model"])
     metrics = _metrics(measure(model, test, latency=config.get("latency", True), example_input=example))
@@ -178,17 +230,19 @@ def _train_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str,
     return metrics, None
 
 
-def _base_and_data(config: dict[str, Any], cache_dir: str | Path) -> tuple[Any, Any, Any]:
-    """The run's base model, its training split and the test split."""
-    model, _ = base_model(config, cache_dir)
+def _base_and_data(config: dict[str, Any], cache_dir: str | Path, notes: list[str]) -> tuple[Any, Any, Any]:
+    """The run's base model (:func:`base_model`, which adds to ``notes``), its training split and the test split."""
+    model, _ = base_model(config, cache_dir, notes)
     split = config["model"].get("training", {}).get("split", "train")
     return model, load_data(config["model"], split), load_data(config["model"], "test")
 
 
-def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _compress_run(
+    config: dict[str, Any], cache_dir: str | Path, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from workbench.compression import SCORE_KEYS, Retraining, compress
 
-    model, train, test = _base_and_data(config, cache_dir)
+    model, train, test = _base_and_data(config, cache_dir, notes)
     budget = config["budget"]
     result = compress(
         model,
@@ -228,14 +282,16 @@ def _compress_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[s
     return metrics, result.plan.to_dict()
 
 
-def _pipeline_run(config: dict[str, Any], cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _pipeline_run(
+    config: dict[str, Any], cache_dir: str | Path, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from workbench.compression import SCORE_KEYS, measure, scores
     from workbench.edits import note
     from workbench.metrics import storage_report
     from workbench.pipeline import run_pipeline, with_budget
     from workbench.train.history import counting_samples
 
-    model, train, test = _base_and_data(config, cache_dir)
+    model, train, test = _base_and_data(config, cache_dir, notes)
     steps, budget = config["steps"], config.get("retrain_budget")
     if budget is not None:
         steps = with_budget(steps, budget, model)  # the study's one retraining budget
@@ -298,7 +354,9 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
         ``hash``, ``status`` (``"done"`` or ``"failed"``), ``started`` and ``finished`` (ISO 8601 UTC),
         ``seconds``, ``metrics`` (accuracy, params, MACs, bytes, latency...; stored bytes and compression
         ratio for pipelines), ``plan`` (JSON-safe: the Plan of a compression run, the steps of a pipeline
-        run with their seconds) and ``error`` (the message of a failed run).
+        run with their seconds), ``error`` (the message of a failed run), ``version`` (the results version
+        of this workbench, :data:`~workbench.study.versions.RESULTS_VERSION`) and ``notes`` (why a cached
+        base model was not used, if one was not).
     """
     import torch
 
@@ -308,10 +366,19 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     started, clock = _now(), time.perf_counter()
-    result: dict[str, Any] = {"hash": run_hash, "started": started, "metrics": None, "plan": None, "error": None}
+    notes: list[str] = []
+    result: dict[str, Any] = {
+        "hash": run_hash,
+        "started": started,
+        "metrics": None,
+        "plan": None,
+        "error": None,
+        "version": RESULTS_VERSION,
+        "notes": notes,
+    }
     try:
         run = {"train": _train_run, "compress": _compress_run, "pipeline": _pipeline_run}[config["kind"]]
-        metrics, plan = run(config, cache_dir)
+        metrics, plan = run(config, cache_dir, notes)
         result.update(status="done", metrics=metrics, plan=plan)
     except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the study goes on
         result.update(status="failed", error=_error_text(exc))

@@ -4,10 +4,13 @@ and costs, ranked; what each selector kept per layer; the per-run rows written b
 A *section* is one base model on one data set. Its *entries* are the methods run on it: a selector with a
 fusion mode at one budget, a compression pipeline, or a baseline architecture trained on the same data.
 Each entry pools its finished runs over seeds: n, mean and 95% interval of the accuracy
-(:func:`workbench.study.statistics.estimate`), the paired difference to the base model of the same seed and
-(selectors) to the reference method at the same budget (:func:`~workbench.study.statistics.paired_difference`),
-and the mean costs. Entries are ranked on ``val_accuracy`` when the runs store it, else on test accuracy
-(and the report says so).
+(:func:`workbench.study.statistics.estimate`: seeds and the test set's sampling noise), the paired difference to
+the base model of the same seed and (selectors) to the reference method at the same budget
+(:func:`~workbench.study.statistics.paired_difference`), and the mean costs. A section's differences are one
+table: their "distinguishable" verdicts are Holm-corrected over all of them
+(:func:`~workbench.study.statistics.control`; :attr:`Section.multiplicity_note` says so in words). Entries are
+ranked on ``val_accuracy`` alone when some runs store it (entries without it are listed after, unranked:
+``rank`` None), else, when no run has a val score, on test accuracy (and the report says so).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.study.statistics import Difference, Estimate, estimate, paired_difference
+from workbench.study.statistics import Difference, Estimate, control, estimate, multiplicity_note, paired_difference
 from workbench.study.summary import Record, parse_reference, proportion_size, retraining_budget
 
 #: Cost axes of the report (keys of :data:`workbench.viz.tradeoff_figures.COST_AXES`).
@@ -47,6 +50,7 @@ class Entry:
     costs: dict[str, float]
     seconds: float | None
     retraining: str
+    rank: int | None = None  # set by build_sections: None when not ranked (no val score where the rest has one)
 
     @property
     def label(self) -> str:
@@ -57,8 +61,9 @@ class Entry:
 
     @property
     def rank_value(self) -> float | None:
-        """The value the entry is ranked on: mean val accuracy when stored, else mean test accuracy."""
-        return self.val.mean if self.val is not None else self.accuracy.mean
+        """The value the entry is ranked on in a section ranked on val: its mean val accuracy (None without one;
+        test accuracy is never mixed in)."""
+        return self.val.mean if self.val is not None else None
 
 
 @dataclass
@@ -76,6 +81,12 @@ class Section:
     overlap: dict[str, Any] = field(default_factory=dict)
     macs_repeat_params: bool = False
     class_iou: dict[str, Any] = field(default_factory=dict)  # segmentation: class_names and per-row mean IoU
+    comparisons: int = 0  # paired differences with a p-value in the section's table (Holm-corrected together)
+
+    @property
+    def multiplicity_note(self) -> str:
+        """Which correction the section's "distinguishable" verdicts carry, over how many comparisons."""
+        return multiplicity_note(self.comparisons)
 
     @property
     def anchor(self) -> str:
@@ -132,6 +143,7 @@ def _entry(
     accuracy = _values(done, "accuracy")
     val = _values(done, "val_accuracy")
     rebuilt = _values(done, "accuracy_rebuilt")
+    n_test = proportion_size(done)
     return Entry(
         kind=kind,
         name=name,
@@ -139,11 +151,11 @@ def _entry(
         budget=budget,
         runs=done,
         planned=len(runs),
-        accuracy=estimate(list(accuracy.values()), n_test=proportion_size(done)),
-        val=estimate(list(val.values())) if val else None,
-        rebuilt=estimate(list(rebuilt.values()), n_test=proportion_size(done)) if rebuilt else None,
-        vs_base=paired_difference(accuracy, base_values),
-        vs_reference=None if reference is None else paired_difference(accuracy, reference),
+        accuracy=estimate(list(accuracy.values()), n_test=n_test),
+        val=estimate(list(val.values()), n_test=proportion_size(done, "val_n")) if val else None,
+        rebuilt=estimate(list(rebuilt.values()), n_test=n_test) if rebuilt else None,
+        vs_base=paired_difference(accuracy, base_values, n_test=n_test),
+        vs_reference=None if reference is None else paired_difference(accuracy, reference, n_test=n_test),
         is_reference=is_reference,
         costs=_mean_costs(done),
         seconds=_mean([r.seconds for r in done]),
@@ -237,6 +249,30 @@ def class_iou_rows(base_runs: list[Record], entries: list[Entry]) -> dict[str, A
     return {"class_names": list(names), "rows": [r for r in rows if r is not None]}
 
 
+def _rank(entries: list[Entry]) -> str:
+    """Sort ``entries`` in place and number them: on mean val accuracy when some entry has one (those without
+    are listed after, ``rank`` None), else on mean test accuracy. Returns what they were ranked on."""
+    on_val = any(e.val is not None and e.val.mean is not None for e in entries)
+
+    def value(entry: Entry) -> float | None:
+        return entry.rank_value if on_val else entry.accuracy.mean if entry.runs else None
+
+    entries.sort(key=lambda e: (value(e) is None, -(value(e) or 0.0)))
+    for k, entry in enumerate((e for e in entries if value(e) is not None), 1):
+        entry.rank = k
+    return "val accuracy" if on_val else "test accuracy"
+
+
+def _control(entries: list[Entry]) -> int:
+    """Holm-correct every paired difference of a section's table (vs base and vs reference) together, in place;
+    return how many were tested."""
+    diffs = [d for e in entries for d in (e.vs_base, e.vs_reference)]
+    controlled = iter(control(diffs))
+    for entry in entries:
+        entry.vs_base, entry.vs_reference = next(controlled), next(controlled)
+    return sum(1 for d in diffs if d is not None and d.p_value is not None)
+
+
 def build_sections(records: list[Record], plans: Mapping[str, Any], reference: str | None = None) -> list[Section]:
     """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked."""
     ref_selector, ref_fuse = parse_reference(reference)
@@ -279,8 +315,8 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
                     is_reference=is_reference,
                 )
             )
-        ranked_on = "val accuracy" if any(e.val is not None for e in entries) else "test accuracy"
-        entries.sort(key=lambda e: (e.rank_value is None, -(e.rank_value or 0.0)))
+        ranked_on = _rank(entries)
+        comparisons = _control(entries)
         base_costs = _mean_costs(base_done)
         points = [e.costs for e in entries if e.runs] + [base_costs]
         sections.append(
@@ -296,6 +332,7 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
                 overlap=overlap_plans(mine, plans),
                 macs_repeat_params=_macs_repeat_params(points),
                 class_iou=class_iou_rows(base_done, entries),
+                comparisons=comparisons,
             )
         )
     return sections

@@ -3,10 +3,12 @@
 Runs go in two phases: the train runs (base models, which later runs load from the cache, and
 baselines), then the compression runs. Each result is written to the store by this process as soon as
 its run finishes, so a study killed mid-way loses at most the runs in progress, and running it again
-resumes: runs already ``done`` are skipped, failed ones are tried again. A study that cannot go on (its
-Dask scheduler lost, no Dask worker alive for ``[cluster] worker_timeout`` seconds, a local worker
-process dead) stops with a :class:`~workbench.errors.StudyError`, after storing the runs it had left as
-``"not run"``.
+resumes: runs already ``done`` are skipped, failed ones are tried again. A stored run, or a cached base
+model, computed by another results version of the workbench (:mod:`workbench.study.versions`) is not
+reused: it is computed again, with a warning and a note in the outcome saying how many and why. A study
+that cannot go on (its Dask scheduler lost, no Dask worker alive for ``[cluster] worker_timeout`` seconds,
+a local worker process dead) stops with a :class:`~workbench.errors.StudyError`, after storing the runs it
+had left as ``"not run"``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,13 +29,15 @@ from workbench.errors import ConfigError, StudyError
 from workbench.study.grid import RunConfig, expand
 from workbench.study.schema import Study, load_study
 from workbench.study.store import Store
+from workbench.study.versions import stale_reason
 
 
 @dataclass
 class StudyOutcome:
     """What :func:`run_study` did: counts, wall time, the store, and the summary table rows (selector runs
     in ``summary``, pipeline runs in ``pipelines``); ``claimed_elsewhere`` runs (counted in ``skipped``) were
-    being computed by another process on the same store."""
+    being computed by another process on the same store. ``recomputed`` runs were stored by another results
+    version and computed again; ``notes`` say what was not reused and why (stored runs, cached base models)."""
 
     study: str
     store: Path
@@ -45,6 +50,8 @@ class StudyOutcome:
     errors: dict[str, str] = field(default_factory=dict)
     pipelines: list[dict[str, Any]] = field(default_factory=list)
     claimed_elsewhere: int = 0
+    recomputed: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def cache_dir_for(store: Path) -> Path:
@@ -322,7 +329,11 @@ def run_study(
     clock = time.perf_counter()
     with Store(store_path) as db:
         status = db.status()
-        todo = [run for run in runs if status.get(run.hash) != "done"]
+        stale = _stale_runs(runs, status, db.versions())
+        notes = [f"{count} {reason}: computed again" for reason, count in Counter(stale.values()).items()]
+        for note in notes:
+            warnings.warn(f"the store {store_path} has {note}", UserWarning, stacklevel=2)
+        todo = [run for run in runs if status.get(run.hash) != "done" or run.hash in stale]
         elsewhere = db.claim(run.hash for run in todo)  # runs another live `study run` is computing are left to it
         todo = [run for run in todo if run.hash not in elsewhere]
         by_hash = {run.hash: run for run in runs}
@@ -348,6 +359,7 @@ def run_study(
             recorded.add(run.hash)
             if result["status"] == "failed":
                 errors[run.label] = result["error"]
+            notes.extend(note for note in result.get("notes") or () if note not in notes)
             if result["status"] == "not run":
                 return
             bar.update(1)
@@ -402,4 +414,17 @@ def run_study(
         errors=errors,
         pipelines=pipeline_table(records),
         claimed_elsewhere=len(elsewhere),
+        recomputed=sum(key in recorded and status[key] == "done" for key in stale),
+        notes=notes,
     )
+
+
+def _stale_runs(runs: list[RunConfig], status: dict[str, str], versions: dict[str, int | None]) -> dict[str, str]:
+    """Hash -> why, for each of ``runs`` stored ``done`` by another results version (computed again)."""
+    stale = {}
+    for run in runs:
+        if status.get(run.hash) == "done":
+            reason = stale_reason(versions.get(run.hash), "stored runs")
+            if reason is not None:
+                stale[run.hash] = reason
+    return stale

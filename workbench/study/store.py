@@ -2,10 +2,14 @@
 
 Table ``runs``: ``hash`` (primary key), ``study``, ``kind``, ``label``, ``config_json``, ``status``
 (``"done"``, ``"failed"``, or ``"not run"`` when its study stopped first), ``started``, ``finished``,
-``seconds``, ``metrics_json``, ``plan_json``, ``error``. The database is in WAL mode; each write is one
-transaction, and a finished (``done``) row is never overwritten, so a killed or failing study loses
-nothing already stored. A row whose JSON cells cannot be read (a damaged file) is named by its hash in a
-warning, left out of :meth:`Store.rows`, not counted as done, and replaced when its run is computed again.
+``seconds``, ``metrics_json``, ``plan_json``, ``error``, ``version`` (the results version of the code that
+computed it, :mod:`workbench.study.versions`; NULL in rows stored before it was recorded). The database is in
+WAL mode; each write is one transaction, and a finished (``done``) row is only overwritten by a finished
+result of another results version, so a killed or failing study loses nothing already stored. A store
+written before the ``version`` column existed is migrated (the column added, NULL) when opened for writing,
+and read as it is when opened read-only. A row whose JSON cells cannot be read (a damaged file) is named by
+its hash in a warning, left out of :meth:`Store.rows`, not counted as done, and replaced when its run is
+computed again.
 
 Table ``claims``: ``hash`` (primary key), ``pid``, ``host``, ``since`` (Unix time): the runs a
 ``workbench study run`` process is computing (:meth:`Store.claim`), so that a second process on the
@@ -43,7 +47,10 @@ COLUMNS = (
     "metrics_json",
     "plan_json",
     "error",
+    "version",
 )
+#: The columns of ``runs`` in stores written before results versions were recorded (migrated when opened).
+LEGACY_COLUMNS = COLUMNS[:-1]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     hash TEXT PRIMARY KEY,
@@ -57,7 +64,8 @@ CREATE TABLE IF NOT EXISTS runs (
     seconds REAL,
     metrics_json TEXT,
     plan_json TEXT,
-    error TEXT
+    error TEXT,
+    version INTEGER
 )
 """
 _CLAIMS = """
@@ -116,6 +124,8 @@ class Store:
         self.claim_limit = claim_limit
         #: Hash -> what is wrong with it, for every damaged row met so far (left out of rows, not done).
         self.damaged: dict[str, str] = {}
+        #: Whether the ``runs`` table lacks the ``version`` column (a store written before it existed).
+        self._legacy = False
         self._owner = (os.getpid(), socket.gethostname())
         self._check_file()
         try:
@@ -137,6 +147,7 @@ class Store:
                     self._db.execute(_SCHEMA)
                     self._db.execute(_CLAIMS)
                 self._check_tables()
+                self._migrate()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         except OSError as exc:
@@ -172,6 +183,10 @@ class Store:
             )
         for table, columns in (("runs", COLUMNS), ("claims", CLAIM_COLUMNS)):
             found = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if table == "runs":
+                self._legacy = set(found) == set(LEGACY_COLUMNS)
+                if self._legacy:
+                    continue
             if found and set(found) != set(columns):
                 raise StudyError(
                     f"{self.path} has a {table!r} table that is not a study store's (columns {', '.join(found)}); "
@@ -179,6 +194,13 @@ class Store:
                 )
         if self.readonly and "runs" not in tables:
             raise StudyError(f"{self.path} holds no study runs (no 'runs' table).")
+
+    def _migrate(self) -> None:
+        """Add the ``version`` column to a ``runs`` table written before it existed (its rows get NULL)."""
+        if self._legacy:
+            with self._transaction():
+                self._db.execute("ALTER TABLE runs ADD COLUMN version INTEGER")
+            self._legacy = False
 
     def _error(self, exc: sqlite3.Error) -> StudyError:
         text = str(exc)
@@ -209,7 +231,8 @@ class Store:
     def write(self, result: dict[str, Any], *, study: str, kind: str, label: str, config: dict[str, Any]) -> None:
         """Record one run's result (from :func:`workbench.study.execute.execute`) in one transaction.
 
-        A row already ``done`` is left unchanged.
+        A row already ``done`` is left unchanged, unless ``result`` is done too and of another results
+        version (its ``"version"``; :mod:`workbench.study.versions`): then it replaces the stale row.
         """
         if self.readonly:
             raise StudyError(f"the store {self.path} was opened read-only.")
@@ -226,9 +249,14 @@ class Store:
             None if result.get("metrics") is None else json.dumps(result["metrics"], sort_keys=True),
             None if result.get("plan") is None else json.dumps(result["plan"]),
             result.get("error"),
+            result.get("version"),
         )
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
-        keep_done = "" if result["hash"] in self.damaged else " WHERE runs.status != 'done'"
+        keep_done = (
+            ""
+            if result["hash"] in self.damaged
+            else " WHERE runs.status != 'done' OR (excluded.status = 'done' AND runs.version IS NOT excluded.version)"
+        )
         try:
             with self._transaction():
                 self._db.execute(
@@ -249,6 +277,14 @@ class Store:
         status.update({key: "damaged" for key in self.damaged if key in status})
         return status
 
+    def versions(self) -> dict[str, int | None]:
+        """Hash -> results version of every stored run (None: stored before versions were recorded)."""
+        column = "NULL" if self._legacy else "version"
+        try:
+            return {row[0]: row[1] for row in self._db.execute(f"SELECT hash, {column} FROM runs")}
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
     def rows(self, hashes: list[str] | None = None) -> list[dict[str, Any]]:
         """Stored runs (all, or those of ``hashes``) as dicts with ``config``, ``metrics`` and ``plan`` parsed.
 
@@ -261,7 +297,8 @@ class Store:
     def _read(self) -> list[dict[str, Any]]:
         """Every row, parsed where its JSON cells are intact (damaged rows keep only their raw columns)."""
         try:
-            cursor = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY started")
+            columns = [("NULL AS version" if self._legacy and c == "version" else c) for c in COLUMNS]
+            cursor = self._db.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY started")
             raw = [dict(zip(COLUMNS, row)) for row in cursor]
         except sqlite3.Error as exc:
             raise self._error(exc) from None

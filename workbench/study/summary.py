@@ -12,7 +12,7 @@ from typing import Any
 from workbench.errors import StudyError
 from workbench.study.grid import expand
 from workbench.study.schema import Study
-from workbench.study.statistics import estimate, paired_difference
+from workbench.study.statistics import Difference, control, estimate, multiplicity_note, paired_difference
 
 
 @dataclass
@@ -109,43 +109,73 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _difference_fields(diff: Difference | None) -> dict[str, Any]:
+    """A cell's paired-difference keys from ``diff`` (all None without a reference)."""
+    if diff is None:
+        keys = ("diff_n", "diff", "diff_low", "diff_high", "distinguishable", "p", "p_adjusted", "comparisons")
+        return {**dict.fromkeys(keys), "correction": None}
+    return {
+        "diff_n": diff.n,
+        "diff": _rounded(diff.mean),
+        "diff_low": _rounded(diff.low),
+        "diff_high": _rounded(diff.high),
+        "distinguishable": diff.distinguishable,
+        "p": diff.p_value,
+        "p_adjusted": diff.p_adjusted,
+        "comparisons": diff.comparisons,
+        "correction": diff.correction,
+    }
+
+
+def _cell_and_difference(
+    values: Mapping[int, float], n_test: int | None, reference: Mapping[int, float] | None
+) -> tuple[dict[str, Any], Difference | None]:
+    est = estimate(list(values.values()), n_test=n_test)
+    diff = None if reference is None else paired_difference(values, reference, n_test=n_test)
+    cell = {
+        "n": est.n,
+        "mean": _rounded(est.mean),
+        "low": _rounded(est.low),
+        "high": _rounded(est.high),
+        "interval": est.method,
+        "single_seed": est.single_seed,
+        **_difference_fields(diff),
+    }
+    return cell, diff
+
+
 def cell_stats(
     values: Mapping[int, float], n_test: int | None = None, reference: Mapping[int, float] | None = None
 ) -> dict[str, Any]:
-    """One summary cell from per-seed ``values``: n, mean, interval ``low``/``high`` (:func:`estimate`), and,
-    when ``reference`` (per-seed values of the reference) is given, the paired difference ``diff`` with its
-    interval ``diff_low``/``diff_high``, ``diff_n`` seeds paired and ``distinguishable`` (None without one).
+    """One summary cell from per-seed ``values``: n, mean, interval ``low``/``high`` (:func:`estimate`; ``interval``
+    names it), and, when ``reference`` (per-seed values of the reference) is given, the paired difference ``diff``
+    with its interval ``diff_low``/``diff_high``, ``diff_n`` seeds paired, its p-value ``p`` and ``distinguishable``
+    (None without one).
 
-    A score cell (one given its test-set size ``n_test``) is a proportion: its interval is clipped to [0, 1].
+    A score cell given its test-set size ``n_test`` is an accuracy: its interval and difference count the test
+    set's sampling noise and stay within [0, 1] and [-1, 1] without clipping (mIoU and costs get no ``n_test``).
+    The verdict is for this one comparison; a table corrects it for its number of comparisons
+    (:func:`control_cells`).
     """
-    est = estimate(list(values.values()), n_test=n_test)
-    low, high = est.low, est.high
-    if n_test is not None:
-        low = None if low is None else max(low, 0.0)
-        high = None if high is None else min(high, 1.0)
-    cell: dict[str, Any] = {
-        "n": est.n,
-        "mean": _rounded(est.mean),
-        "low": _rounded(low),
-        "high": _rounded(high),
-        "interval": est.method,
-        "single_seed": est.single_seed,
-        "diff_n": None,
-        "diff": None,
-        "diff_low": None,
-        "diff_high": None,
-        "distinguishable": None,
-    }
-    if reference is not None:
-        diff = paired_difference(values, reference)
-        cell.update(
-            diff_n=diff.n,
-            diff=_rounded(diff.mean),
-            diff_low=_rounded(diff.low),
-            diff_high=_rounded(diff.high),
-            distinguishable=diff.distinguishable,
-        )
-    return cell
+    return _cell_and_difference(values, n_test, reference)[0]
+
+
+def control_cells(pairs: list[tuple[dict[str, Any], Difference | None]]) -> int:
+    """Correct the ``distinguishable`` verdicts of one table's cells (each with the :class:`Difference` it was
+    built from) for their number (:func:`workbench.study.statistics.control`): each tested cell gets
+    ``p_adjusted``, ``comparisons`` and ``correction``. Returns the number of comparisons."""
+    controlled = control([diff for _, diff in pairs])
+    for (cell, _), diff in zip(pairs, controlled):
+        if diff is not None:
+            cell.update(_difference_fields(diff))
+    return sum(1 for diff in controlled if diff is not None and diff.comparisons)
+
+
+def table_note(rows: list[dict[str, Any]]) -> str:
+    """The multiplicity sentence of a :func:`summary_table`, :func:`pipeline_table` or :func:`compare_table`:
+    which correction its "distinguishable" verdicts carry and over how many comparisons."""
+    cells = [cell for row in rows for cell in row.get("stats", {"": row}).values()]
+    return multiplicity_note(max((cell.get("comparisons") or 0 for cell in cells), default=0))
 
 
 def _miou_only(records: list[Record]) -> bool:
@@ -204,7 +234,9 @@ def summary_table(
     ``stats`` maps ``base`` and every ``keep <budget>`` column to its :func:`cell_stats` (n, interval), the
     budget cells with the paired difference to ``reference`` (``selector/fuse``, default
     :data:`DEFAULT_REFERENCE`) at the same budget, seed by seed; ``reference`` names it (None when the study
-    has no such runs); the reference's own cells have ``is_reference`` True and no difference.
+    has no such runs); the reference's own cells have ``is_reference`` True and no difference. The
+    ``distinguishable`` verdicts are Holm-corrected over all the table's differences (:func:`control_cells`;
+    each cell's ``comparisons`` says how many, :func:`table_note` says it in words).
     """
     ref_selector, ref_fuse = parse_reference(reference)
     ref_label = f"{ref_selector}/{ref_fuse}"
@@ -217,6 +249,7 @@ def summary_table(
         elif r.kind == "compress":
             cells[(r.model, r.data, r.selector, r.fuse)][r.budget].append(r)
     rows = []
+    tested: list[tuple[dict[str, Any], Difference | None]] = []
     for (model, data, selector, fuse), by_budget in cells.items():
         base_runs = base.get((model, data), [])
         base_values = _per_seed(base_runs, metric)
@@ -238,12 +271,14 @@ def summary_table(
             against = None
             if reference_runs is not None and not is_reference:
                 against = _per_seed(reference_runs.get(budget, []), metric)
-            cell = cell_stats(values, proportion_size(runs), against)
+            cell, diff = _cell_and_difference(values, proportion_size(runs), against)
+            tested.append((cell, diff))
             cell["reference"] = ref_label if against is not None or is_reference else None
             cell["is_reference"] = is_reference
             stats[f"keep {budget}"] = cell
         row["stats"] = stats
         rows.append(row)
+    control_cells(tested)
     return rows
 
 
@@ -253,13 +288,16 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
 
     Each row's ``stats`` maps ``base``, ``accuracy``, ``stored_bytes`` and ``compression_ratio`` to their
     :func:`cell_stats`; the accuracy cell holds the paired difference to the base model of the same seed
-    (``reference`` ``"base"``), the compression's cost in accuracy.
+    (``reference`` ``"base"``), the compression's cost in accuracy, Holm-corrected over the table's pipelines. The
+    base model is scored on the same test set as the pipeline, so its cell has the pipeline's test-set size
+    when the runs store no ``base_n``.
     """
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         if r.kind == "pipeline":
             groups[(r.model, r.data, r.pipeline)].append(r)
     rows = []
+    tested: list[tuple[dict[str, Any], Difference | None]] = []
     for (model, data, pipeline), items in groups.items():
         done = [r for r in items if r.status == "done"]
         per_seed = {
@@ -267,12 +305,10 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
         }
         means = {key: _mean(list(values.values())) for key, values in per_seed.items()}
         base_values = per_seed.pop("base_accuracy")
-        stats = {"base": cell_stats(base_values, proportion_size(done, "base_n"))}
-        stats["accuracy"] = {
-            **cell_stats(per_seed["accuracy"], proportion_size(done), base_values),
-            "reference": "base",
-            "is_reference": False,
-        }
+        stats = {"base": cell_stats(base_values, proportion_size(done, "base_n") or proportion_size(done))}
+        cell, diff = _cell_and_difference(per_seed["accuracy"], proportion_size(done), base_values)
+        stats["accuracy"] = {**cell, "reference": "base", "is_reference": False}
+        tested.append((stats["accuracy"], diff))
         stats.update({key: cell_stats(per_seed[key]) for key in ("stored_bytes", "compression_ratio")})
         rows.append(
             {
@@ -286,6 +322,7 @@ def pipeline_table(records: list[Record]) -> list[dict[str, Any]]:
                 "stats": stats,
             }
         )
+    control_cells(tested)
     return rows
 
 
@@ -351,8 +388,10 @@ def compare_table(
     ``distinguishable`` (False when the reference and the method cannot be told apart; None for the reference).
 
     Methods are ranked by their mean ``val_<metric>`` (``val``; ``ranked_on`` says ``"val"``); test is reported, never
-    used to choose. Runs without validation scores (base models trained on ``trainval``) are ranked on test, and
-    ``ranked_on`` then says ``"test"``.
+    used to choose: a method without a val score in a block ranked on val is listed after the ranked ones, with
+    ``rank`` None and ``ranked`` False. Blocks whose runs have no validation score at all (base models trained on
+    ``trainval``) are ranked on test, and ``ranked_on`` then says ``"test"``. ``distinguishable`` is Holm-corrected
+    over the table's ``comparisons`` (:func:`summary_table`).
 
     Raises
     ------
@@ -393,14 +432,16 @@ def compare_table(
             continue  # a budget this model does not run (its own grid), or nothing finished yet
         ranked_on = "val" if any(c["val"] is not None for c in cells) else "test"
         order = "val" if ranked_on == "val" else "mean"
-        cells.sort(key=lambda c: -c[order] if c[order] is not None else math.inf)
-        for rank, cell in enumerate(cells, 1):
+        cells.sort(key=lambda c: -c[order] if c[order] is not None and c["n"] else math.inf)  # stable: others after
+        ranks = {id(c): k for k, c in enumerate((c for c in cells if c[order] is not None and c["n"]), 1)}
+        for cell in cells:
             table.append(
                 {
                     "model": model,
                     "data": data,
                     "budget": budget,
-                    "rank": rank if cell["n"] else None,
+                    "rank": ranks.get(id(cell)),
+                    "ranked": id(cell) in ranks,
                     "ranked_on": ranked_on,
                     "score": scores[(model, data)],
                     "method": cell["method"],
@@ -417,14 +458,26 @@ def compare_table(
                     "diff_low": cell["diff_low"],
                     "diff_high": cell["diff_high"],
                     "distinguishable": None if cell["is_reference"] else bool(cell["distinguishable"]),
+                    "p": cell["p"],
+                    "p_adjusted": cell["p_adjusted"],
+                    "comparisons": cell["comparisons"],
+                    "correction": cell["correction"],
                 }
             )
     return table
 
 
+def _val_text(row: Mapping[str, Any]) -> str:
+    """A :func:`compare_table` row's val score: ``0.9500``; ``- (not ranked)`` for a method with runs but no val."""
+    if row["val"] is not None:
+        return f"{row['val']:.4f}"
+    return "- (not ranked)" if row["n"] and not row.get("ranked", True) else "-"
+
+
 def format_compare(table: list[dict[str, Any]]) -> str:
-    """:func:`compare_table` as text: one block per (model, data, budget), methods ranked, cells that cannot be
-    told apart from the reference marked ``not distinguishable``."""
+    """:func:`compare_table` as text: one block per (model, data, budget), methods ranked (a method without a val
+    score, in a block ranked on val, listed after and marked ``not ranked``), cells that cannot be told apart
+    from the reference marked ``not distinguishable``, and the multiplicity correction in words at the end."""
     from workbench.metrics.table import format_table
 
     blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -438,14 +491,14 @@ def format_compare(table: list[dict[str, Any]]) -> str:
                 f"rank ({ranked_on})": row["rank"],
                 "method": row["method"],
                 "n": row["n"],
-                "val": "-" if row["val"] is None else f"{row['val']:.4f}",
+                "val": _val_text(row),
                 f"test {row.get('score', 'accuracy')}": format_cell("accuracy", row),
                 f"vs {reference}": format_difference(row),
             }
             for row in rows
         ]
         text.append(f"{model} on {data}, keep {budget}:\n{format_table(lines)}")
-    return "\n\n".join(text)
+    return "\n\n".join([*text, table_note(table)]) if table else ""
 
 
 def read_records(study: Study, store: str | Path | None = None) -> list[Record]:

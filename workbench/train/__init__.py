@@ -16,13 +16,14 @@ from __future__ import annotations
 from workbench.train.distill import distill, retrain
 from workbench.train.evaluation import evaluate, predict
 from workbench.train.history import History, SampleCount, counting_samples
-from workbench.train.loop import TrainHook, finetune, fit
+from workbench.train.loop import RETRAIN_LR, TrainHook, finetune, fit
 from workbench.train.optim import OPTIMIZERS, SCHEDULES
 from workbench.train.reconstruct import reconstruct
 
 __all__ = [
     "fit",
     "finetune",
+    "RETRAIN_LR",
     "distill",
     "retrain",
     "reconstruct",

@@ -27,7 +27,7 @@ from torch.utils.data import TensorDataset
 from workbench.datasets.batches import Batches
 from workbench.errors import ConfigError, DataError
 from workbench.train.history import History
-from workbench.train.loop import fit
+from workbench.train.loop import RETRAIN_LR, fit
 
 LOSSES = ("hinton", "logits")
 TEACHER_MODES = ("mean", "random")
@@ -152,7 +152,8 @@ def distill(
     random_state
         Seed of the data order, the teacher choice and the noise.
     fit_kwargs
-        Passed to :func:`workbench.train.fit` (``val_data``, ``lr``, ``batch_size``, ``quiet``, hooks...).
+        Passed to :func:`workbench.train.fit` (``val_data``, ``lr`` -- default
+        :data:`~workbench.train.loop.RETRAIN_LR`, as every retraining method's --, ``batch_size``, ``quiet``, hooks...).
     """
     if loss not in LOSSES:
         raise ConfigError(f"unknown distillation loss {loss!r}; use one of {', '.join(LOSSES)}.")
@@ -167,6 +168,7 @@ def distill(
     teacher_list = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
     if not teacher_list:
         raise ConfigError("distill needs at least one teacher.")
+    fit_kwargs.setdefault("lr", RETRAIN_LR)
     inputs, labels, logits = teacher_logits(teacher_list, data)
     packed = torch.cat([labels.to(logits.dtype)[:, None], logits.permute(1, 0, 2).reshape(len(labels), -1)], dim=1)
     generator = torch.Generator().manual_seed(int(random_state) + 1)

@@ -350,17 +350,18 @@ def _postfix(logs: dict[str, Any]) -> dict[str, str]:
     return shown
 
 
-# Default learning rates of finetune: a tenth of fit's for the adaptive optimizers.
-FINETUNE_LR = {"adam": 1e-4, "adamw": 1e-4, "sgd": 1e-3}
+#: The default learning rate of every retraining method -- :func:`finetune`, :func:`~workbench.train.distill` and
+#: :func:`~workbench.train.reconstruct`, with any optimizer -- so that methods compared at their defaults retrain
+#: at one rate. It is :func:`fit`'s own default, the rate every shipped study's fine-tuning was measured with
+#: (``workbench/studies/demo.toml``, ``analyses/filters.toml``: ``lr = 1e-3``).
+RETRAIN_LR = 1e-3
 
 
 def finetune(model: nn.Module, data: Data, epochs: int, **fit_kwargs: Any) -> History:
-    """Retrain an already trained (e.g. compressed) ``model``: :func:`fit` with a smaller default ``lr``.
+    """Retrain an already trained (e.g. compressed) ``model`` on the labels of ``data``: :func:`fit`.
 
-    The default learning rate is 1e-4 for ``adam`` and ``adamw`` and 1e-3 for ``sgd``; every other
+    The default learning rate is :data:`RETRAIN_LR` (1e-3), as for the other retraining methods; every other
     keyword is passed to :func:`fit` unchanged.
     """
-    optimizer = fit_kwargs.get("optimizer", "adam")
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    fit_kwargs.setdefault("lr", FINETUNE_LR[optimizer])
+    fit_kwargs.setdefault("lr", RETRAIN_LR)
     return fit(model, data, epochs=epochs, **fit_kwargs)

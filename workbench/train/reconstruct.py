@@ -20,7 +20,7 @@ from torch.utils.data import TensorDataset
 from workbench.datasets.batches import input_batches
 from workbench.errors import ConfigError
 from workbench.train.history import History
-from workbench.train.loop import FINETUNE_LR, fit
+from workbench.train.loop import RETRAIN_LR, fit
 from workbench.train.optim import OPTIMIZERS, check_choice
 
 #: Layer name -> the teacher's output channels the student's layer of the same name keeps (None: all).
@@ -126,7 +126,7 @@ def reconstruct(
     feature_weight
         Weight of each layer's feature error against the output error.
     fit_kwargs
-        Passed to :func:`workbench.train.fit` (``lr`` -- default as :func:`~workbench.train.finetune`,
+        Passed to :func:`workbench.train.fit` (``lr`` -- default :data:`~workbench.train.loop.RETRAIN_LR`,
         ``batch_size``, ``optimizer``, ``schedule``, ``max_batches``, ``random_state``, ``quiet``...).
 
     Returns
@@ -138,9 +138,8 @@ def reconstruct(
         raise ConfigError("reconstruct sets the loss itself (mean squared error to the teacher's outputs).")
     if isinstance(feature_weight, bool) or not isinstance(feature_weight, (int, float)) or feature_weight < 0:
         raise ConfigError(f"feature_weight must be a number >= 0, got {feature_weight!r}.")
-    optimizer = fit_kwargs.get("optimizer", "adam")
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    fit_kwargs.setdefault("lr", FINETUNE_LR[optimizer])
+    check_choice("optimizer", fit_kwargs.get("optimizer", "adam"), OPTIMIZERS)  # before the teacher runs
+    fit_kwargs.setdefault("lr", RETRAIN_LR)
     features = dict(features or {})
     inputs, outputs, targets = _teacher_targets(teacher, data, features, max(fit_kwargs.get("batch_size", 64), 256))
     captured = _Capture(student, list(features), "student")

@@ -1,15 +1,19 @@
 """Accuracy against cost for every method on one base model: one figure, a cost axis chosen from a dropdown.
 
 Each point is one method at one budget (a selector with its fusion mode, a compression pipeline, a baseline
-architecture) with its accuracy interval. The figure draws the Pareto front on the chosen axis, the base
-model's accuracy as a line, and the noise floor of the test set (one test sample, and the standard error
-at the base accuracy) as a band, so that differences smaller than the noise are seen as such.
+architecture) with its accuracy interval (95%). The figure draws the Pareto front on the chosen axis, the base
+model's accuracy as a line, and the test set's noise floor as a band on the same 95% scale as the error bars:
+the Wilson interval of an accuracy at the base accuracy on ``n_test`` samples. A method outside the band
+differs from the base by more than the test set's sampling error of one accuracy; one inside cannot be told
+from the base by a test set of this size. The band leaves out seed-to-seed spread: the error bars carry it, and
+the paired differences of the report's table give the verdict.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import Any
 
 from workbench.errors import ConfigError
@@ -62,12 +66,28 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def noise_floor(accuracy: float, n_test: int) -> dict[str, float]:
-    """The test set's resolution at ``accuracy``: ``one_sample`` (1/n) and ``se`` (binomial standard error)."""
+#: Confidence level of the noise band: the level of the error bars.
+BAND_LEVEL = 0.95
+
+
+def noise_floor(accuracy: float, n_test: int, level: float = BAND_LEVEL) -> dict[str, float]:
+    """The test set's resolution at ``accuracy`` on ``n_test`` samples: ``one_sample`` (1/n), ``se`` (binomial
+    standard error) and ``low``/``high``, Wilson's ``level`` interval of one accuracy there (within [0, 1], never
+    a point; :func:`workbench.study.statistics.wilson_interval`, which this package may not import)."""
     if not n_test or n_test <= 0:
         raise ConfigError(f"the noise floor needs the test-set size, a positive count; got {n_test!r}.")
     p = min(max(float(accuracy), 0.0), 1.0)
-    return {"one_sample": 1.0 / n_test, "se": math.sqrt(p * (1.0 - p) / n_test)}
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    shrink = 1.0 + z * z / n_test
+    centre = (p + z * z / (2 * n_test)) / shrink
+    half = z / shrink * math.sqrt(p * (1.0 - p) / n_test + z * z / (4 * n_test * n_test))
+    return {
+        "one_sample": 1.0 / n_test,
+        "se": math.sqrt(p * (1.0 - p) / n_test),
+        "low": max(0.0, centre - half),
+        "high": min(1.0, centre + half),
+        "level": level,
+    }
 
 
 def _check(point: Mapping[str, Any]) -> None:
@@ -91,8 +111,8 @@ def _interval_text(point: Mapping[str, Any]) -> str:
     low, high, n = point.get("low"), point.get("high"), point.get("n")
     span = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
     if n == 1:
-        return f"{point['accuracy']:.4f}{span} single seed (binomial 95% interval)"
-    return f"mean {point['accuracy']:.4f}{span} over {n} seeds (95% t-interval)" if n else f"{point['accuracy']:.4f}"
+        return f"{point['accuracy']:.4f}{span} single seed (95% interval of the test set)"
+    return f"mean {point['accuracy']:.4f}{span} over {n} seeds (95% interval)" if n else f"{point['accuracy']:.4f}"
 
 
 def _errors(points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -140,7 +160,8 @@ def tradeoff_figure(
         Cost axes offered, in order (default: those of :data:`COST_AXES` that some point has); the first
         is shown first.
     n_test
-        Test-set size: draws the noise floor around the base accuracy (needs ``base``).
+        Test-set size: draws the noise floor (:func:`noise_floor`, 95% like the error bars) around the base
+        accuracy (needs ``base``).
     largest_params
         Parameters of the largest model on the page: marker areas share one scale across figures
         (default: the largest here).
@@ -256,8 +277,8 @@ def tradeoff_figure(
                     "xref": "paper",
                     "x0": 0,
                     "x1": 1,
-                    "y0": base["accuracy"] - floor["se"],
-                    "y1": base["accuracy"] + floor["se"],
+                    "y0": floor["low"],
+                    "y1": floor["high"],
                     "fillcolor": "rgba(0,0,0,0.08)",
                     "line": {"width": 0},
                     "layer": "below",
@@ -274,8 +295,9 @@ def tradeoff_figure(
                     "showarrow": False,
                     "align": "left",
                     "font": {"size": 11, "color": "#444"},
-                    "text": f"dashed line: base {score}; grey band: ±1 standard error at the base {score} "
-                    f"({floor['se']:.4f}); one test sample = {floor['one_sample']:.4f} (n = {n_test:,})",
+                    "text": f"dashed line: base {score}; grey band: the test set's {floor['level']:.0%} sampling interval "
+                    f"at the base {score} (n = {n_test:,}; one test sample = {floor['one_sample']:.4f}): a point "
+                    "outside it differs from the base by more than that noise",
                 }
             )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from torch import nn
 
 from workbench.errors import ConfigError, ModelError
 from workbench.registry import Registry
-from workbench.utils import example_batch
+from workbench.utils import RandomState, example_batch, seed_from
 
 MODELS: Registry[nn.Module] = Registry("model")
 register_model = MODELS.register
@@ -45,26 +47,51 @@ def describe_models() -> dict[str, str]:
     return MODELS.describe()
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, random_state: RandomState = None, **kwargs: Any) -> nn.Module:
     """Build the zoo model ``name`` with keyword arguments ``kwargs``.
+
+    Parameters
+    ----------
+    name
+        A registered model (:func:`list_models`).
+    random_state
+        Seed of the weight initialization (an int or a :class:`numpy.random.Generator`, which is advanced):
+        the same seed builds bit-identical weights, as a study's base model of that seed starts from. The
+        caller's global torch random state is left as it was. None: torch's global generator, as it stands.
+    kwargs
+        The model's arguments (``workbench models`` lists them); recorded in ``model.workbench_spec``.
 
     Raises
     ------
     UnknownNameError
         ``name`` is not registered (the message names the closest one).
     ConfigError
-        An argument is invalid for that model.
+        An argument is invalid for that model, or ``random_state`` is not a seed.
     """
     _load_builtin_models()
     factory = MODELS.get(name)
-    try:
-        model = factory(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(
-            f"bad arguments for model {name!r}: {exc}. See `workbench models` for what it takes."
-        ) from exc
+    with _seeded(random_state):
+        try:
+            model = factory(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                f"bad arguments for model {name!r}: {exc}. See `workbench models` for what it takes."
+            ) from exc
     model.workbench_spec = {"name": name, "kwargs": copy.deepcopy(kwargs)}
     return model
+
+
+@contextmanager
+def _seeded(random_state: RandomState) -> Iterator[None]:
+    """Inside the block torch's CPU generator (which initializes the weights of a model built on the CPU) is
+    seeded from ``random_state``, and restored after it; nothing changes for ``random_state`` None."""
+    if random_state is None:
+        yield
+        return
+    seed = seed_from(random_state)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -94,12 +121,15 @@ _DATA_ARGS = {
 }
 
 
-def create_model_for_data(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nn.Module:
+def create_model_for_data(
+    name: str, input_shape: tuple[int, ...], num_classes: int, random_state: RandomState = None, **kwargs: Any
+) -> nn.Module:
     """Build zoo model ``name`` sized for data of ``input_shape`` (no batch dim) and ``num_classes``.
 
     Arguments the factory takes and ``kwargs`` does not give (``inputs``, ``classes``, ``in_channels``,
     ``input_size``, ``resolution``, ``length``) are derived from the data; an ``mlp`` without ``widths``
-    gets one hidden layer of 100 units. Explicit ``kwargs`` always win.
+    gets one hidden layer of 100 units. Explicit ``kwargs`` always win. ``random_state`` seeds the
+    initialization, as in :func:`create_model`.
     """
     _load_builtin_models()
     factory = MODELS.get(name)
@@ -111,7 +141,7 @@ def create_model_for_data(name: str, input_shape: tuple[int, ...], num_classes: 
     }
     if "widths" in params and "widths" not in kwargs:
         derived["widths"] = [int(math.prod(input_shape)), 100, int(num_classes)]
-    return create_model(name, **derived, **kwargs)
+    return create_model(name, random_state, **derived, **kwargs)
 
 
 from workbench.zoo.models._common import INIT_SCHEMES, init_weights_  # noqa: E402
