@@ -25,9 +25,10 @@ Protocol:
   baseline's val accuracy (or, for rows that do not choose a size, the best val accuracy). ``test`` is
   only evaluated on the chosen models; the chosen value is printed per row with "(val)".
 - **Seeds.** ``--seeds N`` (default 3) trains a baseline per seed and runs every row on it; rows give
-  the mean test accuracy with its 95% t-interval over seeds and the paired change to the baseline per
-  seed with its interval (``workbench.study.statistics``). With one seed the table says "one seed" and
-  the interval is the binomial sampling error of the test set alone.
+  the mean test accuracy with its 95% interval (spread over seeds plus the test set's sampling error, a
+  Wilson interval) and the paired change to the baseline per seed with its interval
+  (``workbench.study.statistics``). With one seed the table says "one seed" and the interval is the
+  Wilson interval of the test set's sampling error alone.
 
 The papers' targets on MNIST: pruning ~12x fewer parameters at no accuracy loss, Deep Compression
 >= 35x (LeNet-300-100 40x, LeNet-5 39x) within ~0.3 points. Our data sets are far smaller (digits: 8x8
@@ -509,7 +510,7 @@ def _same(values: list[Any]) -> Any:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, method): mean test accuracy with its 95% interval (t over seeds; binomial for
+    """One row per (model, method): mean test accuracy with its 95% interval (seeds and test set; Wilson for
     one seed), the paired change to the baseline per seed with its interval, means of the sizes, and the
     budget, teacher, schedule and setting chosen on val."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -294,7 +294,7 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.demo import run_demo
     from workbench.metrics import format_table
-    from workbench.study.summary import display_rows, format_compare
+    from workbench.study.summary import display_rows, format_compare, table_note
 
     if args.out:
         _check_out(args.out, folder=True)
@@ -317,6 +317,7 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         format_compare(result.comparison),  # the summary's cells, one readable block per model and budget
         "",
         format_table(display_rows(outcome.pipelines)),
+        table_note(outcome.pipelines) if outcome.pipelines else "",
         "",
         "where the time went (run seconds, summed over the runs of this store):",
         format_table(result.times),
@@ -356,7 +357,7 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     from workbench.metrics import format_table
     from workbench.study.runner import run_study
-    from workbench.study.summary import display_rows
+    from workbench.study.summary import display_rows, table_note
 
     outcome = run_study(
         study,
@@ -384,7 +385,11 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         "notes": outcome.notes,
     }
     errors = [f"failed: {label}: {error}" for label, error in list(outcome.errors.items())[:10]]
-    tables = [format_table(display_rows(rows)) for rows in (outcome.summary, outcome.pipelines) if rows]
+    tables = [
+        f"{format_table(display_rows(rows))}\n{table_note(rows)}"
+        for rows in (outcome.summary, outcome.pipelines)
+        if rows
+    ]
     text = [
         "\n\n".join(tables),
         *errors,

@@ -52,10 +52,13 @@ GLOSSARY = {
     "parameters": "weights and biases of the network; for a pipeline, its nonzero ones (a sparse model "
     "stores only those).",
     "latency": "CPU time of one forward pass of a batch, measured on the machine that ran the study.",
-    "95% interval": "over seeds, the Student t-interval of the mean; for a single seed, the binomial interval "
-    "of the test accuracy (the test set's sampling error only).",
-    "paired difference": "per seed, accuracy minus the reference's accuracy on the same base model and seed; "
-    "not distinguishable when its 95% interval contains 0, or when only one seed is paired.",
+    "95% interval": "of an accuracy: the spread over seeds plus the test set's own sampling error (a Wilson "
+    "interval at the effective size they leave; for one seed, the Wilson interval of its test accuracy), so it "
+    "stays inside [0, 1] and is never a point; of mIoU (not a proportion of test images): the t-interval over "
+    "seeds.",
+    "paired difference": "per seed, accuracy minus the reference's accuracy on the same base model and seed; its "
+    "interval adds both accuracies' test-set sampling error to the spread over seeds. Not distinguishable when "
+    "the interval contains 0 or, after Holm's correction over the table's comparisons, its p-value is above 5%.",
 }
 
 _STYLE = """
@@ -88,11 +91,11 @@ def seeds_text(n: int) -> str:
 
 
 def estimate_parts(est: Estimate) -> tuple[str, str]:
-    """An accuracy estimate as (value, detail): ``('0.9610', '[0.9410, 0.9810]')``, the interval clipped to
-    [0, 1]; one seed adds ``single seed`` (its interval is binomial); ``('-', '')`` for none."""
+    """An accuracy estimate as (value, detail): ``('0.9610', '[0.9410, 0.9810]')`` (intervals respect [0, 1]
+    by construction); one seed adds ``single seed``; ``('-', '')`` for none."""
     if not est.n:
         return "-", ""
-    span = f"[{_fixed(max(est.low, 0.0))}, {_fixed(min(est.high, 1.0))}]" if est.low is not None else ""
+    span = f"[{_fixed(est.low)}, {_fixed(est.high)}]" if est.low is not None else ""
     return _fixed(est.mean), " ".join(part for part in (span, "single seed" if est.single_seed else "") if part)
 
 
@@ -165,10 +168,8 @@ def _ranked_table(section: Section, reference: str) -> str:
         + "".join(_cell(base_cells.get(c, ""), "l" if c in left else "", raw=True) for c in columns)
         + "</tr>"
     ]
-    rank = 0
     for entry in section.entries:
-        rank += 1 if entry.runs else 0
-        lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base, rank)) + "</tr>")
+        lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base)) + "</tr>")
     note = (
         f"<p class='note'>Retraining after the rebuild, the same for every compressed model that records it: "
         f"{html.escape(budgets.pop())} (a pipeline's retraining is the steps it names).</p>"
@@ -208,12 +209,12 @@ def _latency(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} ms"
 
 
-def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[str, float], rank: int) -> list[str]:
+def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[str, float]) -> list[str]:
     cells = []
     for column in columns:
         css = "l" if column in left else ""
-        if column == "rank":
-            text = html.escape(str(rank) if entry.runs else "-")
+        if column == "rank":  # entries without a val score (where others have one) are listed after, unranked
+            text = html.escape(str(entry.rank) if entry.rank is not None else "-")
         elif column == "method":
             if entry.kind == "selector":
                 text = _two_lines(entry.name, f"{entry.fuse}, keep {entry.budget}")
@@ -483,8 +484,10 @@ def render_report(
         n_seeds = sorted({e.accuracy.n for e in section.entries if e.runs} | {section.base.n} - {0})
         seeds = " or ".join(seeds_text(n) for n in n_seeds) or "no finished run"
         noise = (
-            "differences inside the grey band are within the test set's noise. "
-            f"Error bars are 95% intervals ({seeds}; open markers: one seed, binomial interval)."
+            "the grey band is the 95% interval of the base model's accuracy from the test set's size alone: a "
+            "point outside it differs from the base by more than the test set's sampling error; inside it, the "
+            "test set alone cannot tell them apart (the spread over seeds is in the error bars). "
+            f"Error bars are 95% intervals ({seeds}; open markers: one seed, Wilson interval)."
             if score == "accuracy"
             else "mIoU is not a proportion of test samples, so there is no binomial noise band: read the spread "
             f"over seeds. Error bars are 95% intervals over seeds ({seeds}; open markers: one seed, no interval)."
@@ -501,7 +504,7 @@ def render_report(
                 "ranked",
                 f"How much {score} does each compression cost, and can it be told from noise?",
                 f"{ranked} Changes are paired per seed against the base model and against {reference} at the "
-                "same budget; cells whose interval contains 0 say not distinguishable.",
+                f"same budget; cells that cannot be told from 0 say not distinguishable. {section.multiplicity_note}",
             ),
         ]
         if section.kept:
