@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,15 +31,18 @@ from torch import nn
 
 from workbench.edits import record_edit
 from workbench.errors import ConfigError, SurgeryError, closest
+from workbench.metrics.forward import evaluation_mode
 from workbench.selection import constraint_violation
 from workbench.sparse.masks import lift_masks, mask_zeros
-from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
+from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, most_similar, refit_consumers
 from workbench.surgery.plan import Plan
+from workbench.surgery.repair import repair as repair_statistics
 from workbench.surgery.slicing import graph_consumers, graph_producers, group_order, slice_group, slicing_problems
 from workbench.surgery.summarize import SUMMARIZE_MODES, check_partitions, medoid_plan, summarize_group
 from workbench.utils import example_batch
 
-FUSE_MODES = ("drop", "merge", "lsq", *SUMMARIZE_MODES)
+FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", *SUMMARIZE_MODES)
+REPAIRS = ("batches",)
 _ON_DATA = ("lsq", "summarize-lsq")  # fuse modes that fit on data
 
 
@@ -124,74 +128,86 @@ def apply(
     max_positions: int = 64,
     ridge: float = 1e-6,
     random_state: int = 0,
+    merge_threshold: float = 0.0,
+    repair: str | None = None,
 ) -> nn.Module:
     """Return a physically smaller copy of ``model`` that keeps the units ``plan`` selects.
 
     Parameters
     ----------
     model
-        The network; it is not modified.
+        The network; it is not modified (its weights, statistics and train / eval modes are as they were).
     plan
         One Selection per prunable group, keyed by the group's root layer name.
     fuse
-        ``"drop"``, ``"merge"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"`` or ``"summarize-lsq"``
-        (see the module docstring).
+        ``"drop"``, ``"merge"``, ``"neuron-merging"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"`` or
+        ``"summarize-lsq"`` (see the module docstring).
     example_input
         An input batch for tracing and checking the rebuilt model; default the batch ``graph`` was traced on,
         else a random batch of the model's ``input_shape``.
     graph
         The model's NetworkGraph (built from ``example_input`` when not given); plan groups are its groups.
     data
-        For ``fuse="lsq"`` and ``"summarize-lsq"``: the inputs to fit on (a tensor, a Dataset or a DataLoader).
+        For ``fuse="lsq"`` and ``"summarize-lsq"``, and ``repair="batches"``: the inputs to fit or measure on (a
+        tensor, a Dataset or a DataLoader).
     max_samples, max_positions
-        Caps for ``lsq``: inputs used, and spatial positions per input for convolutional consumers.
+        Caps for ``lsq`` and repair: inputs used, and spatial positions per input for convolutional consumers.
     ridge
         Relative ridge of the ``lsq`` solve (times the mean diagonal of the Gram matrix).
     random_state
         Seed of the ``lsq`` position subsampling.
+    merge_threshold
+        For ``"neuron-merging"``: the least cosine similarity at which a dropped unit is merged into its most
+        similar kept unit (below it, it is only pruned).
+    repair
+        ``"batches"``: REPAIR (Jordan et al. 2023) after the fusion, every kept unit rescaled to the mean and
+        standard deviation it had in ``model`` on ``data`` (:mod:`workbench.surgery.repair`); None: no repair.
 
     Returns
     -------
     nn.Module
-        The rebuilt model, in eval mode, with the plan appended to its edit history (``workbench.edits``)
-        when the model came from the zoo, so a checkpoint of it can be rebuilt. Layers that were pruned
-        (masked) stay masked at the zeros they keep.
+        The rebuilt model, in eval mode, with the plan appended to its edit history (``workbench.edits``), so a
+        checkpoint of it can be rebuilt. Layers that were pruned (masked) stay masked at the zeros they keep.
     """
     if fuse not in FUSE_MODES:
         raise ConfigError(f"unknown fuse mode {fuse!r}; use one of {', '.join(FUSE_MODES)}.")
-    if fuse in _ON_DATA and data is None:
-        raise ConfigError(
-            f"fuse={fuse!r} re-fits the consumers on data: pass data= (inputs, a Dataset or a DataLoader)."
-        )
+    if repair is not None and repair not in REPAIRS:
+        raise ConfigError(f"unknown repair {repair!r}; use one of {', '.join(REPAIRS)}, or None.")
+    if (fuse in _ON_DATA or repair == "batches") and data is None:
+        what = f"fuse={fuse!r} re-fits the consumers" if fuse in _ON_DATA else "repair='batches' measures the units"
+        raise ConfigError(f"{what} on data: pass data= (inputs, a Dataset or a DataLoader).")
+    if isinstance(merge_threshold, bool) or not isinstance(merge_threshold, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"merge_threshold must be a number in [-1, 1], got {merge_threshold!r}.")
+    if not -1.0 <= float(merge_threshold) <= 1.0:
+        raise ConfigError(f"merge_threshold={merge_threshold!r} is a cosine similarity: give a number in [-1, 1].")
     if example_input is None:
         example_input = graph.example_input if graph is not None and graph.example_input is not None else None
     if example_input is None:
         example_input = example_batch(model, 2)
-    was_training = {name: module.training for name, module in model.named_modules()}
-    model.eval()  # targets without dropout or batch statistics, and no running statistics updated
-    try:
-        pruned = _rebuild(
-            model, plan, fuse, example_input, graph, data, max_samples, max_positions, ridge, random_state
-        )
-    finally:
-        for name, module in model.named_modules():
-            module.training = was_training.get(name, module.training)
-    return pruned
+    settings = _Settings(fuse, data, max_samples, max_positions, ridge, random_state, float(merge_threshold), repair)
+    with evaluation_mode(model):  # targets without dropout or batch statistics, no running statistics updated
+        return _rebuild(model, plan, example_input, graph, settings)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How :func:`apply` rebuilds (its keyword arguments)."""
+
+    fuse: str
+    data: Any
+    max_samples: int
+    max_positions: int
+    ridge: float
+    random_state: int
+    merge_threshold: float
+    repair: str | None
 
 
 def _rebuild(
-    reference: nn.Module,
-    plan: Plan,
-    fuse: str,
-    example_input: torch.Tensor,
-    graph: Any,
-    data: Any,
-    max_samples: int,
-    max_positions: int,
-    ridge: float,
-    random_state: int,
+    reference: nn.Module, plan: Plan, example_input: torch.Tensor, graph: Any, settings: _Settings
 ) -> nn.Module:
     """:func:`apply` on ``reference``, which is in eval mode (its caller restores its mode)."""
+    fuse = settings.fuse
     pruned = copy.deepcopy(reference).eval()
     masked = lift_masks(pruned)
     _check_plain(pruned)
@@ -215,11 +231,11 @@ def _rebuild(
         FusionContext(
             reference=reference,
             pruned=pruned,
-            data=data,
-            max_samples=max_samples,
-            max_positions=max_positions,
-            ridge=ridge,
-            random_state=random_state,
+            data=settings.data,
+            max_samples=settings.max_samples,
+            max_positions=settings.max_positions,
+            ridge=settings.ridge,
+            random_state=settings.random_state,
             masked=frozenset(masked),
         )
         if fuse in _ON_DATA
@@ -233,12 +249,12 @@ def _rebuild(
             continue
         with torch.no_grad():
             pruned_zeros = {c.layer: modules[c.layer].weight == 0 for c in group.consumers if c.layer in masked}
-            if fuse == "merge":
-                merge_columns(
-                    graph_consumers(pruned, group, in_index),
-                    fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True),
-                    selection,
+            if fuse in ("merge", "neuron-merging"):
+                incoming = fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True)
+                targets = (
+                    most_similar(incoming, selection, settings.merge_threshold) if fuse == "neuron-merging" else None
                 )
+                merge_columns(graph_consumers(pruned, group, in_index), incoming, selection, targets)
             elif fuse == "lsq":
                 refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
             elif fuse in SUMMARIZE_MODES:
@@ -256,6 +272,8 @@ def _rebuild(
             f"the plan changes the network's output shape from {tuple(reference_output.shape)} to "
             f"{tuple(output.shape)}: a group feeds the output directly; leave the output layer out of the plan."
         )
+    if settings.repair == "batches":
+        repair_statistics(reference, pruned, graph, plan, settings.data, settings.max_samples)
     mask_zeros(pruned, masked)  # pruned weights of kept units stay pruned
     batch = {"shape": list(example_input.shape[1:]), "dtype": str(example_input.dtype).removeprefix("torch.")}
     return record_edit(pruned, "plan", fuse=fuse, plan=plan.to_dict(), input=batch)

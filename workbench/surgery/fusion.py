@@ -70,17 +70,23 @@ def fold_incoming(producers: list[tuple[nn.Module, np.ndarray]], n_units: int, p
     return np.concatenate([weights * scale[:, None], (scale * bias + shift)[:, None]], axis=1)
 
 
-def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incoming: np.ndarray, selection: Any) -> None:
-    """Add each dropped unit's consumer columns, scaled by its incoming-norm ratio, to its kept unit's.
+def merge_columns(
+    readers: list[tuple[nn.Module, dict[int, list[int]]]],
+    incoming: np.ndarray,
+    selection: Any,
+    targets: np.ndarray | None = None,
+) -> None:
+    """Add each dropped unit's consumer columns, scaled by its incoming-norm ratio, to its target's.
 
     Neuron merging (Kim et al. 2020). ``readers`` are (consumer, {unit: input indices}) pairs (for a
     transposed convolution the indices address dimension 0 of its weight, otherwise dimension 1);
-    ``incoming`` is the (n_units, d) matrix of :func:`fold_incoming`.
+    ``incoming`` is the (n_units, d) matrix of :func:`fold_incoming`. ``targets`` gives each unit's kept
+    target (-1: pruned only); default the selection's ``assign``.
     """
     n = selection.n_units
     norms = np.linalg.norm(incoming, axis=1)
-    assign = np.asarray(selection.assign)
-    dropped = [d for d in range(n) if int(assign[d]) != d]
+    assign = np.asarray(selection.assign if targets is None else targets)
+    dropped = [d for d in range(n) if int(assign[d]) != d and int(assign[d]) >= 0]
     for module, columns in readers:
         weight = adapter_for(module).weight(module).detach()  # a view: edits reach the module
         for d in dropped:
@@ -88,6 +94,22 @@ def merge_columns(readers: list[tuple[nn.Module, dict[int, list[int]]]], incomin
             if norms[k] == 0.0 or not columns.get(d) or len(columns[d]) != len(columns.get(k, ())):
                 continue
             weight[:, columns[k]] += float(norms[d] / norms[k]) * weight[:, columns[d]]
+
+
+def most_similar(incoming: np.ndarray, selection: Any, threshold: float = 0.0) -> np.ndarray:
+    """Neuron Merging's targets (Kim et al. 2020): each dropped unit goes to the kept unit whose incoming weights
+    and bias (BatchNorm folded, :func:`fold_incoming`) are the most cosine-similar to its own, when that
+    similarity is at least ``threshold``; otherwise it is only pruned (-1). Kept units map to themselves."""
+    keep = np.asarray(selection.keep)
+    norms = np.linalg.norm(incoming, axis=1, keepdims=True)
+    unit = np.divide(incoming, norms, out=np.zeros_like(incoming), where=norms > 0)
+    targets = np.arange(selection.n_units)
+    dropped = np.setdiff1d(targets, keep)
+    if dropped.size:
+        similarity = unit[dropped] @ unit[keep].T
+        best = similarity.argmax(axis=1)
+        targets[dropped] = np.where(similarity[np.arange(len(dropped)), best] >= threshold, keep[best], -1)
+    return targets
 
 
 @dataclass
