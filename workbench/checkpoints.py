@@ -35,7 +35,7 @@ from torch import nn
 
 from workbench.edits import PARAMETRIZATIONS, SPEC, user_spec
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
-from workbench.utils import atomic_write_bytes
+from workbench.utils import MAX_JSON_DEPTH, atomic_write_bytes, json_depth, physical_memory
 
 FORMAT = "workbench-checkpoint"
 VERSION = 2
@@ -300,8 +300,14 @@ def _read(path: Path) -> Any:
         )
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file; give the path of a checkpoint file.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+    size, memory = path.stat().st_size, physical_memory()
+    if memory and size > memory:
+        raise CheckpointError(
+            f"{path} holds {size / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory: it "
+            "cannot be a checkpoint this machine could use; check the path."
+        )
+    try:  # mapped, not read whole: a file that is not a torch archive fails before its bytes are read
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         names = _unsafe_globals(path, exc)
         if any(name.startswith("torch.nn.") for name in names):
@@ -346,8 +352,13 @@ def _check_format(path: Path, payload: Any) -> None:
 
 
 def _parse_json(path: Path, payload: dict[str, Any], key: str) -> Any:
+    text = payload[key]
+    if isinstance(text, str) and json_depth(text) > MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{path} is a damaged workbench checkpoint: its {key} is nested deeper than {MAX_JSON_DEPTH} levels."
+        )
     try:
-        return json.loads(payload[key])
+        return json.loads(text)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path} is a damaged workbench checkpoint: its {key} is not valid JSON ({exc})."

@@ -161,3 +161,37 @@ def to_model(batch: Any, model: Any) -> Any:
     if batch.is_floating_point():
         return batch.to(device=parameter.device, dtype=parameter.dtype)
     return batch.to(device=parameter.device)
+
+
+#: Deepest nesting of lists and objects accepted in JSON the workbench reads (plans, checkpoint specs).
+MAX_JSON_DEPTH = 100
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` / ``{`` in JSON ``text`` (brackets inside strings ignored), without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import SurgeryError
-from workbench.utils import atomic_write_text
+from workbench.utils import MAX_JSON_DEPTH, atomic_write_text, json_depth
 
 PLAN_FORMAT = "workbench-plan"
 
@@ -84,6 +84,8 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         """Read a plan from a JSON string."""
+        if isinstance(text, str) and json_depth(text) > MAX_JSON_DEPTH:
+            raise SurgeryError(f"plan JSON is nested deeper than {MAX_JSON_DEPTH} levels; a plan is two levels deep.")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
