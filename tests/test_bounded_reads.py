@@ -47,3 +47,15 @@ def test_a_file_larger_than_memory_is_refused_before_reading(tmp_path):
         handle.truncate(2**30)
     with pytest.raises(CheckpointError, match="not a readable torch file"):
         load_checkpoint(sparse_but_small)  # mapped, not read: fails at once
+
+
+def test_an_idx_header_larger_than_memory_is_refused_before_reading(tmp_path):
+    import struct
+
+    from workbench.datasets.idx import read_idx
+    from workbench.errors import DataError
+
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">I", 0x00000803) + struct.pack(">III", 2**31 - 1, 2**15, 2**15))
+    with pytest.raises(DataError, match="more than this machine can hold"):
+        read_idx(path)

@@ -31,20 +31,28 @@ def require_folder(root: str | os.PathLike | None, name: str, contents: str) -> 
     return folder
 
 
-def read_maybe_gzipped(path: Path) -> bytes:
-    """The bytes of ``path``, decompressed when it is gzipped (``.gz`` suffix or gzip magic bytes)."""
+def is_gzipped(path: Path) -> bool:
+    """Whether ``path`` is gzipped (``.gz`` suffix or the gzip magic bytes)."""
+    with path.open("rb") as handle:
+        return path.suffix == ".gz" or handle.read(2) == _GZIP_MAGIC
+
+
+def read_maybe_gzipped(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path``, decompressed when it is gzipped (``.gz`` suffix or gzip magic bytes).
+
+    With ``limit``, at most ``limit + 1`` bytes are read or decompressed (a caller that knows the size a valid
+    file has sees an overlong one without reading it whole)."""
     try:
-        data = path.read_bytes()
+        gzipped = is_gzipped(path)
+        with path.open("rb") as handle:
+            if not gzipped:
+                return handle.read(-1 if limit is None else limit + 1)
+            with gzip.open(handle) as unpacked:
+                return unpacked.read(-1 if limit is None else limit + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: corrupt gzip data ({exc}); download the file again or store it unpacked.") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
-    if path.suffix == ".gz" or data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{path}: corrupt gzip data ({exc}); download the file again or store it unpacked."
-            ) from exc
-    return data
 
 
 def read_head(path: Path, size: int) -> bytes:

@@ -17,10 +17,11 @@ import numpy as np
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
-from workbench.datasets.files import read_head, read_maybe_gzipped, require_folder
+from workbench.datasets.files import is_gzipped, read_head, read_maybe_gzipped, require_folder
 from workbench.datasets.options import check_fraction, check_int
 from workbench.datasets.splits import pick_split, stratified_split
 from workbench.errors import ConfigError, DataError
+from workbench.utils import physical_memory
 
 #: IDX type byte -> numpy dtype (big-endian where it matters).
 IDX_TYPES = {
@@ -54,9 +55,15 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
         Wrong magic number, unknown type byte, truncated or overlong payload, or corrupt gzip data.
     """
     path = Path(path)
-    data = read_maybe_gzipped(path)
-    dtype, dims, header = _parse_header(path, data, expected_magic)
+    dtype, dims, header = _parse_header(path, read_head(path, _MAX_HEADER), expected_magic)
     expected = math.prod(dims) * dtype.itemsize
+    memory = physical_memory()
+    if memory and expected > memory // 2:
+        raise DataError(
+            f"{path}: the header declares {' x '.join(map(str, dims))} values ({expected / 2**30:.1f} GiB), more than "
+            "this machine can hold; not a data set it could use (or a damaged header)."
+        )
+    data = read_maybe_gzipped(path, limit=header + expected)  # never more than a valid file holds, plus one byte
     payload = len(data) - header
     shape = " x ".join(map(str, dims))
     if payload < expected:
@@ -64,10 +71,10 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
             f"{path}: truncated: the header declares {shape} values ({expected} bytes) but only {payload} bytes "
             "follow it. Download the file again."
         )
-    if payload > expected:
+    if payload > expected:  # only one byte past a valid file was read: a raw file's size says how many more
+        extra = "more bytes" if is_gzipped(path) else f"{path.stat().st_size - header - expected} bytes more"
         raise DataError(
-            f"{path}: {payload - expected} bytes more than the {shape} values ({expected} bytes) the header declares; "
-            "not a valid IDX file."
+            f"{path}: {extra} than the {shape} values ({expected} bytes) the header declares; not a valid IDX file."
         )
     return np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header).reshape(dims)
 
