@@ -79,7 +79,8 @@ def test_the_report_draws_every_figure_without_errors_and_its_contents_resolve(r
     seen = render(report, ARTIFACTS / "report-tiny.png")
     assert seen["errors"] == [] and seen["console"] == []
     page = report.read_text()
-    assert seen["figures"] == page.count("Plotly.newPlot") == 3  # cost comparison, kept per layer, overlap
+    # cost comparison and overlap; every selector kept half of the one layer, so no kept-per-layer chart
+    assert seen["figures"] == page.count("Plotly.newPlot") == 2
     assert "kept units shared by two selectors" in page
     assert seen["drawn"] == seen["figures"]
     assert seen["anchors"] >= 8 and seen["unresolved"] == []
@@ -92,7 +93,7 @@ def test_a_report_with_plotlyjs_beside_it_draws_in_the_browser(tmp_path):
     page = write_report(tiny_study(), out=tmp_path / "r.html", plotlyjs="file")
     assert (tmp_path / "plotly.min.js").is_file() and "<script src='plotly.min.js'>" in page.read_text()
     seen = render(page)
-    assert seen["errors"] == [] and seen["drawn"] == seen["figures"] == 3
+    assert seen["errors"] == [] and seen["drawn"] == seen["figures"] == 2
 
 
 def test_the_probe_sees_errors_and_figures_that_did_not_draw(tmp_path):

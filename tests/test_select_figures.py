@@ -41,7 +41,7 @@ def test_kernel_heatmap_reorders_by_block_and_marks_kept_units():
     fig = kernel_heatmap(kernel, labels=labels, keep=keep)
     order = np.argsort(labels, kind="stable")
     assert order.tolist() == [1, 3, 6, 0, 2, 7, 4, 5]
-    np.testing.assert_allclose(np.asarray(fig.data[0].z), kernel[np.ix_(order, order)])
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), kernel[np.ix_(order, order)], rtol=5e-3)  # 3 digits
     # two block boundaries, one line on each axis
     assert len(fig.layout.shapes) == 4
     assert sorted({s.x0 for s in fig.layout.shapes if s.x0 == s.x1}) == [2.5, 5.5]

@@ -40,7 +40,7 @@ def test_the_cost_axis_menu_moves_every_trace_and_its_pareto_front():
     fig = tradeoff_figure(POINTS, base=BASE, n_test=400, largest_params=60_000)
     (menu,) = fig.layout.updatemenus  # every point near the base: no accuracy zoom
     labels = [b.label for b in menu.buttons]
-    assert labels == ["parameters", "stored bytes", "latency per batch (ms, CPU)"]  # no multiply-adds stored
+    assert labels == ["parameters", "stored bytes", "latency at batch 1 (ms, CPU)"]  # no multiply-adds stored
     fronts = [i for i, t in enumerate(fig.data) if t.name == "Pareto front"]
     assert len(fronts) == 3
     for axis, button in zip(("params", "stored_bytes"), menu.buttons):
@@ -48,7 +48,7 @@ def test_the_cost_axis_menu_moves_every_trace_and_its_pareto_front():
         assert len(xs) == len(visible) == len(fig.data)
         assert [visible[i] for i in fronts] == [axis == a for a in ("params", "stored_bytes", "latency_ms")]
         sbm = next(i for i, t in enumerate(fig.data) if t.name == "sbm")
-        assert [x for x in xs[sbm]] == pytest.approx([POINTS[0]["costs"][axis]] * 2, rel=0.03)  # dodged sideways
+        assert list(xs[sbm]) == [POINTS[0]["costs"][axis]] * 2  # at their true cost, never moved sideways
     stored_front = menu.buttons[1].args[0]["x"][fronts[1]]
     assert stored_front[0] == 2_000  # the pipeline is the cheapest in stored bytes, first on that front
 
@@ -142,3 +142,50 @@ def test_a_name_keeps_its_colour_across_figures_drawn_with_one_order():
         return next(t for t in fig.data if t.name == name).marker.color
 
     assert colour(first, "sbm") == colour(second, "sbm") == colour(third, "sbm") != colour(first, "magnitude")
+
+
+def test_points_that_share_a_cost_stay_on_it_and_the_pareto_front_passes_through_them():
+    fig = tradeoff_figure(POINTS, base=BASE, n_test=400)
+    front = next(t for t in fig.data if t.name == "Pareto front" and t.visible is not False)
+    drawn = {(x, y) for t in fig.data if t.mode == "markers" for x, y in zip(t.x, t.y) if x is not None}
+    assert set(zip(front.x, front.y)) <= drawn  # every corner of the front is a marker's drawn position
+    sbm = next(t for t in fig.data if t.name == "sbm")
+    assert list(sbm.x) == [10_000, 10_000]
+    assert "also at this cost (2)" in sbm.text[0] and "magnitude" in sbm.text[0]  # side by side in the hover only
+
+
+def test_latency_ticks_are_plain_milliseconds_with_a_range_over_seeds():
+    spread = {**POINTS[0], "cost_ranges": {"latency_ms": (0.5, 1.6)}}
+    fig = tradeoff_figure([spread, *POINTS[1:]], base=BASE)
+    (menu,) = fig.layout.updatemenus
+    latency = next(b for b in menu.buttons if b.label.startswith("latency"))
+    assert latency.args[1]["xaxis.tickformat"] == "~g"  # 0.03, never "30m" on a millisecond axis
+    assert menu.buttons[0].args[1]["xaxis.tickformat"] == "~s" and fig.layout.xaxis.tickformat == "~s"
+    sbm = next(i for i, t in enumerate(fig.data) if t.name == "sbm")
+    bar = latency.args[0]["error_x"][sbm]
+    assert bar["visible"] and bar["array"][0] == pytest.approx(0.6) and bar["arrayminus"][0] == pytest.approx(0.5)
+    assert menu.buttons[0].args[0]["error_x"][sbm] == {"visible": False}  # parameters have no spread
+    assert "range 0.500 ms to 1.600 ms" in latency.args[0]["text"][sbm][0]
+
+
+def test_the_chance_level_is_a_labelled_line():
+    fig = tradeoff_figure(POINTS, base=BASE, chance=0.1)
+    line = [s for s in fig.layout.shapes if s.type == "line" and s.y0 == 0.1]
+    assert len(line) == 1 and line[0].line.dash == "dot"
+    assert any("chance level 0.100" in a.text for a in fig.layout.annotations)
+    assert not [s for s in tradeoff_figure(POINTS, base=BASE).layout.shapes if s.y0 == 0.1]
+
+
+def test_the_overlap_colours_are_anchored_at_chance():
+    import numpy as np
+
+    from workbench.viz import selection_overlap_figure
+
+    plans = {"a": {"g": np.arange(0, 10)}, "b": {"g": np.arange(9, 19)}, "c": {"g": np.arange(0, 10)}}
+    fig = selection_overlap_figure(plans, chance=0.05)
+    heat = fig.data[0]
+    assert heat.zmin == -heat.zmax and heat.colorscale[1][0] == 0.5  # white in the middle: chance
+    assert np.asarray(heat.z, dtype=float)[1, 0] == pytest.approx(np.log2(1 / 0.05))  # a / c: identical
+    assert heat.text[0][0] == "0.05" and "0.05 chance" in heat.colorbar.ticktext  # cells still read Jaccard
+    plain = selection_overlap_figure(plans).data[0]
+    assert plain.zmin == 0 and plain.zmax == 1

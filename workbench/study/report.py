@@ -28,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.study.report_data import Entry, Section, build_sections, csv_text, run_rows
+from workbench.study.report_data import (
+    LATENCY_BATCH,
+    Entry,
+    Section,
+    Spread,
+    at_chance,
+    build_sections,
+    csv_text,
+    latency_spread,
+    run_rows,
+)
 from workbench.study.schema import Study, load_study
 from workbench.study.statistics import Difference, Estimate, estimate
 from workbench.study.summary import Record, collect, score_name
@@ -51,7 +61,11 @@ GLOSSARY = {
     "codebooks and tables included).",
     "parameters": "weights and biases of the network; for a pipeline, its nonzero ones (a sparse model "
     "stores only those).",
-    "latency": "CPU time of one forward pass of a batch, measured on the machine that ran the study.",
+    "latency": "CPU time of one forward pass of one input (batch 1, one CPU thread), measured on the machine that "
+    "ran the study, once per seed; tables and figures give the median over seeds and its range (the machine's load "
+    "changes it from run to run), the same statistic for base models, methods and baselines.",
+    "chance level": "the accuracy of a guess, 1 / classes: a row whose 95% interval holds it cannot be told from "
+    "guessing and is marked so; a base model at chance barely works, and its compressions say nothing.",
     "95% interval": "of an accuracy: the spread over seeds plus the test set's own sampling error (a Wilson "
     "interval at the effective size they leave; for one seed, the Wilson interval of its test accuracy), so it "
     "stays inside [0, 1] and is never a point; of mIoU (not a proportion of test images): the t-interval over "
@@ -62,14 +76,21 @@ GLOSSARY = {
 }
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1240px;color:#222;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222;
 padding:0 1em}
 h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}h3{margin-bottom:.2em}
 p.answers{color:#555;margin-top:0;font-style:italic}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap;vertical-align:top}
-td small{color:#666}th{background:#f3f3f3}
+.scroll{overflow-x:auto;scrollbar-width:auto;scrollbar-color:#999 #eee;padding-bottom:2px}
+.scroll::-webkit-scrollbar{height:12px}.scroll::-webkit-scrollbar-thumb{background:#999;border-radius:6px}
+.scroll::-webkit-scrollbar-track{background:#eee}
+.scroll.overflows::before{content:"This table is wider than the page: scroll it sideways for the last columns.";display:block;
+color:#a04000;font-size:.8em;position:sticky;left:0}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.78em}
+th,td{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap;vertical-align:top}
+th{white-space:normal;min-width:4.5em;max-width:9em;vertical-align:bottom}
+td small{font-size:.92em}td.l{white-space:normal;min-width:7em}
+.chance{color:#a04000;font-weight:600;white-space:normal;display:inline-block;max-width:11em}p.warn{color:#a04000;border-left:3px solid #a04000;padding-left:.6em}
+td small{color:#666}th{background:#f3f3f3;font-weight:600}
 td.l,th.l{text-align:left}.note{color:#555}.failed{color:#a00;font-size:.85em}
 td.nd{color:#777}td.better{color:#0a6b2b}td.worse{color:#a00}tr.base td{background:#f7f7f7;font-weight:600}
 nav.toc{background:#fafafa;border:1px solid #e3e3e3;padding:.5em 1.5em;display:inline-block}
@@ -145,7 +166,7 @@ def _ranked_table(section: Section, reference: str) -> str:
     columns += ["val accuracy"] if has_val else []
     columns += ["test accuracy, [95% interval]", "change vs base, paired [95%]", f"vs {reference}, paired [95%]"]
     columns += ["before retraining"] if has_rebuilt else []
-    columns += ["parameters", "stored size"] + (["latency"] if has_latency else [])
+    columns += ["parameters", "stored size"] + ([LATENCY_COLUMN] if has_latency else [])
     budgets = {e.retraining for e in section.entries if e.runs and e.kind != "baseline"} - {"-"}
     columns += ["run time"] + (["retraining"] if len(budgets) > 1 else [])
     left = {"method", "retraining"}
@@ -158,10 +179,11 @@ def _ranked_table(section: Section, reference: str) -> str:
     base_cells = {
         "method": _two_lines("base model", "unpruned"),
         "seeds": html.escape(seeds_text(section.base.n)),
-        "test accuracy, [95% interval]": _two_lines(*estimate_parts(section.base)),
+        "val accuracy": _two_lines(*estimate_parts(section.base_val)) if section.base_val is not None else "-",
+        "test accuracy, [95% interval]": _score_cell(section.base, section.chance, "barely works: at chance"),
         "parameters": _size(base.get("params"), None),
         "stored size": _size(base.get("stored_bytes"), None, "B"),
-        "latency": html.escape(_latency(base.get("latency_ms"))),
+        LATENCY_COLUMN: _two_lines(*latency_parts(section.base_latency)),
     }
     lines = [
         "<tr class='base'>"
@@ -169,7 +191,7 @@ def _ranked_table(section: Section, reference: str) -> str:
         + "</tr>"
     ]
     for entry in section.entries:
-        lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base)) + "</tr>")
+        lines.append("<tr>" + "".join(_entry_cells(entry, columns, left, base, section.chance)) + "</tr>")
     note = (
         f"<p class='note'>Retraining after the rebuild, the same for every compressed model that records it: "
         f"{html.escape(budgets.pop())} (a pipeline's retraining is the steps it names).</p>"
@@ -206,10 +228,43 @@ def _seconds(value: float | None) -> str:
 
 
 def _latency(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} ms"
+    """``'0.0285 ms'``, ``'12.3 ms'``: three significant digits."""
+    return "-" if value is None else f"{value:.3g} ms"
 
 
-def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[str, float]) -> list[str]:
+#: The latency column of the tables: which batch, which statistic.
+LATENCY_COLUMN = f"latency, batch {LATENCY_BATCH}: median [range] over seeds"
+
+
+def latency_parts(found: Spread | None) -> tuple[str, str]:
+    """A latency as (value, detail): ``('0.029 ms', '[0.027 ms, 0.031 ms]')``, the median over seeds and its range
+    (``'1 seed'`` for one); ``('-', '')`` for none."""
+    if found is None:
+        return "-", ""
+    if found.n == 1:
+        return _latency(found.median), "1 seed"
+    return _latency(found.median), f"[{_latency(found.low)}, {_latency(found.high)}]"
+
+
+def chance_text(chance: float) -> str:
+    """``'1/10 = 0.100'``: the chance level of a classification with ``1 / chance`` classes."""
+    return f"1/{round(1 / chance)} = {chance:.3f}"
+
+
+def _score_cell(est: Estimate, chance: float | None, what: str = "at chance") -> str:
+    """An accuracy cell (value and interval), with a warning line (``what``) when its interval holds the chance
+    level (the section's note gives the level)."""
+    cell = _two_lines(*estimate_parts(est))
+    if chance is not None and at_chance(est, chance):
+        cell += (
+            f"<br><span class='chance' title='chance level {chance_text(chance)}'>&#9888; {html.escape(what)}</span>"
+        )
+    return cell
+
+
+def _entry_cells(
+    entry: Entry, columns: list[str], left: set[str], base: dict[str, float], chance: float | None = None
+) -> list[str]:
     cells = []
     for column in columns:
         css = "l" if column in left else ""
@@ -226,7 +281,7 @@ def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[st
         elif column == "val accuracy":
             text = _two_lines(*estimate_parts(entry.val)) if entry.val is not None else "-"
         elif column.startswith("test accuracy"):
-            text = _two_lines(*estimate_parts(entry.accuracy))
+            text = _score_cell(entry.accuracy, chance)
         elif column.startswith("change vs base"):
             value, detail, css = difference_parts(entry.vs_base)
             text = _two_lines(value, detail)
@@ -244,8 +299,8 @@ def _entry_cells(entry: Entry, columns: list[str], left: set[str], base: dict[st
             text = _size(entry.costs.get("params"), base.get("params"))
         elif column == "stored size":
             text = _size(entry.costs.get("stored_bytes"), base.get("stored_bytes"), "B")
-        elif column == "latency":
-            text = html.escape(_latency(entry.costs.get("latency_ms")))
+        elif column == LATENCY_COLUMN:
+            text = _two_lines(*latency_parts(entry.latency))
         elif column == "run time":
             text = html.escape(_seconds(entry.seconds))
         else:
@@ -267,19 +322,53 @@ def _point(accuracy: Any, costs: dict[str, float], **extra: Any) -> dict[str, An
     }
 
 
+def _latency_range(found: Spread | None) -> dict[str, Any]:
+    """``cost_ranges`` of a figure point: the range of latency over seeds (nothing for one seed)."""
+    return {"cost_ranges": {"latency_ms": (found.low, found.high)}} if found is not None and found.n > 1 else {}
+
+
 def _points(section: Section) -> list[dict[str, Any]]:
     return [
-        _point(e.accuracy, e.costs, name=e.name, kind=e.kind, fuse=e.fuse, label=e.label)
+        _point(e.accuracy, e.costs, name=e.name, kind=e.kind, fuse=e.fuse, label=e.label, **_latency_range(e.latency))
         for e in section.entries
         if e.runs and e.accuracy.mean is not None
     ]
 
 
-def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+def class_counts(study: Study) -> dict[str, int]:
+    """Data set name -> number of classes, for the classification data sets of ``study`` that can be loaded here
+    (the chance level of a section is 1 / classes); segmentation data and data that cannot be loaded are left out."""
+    from workbench.errors import WorkbenchError
+    from workbench.study.execute import load_data
+    from workbench.study.grid import expand
+    from workbench.study.imports import num_classes_of
+
+    counts: dict[str, int] = {}
+    for run in expand(study):
+        model = run.config["model"]
+        if run.kind != "train" or model["data"] in counts:
+            continue
+        try:
+            test = load_data(model, "test")
+            if getattr(test, "task", "classification") == "classification":
+                counts[model["data"]] = num_classes_of(test)
+        except (WorkbenchError, OSError, ValueError):  # unreadable here: the section draws no chance level
+            continue
+    return counts
+
+
+def build_figures(
+    study: Study,
+    records: list[Record],
+    plans: dict[str, Any] | None = None,
+    classes: dict[str, int] | None = None,
+) -> list[tuple[str, Any]]:
     """(title, figure) pairs of the report, in page order: per base model, the everything-on-one-axis
-    comparison and (with stored plans) the kept fraction per layer."""
+    comparison, the kept fraction per layer (where it differs across layers) and the selectors' overlap.
+    ``classes`` (data set -> classes; default :func:`class_counts`) gives the chance level."""
     figures = []
-    sections = build_sections(records, plans or {}, study.study.reference)
+    classes = class_counts(study) if classes is None else classes
+    sections = build_sections(records, plans or {}, study.study.reference, classes)
     largest = _largest_params(sections)
     for section in sections:
         if any(p["costs"] for p in _points(section)) or section.base_costs:
@@ -289,7 +378,7 @@ def build_figures(study: Study, records: list[Record], plans: dict[str, Any] | N
                     _tradeoff(section, largest, list(study.selectors)),
                 )
             )
-        if section.kept:
+        if section.kept and not section.kept_uniform:
             figures.append((f"{section.model} on {section.data}: kept per layer", _kept(section)))
         if section.overlap:
             figures.append((f"{section.model} on {section.data}: overlap between selectors", _overlap(section)))
@@ -313,7 +402,7 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
     axes = [a for a in COST_AXES if not (a == "macs" and section.macs_repeat_params)]
     base = None
     if section.base.n:
-        base = _point(section.base, section.base_costs)
+        base = _point(section.base, section.base_costs, **_latency_range(section.base_latency))
     score = _section_score(section)
     return tradeoff_figure(
         _points(section),
@@ -324,6 +413,7 @@ def _tradeoff(section: Section, largest: float, order: Sequence[str] = ()) -> An
         order=order,
         accuracy_label=f"test {score}",
         title=f"{section.model} on {section.data}: test {score} against cost (choose the cost axis at the right)",
+        chance=section.chance,
     )
 
 
@@ -341,12 +431,21 @@ def _overlap(section: Section) -> Any:
     chosen = section.overlap
     return selection_overlap_figure(
         chosen["plans"],
-        title=f"{section.model} on {section.data}: kept units shared by two selectors (Jaccard per layer; keep "
-        f"{chosen['budget']}, seed {chosen['seed']})",
+        title=f"{section.model} on {section.data}: kept units shared by two selectors (Jaccard per layer), "
+        f"at keep {chosen['budget']}, seed {chosen['seed']} (one seed, one budget)",
+        chance=overlap_chance(chosen.get("keep")),
     )
 
 
-def _trained_table(records: list[Record]) -> str:
+def overlap_chance(keep: float | None) -> float | None:
+    """Expected Jaccard overlap of two random selections keeping a fraction ``keep`` of a layer:
+    ``keep / (2 - keep)``; None when the fraction is unknown."""
+    return None if keep is None or not 0 < keep <= 1 else keep / (2.0 - keep)
+
+
+def _trained_table(records: list[Record], classes: dict[str, int] | None = None) -> str:
+    """Base models and baselines: test score over seeds (marked when at chance), size and latency (the median
+    over seeds and its range at batch 1, as in the method tables)."""
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
         if r.kind == "train":
@@ -354,7 +453,7 @@ def _trained_table(records: list[Record]) -> str:
     if not groups:
         return "<p>(none)</p>"
     columns = ["model", "data", "role", "seeds", "test score [95%]", "parameters", "multiply-adds"]
-    columns += ["latency", "training time"]
+    columns += [LATENCY_COLUMN, "training time"]
     lines = []
     for (role, model, data), runs in groups.items():
         done = [r for r in runs if r.status == "done"]
@@ -364,19 +463,23 @@ def _trained_table(records: list[Record]) -> str:
         )
         first = done[0].metrics if done else {}
         seconds = [r.metrics.get("train_seconds") for r in done if r.metrics.get("train_seconds") is not None]
+        score = score_name(done)
+        chance = 1.0 / classes[data] if classes and classes.get(data) and score == "accuracy" else None
         values = [
-            model,
-            data,
+            html.escape(model),
+            html.escape(data),
             "base model" if role == "base" else "baseline",
-            seeds_text(est.n) + (f" of {len(runs)}" if len(runs) > len(done) else ""),
-            f"{score_name(done)} " + " ".join(estimate_parts(est)),
-            _si(first.get("params")),
-            _si(first.get("macs")),
-            _latency(first.get("latency_ms")),
+            html.escape(seeds_text(est.n) + (f" of {len(runs)}" if len(runs) > len(done) else "")),
+            f"{score} " + _score_cell(est, chance, "barely works: at chance" if role == "base" else "at chance"),
+            html.escape(_si(first.get("params"))),
+            html.escape(_si(first.get("macs"))),
+            _two_lines(*latency_parts(latency_spread(done))),
             f"{sum(seconds) / len(seconds):.1f} s" if seconds else "-",
         ]
-        lines.append("<tr>" + "".join(_cell(v, "l" if i < 3 else "") for i, v in enumerate(values)) + "</tr>")
-    head = "".join(f"<th class='{'l' if i < 3 else ''}'>{html.escape(c)}</th>" for i, c in enumerate(columns))
+        lines.append("<tr>" + "".join(_cell(v, "l" if i < 3 else "", raw=True) for i, v in enumerate(values)) + "</tr>")
+    head = "".join(
+        f"<th class='{'l' if i < 3 else ''}'>{_two_lines(*c.partition(', ')[::2])}</th>" for i, c in enumerate(columns)
+    )
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>"
 
 
@@ -445,6 +548,7 @@ def render_report(
     plans: dict[str, Any] | None = None,
     links: dict[str, str] | None = None,
     plotlyjs: str = "inline",
+    classes: dict[str, int] | None = None,
 ) -> str:
     """The report page as HTML text.
 
@@ -452,6 +556,8 @@ def render_report(
     ----------
     plans
         Run hash -> stored plan (:meth:`workbench.surgery.Plan.to_dict`), for the kept-per-layer views.
+    classes
+        Data set name -> number of classes: the chance level of each section (default: :func:`class_counts`).
     links
         Label -> relative address of the per-run files written beside the page.
     plotlyjs
@@ -464,7 +570,8 @@ def render_report(
     for r in records:
         counts[r.status] += 1
     reference = study.study.reference or "magnitude/drop"
-    sections = build_sections(records, plans or {}, study.study.reference)
+    classes = class_counts(study) if classes is None else classes
+    sections = build_sections(records, plans or {}, study.study.reference, classes)
     largest = _largest_params(sections)
     order = [*study.selectors, *study.pipelines, *dict.fromkeys(r.model for r in records if r.role != "base")]
     toc: list[tuple[int, str, str]] = [(1, "glossary", "Glossary")]
@@ -488,6 +595,11 @@ def render_report(
             "point outside it differs from the base by more than the test set's sampling error; inside it, the "
             "test set alone cannot tell them apart (the spread over seeds is in the error bars). "
             f"Error bars are 95% intervals ({seeds}; open markers: one seed, Wilson interval)."
+            + (
+                f" The dotted red line is the chance level, 1/{section.classes} = {section.chance:.3f}."
+                if section.chance is not None
+                else ""
+            )
             if score == "accuracy"
             else "mIoU is not a proportion of test samples, so there is no binomial noise band: read the spread "
             f"over seeds. Error bars are 95% intervals over seeds ({seeds}; open markers: one seed, no interval)."
@@ -498,7 +610,9 @@ def render_report(
                 f"Which method gives the best {score} for its cost?",
                 "Every method on one cost axis (choose it in the menu): the Pareto front joins the methods no other "
                 f"beats on both cost and {score}; {noise} "
-                "Marker area is proportional to parameters, on one scale for the whole report.",
+                "Marker area is proportional to parameters, on one scale for the whole report. Every point is drawn at "
+                "its true cost: points that share one overlap, and hovering one lists them all. On the latency axis "
+                f"(batch {LATENCY_BATCH}) a point is the median over seeds and its horizontal bar the range.",
             ),
             (
                 "ranked",
@@ -516,6 +630,7 @@ def render_report(
                     "fusion modes; the selection does not depend on the fusion mode).",
                 )
             )
+        body.extend(_chance_notes(section))
         for key, question, answer in questions:
             anchor = f"{section.anchor}-{key}"
             toc.append((2, anchor, question))
@@ -536,27 +651,30 @@ def render_report(
                 if section.class_iou:
                     body.append(_class_iou_table(section.class_iou))
             else:
-                per_budget: dict[str, set[float]] = defaultdict(set)
-                for row in section.kept:
-                    per_budget[row["budget"]].add(round(row["kept"], 6))
-                if all(len(values) == 1 for values in per_budget.values()):
+                if section.kept_uniform:
+                    budgets = ", ".join(dict.fromkeys(str(row["budget"]) for row in section.kept))
                     body.append(
-                        "<p class='note'>Every selector kept the same fraction of every layer at each budget: here "
-                        "the selectors differ in which units they keep, not in how many per layer.</p>"
+                        "<p class='note'>Every selector kept the same fraction of every layer at each budget (the "
+                        f"budget itself: keep {html.escape(budgets)}), so no per-layer chart is drawn: here the "
+                        "selectors differ in which units they keep, not in how many per layer.</p>"
                     )
-                body.append(_figure_html(_kept(section), index))
-                index += 1
+                else:
+                    body.append(_figure_html(_kept(section), index))
+                    index += 1
                 if section.overlap:
+                    chance = overlap_chance(section.overlap.get("keep"))
+                    expected = f" = {chance:.3f}" if chance is not None else ""
                     body.append(
                         "<p class='answers'>Which units, then? The share of kept units two selectors have in common "
-                        "(1: the same units; a random pair at this budget shares about budget / (2 - budget)), per "
-                        f"layer, at keep {html.escape(str(section.overlap['budget']))} for seed "
+                        "(1: the same units; a random pair at this budget shares about budget / (2 - budget)"
+                        f"{expected}, the white middle of the colour scale: blue is less overlap than chance, red "
+                        f"more), per layer, at keep {html.escape(str(section.overlap['budget']))} for seed "
                         f"{section.overlap['seed']} (one seed).</p>"
                     )
                     body.append(_figure_html(_overlap(section), index))
                     index += 1
     for anchor, title, html_part in (
-        ("trained", "Trained models: how good are the base models and baselines?", _trained_table(records)),
+        ("trained", "Trained models: how good are the base models and baselines?", _trained_table(records, classes)),
         ("time", "Where did the time go?", _time_table(records)),
     ):
         toc.append((1, anchor, title))
@@ -604,9 +722,42 @@ def render_report(
         toc_html,
         f"<h2 id='glossary'>Glossary</h2><dl class='glossary'>{glossary}</dl><div style='clear:both'></div>",
         *body,
+        _OVERFLOW_SCRIPT,
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _chance_notes(section: Section) -> list[str]:
+    """Warnings of a section whose base model or some rows cannot be told from a guess (their 95% interval
+    holds the chance level)."""
+    if section.chance is None:
+        return []
+    level = f"({chance_text(section.chance)})"
+    notes = []
+    if section.base_at_chance:
+        notes.append(
+            f"<p class='warn'>&#9888; The base model barely works: its test accuracy interval holds the chance level "
+            f"{html.escape(level)}. Its compressions cannot lose what it never learned; read this section as a "
+            "check that the pipeline runs, not as a comparison of methods.</p>"
+        )
+    low = [e.label for e in section.entries if e.at_chance]
+    if low:
+        names = ", ".join(low[:8]) + (f" and {len(low) - 8} more" if len(low) > 8 else "")
+        notes.append(
+            f"<p class='warn'>&#9888; {len(low)} row{'s' if len(low) > 1 else ''} at chance {html.escape(level)}: "
+            f"{html.escape(names)}. Their intervals hold the accuracy of a guess (marked in the table).</p>"
+        )
+    return notes
+
+
+#: Marks tables wider than the page (class ``overflows``: a line above them says to scroll sideways), on load
+#: and on every resize.
+_OVERFLOW_SCRIPT = """<script>
+(function(){function mark(){document.querySelectorAll('.scroll').forEach(function(d){
+d.classList.toggle('overflows', d.scrollWidth > d.clientWidth + 1);});}
+window.addEventListener('load', mark); window.addEventListener('resize', mark);})();
+</script>"""
 
 
 def _toc(entries: list[tuple[int, str, str]]) -> str:
@@ -674,5 +825,7 @@ def write_report(
         if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != script:
             atomic_write_text(target, script)
     links = {"every run as CSV": csv_path.name, "every run as JSON (with the kept units)": json_path.name}
-    page = render_report(study, records, store_path, plans=plans, links=links, plotlyjs=plotlyjs)
+    page = render_report(
+        study, records, store_path, plans=plans, links=links, plotlyjs=plotlyjs, classes=class_counts(study)
+    )
     return atomic_write_text(out_path, page)

@@ -11,6 +11,10 @@ table: their "distinguishable" verdicts are Holm-corrected over all of them
 (:func:`~workbench.study.statistics.control`; :attr:`Section.multiplicity_note` says so in words). Entries are
 ranked on ``val_accuracy`` alone when some runs store it (entries without it are listed after, unranked:
 ``rank`` None), else, when no run has a val score, on test accuracy (and the report says so).
+
+Latency is one statistic everywhere: the median over seeds with its range (:class:`Spread`), measured at batch 1
+(:data:`LATENCY_BATCH`). Given the number of classes of each data set, a section knows its chance level (1 /
+classes) and which rows cannot be told from a guess (:func:`at_chance`: the 95% interval holds the chance level).
 """
 
 from __future__ import annotations
@@ -22,13 +26,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.study.statistics import Difference, Estimate, control, estimate, multiplicity_note, paired_difference
-from workbench.study.summary import Record, parse_reference, proportion_size, retraining_budget
+from workbench.study.summary import Record, parse_reference, proportion_size, retraining_budget, score_name
 
 #: Cost axes of the report (keys of :data:`workbench.viz.tradeoff_figures.COST_AXES`).
 COSTS = ("params", "macs", "stored_bytes", "latency_ms")
 
+#: Batch size of the stored ``latency_ms`` (one example input; ``latency_b64_ms`` is the batch of 64).
+LATENCY_BATCH = 1
+
 #: Relative spread of multiply-adds per parameter below which the multiply-adds axis repeats the parameter axis.
 SAME_AXIS_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A cost measured once per seed: ``n`` values, their median and their range (``low``, ``high``)."""
+
+    n: int
+    median: float
+    low: float
+    high: float
+
+
+def spread(values: list[float | None]) -> Spread | None:
+    """The :class:`Spread` of the finite ``values`` (None when there is none)."""
+    clean = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not clean:
+        return None
+    mid = len(clean) // 2
+    median = clean[mid] if len(clean) % 2 else (clean[mid - 1] + clean[mid]) / 2
+    return Spread(n=len(clean), median=median, low=clean[0], high=clean[-1])
+
+
+def latency_spread(runs: list[Record]) -> Spread | None:
+    """Median and range over ``runs`` (seeds) of the latency at batch :data:`LATENCY_BATCH`."""
+    return spread([r.metrics.get("latency_ms") for r in runs if r.status == "done"])
+
+
+def at_chance(est: Estimate | None, chance: float | None) -> bool:
+    """Whether the 95% interval of ``est`` holds the chance level (a single value: whether it is within 0.02 of
+    it): the score cannot be told from a guess."""
+    if est is None or chance is None or not est.n or est.mean is None:
+        return False
+    if est.low is None or est.high is None:
+        return abs(est.mean - chance) <= 0.02
+    return est.low <= chance <= est.high
 
 
 @dataclass
@@ -51,6 +93,8 @@ class Entry:
     seconds: float | None
     retraining: str
     rank: int | None = None  # set by build_sections: None when not ranked (no val score where the rest has one)
+    latency: Spread | None = None  # median and range over seeds at batch LATENCY_BATCH
+    at_chance: bool = False  # set by build_sections: the accuracy interval holds the chance level
 
     @property
     def label(self) -> str:
@@ -82,6 +126,24 @@ class Section:
     macs_repeat_params: bool = False
     class_iou: dict[str, Any] = field(default_factory=dict)  # segmentation: class_names and per-row mean IoU
     comparisons: int = 0  # paired differences with a p-value in the section's table (Holm-corrected together)
+    base_val: Estimate | None = None  # the base runs' val score, when they store one
+    base_latency: Spread | None = None
+    chance: float | None = None  # 1 / classes of a classification data set, when known
+    classes: int | None = None
+
+    @property
+    def base_at_chance(self) -> bool:
+        """The base model barely works: its accuracy interval holds the chance level."""
+        return at_chance(self.base, self.chance)
+
+    @property
+    def kept_uniform(self) -> bool:
+        """Every method kept one fraction of every layer at each budget: the kept-per-layer heatmap would only
+        repeat the budget."""
+        per_budget: dict[str, set[float]] = defaultdict(set)
+        for row in self.kept:
+            per_budget[str(row["budget"])].add(round(float(row["kept"]), 6))
+        return all(len(values) == 1 for values in per_budget.values())
 
     @property
     def multiplicity_note(self) -> str:
@@ -123,8 +185,13 @@ def run_costs(record: Record) -> dict[str, float]:
 
 
 def _mean_costs(runs: list[Record]) -> dict[str, float]:
+    """Mean costs over ``runs``, but latency as the median over seeds (:func:`latency_spread`): the statistic
+    every table and figure of the report gives."""
     per_run = [run_costs(r) for r in runs]
-    means = {key: _mean([c.get(key) for c in per_run]) for key in COSTS}
+    means = {key: _mean([c.get(key) for c in per_run]) for key in COSTS if key != "latency_ms"}
+    latency = latency_spread(runs)
+    if latency is not None:
+        means["latency_ms"] = latency.median
     return {key: value for key, value in means.items() if value is not None}
 
 
@@ -160,6 +227,7 @@ def _entry(
         costs=_mean_costs(done),
         seconds=_mean([r.seconds for r in done]),
         retraining=retraining_budget(done) if kind != "baseline" else "trained from scratch",
+        latency=latency_spread(done),
     )
 
 
@@ -205,8 +273,8 @@ def overlap_plans(records: list[Record], plans: Mapping[str, Any]) -> dict[str, 
     """The kept units of every selector on one base model, for the overlap figure: at the smallest budget (where
     selectors must disagree most), for the first seed that every selector finished.
 
-    Returns ``{"budget", "seed", "plans": {selector: {group: kept indices}}}``, or ``{}`` with fewer than two
-    selectors.
+    Returns ``{"budget", "keep" (the fraction), "seed", "plans": {selector: {group: kept indices}}}``, or ``{}``
+    with fewer than two selectors.
     """
     found: dict[tuple[str, int], dict[str, dict[str, list[int]]]] = defaultdict(dict)
     keeps: dict[str, float] = {}
@@ -223,7 +291,7 @@ def overlap_plans(records: list[Record], plans: Mapping[str, Any]) -> dict[str, 
     for budget in sorted(keeps, key=lambda b: keeps[b]):
         for (b, seed), chosen in sorted(found.items(), key=lambda item: item[0][1]):
             if b == budget and len(chosen) == len(selectors) >= 2:
-                return {"budget": budget, "seed": seed, "plans": chosen}
+                return {"budget": budget, "keep": keeps[budget], "seed": seed, "plans": chosen}
     return {}
 
 
@@ -273,8 +341,17 @@ def _control(entries: list[Entry]) -> int:
     return sum(1 for d in diffs if d is not None and d.p_value is not None)
 
 
-def build_sections(records: list[Record], plans: Mapping[str, Any], reference: str | None = None) -> list[Section]:
-    """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked."""
+def build_sections(
+    records: list[Record],
+    plans: Mapping[str, Any],
+    reference: str | None = None,
+    classes: Mapping[str, int] | None = None,
+) -> list[Section]:
+    """One :class:`Section` per base model (model, data) with compression or pipeline runs, entries ranked.
+
+    ``classes`` (data set name -> number of classes, classification only) gives each section its chance level
+    and marks the entries and base models whose interval holds it.
+    """
     ref_selector, ref_fuse = parse_reference(reference)
     bases = list(dict.fromkeys((r.model, r.data) for r in records if r.kind in ("compress", "pipeline")))
     sections = []
@@ -318,6 +395,11 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
         ranked_on = _rank(entries)
         comparisons = _control(entries)
         base_costs = _mean_costs(base_done)
+        n_classes = (classes or {}).get(data)
+        chance = 1.0 / n_classes if n_classes and score_name([*base_done, *mine]) == "accuracy" else None
+        for entry in entries:
+            entry.at_chance = at_chance(entry.accuracy, chance)
+        base_val = _values(base_done, "val_accuracy")
         points = [e.costs for e in entries if e.runs] + [base_costs]
         sections.append(
             Section(
@@ -333,6 +415,12 @@ def build_sections(records: list[Record], plans: Mapping[str, Any], reference: s
                 macs_repeat_params=_macs_repeat_params(points),
                 class_iou=class_iou_rows(base_done, entries),
                 comparisons=comparisons,
+                base_val=estimate(list(base_val.values()), n_test=proportion_size(base_done, "val_n"))
+                if base_val
+                else None,
+                base_latency=latency_spread(base_done),
+                chance=chance,
+                classes=n_classes if chance is not None else None,
             )
         )
     return sections

@@ -116,6 +116,9 @@ def layered_block_diagram(
     n_steps
         Colour / width steps of the edges (quantiles of the drawn weights; the colour bar gives their bounds).
 
+    The figure takes the width of its container (``autosize``); the y range reaches the highest arc, and each
+    block's unit count sits on a white label above the edges.
+
     Hover on a block gives its layer, size, kept units, within-block weight and its incoming and outgoing
     weight; hover on an edge's midpoint gives both blocks, the total and mean weight and the number of unit edges.
     The figure's ``layout.meta`` holds the blocks (``labels``, ``sizes``, ``columns``) and the drawn edges.
@@ -211,10 +214,7 @@ def layered_block_diagram(
             go.Scatter(
                 x=x[members],
                 y=y[members],
-                mode="markers+text",
-                text=[str(s) for s in q.sizes[members]],
-                textposition="middle right",
-                textfont={"size": 9, "color": "#333"},
+                mode="markers",
                 hovertext=list(hover[members]),
                 hoverinfo="text",
                 name=name,
@@ -239,6 +239,19 @@ def layered_block_diagram(
             )
         )
     fig = go.Figure(traces)
+    for i in range(q.n_blocks):  # unit counts above the edges, on a white label beside each block
+        fig.add_annotation(
+            x=x[i],
+            y=y[i],
+            text=str(q.sizes[i]),
+            showarrow=False,
+            xanchor="left",
+            xshift=scale[i] / 2 + 2,
+            font={"size": 10, "color": "#222"},
+            bgcolor="rgba(255,255,255,0.85)",
+            borderpad=1,
+        )
+    top = max([1.0, *(float(np.max(p[1])) for p in paths)]) + 0.2  # the highest arc, and room for its width
     n_labelled = sum(1 for lbl in q.labels if SEPARATOR in str(lbl))
     what = "one block per layer" if n_labelled == 0 else f"{q.n_blocks} blocks"
     shown = f"; the {max_edges} heaviest of {max_edges + left_out} block edges" if left_out else ""
@@ -253,10 +266,10 @@ def layered_block_diagram(
             "zeroline": False,
             "range": [-0.6, len(names) - 0.15],  # room for the last column's unit counts
         },
-        yaxis={"visible": False, "range": [-1.25, 1.25 + (0.4 if len(names) > 2 else 0.0)]},
+        yaxis={"visible": False, "range": [-1.25, max(1.25, top)], "fixedrange": False},
         plot_bgcolor="white",
         height=560,
-        width=max(700, min(1400, 90 * len(names) + 260)),
+        autosize=True,  # as wide as its container (a notebook cell, a page): no fixed width to cut off
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
         margin={"t": 110},
         meta={

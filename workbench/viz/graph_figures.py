@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from workbench.errors import ConfigError, GraphError
 from workbench.viz.edge_style import curve, edge_traces
-from workbench.viz.heatmap_style import block_strip_traces, square_layout, thinned_ticks
+from workbench.viz.heatmap_style import block_strip_traces, compact_z, square_layout, thinned_ticks, unit_pairs
 from workbench.viz.kept_units import check_groups, kept_units
 from workbench.viz.palette import categorical
 
@@ -152,16 +152,26 @@ def layered_unit_graph(
             )
     fig = go.Figure(traces)
     shown = f"{len(nodes)} of {graph.n_nodes} units: {rule}"
+    backward = int(np.sum(x[cols] <= x[rows]))
+    if title is None:
+        title = f"Unit graph ({norm} weights)<br><sup>{shown}"
+        if backward:
+            title += f"; {backward} edges run back to an earlier column (a residual stream) and loop around the ends"
+        title += "</sup>"
+    xs = np.concatenate([x, *(p[0] for p in paths)]) if paths else x
+    ys = np.concatenate([y, *(p[1] for p in paths)]) if paths else y
     fig.update_layout(
-        title={"text": title or f"Unit graph ({norm} weights; {shown})", "font": {"size": 14}},
+        title={"text": title, "font": {"size": 14}},
         xaxis={
             "tickmode": "array",
             "tickvals": list(range(len(columns))),
-            "ticktext": columns,
+            "ticktext": [f"{name} ({len(units[name])} shown)" for name in columns],
             "showgrid": False,
             "zeroline": False,
+            "range": [float(xs.min()) - 0.15, float(xs.max()) + 0.15],  # loops of backward edges stay in view
         },
-        yaxis={"visible": False},
+        yaxis={"visible": False, "range": [float(ys.min()) - 0.1, float(ys.max()) + 0.1]},
+        margin={"t": 90},
         plot_bgcolor="white",
         height=560,
         legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0.0},
@@ -334,7 +344,8 @@ def adjacency_heatmap(
 
     Nodes are sorted by block (stable, so the original order is kept inside a block); block boundaries
     are drawn as lines. ``matrix`` may be dense or scipy.sparse; larger than ``max_size`` on a side is refused
-    (summarize it with :func:`workbench.graph.quotient.quotient_graph` first).
+    (summarize it with :func:`workbench.graph.quotient.quotient_graph` first). Values go into the figure rounded
+    to three significant digits, as float32 (:func:`workbench.viz.heatmap_style.compact_z`).
     """
     import plotly.graph_objects as go
 
@@ -363,10 +374,10 @@ def adjacency_heatmap(
         z = np.log10(np.abs(z) + 1e-12 * (np.abs(z).max() or 1.0))
     fig = go.Figure(
         go.Heatmap(
-            z=z,
+            z=compact_z(z),
             colorscale="Viridis",
             hovertemplate="row unit %{customdata[0]}, column unit %{customdata[1]}<br>value %{z:.3g}<extra></extra>",
-            customdata=np.stack(np.broadcast_arrays(order_r[:, None], order_c[None, :]), axis=-1),
+            customdata=unit_pairs(order_r, order_c),
         )
     )
     for b in bounds:

@@ -10,6 +10,30 @@ from workbench.viz.palette import categorical
 
 MAX_TICKS = 12
 
+#: Significant digits of heatmap values written into a figure (its JSON carries every cell).
+Z_DIGITS = 3
+
+
+def compact_z(z: np.ndarray, digits: int = Z_DIGITS) -> np.ndarray:
+    """``z`` rounded to ``digits`` significant digits, as float32: a 300 x 300 heatmap then weighs a third of
+    its full-precision float64 copy in the figure's JSON, and no colour changes."""
+    values = np.asarray(z, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(
+            np.isfinite(values) & (values != 0), 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values)))), 1.0
+        )
+        rounded = np.where(np.isfinite(values), np.round(values * scale) / scale, values)
+    return rounded.astype(np.float32)
+
+
+def unit_pairs(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``customdata`` of a unit heatmap: (row unit, column unit) of every cell, in the smallest integer type
+    that holds them (int16 below 32768 units), so that the hover names units without a heavy figure."""
+    largest = max(int(np.max(rows, initial=0)), int(np.max(columns, initial=0)))
+    dtype = np.int16 if largest < 2**15 else np.int32
+    pairs = np.broadcast_arrays(np.asarray(rows)[:, None], np.asarray(columns)[None, :])
+    return np.stack(pairs, axis=-1).astype(dtype)
+
 
 def thinned_ticks(order: np.ndarray) -> dict[str, Any]:
     """At most ``MAX_TICKS`` evenly spaced ticks labelled with the unit index shown at that position."""

@@ -93,11 +93,53 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return len(np.intersect1d(a, b)) / union if union else 1.0
 
 
-def selection_overlap_figure(plans: Mapping[str, Any], title: str | None = None) -> go.Figure:
+#: Colours of the overlap scale anchored at chance: below chance, at chance, above it.
+OVERLAP_COLOURS = ("#2166ac", "#f7f7f7", "#b2182b")
+
+
+def overlap_colours(chance: float) -> dict[str, Any]:
+    """Heatmap settings that colour a Jaccard overlap by its ratio to ``chance`` (log2, diverging: white at
+    chance, blue below, red above, out to 1 and to ``chance`` squared), with a colour bar labelled in Jaccard
+    values and its chance tick named. The heatmap's ``z`` is then ``log2(J / chance)`` (see :func:`overlap_z`)."""
+    if not 0.0 < chance < 1.0:
+        raise ConfigError(f"the chance overlap is a fraction in (0, 1), got {chance!r}.")
+    top = float(np.log2(1.0 / chance))
+    ticks = [chance / 4, chance / 2, chance, 2 * chance, 4 * chance, 1.0]
+    ticks = [t for t in ticks if t <= 1.0 and (t == 1.0 or t <= 0.8) and abs(np.log2(t / chance)) <= top]
+    return {
+        "zmin": -top,
+        "zmax": top,
+        "colorscale": [[0.0, OVERLAP_COLOURS[0]], [0.5, OVERLAP_COLOURS[1]], [1.0, OVERLAP_COLOURS[2]]],
+        "colorbar": {
+            "title": {"text": "Jaccard<br>(log scale,<br>white: chance)", "side": "right"},
+            "tickvals": [float(np.log2(t / chance)) for t in ticks],
+            "ticktext": [f"{t:.2g}" + (" chance" if t == chance else "") for t in ticks],
+        },
+    }
+
+
+def overlap_z(jaccard_values: np.ndarray, chance: float) -> np.ndarray:
+    """``log2(J / chance)`` clipped to the scale of :func:`overlap_colours` (J = 0 at its bottom; NaN kept)."""
+    top = float(np.log2(1.0 / chance))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log2(np.asarray(jaccard_values, dtype=float) / chance)
+    return np.where(np.isnan(z), np.nan, np.clip(z, -top, top))
+
+
+def selection_overlap_figure(
+    plans: Mapping[str, Any], title: str | None = None, chance: float | None = None
+) -> go.Figure:
     """Jaccard overlap of the kept units of every pair of selectors, per layer (group), as a heatmap.
 
     Rows are selector pairs, columns the groups both plans cover, and the last column the mean over
     those groups; hover gives the kept counts and the size of the intersection.
+
+    Parameters
+    ----------
+    chance
+        The overlap two random selections have (``keep / (2 - keep)`` at a kept fraction ``keep``): the colour
+        scale is anchored there (:func:`overlap_colours`), so that pairs near chance read white, below blue and
+        above red, however small the values; cells still show the Jaccard value. Without it, 0 to 1 in Viridis.
     """
     import plotly.graph_objects as go
 
@@ -120,18 +162,28 @@ def selection_overlap_figure(plans: Mapping[str, Any], title: str | None = None)
     ticks, with_text = layer_columns([*groups, "mean"])
     if ticks and "mean" not in ticks["tickvals"]:
         ticks = {**ticks, "tickvals": [*ticks["tickvals"], "mean"], "ticktext": [*ticks["ticktext"], "mean"]}
+    if chance is None:
+        colours: dict[str, Any] = {
+            "zmin": 0,
+            "zmax": 1,
+            "colorscale": "Viridis",
+            "colorbar": {"title": {"text": "Jaccard", "side": "right"}},
+        }
+        shown = z
+    else:
+        colours, shown = overlap_colours(chance), overlap_z(z, chance)
     fig = go.Figure(
         go.Heatmap(
-            z=z,
+            z=shown,
             x=groups + ["mean"],
             y=[f"{p} / {q}" for p, q in pairs],
-            text=text,
-            zmin=0,
-            zmax=1,
-            colorscale="Viridis",
-            colorbar={"title": {"text": "Jaccard", "side": "right"}},
-            texttemplate="%{z:.2f}" if with_text else "",
-            hovertemplate="%{y}<br>%{x}: Jaccard %{z:.2f}<br>%{text}<extra></extra>",
+            text=[["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z],
+            customdata=text,
+            texttemplate="%{text}" if with_text else "",
+            hovertemplate="%{y}<br>%{x}: Jaccard %{text}"
+            + ("" if chance is None else f" (chance {chance:.3f})")
+            + "<br>%{customdata}<extra></extra>",
+            **colours,
         )
     )
     fig.update_layout(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ConfigError
-from workbench.viz.heatmap_style import block_strip_traces, square_layout
+from workbench.viz.heatmap_style import block_strip_traces, compact_z, square_layout, unit_pairs
 from workbench.viz.palette import categorical
 
 KEPT_SYMBOL = "diamond"
@@ -138,7 +138,8 @@ def kernel_heatmap(
 
     Cells are square, at most a dozen ticks name the units at their positions, blocks are marked by a
     colour strip along both axes (colours as in :func:`embedding_scatter`), and the colour bar is titled
-    ``colorbar_title``. The heatmap's ``z`` is ``kernel[order][:, order]`` with ``order = block_order(labels, n)``.
+    ``colorbar_title``. The heatmap's ``z`` is ``kernel[order][:, order]`` with ``order = block_order(labels, n)``,
+    rounded to three significant digits (float32: :func:`workbench.viz.heatmap_style.compact_z`).
     """
     import plotly.graph_objects as go
 
@@ -148,14 +149,13 @@ def kernel_heatmap(
     n = k.shape[0]
     labels, kept = _labels_and_keep(n, labels, keep)
     order = block_order(labels, n)
-    z = k[np.ix_(order, order)]
-    units = np.broadcast_arrays(order[:, None], order[None, :])
+    z = compact_z(k[np.ix_(order, order)])
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=np.arange(n),
             y=np.arange(n),
-            customdata=np.stack(units, axis=-1),
+            customdata=unit_pairs(order, order),
             colorscale="Viridis",
             hovertemplate="unit %{customdata[0]} / unit %{customdata[1]}<br>similarity %{z:.3f}<extra></extra>",
             name="kernel",

@@ -1,12 +1,15 @@
 """Accuracy against cost for every method on one base model: one figure, a cost axis chosen from a dropdown.
 
 Each point is one method at one budget (a selector with its fusion mode, a compression pipeline, a baseline
-architecture) with its accuracy interval (95%). The figure draws the Pareto front on the chosen axis, the base
+architecture) with its accuracy interval (95%), drawn at its true cost: points that share a cost overlap, and the
+hover text of each lists every point at that cost. A cost measured with a spread over seeds (latency) carries
+a horizontal error bar (its range). The figure draws the Pareto front on the chosen axis, the base
 model's accuracy as a line, and the test set's noise floor as a band on the same 95% scale as the error bars:
 the Wilson interval of an accuracy at the base accuracy on ``n_test`` samples. A method outside the band
 differs from the base by more than the test set's sampling error of one accuracy; one inside cannot be told
 from the base by a test set of this size. The band leaves out seed-to-seed spread: the error bars carry it, and
-the paired differences of the report's table give the verdict.
+the paired differences of the report's table give the verdict. Given the chance level (1 / classes), a dotted
+red line marks it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ COST_AXES = {
     "params": "parameters",
     "macs": "multiply-adds per input",
     "stored_bytes": "stored bytes",
-    "latency_ms": "latency per batch (ms, CPU)",
+    "latency_ms": "latency at batch 1 (ms, CPU)",
 }
+
+#: Tick format per cost axis: SI prefixes for counts and bytes, plain numbers for milliseconds (an SI prefix
+#: on a value already in ms would read 30m for 0.03 ms).
+TICK_FORMATS = {"params": "~s", "macs": "~s", "stored_bytes": "~s", "latency_ms": "~g"}
 
 #: Marker symbol per fusion mode (selector runs) and per kind of method.
 FUSE_SYMBOLS = {"drop": "circle", "merge": "diamond", "lsq": "square"}
@@ -142,6 +149,7 @@ def tradeoff_figure(
     order: Sequence[str] = (),
     accuracy_label: str = "test accuracy",
     title: str = "Accuracy against cost",
+    chance: float | None = None,
 ) -> Any:
     """Every method's accuracy against a cost the reader chooses (a dropdown over ``axes``).
 
@@ -152,7 +160,8 @@ def tradeoff_figure(
         ``kind`` (``"selector"``, ``"pipeline"``, ``"baseline"``), ``accuracy`` (mean, or the single seed's
         value), ``costs`` (axis key of :data:`COST_AXES` -> value); optionally ``fuse`` (marker symbol),
         ``low``/``high`` (95% interval: error bars), ``n`` (seeds; one seed draws an open marker),
-        ``params`` (marker area) and ``label`` (hover text).
+        ``params`` (marker area), ``label`` (hover text) and ``cost_ranges`` (axis key -> ``(low, high)``:
+        a horizontal error bar on that axis, e.g. the range of latency over seeds).
     base
         The uncompressed model: ``accuracy``, ``costs`` and optionally ``low``/``high``/``n``/``params``.
         Drawn as a point and a horizontal line.
@@ -168,6 +177,8 @@ def tradeoff_figure(
     order
         Names in the order they take colours (selectors, then the rest), so that a name keeps its colour
         in every figure drawn with the same ``order``; names not in it follow in order of appearance.
+    chance
+        The score of a guess (1 / classes for accuracy): drawn as a dotted red line, labelled.
 
     Raises
     ------
@@ -197,22 +208,21 @@ def tradeoff_figure(
         palette = _SELECTOR_COLORS if kind == "selector" else _OTHER_COLORS
         colors[(kind, name)] = palette[slot % len(palette)]
 
-    shown = {axis: dodge(everything, axis) for axis in used}
     traces_x: list[dict[str, list[Any]]] = []  # per trace: axis -> x values
+    traces_text: list[dict[str, list[str]]] = []  # per trace: axis -> hover texts
+    traces_error: list[dict[str, dict[str, Any]]] = []  # per trace: axis -> horizontal error bars
     kinds_seen = []
     for (kind, name), items in names.items():
         first_of_kind = kind not in kinds_seen
         kinds_seen.append(kind)
-        hover = [
-            f"<b>{p.get('label', name)}</b><br>{accuracy_label}: {_interval_text(p)}"
-            + "".join(f"<br>{COST_AXES[a]}: {_short(p['costs'].get(a), a)}" for a in used)
-            for p in items
-        ]
+        hover = {a: [_hover(p, everything, a, used, accuracy_label) for p in items] for a in used}
+        error_x = {a: _cost_errors(items, a, colors[(kind, name)]) for a in used}
         fig.add_trace(
             go.Scatter(
-                x=[shown[used[0]][id(p)] for p in items],
+                x=[p["costs"].get(used[0]) for p in items],
                 y=[p["accuracy"] for p in items],
                 error_y={**_errors(items), "color": colors[(kind, name)]},
+                error_x=error_x[used[0]],
                 mode="markers",
                 name=str(name),
                 legendgroup=kind,
@@ -224,12 +234,14 @@ def tradeoff_figure(
                     "opacity": 0.85,
                     "line": {"width": 1.5, "color": colors[(kind, name)]},
                 },
-                text=hover,
+                text=hover[used[0]],
                 hovertemplate="%{text}<extra></extra>",
                 cliponaxis=False,
             )
         )
-        traces_x.append({a: [shown[a][id(p)] for p in items] for a in used})
+        traces_x.append({a: [p["costs"].get(a) for p in items] for a in used})
+        traces_text.append(hover)
+        traces_error.append(error_x)
 
     fuses = sorted(
         {p["fuse"] for p in points if p["kind"] == "selector" and p.get("fuse")},
@@ -249,25 +261,32 @@ def tradeoff_figure(
             )
         )
         traces_x.append({a: [None] for a in used})
+        traces_text.append({a: [""] for a in used})
+        traces_error.append({a: {"visible": False} for a in used})
 
     shapes, annotations = [], []
     if base is not None:
+        base_hover = {a: [_hover(base, everything, a, used, accuracy_label, "base model")] for a in used}
+        base_error = {a: _cost_errors([base], a, "black") for a in used}
         fig.add_trace(
             go.Scatter(
-                x=[shown[used[0]][id(base)]],
+                x=[base["costs"].get(used[0])],
                 y=[base["accuracy"]],
                 error_y=_errors([base]),
+                error_x=base_error[used[0]],
                 mode="markers",
                 name="base model (unpruned)",
                 legendgroup="reference",
                 legendgrouptitle_text="reference",
                 marker={"symbol": "x", "size": 12, "color": "black"},
-                text=[f"<b>base model</b><br>{accuracy_label}: {_interval_text(base)}"],
+                text=base_hover[used[0]],
                 hovertemplate="%{text}<extra></extra>",
                 cliponaxis=False,
             )
         )
-        traces_x.append({a: [shown[a][id(base)]] for a in used})
+        traces_x.append({a: [base["costs"].get(a)] for a in used})
+        traces_text.append(base_hover)
+        traces_error.append(base_error)
         shapes.append(_hline(base["accuracy"], dash="dash", color="black"))
         if n_test:
             floor = noise_floor(base["accuracy"], n_test)
@@ -301,6 +320,29 @@ def tradeoff_figure(
                 }
             )
 
+    if chance is not None:
+        shapes.append(
+            {**_hline(chance, dash="dot", color="#c0392b"), "line": {"dash": "dot", "color": "#c0392b", "width": 1.5}}
+        )
+        annotations.append(
+            {
+                "xref": "paper",
+                "x": 1.0,
+                "y": chance,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": 11, "color": "#c0392b"},
+                "text": f"chance level {chance:.3f}: a guess scores this",
+            }
+        )
+        fig.add_trace(  # the y axis reaches the chance line even when every point lies far above it
+            go.Scatter(x=[None], y=[chance], mode="markers", showlegend=False, hoverinfo="skip", marker={"opacity": 0})
+        )
+        traces_x.append({a: [None] for a in used})
+        traces_text.append({a: [""] for a in used})
+        traces_error.append({a: {"visible": False} for a in used})
+
     n_data = len(fig.data)
     fronts = []
     for axis in used:
@@ -322,12 +364,17 @@ def tradeoff_figure(
     buttons = []
     for i, axis in enumerate(used):
         xs = [tx[axis] for tx in traces_x] + [list(fig.data[f].x) for f in fronts]
+        texts = [tt[axis] for tt in traces_text] + [None] * len(fronts)
+        errors = [te[axis] for te in traces_error] + [{"visible": False}] * len(fronts)
         visible = [True] * n_data + [j == i for j in range(len(used))]
         buttons.append(
             {
                 "label": COST_AXES[axis],
                 "method": "update",
-                "args": [{"x": xs, "visible": visible}, {"xaxis.title.text": f"{COST_AXES[axis]} (log scale)"}],
+                "args": [
+                    {"x": xs, "visible": visible, "text": texts, "error_x": errors},
+                    {"xaxis.title.text": _axis_title(axis), "xaxis.tickformat": TICK_FORMATS[axis]},
+                ],
             }
         )
     entries = len(names) + len(fuses) + 2 + len(set(kinds_seen)) + 2
@@ -339,7 +386,7 @@ def tradeoff_figure(
         shapes=shapes,
         annotations=annotations,
         legend={"tracegroupgap": 8, "groupclick": "toggleitem", "itemsizing": "constant"},
-        updatemenus=_zoom_menu(everything, base, score)
+        updatemenus=_zoom_menu(everything, base, score, chance)
         + [
             {
                 "buttons": buttons,
@@ -355,34 +402,68 @@ def tradeoff_figure(
         if len(used) > 1
         else [],
     )
-    fig.update_xaxes(type="log", title_text=f"{COST_AXES[used[0]]} (log scale)", tickformat="~s")
+    fig.update_xaxes(type="log", title_text=_axis_title(used[0]), tickformat=TICK_FORMATS[used[0]])
     fig.update_yaxes(title_text=accuracy_label, tickformat=".3f")
     return fig
 
 
-#: Relative sideways shift between points that share a cost (see :func:`dodge`).
-DODGE = 0.02
+#: Costs that agree within this relative tolerance are "the same cost" in the hover listing.
+SAME_COST = 0.005
 
 
-def dodge(points: Sequence[Mapping[str, Any]], axis: str) -> dict[int, float | None]:
-    """Drawn x per point (keyed by ``id``): points whose cost on ``axis`` agrees within 0.5% are spread
-    sideways by a factor of ``1 + DODGE`` each (a log axis), in order, so that their error bars stay apart;
-    hover texts give the true cost."""
-    drawn: dict[int, float | None] = {}
-    clusters: list[list[Mapping[str, Any]]] = []
-    for point in sorted((p for p in points if p["costs"].get(axis) is not None), key=lambda p: float(p["costs"][axis])):
-        x = float(point["costs"][axis])
-        if clusters and x <= float(clusters[-1][0]["costs"][axis]) * 1.005:
-            clusters[-1].append(point)
-        else:
-            clusters.append([point])
-    for cluster in clusters:
-        centre = float(cluster[0]["costs"][axis])
-        for k, point in enumerate(cluster):
-            drawn[id(point)] = centre * (1.0 + DODGE) ** (k - (len(cluster) - 1) / 2)
-    for point in points:
-        drawn.setdefault(id(point), None)
-    return drawn
+def _axis_title(axis: str) -> str:
+    return f"{COST_AXES[axis]} (log scale; points sharing a cost overlap, hover lists them)"
+
+
+def shared_cost(points: Sequence[Mapping[str, Any]], point: Mapping[str, Any], axis: str) -> list[Mapping[str, Any]]:
+    """The points of ``points`` (``point`` included) whose cost on ``axis`` agrees with ``point``'s within
+    :data:`SAME_COST`, by accuracy, highest first: the points drawn on top of one another."""
+    x = point["costs"].get(axis)
+    if x is None:
+        return [point]
+    same = [p for p in points if (c := p["costs"].get(axis)) is not None and abs(c - x) <= SAME_COST * abs(x)]
+    return sorted(same, key=lambda p: -p["accuracy"])
+
+
+def _hover(
+    point: Mapping[str, Any],
+    points: Sequence[Mapping[str, Any]],
+    axis: str,
+    used: Sequence[str],
+    accuracy_label: str,
+    label: str | None = None,
+) -> str:
+    """Hover text of ``point`` on ``axis``: its interval and costs, and every other point drawn at its cost."""
+    name = label or point.get("label", point.get("name"))
+    text = f"<b>{name}</b><br>{accuracy_label}: {_interval_text(point)}"
+    for a in used:
+        low, high = (point.get("cost_ranges") or {}).get(a, (None, None))
+        spread = f" (range {_short(low, a)} to {_short(high, a)})" if low is not None and high is not None else ""
+        text += f"<br>{COST_AXES[a]}: {_short(point['costs'].get(a), a)}{spread}"
+    others = [p for p in shared_cost(points, point, axis) if p is not point]
+    if others:
+        lines = "".join(f"<br>  {p.get('label', p.get('name'))}: {p['accuracy']:.4f}" for p in others)
+        text += f"<br><i>also at this cost ({len(others)}):</i>{lines}"
+    return text
+
+
+def _cost_errors(points: Sequence[Mapping[str, Any]], axis: str, color: str) -> dict[str, Any]:
+    """Horizontal error bars of ``points`` on ``axis`` from their ``cost_ranges`` (invisible without one)."""
+    ranges = [(p.get("cost_ranges") or {}).get(axis) for p in points]
+    if not any(r is not None for r in ranges):
+        return {"visible": False}
+    xs = [p["costs"].get(axis) for p in points]
+    plus = [None if r is None or x is None else max(r[1] - x, 0.0) for r, x in zip(ranges, xs)]
+    minus = [None if r is None or x is None else max(x - r[0], 0.0) for r, x in zip(ranges, xs)]
+    return {
+        "type": "data",
+        "array": plus,
+        "arrayminus": minus,
+        "visible": True,
+        "thickness": 1.0,
+        "width": 2,
+        "color": color,
+    }
 
 
 #: Accuracy points around the base accuracy shown by the "near the base" zoom.
@@ -390,14 +471,18 @@ NEAR_BASE = 0.05
 
 
 def _zoom_menu(
-    points: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None, score: str = "accuracy"
+    points: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Any] | None,
+    score: str = "accuracy",
+    chance: float | None = None,
 ) -> list[dict[str, Any]]:
-    """A second menu: the ``score`` axis over every point, or within :data:`NEAR_BASE` of the base score
-    (offered when some point lies farther from it)."""
+    """A second menu: the ``score`` axis over every point (and the chance level), or within :data:`NEAR_BASE`
+    of the base score (offered when some point lies farther from it)."""
     if base is None:
         return []
-    lows = [p.get("low", p["accuracy"]) if p.get("low") is not None else p["accuracy"] for p in points]
-    highs = [p.get("high") if p.get("high") is not None else p["accuracy"] for p in points]
+    extra = [] if chance is None else [chance]
+    lows = [p.get("low", p["accuracy"]) if p.get("low") is not None else p["accuracy"] for p in points] + extra
+    highs = [p.get("high") if p.get("high") is not None else p["accuracy"] for p in points] + extra
     low, high = min(lows), max(highs)
     near = (max(base["accuracy"] - NEAR_BASE, 0.0), min(base["accuracy"] + NEAR_BASE / 2, 1.0))
     if low >= near[0]:
