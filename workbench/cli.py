@@ -218,15 +218,36 @@ def _check_batch(batch_size: int) -> None:
         raise ConfigError(f"--batch-size must be a positive number of samples, got {batch_size}.")
 
 
+def _compress_budget(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The budget of ``workbench compress``: None for ``--keep``, else ``--macs``, ``--params`` or ``--latency`` with
+    ``--scope``, ``--min-keep`` and ``--latency-batch`` (:func:`workbench.surgery.budgets.check_budget`)."""
+    target = next((key for key in ("macs", "params", "latency") if getattr(args, key) is not None), None)
+    options = {"scope": args.scope, "min_keep": args.min_keep, "batch": args.latency_batch}
+    given = {key: value for key, value in options.items() if value is not None}
+    if target is None:
+        if given:
+            names = {"scope": "--scope", "min_keep": "--min-keep", "batch": "--latency-batch"}
+            flags = ", ".join(names[key] for key in given)
+            verb = "goes" if len(given) == 1 else "go"
+            raise ConfigError(f"{flags} {verb} with a budget by cost: add --macs, --params or --latency.")
+        return None
+    if "batch" in given and target != "latency":
+        raise ConfigError("--latency-batch is the batch --latency is timed at; it does not go with --macs or --params.")
+    return {target: getattr(args, target), **given}
+
+
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.checkpoints import load_checkpoint
     from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
 
+    budget = _compress_budget(args)
+    keep = None if budget is not None else (0.5 if args.keep is None else args.keep)
+    label = f"{keep:g}" if budget is None else "-".join(f"{k}{v:g}" if k != "scope" else v for k, v in budget.items())
     out = _check_out(
         args.out
-        or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{args.keep:g}-{args.fuse}.pt")
+        or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{label}-{args.fuse}.pt")
     )
     model, meta = load_checkpoint(args.checkpoint)
     data = args.data or meta.get("data")
@@ -238,7 +259,8 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         model,
         method=args.method,
         selector_params=parse_model_args(extra),
-        keep=args.keep,
+        keep=keep,
+        budget=budget,
         fuse=args.fuse,
         source=args.source,
         train=train,
@@ -247,6 +269,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         random_state=args.seed,
         quiet=args.quiet,
         round_to=args.round_to,
+        fuse_options={"repair": args.repair, "merge_threshold": args.merge_threshold},
     )
     out, note = _save(
         out,
@@ -256,7 +279,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
             "data": data,
             "compressed": {
                 "method": args.method,
-                "keep": args.keep,
+                **({"keep": keep} if budget is None else {"budget": result.budget}),
                 "fuse": args.fuse,
                 "finetune": args.finetune,
                 **({"round_to": args.round_to} if args.round_to else {}),
@@ -267,7 +290,12 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     )
     rows = [{"model": "before", **result.before}, {"model": "after", **result.after}]
     payload = {"checkpoint": str(out), "before": result.before, "after": result.after, "notes": result.notes}
-    _emit(args, payload, "\n".join([format_table(rows), *result.notes, f"written: {out}"]))
+    reached = []
+    if budget is not None:
+        payload["budget"] = result.budget
+        target = next(iter(budget))
+        reached = [f"{target}: target {budget[target]:g}, reached {result.budget['reached']:.3f}"]
+    _emit(args, payload, "\n".join([format_table(rows), *reached, *result.notes, f"written: {out}"]))
     if note:
         print(f"error: {note}", file=sys.stderr)
     return 1 if note else 0
@@ -462,12 +490,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="magnitude",
         help="selector name (random, magnitude, activation, sbm, spectral, leiden, dpp, submodular)",
     )
-    p.add_argument("--keep", type=float, default=0.5, help="fraction of each group's units kept")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--keep", type=float, default=None, help="fraction of each group's units kept (default 0.5)")
+    target.add_argument("--macs", type=float, metavar="SHARE", help="keep this share of the multiply-adds instead")
+    target.add_argument("--params", type=float, metavar="SHARE", help="keep this share of the parameters instead")
+    target.add_argument(
+        "--latency", type=float, metavar="SHARE", help="this share of the CPU latency (timed rebuilds) instead"
+    )
+    p.add_argument(
+        "--scope", choices=["uniform", "global"], help="with --macs/--params/--latency: one fraction, or one scale"
+    )
+    p.add_argument("--min-keep", type=float, metavar="FRACTION", help="with --scope global: least kept per group")
+    p.add_argument("--latency-batch", type=int, metavar="N", help="with --latency: the batch timed (default 64)")
     p.add_argument(
         "--round-to", type=int, default=None, metavar="N", help="keep a multiple of N units per group (e.g. 8)"
     )
     p.add_argument(
-        "--fuse", default="drop", choices=["drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq"]
+        "--fuse",
+        default="drop",
+        choices=["drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq"],
+    )
+    p.add_argument(
+        "--repair", choices=["batches"], help="REPAIR after the fusion: kept units rescaled to their statistics"
+    )
+    p.add_argument(
+        "--merge-threshold", type=float, default=0.0, help="with --fuse neuron-merging: least cosine similarity merged"
     )
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tuning epochs after the rebuild")
     p.add_argument(

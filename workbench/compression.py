@@ -154,6 +154,10 @@ class CompressionResult:
     notes
         The plan's :class:`~workbench.errors.PlanWarning` and the selector's
         :class:`~workbench.errors.SelectionWarning` messages (groups left out of the plan, fallbacks used).
+    budget
+        The budget compressed to (:func:`workbench.surgery.budgets.check_budget` form); for a cost or latency
+        target also ``reached``, the result's share of the base's multiply-adds or parameters (profiled) or
+        latency (median ratio over rounds; ``measured`` holds the spread and the timings).
     """
 
     model: nn.Module
@@ -165,6 +169,7 @@ class CompressionResult:
     retrain_samples: int = 0
     teacher: str = "none"
     notes: list[str] = field(default_factory=list)
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 def scores(model: nn.Module, test: Any) -> dict[str, float]:
@@ -193,10 +198,15 @@ def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, lis
     """:func:`workbench.surgery.plan_from` and its plan and selection warnings as notes (other warnings go on)."""
     from workbench.surgery import plan_from
 
+    return _with_notes(plan_from, graph, selector, **kwargs)
+
+
+def _with_notes(function: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """``function(*args, **kwargs)`` and the plan and selection warnings it gave, as notes (other warnings go on)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PlanWarning)
         warnings.simplefilter("always", SelectionWarning)
-        plan = plan_from(graph, selector, **kwargs)
+        plan = function(*args, **kwargs)
     notes = []
     for w in caught:
         if issubclass(w.category, (PlanWarning, SelectionWarning)):
@@ -207,7 +217,15 @@ def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, lis
 
 
 def _sequential_plan(
-    model: nn.Module, graph: Any, selector: Any, *, fuse: str, train: Any, random_state: int, **plan_kwargs: Any
+    model: nn.Module,
+    graph: Any,
+    selector: Any,
+    *,
+    fuse: str,
+    train: Any,
+    random_state: int,
+    fusing: Mapping[str, Any] | None = None,
+    **plan_kwargs: Any,
 ) -> tuple[nn.Module, Any, list[str]]:
     """Select and rebuild one group at a time, in network order, each on the network rebuilt for the groups
     before it (Mariet & Sra 2016); returns the rebuilt network, the plan of all groups and the notes.
@@ -220,14 +238,7 @@ def _sequential_plan(
     from workbench.surgery.slicing import group_order
 
     unsupported = unrebuildable_groups(graph)
-    notes = (
-        [
-            "left out of the plan, as surgery cannot rebuild them: "
-            + "; ".join(f"{n!r} ({r})" for n, r in unsupported.items())
-        ]
-        if unsupported
-        else []
-    )
+    notes = _unsupported_notes(graph)
     order = group_order(graph)
     names = sorted((g.name for g in graph.prunable_groups() if g.name not in unsupported), key=order.__getitem__)
     current, selections = model, {}
@@ -237,10 +248,77 @@ def _sequential_plan(
         step, step_notes = _plan_with_notes(graph, selector, groups=[name], **plan_kwargs)
         step = _applied_plan(current, step, graph, fuse)
         notes.extend(step_notes)
-        current = apply(current, step, fuse=fuse, graph=graph, data=train, random_state=random_state)
+        current = apply(
+            current, step, fuse=fuse, graph=graph, data=train, random_state=random_state, **dict(fusing or {})
+        )
         selections[name] = step[name]
     meta = {**(step.meta if names else {}), "sequential": True}
     return current, Plan(selections=selections, meta=meta), notes
+
+
+def _unsupported_notes(graph: Any) -> list[str]:
+    """The note naming the prunable groups surgery cannot rebuild (left out of every plan), if any."""
+    from workbench.surgery.plan_builder import unrebuildable_groups
+
+    unsupported = unrebuildable_groups(graph)
+    if not unsupported:
+        return []
+    return [
+        "left out of the plan, as surgery cannot rebuild them: "
+        + "; ".join(f"{n!r} ({r})" for n, r in unsupported.items())
+    ]
+
+
+def _budget_fractions(
+    model: nn.Module, graph: Any, budget: dict[str, Any]
+) -> tuple[dict[str, float], list[str], dict[str, Any]]:
+    """Per-group kept fractions that meet a cost or latency ``budget`` (:func:`workbench.surgery.budgets.check_budget`
+    form), the notes of the search, and what to add to the budget's record (a latency search's steps,
+    ``(parameter, share of units kept, ratio)``)."""
+    from workbench.surgery.budgets import COSTS, budget_target, cost_fractions, latency_fractions
+
+    target = budget_target(budget)
+    options = {"scope": budget["scope"], "min_keep": budget["min_keep"], "tolerance": budget["tolerance"]}
+    if target in COSTS:
+        fractions, notes = _with_notes(cost_fractions, graph, budget[target], cost=target, **options)
+        return fractions, notes, {}
+    fit, notes = _with_notes(latency_fractions, model, graph, budget[target], batch=budget["batch"], **options)
+    return fit.fractions, notes, {"search": [list(step) for step in fit.steps]}
+
+
+def _reached(
+    model: nn.Module,
+    smaller: nn.Module,
+    budget: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    example_input: torch.Tensor,
+) -> dict[str, Any]:
+    """What a cost or latency budget reached: the result's share of the base's multiply-adds or parameters (as
+    profiled), or its :func:`workbench.surgery.budgets.latency_ratio` (median over rounds, with the spread)."""
+    from workbench.surgery.budgets import COSTS, budget_target, latency_ratio
+
+    target = budget_target(budget)
+    if target in COSTS:
+        return {"reached": float(after[target]) / max(float(before[target]), 1e-12)}
+    measured = latency_ratio(model, smaller, example_input, batch=budget["batch"], rounds=5)
+    return {"reached": measured.ratio, "measured": measured.as_dict()}
+
+
+def _resolve_budget(
+    keep: float | None, per_layer: Mapping[str, float] | None, budget: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The one budget of :func:`compress`: ``keep`` and ``per_layer``, or ``budget`` (checked), not both."""
+    from workbench.surgery.budgets import check_budget
+
+    if budget is None:
+        return check_budget({"keep": 0.5 if keep is None else keep, "per_layer": dict(per_layer or {})})
+    if keep is not None or per_layer:
+        raise ConfigError(
+            f"give keep= (and per_layer=) or budget=, not both (got keep={keep!r} and budget={dict(budget)!r}); "
+            "a budget such as {'macs': 0.5} chooses the kept fractions itself."
+        )
+    return check_budget(budget)
 
 
 def _applied_plan(model: nn.Module, plan: Any, graph: Any, fuse: str) -> Any:
@@ -269,8 +347,9 @@ def compress(
     *,
     method: str = "magnitude",
     selector_params: Mapping[str, Any] | None = None,
-    keep: float = 0.5,
+    keep: float | None = None,
     per_layer: Mapping[str, float] | None = None,
+    budget: Mapping[str, Any] | None = None,
     fuse: str = "drop",
     source: str = "weights",
     sequential: bool = False,
@@ -284,6 +363,7 @@ def compress(
     quiet: bool = True,
     example_input: torch.Tensor | None = None,
     round_to: int | None = None,
+    fuse_options: Mapping[str, Any] | None = None,
 ) -> CompressionResult:
     """Select units with selector ``method`` in every group surgery can rebuild, rebuild, retrain, measure.
 
@@ -294,7 +374,15 @@ def compress(
     method, selector_params
         Selector name and its parameters (:func:`workbench.select.get_selector`).
     keep, per_layer
-        Fraction of each group's units kept; group name -> fraction, for the groups that differ.
+        Fraction of each group's units kept (default 0.5); group name -> fraction, for the groups that differ.
+    budget
+        Instead of ``keep``: a target share of the base's cost (:func:`workbench.surgery.budgets.check_budget`),
+        ``{"macs": 0.5}``, ``{"params": 0.33, "scope": "global", "min_keep": 0.1}`` (predicted per-group fractions,
+        :func:`workbench.surgery.budgets.cost_fractions`) or ``{"latency": 0.5, "batch": 64}`` (CPU latency at that
+        batch, found by timed rebuilds, :func:`workbench.surgery.budgets.latency_fractions`); ``{"keep": 0.5,
+        "per_layer": {...}}`` is the same as ``keep``. The fractions are chosen on ``model`` (with ``sequential``
+        too: each group is then rebuilt at its fraction in turn); :attr:`CompressionResult.budget` records the
+        target and the share reached.
     fuse
         A :data:`workbench.surgery.FUSE_MODES` name: ``"drop"``, ``"merge"``, ``"lsq"`` (fits on ``train``),
         or graph summarization with a partition selector: ``"summarize"``, ``"summarize-medoid"``,
@@ -322,28 +410,48 @@ def compress(
     round_to
         Keep a multiple of this many units in every group (hardware-friendly widths; see
         :func:`workbench.surgery.plan_from`).
+    fuse_options
+        More options of :func:`workbench.surgery.apply`: ``{"repair": "batches"}`` (REPAIR on ``train``),
+        ``{"merge_threshold": 0.3}`` for ``fuse="neuron-merging"``.
     """
     from workbench.graph import from_model
     from workbench.select import get_selector
     from workbench.surgery import apply
+    from workbench.surgery.budgets import budget_target
 
     retrain = retrain or Retraining(method="none")
+    budget = _resolve_budget(keep, per_layer, budget)
+    by_cost = budget_target(budget) != "keep"
     if example_input is None:
         example_input = example_batch(model, 2)
     graph = from_model(model, example_input)
-    selector = get_selector(method, budget=keep, random_state=random_state, **dict(selector_params or {}))
-    plan_kwargs = {"keep": keep, "per_layer": per_layer, "source": source, "round_to": round_to}
-    plan_kwargs["data"] = train if source != "weights" else None
+    notes: list[str] = []
+    if by_cost:
+        fractions, notes, search = _budget_fractions(model, graph, budget)
+        budget.update(search)
+        plan_kwargs: dict[str, Any] = {"keep": 1.0, "per_layer": fractions}
+    else:
+        plan_kwargs = {"keep": budget["keep"], "per_layer": budget["per_layer"]}
+    selector = get_selector(
+        method, budget=budget.get("keep", 0.5), random_state=random_state, **dict(selector_params or {})
+    )
+    plan_kwargs.update({"source": source, "round_to": round_to, "data": train if source != "weights" else None})
     base = latency if base_latency is None else base_latency
     before = measure(model, test, latency=base, example_input=example_input)
+    fusing = dict(fuse_options or {})
     if sequential:
-        smaller, plan, notes = _sequential_plan(
-            model, graph, selector, fuse=fuse, train=train, random_state=random_state, **plan_kwargs
+        smaller, plan, step_notes = _sequential_plan(
+            model, graph, selector, fuse=fuse, train=train, random_state=random_state, fusing=fusing, **plan_kwargs
         )
+        notes += step_notes
     else:
-        plan, notes = _plan_with_notes(graph, selector, **plan_kwargs)
+        if by_cost:  # the groups the fractions cover; those left out are named as plan_from names them
+            notes += _unsupported_notes(graph)
+            plan_kwargs["groups"] = list(fractions)
+        plan, plan_notes = _plan_with_notes(graph, selector, **plan_kwargs)
+        notes += plan_notes
         plan = _applied_plan(model, plan, graph, fuse)
-        smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
+        smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state, **fusing)
     rebuilt = scores(smaller, test)
     samples, taught_by = 0, "none"
     if retrain.active:
@@ -359,7 +467,19 @@ def compress(
             taught_by = "base model" if teacher is None else "given"
             taught_by += " (no labels)" if retrain.method == "reconstruct" else ""
     after = measure(smaller, test, latency=latency, example_input=example_input)
+    if by_cost:
+        budget.update(_reached(model, smaller, budget, before, after, example_input))
+        plan.meta["budget"] = budget
+        target = budget_target(budget)
+        if abs(budget["reached"] - budget[target]) > budget["tolerance"]:
+            spread = budget.get("measured")
+            rounds = f" (rounds from {spread['low']:.3f} to {spread['high']:.3f})" if spread else ""
+            notes.append(
+                f"the result has {budget['reached']:.3f} of the base's {target}{rounds}, not {budget[target]:g} "
+                f"+- {budget['tolerance']:g}."
+            )
     return CompressionResult(
+        budget=budget,
         model=smaller,
         plan=plan,
         before=before,
@@ -370,3 +490,106 @@ def compress(
         teacher=taught_by,
         notes=notes,
     )
+
+
+@dataclass
+class Sensitivity:
+    """What :func:`sensitivity` measured: the score on ``val`` when one group alone is compressed.
+
+    Attributes
+    ----------
+    metric
+        The score: ``"accuracy"`` or ``"miou"``.
+    base
+        The uncompressed model's score.
+    fractions
+        The kept fractions tried, ascending.
+    curves
+        Group -> score at each of ``fractions`` (no retraining).
+    n
+        Samples scored.
+    selector, fuse
+        How the units were chosen and fused.
+    """
+
+    metric: str
+    base: float
+    fractions: tuple[float, ...]
+    curves: dict[str, list[float]]
+    n: int
+    selector: str
+    fuse: str
+
+    def drops(self) -> dict[str, float]:
+        """Group -> mean loss of score over the fractions (base minus score), most sensitive first."""
+        found = {name: self.base - sum(scores) / len(scores) for name, scores in self.curves.items()}
+        return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-safe dict (what :func:`workbench.viz.sensitivity_figure` also reads)."""
+        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+
+
+def sensitivity(
+    model: nn.Module,
+    val: Any,
+    *,
+    selector: str = "magnitude",
+    fractions: tuple[float, ...] = (0.25, 0.5, 0.75),
+    fuse: str = "drop",
+    example_input: torch.Tensor | None = None,
+    selector_params: Mapping[str, Any] | None = None,
+    train: Any = None,
+    random_state: int = 0,
+) -> Sensitivity:
+    """Per-layer sensitivity (Li et al. 2017): the ``val`` score when each rebuildable group alone keeps each of
+    ``fractions`` of its units, chosen by ``selector`` and fused by ``fuse``, without retraining.
+
+    Parameters
+    ----------
+    model
+        A trained network (not modified).
+    val
+        The data set scored (:func:`scores`); the validation split, so that budgets chosen from it stay off test.
+    selector, selector_params
+        Selector name and parameters (:func:`workbench.select.get_selector`).
+    fractions
+        Kept fractions, each in (0, 1].
+    fuse
+        A :data:`workbench.surgery.FUSE_MODES` name; ``"lsq"`` fits on ``train``.
+    example_input
+        A batch of what the model takes (default a random batch of its ``input_shape``).
+    train
+        Data for ``fuse="lsq"`` (default none).
+    random_state
+        Seed of the selector and the fusion.
+    """
+    from workbench.graph import from_model
+    from workbench.select import get_selector
+    from workbench.surgery import apply, plan_from
+    from workbench.surgery.plan_builder import unrebuildable_groups
+
+    if val is None:
+        raise ConfigError("sensitivity scores each rebuilt network on val; give the validation data set.")
+    if not fractions:
+        raise ConfigError("fractions is empty; give the kept fractions to try, e.g. (0.25, 0.5, 0.75).")
+    from workbench.surgery.budgets import check_budget
+
+    tried = tuple(sorted(check_budget({"keep": f})["keep"] for f in fractions))
+    if example_input is None:
+        example_input = example_batch(model, 2)
+    graph = from_model(model, example_input)
+    base = scores(model, val)
+    metric = next(key for key in SCORE_KEYS if key in base)
+    unsupported = unrebuildable_groups(graph)
+    groups = [g.name for g in graph.prunable_groups() if g.name not in unsupported]
+    chosen = get_selector(selector, budget=tried[0], random_state=random_state, **dict(selector_params or {}))
+    curves: dict[str, list[float]] = {}
+    for name in groups:
+        curves[name] = []
+        for fraction in tried:
+            plan = plan_from(graph, chosen, keep=fraction, groups=[name])
+            plan = _applied_plan(model, plan, graph, fuse)
+            smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
+            curves[name].append(scores(smaller, val)[metric])
+    return Sensitivity(metric, base[metric], tried, curves, base["n"], selector, fuse)

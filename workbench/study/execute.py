@@ -243,13 +243,12 @@ def _compress_run(
     from workbench.compression import SCORE_KEYS, Retraining, compress
 
     model, train, test = _base_and_data(config, cache_dir, notes)
-    budget = config["budget"]
+    budget = {key: value for key, value in config["budget"].items() if key != "label"}
     result = compress(
         model,
         method=config["selector"],
         selector_params=config["selector_params"],
-        keep=budget["keep"],
-        per_layer=budget["per_layer"],
+        budget=budget,
         fuse=config["fuse"],
         source=config["source"],
         sequential=config.get("sequential", False),
@@ -277,6 +276,7 @@ def _compress_run(
             "teacher": result.teacher,
             "groups": len(result.plan),
             "notes": result.notes,
+            **({"budget_reached": result.budget["reached"]} if "reached" in result.budget else {}),
         }
     )
     return metrics, result.plan.to_dict()

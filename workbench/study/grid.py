@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import StudyError
-from workbench.study.schema import COMPRESSION_KEYS, Finetune, ModelEntry, Study, file_digest
+from workbench.study.schema import COMPRESSION_KEYS, Finetune, ModelEntry, Study, budget_heading, file_digest
 
 # Where a run config holds fields that only change how the run is shown, not what it computes.
 PRESENTATION_KEYS = (("role",), ("model", "label"), ("budget", "label"))
@@ -70,7 +70,7 @@ class RunConfig:
         if self.kind == "pipeline":
             return f"{model} / {self.config['model']['data']} pipeline {self.config['pipeline']} seed {self.config['seed']}"
         return (
-            f"{model} / {self.config['model']['data']} {self.config['selector']} keep {self.config['budget']['label']} "
+            f"{model} / {self.config['model']['data']} {self.config['selector']} {budget_heading(self.config['budget']['label'])} "
             f"{self.config['fuse']} seed {self.config['seed']}"
         )
 
@@ -234,7 +234,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                                     "base": base.hash,
                                     "selector": selector,
                                     "selector_params": dict(study.selectors[selector]),
-                                    "budget": {**budget.model_dump(mode="json"), "label": budget.display},
+                                    "budget": {**budget.config(), "label": budget.display},
                                     "fuse": fuse,
                                     "source": study.compression.source,
                                     **({"sequential": True} if study.compression.sequential else {}),

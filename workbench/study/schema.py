@@ -3,7 +3,8 @@
 A study names its base models (zoo name and arguments, a checkpoint, or a model of the researcher's own by
 import path, ``model = "mypkg.nets:resnet56"``) with their data set (registered, or by import path) and
 training budget, the selectors with their parameters, the budgets (fraction of units kept, global or
-per layer; a selector's ``preset`` names a paper's settings, e.g. ``dpp = { preset = "diversity-networks" }``,
+per layer, or a share of the base's multiply-adds, parameters or CPU latency: ``{ macs = 0.5 }``,
+``{ params = 0.33, scope = "global" }``, ``{ latency = 0.5, batch = 64 }``; a selector's ``preset`` names a paper's settings, e.g. ``dpp = { preset = "diversity-networks" }``,
 see :func:`workbench.select.list_presets`), the fusion modes, the fine-tuning or distillation budget, the seeds, and the baseline
 architectures of the accuracy-vs-operations chart. ``[pipelines]`` names classic compression
 pipelines, each a list of steps ``{do = "<transform>", ...}`` of :mod:`workbench.pipeline` (e.g.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +37,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -94,16 +97,88 @@ class Training(_Section):
     class_weights: Literal["none", "enet", "balanced"] = "none"  # loss weights per class (ENet: 1 / ln(1.02 + p))
 
 
-class Budget(_Section):
-    """A budget: fraction of units kept in every group, with optional per-group overrides."""
+def _check_share(value: Any, info: ValidationInfo) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(float(value))
+        or not 0.0 < float(value) <= 1.0
+    ):
+        raise ValueError(f"{info.field_name} is a share of the base model's, a number in (0, 1]; got {value!r}")
+    return float(value)
 
-    keep: Fraction
+
+Share = Annotated[float, BeforeValidator(_check_share)]
+#: What a budget aims at: the fraction of units kept, or a share of one cost of the base model.
+BUDGET_TARGETS = ("keep", "macs", "params", "latency")
+#: Options of a budget, and the targets they go with (``workbench.surgery.budgets.BUDGET_OPTIONS``).
+BUDGET_OPTIONS = {
+    "per_layer": ("keep",),
+    "scope": ("macs", "params", "latency"),
+    "min_keep": ("macs", "params", "latency"),
+    "tolerance": ("macs", "params", "latency"),
+    "batch": ("latency",),
+}
+
+
+class Budget(_Section):
+    """A budget: fraction of units kept in every group (``keep``, with optional per-group overrides), or a share of
+    the base model's multiply-adds, parameters or CPU latency at ``batch`` (``macs``, ``params``, ``latency``;
+    :func:`workbench.compression.compress`'s ``budget``), uniform or on one global scale (``scope``)."""
+
+    keep: Fraction | None = None
     per_layer: dict[str, Fraction] = Field(default_factory=dict)
+    macs: Share | None = None
+    params: Share | None = None
+    latency: Share | None = None
+    scope: Literal["uniform", "global"] | None = None
+    min_keep: Share | None = None
+    tolerance: Share | None = None
+    batch: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Budget:
+        targets = [key for key in BUDGET_TARGETS if getattr(self, key) is not None]
+        if len(targets) != 1:
+            raise ValueError(
+                f"a budget aims at exactly one of {', '.join(BUDGET_TARGETS)} (given: {', '.join(targets) or 'none'}); "
+                "e.g. 0.5, { keep = 0.5 } or { macs = 0.5 }"
+            )
+        misplaced = [
+            key for key, allowed in BUDGET_OPTIONS.items() if key in self.model_fields_set and targets[0] not in allowed
+        ]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)} does not go with a {targets[0]} budget; remove it")
+        return self
+
+    @property
+    def target(self) -> str:
+        """``"keep"``, ``"macs"``, ``"params"`` or ``"latency"``."""
+        return next(key for key in BUDGET_TARGETS if getattr(self, key) is not None)
+
+    def config(self) -> dict[str, Any]:
+        """The budget of a run's configuration: ``keep`` and ``per_layer`` (as stored before budgets by cost, so that
+        those runs keep their hashes), or the target and the options given."""
+        if self.target == "keep":
+            return {"keep": self.keep, "per_layer": dict(self.per_layer)}
+        return self.model_dump(mode="json", exclude_none=True, exclude={"per_layer"})
 
     @property
     def display(self) -> str:
-        """``"0.5"``, or ``"0.5 +2 layers"`` when groups are overridden."""
-        return f"{self.keep:g}" + (f" +{len(self.per_layer)} layers" if self.per_layer else "")
+        """``"0.5"``, ``"0.5 +2 layers"`` when groups are overridden, ``"macs 0.5"``, ``"params 0.33 global"``,
+        ``"latency 0.5 b64"`` (the batch when given)."""
+        if self.target == "keep":
+            return f"{self.keep:g}" + (f" +{len(self.per_layer)} layers" if self.per_layer else "")
+        text = f"{self.target} {getattr(self, self.target):g}"
+        text += f" b{self.batch}" if self.batch is not None else ""
+        text += f" min {self.min_keep:g}" if self.min_keep is not None else ""
+        return text + (" global" if self.scope == "global" else "")
+
+
+def budget_heading(label: str) -> str:
+    """A budget's column or heading in tables, from its :attr:`Budget.display` label: ``"keep 0.5"`` for a fraction
+    of units, the label itself (``"macs 0.5"``, ``"params 0.33 global"``) for a share of a cost."""
+    return label if label[:1].isalpha() else f"keep {label}"
 
 
 def _budget(value: Any) -> Any:
@@ -111,7 +186,7 @@ def _budget(value: Any) -> Any:
 
 
 #: Fusion modes (``workbench.surgery.FUSE_MODES``, kept here so that reading a study needs no torch).
-FUSE_MODES = ("drop", "merge", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
+FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
 
 
 class Finetune(_Section):

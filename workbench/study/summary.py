@@ -11,7 +11,7 @@ from typing import Any
 
 from workbench.errors import StudyError
 from workbench.study.grid import expand
-from workbench.study.schema import Study
+from workbench.study.schema import Study, budget_heading
 from workbench.study.statistics import Difference, control, estimate, multiplicity_note, paired_difference
 
 
@@ -230,7 +230,7 @@ def summary_table(
     """One row per (model, selector, fusion): its retraining budget (:func:`retraining_budget`), base accuracy
     and the mean ``metric`` at each budget.
 
-    Means are over seeds and over the runs that finished; budgets are columns ``keep <budget>``. Each row's
+    Means are over seeds and over the runs that finished; budgets are columns ``keep <budget>`` (``macs 0.5`` for a budget by cost, :func:`~workbench.study.schema.budget_heading`). Each row's
     ``stats`` maps ``base`` and every ``keep <budget>`` column to its :func:`cell_stats` (n, interval), the
     budget cells with the paired difference to ``reference`` (``selector/fuse``, default
     :data:`DEFAULT_REFERENCE`) at the same budget, seed by seed; ``reference`` names it (None when the study
@@ -267,7 +267,7 @@ def summary_table(
         for budget in budgets:
             runs = by_budget.get(budget, [])
             values = _per_seed(runs, metric)
-            row[f"keep {budget}"] = _mean(list(values.values()))
+            row[budget_heading(budget)] = _mean(list(values.values()))
             against = None
             if reference_runs is not None and not is_reference:
                 against = _per_seed(reference_runs.get(budget, []), metric)
@@ -275,7 +275,7 @@ def summary_table(
             tested.append((cell, diff))
             cell["reference"] = ref_label if against is not None or is_reference else None
             cell["is_reference"] = is_reference
-            stats[f"keep {budget}"] = cell
+            stats[budget_heading(budget)] = cell
         row["stats"] = stats
         rows.append(row)
     control_cells(tested)
@@ -497,7 +497,7 @@ def format_compare(table: list[dict[str, Any]]) -> str:
             }
             for row in rows
         ]
-        text.append(f"{model} on {data}, keep {budget}:\n{format_table(lines)}")
+        text.append(f"{model} on {data}, {budget_heading(budget)}:\n{format_table(lines)}")
     return "\n\n".join([*text, table_note(table)]) if table else ""
 
 

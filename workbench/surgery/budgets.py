@@ -1,4 +1,4 @@
-"""Budgets by cost: per-group kept fractions that meet a target of multiply-adds or parameters.
+"""Budgets by cost: per-group kept fractions that meet a target of multiply-adds, parameters or latency.
 
 A uniform fraction keeps the same share of every group, wherever the cost lies. :func:`cost_fractions` instead
 finds the fractions that leave a target share of the network's multiply-adds (or parameters), read from
@@ -10,23 +10,49 @@ finds the fractions that leave a target share of the network's multiply-adds (or
   whose units matter more by that scale keep more; every group keeps at least ``min_keep``.
 
 :func:`plan_for_cost` then lets a selector choose which units each group keeps at those fractions.
+
+:func:`latency_fractions` does the same for a share of the measured CPU latency at a batch size: latency cannot
+be predicted, so each step of its bisection rebuilds the network (dropping the units of least weight norm) and
+times it against the base, interleaved in one process with the threads fixed; :func:`latency_ratio` is that
+paired measurement, with its spread over rounds.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, PlanWarning
 from workbench.selection import Selection
 from workbench.surgery.plan import Plan
 from workbench.surgery.sizes import predict_sizes
 
 COSTS = ("macs", "params")
+#: What a budget mapping may aim at: a share of one of these (``{"macs": 0.5}``), or ``keep`` (units).
+TARGETS = ("keep", *COSTS, "latency")
 SCOPES = ("uniform", "global")
+#: The keys of a budget mapping besides its target, and the targets they go with.
+BUDGET_OPTIONS = {
+    "scope": COSTS + ("latency",),
+    "min_keep": COSTS + ("latency",),
+    "tolerance": COSTS + ("latency",),
+    "batch": ("latency",),
+    "per_layer": ("keep",),
+}
+#: Largest accepted gap between the reached and the target latency share, by default (latency is noisy).
+LATENCY_TOLERANCE = 0.05
+
+
+def _share(name: str, value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}.")
+    if not np.isfinite(float(value)) or not 0.0 < float(value) <= 1.0:
+        raise ConfigError(f"{name}={value!r} must be in (0, 1] (a share of the network's {what}).")
+    return float(value)
 
 
 def _check(cost: str, target: Any, scope: str, min_keep: Any, tolerance: Any) -> float:
@@ -34,12 +60,68 @@ def _check(cost: str, target: Any, scope: str, min_keep: Any, tolerance: Any) ->
         raise ConfigError(f"unknown cost {cost!r}; budgets by cost take one of {', '.join(COSTS)}.")
     if scope not in SCOPES:
         raise ConfigError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
-    for name, value, low in (("target", target, 0.0), ("min_keep", min_keep, 0.0), ("tolerance", tolerance, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ConfigError(f"{name} must be a number, got {value!r}.")
-        if not np.isfinite(float(value)) or not low < float(value) <= 1.0:
-            raise ConfigError(f"{name}={value!r} must be in (0, 1] (a share of the network's {cost}).")
-    return float(target)
+    for name, value in (("min_keep", min_keep), ("tolerance", tolerance)):
+        _share(name, value, cost)
+    return _share("target", target, cost)
+
+
+def check_budget(budget: Mapping[str, Any]) -> dict[str, Any]:
+    """``budget`` checked and completed: exactly one target of :data:`TARGETS` and the options that go with it.
+
+    ``{"macs": 0.5}`` becomes ``{"macs": 0.5, "scope": "uniform", "min_keep": 0.05, "tolerance": 0.02}``;
+    ``{"latency": 0.5}`` gets ``batch`` 64 and tolerance :data:`LATENCY_TOLERANCE`; ``{"keep": 0.5}`` gets an empty
+    ``per_layer``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown keys, no target or two at once, options of another target, values outside (0, 1] or not finite.
+    """
+    if not isinstance(budget, Mapping):
+        raise ConfigError(f"a budget is a mapping such as {{'macs': 0.5}}, got {budget!r}.")
+    unknown = sorted(set(budget) - set(TARGETS) - set(BUDGET_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown budget key(s) {', '.join(map(repr, unknown))}; a budget takes one target of "
+            f"{', '.join(TARGETS)} and the options {', '.join(BUDGET_OPTIONS)}."
+        )
+    targets = [key for key in TARGETS if key in budget]
+    if len(targets) != 1:
+        given = ", ".join(targets) or "none"
+        raise ConfigError(
+            f"a budget aims at exactly one of {', '.join(TARGETS)} (given: {given}); e.g. {{'macs': 0.5}}."
+        )
+    target = targets[0]
+    misplaced = sorted(key for key in budget if key in BUDGET_OPTIONS and target not in BUDGET_OPTIONS[key])
+    if misplaced:
+        verb = "does" if len(misplaced) == 1 else "do"
+        raise ConfigError(f"{', '.join(misplaced)} {verb} not go with a {target!r} budget; remove it.")
+    what = "units" if target == "keep" else target
+    checked: dict[str, Any] = {target: _share(target, budget[target], what)}
+    if target == "keep":
+        per_layer = budget.get("per_layer") or {}
+        if not isinstance(per_layer, Mapping):
+            raise ConfigError(f"per_layer maps group names to kept fractions, got {per_layer!r}.")
+        checked["per_layer"] = {str(k): _share(f"per_layer[{k!r}]", v, "units") for k, v in per_layer.items()}
+        return checked
+    scope = budget.get("scope", "uniform")
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
+    checked["scope"] = scope
+    checked["min_keep"] = _share("min_keep", budget.get("min_keep", 0.05), "units")
+    default_tolerance = LATENCY_TOLERANCE if target == "latency" else 0.02
+    checked["tolerance"] = _share("tolerance", budget.get("tolerance", default_tolerance), what)
+    if target == "latency":
+        batch = budget.get("batch", 64)
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ConfigError(f"batch={batch!r} must be a positive integer (the batch the latency is timed at).")
+        checked["batch"] = int(batch)
+    return checked
+
+
+def budget_target(budget: Mapping[str, Any]) -> str:
+    """The target key of a checked budget (``"keep"``, ``"macs"``, ``"params"`` or ``"latency"``)."""
+    return next(key for key in TARGETS if key in budget)
 
 
 def _magnitudes(graph: Any, groups: list[str]) -> dict[str, np.ndarray]:
@@ -55,16 +137,67 @@ def _magnitudes(graph: Any, groups: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
-def _counted(graph: Any, counts: dict[str, int], order: dict[str, np.ndarray], cost: str) -> float:
-    """The cost a plan keeping ``counts[g]`` units of each group (the first of ``order[g]``) should leave."""
-    selections = {}
-    for name, k in counts.items():
-        n = len(order[name])
-        keep = np.sort(order[name][:k])
-        assign = np.where(np.isin(np.arange(n), keep), np.arange(n), keep[0])
-        selections[name] = Selection(name, n, keep, assign, np.zeros(n), method="cost")
-    sizes = predict_sizes(graph, Plan(selections))
-    return float(getattr(sizes, cost))
+@dataclass
+class _Scale:
+    """The groups a budget spreads over, and how a parameter ``x`` in [0, 1] maps to units kept per group:
+    the kept fraction (uniform), or a threshold on the normalized weight norm, from everything kept (1) down to
+    each group's minimum (0) (global)."""
+
+    graph: Any
+    scope: str
+    min_keep: float
+    names: list[str]
+    sizes: dict[str, int] = field(init=False)
+    scores: dict[str, np.ndarray] = field(init=False)
+    order: dict[str, np.ndarray] = field(init=False)
+    least: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sizes = {name: self.graph.group(name).n_units for name in self.names}
+        self.scores = _magnitudes(self.graph, self.names)
+        self.order = {name: np.argsort(-self.scores[name], kind="stable") for name in self.names}
+        self.least = {name: max(1, int(np.ceil(self.min_keep * n))) for name, n in self.sizes.items()}
+
+    def counts(self, x: float) -> dict[str, int]:
+        """Units kept per group at parameter ``x``."""
+        if self.scope == "uniform":
+            return {name: max(self.least[name], int(np.floor(x * n + 0.5))) for name, n in self.sizes.items()}
+        top = max(float(s.max()) for s in self.scores.values())
+        threshold = (1.0 - x) * top
+        return {name: max(self.least[name], int(np.sum(self.scores[name] >= threshold))) for name in self.names}
+
+    def fractions(self, counts: Mapping[str, int]) -> dict[str, float]:
+        """``counts`` as kept fractions."""
+        return {name: counts[name] / self.sizes[name] for name in self.names}
+
+    def plan(self, counts: Mapping[str, int], constrain: bool = False) -> Plan:
+        """The plan keeping ``counts[g]`` units of largest weight norm in each group (dropped units assigned to the
+        first kept one); ``constrain``: made rebuildable (:func:`workbench.surgery.plan_builder.keep_fixed`)."""
+        from workbench.surgery.plan_builder import keep_fixed
+
+        selections = {}
+        for name, k in counts.items():
+            n = self.sizes[name]
+            keep = np.sort(self.order[name][:k])
+            assign = np.where(np.isin(np.arange(n), keep), np.arange(n), keep[0])
+            selection = Selection(name, n, keep, assign, self.scores[name].astype(np.float64), method="cost")
+            selections[name] = keep_fixed(selection, self.graph.group(name)) if constrain else selection
+        return Plan(selections)
+
+
+def _scale(graph: Any, scope: str, min_keep: float, groups: list[str] | None) -> _Scale:
+    from workbench.surgery.plan_builder import unrebuildable_groups
+
+    unsupported = unrebuildable_groups(graph)
+    names = groups or [g.name for g in graph.prunable_groups() if g.name not in unsupported]
+    if not names:
+        raise ConfigError("the graph has no prunable group surgery can rebuild; nothing to budget.")
+    return _Scale(graph, scope, min_keep, names)
+
+
+def _counted(scale: _Scale, counts: dict[str, int], cost: str) -> float:
+    """The cost a plan keeping ``counts[g]`` units of each group should leave."""
+    return float(getattr(predict_sizes(scale.graph, scale.plan(counts)), cost))
 
 
 def _bisect(measure: Callable[[float], float], goal: float, low: float, high: float, steps: int = 40) -> float:
@@ -109,37 +242,19 @@ def cost_fractions(
         The groups to compress (default: every prunable group surgery can rebuild).
     """
     target = _check(cost, target, scope, min_keep, tolerance)
-    from workbench.surgery.plan_builder import unrebuildable_groups
-
-    unsupported = unrebuildable_groups(graph)
-    names = groups or [g.name for g in graph.prunable_groups() if g.name not in unsupported]
-    if not names:
-        raise ConfigError("the graph has no prunable group surgery can rebuild; nothing to budget.")
-    sizes = {name: graph.group(name).n_units for name in names}
+    scale = _scale(graph, scope, min_keep, groups)
     base = float(getattr(predict_sizes(graph, Plan({})), cost))
-    goal = target * base
-    scores = _magnitudes(graph, names)
-    order = {name: np.argsort(-scores[name], kind="stable") for name in names}
-    least = {name: max(1, int(np.ceil(min_keep * n))) for name, n in sizes.items()}
-
-    def counts_at(x: float) -> dict[str, int]:
-        if scope == "uniform":  # x is the kept fraction
-            return {name: max(least[name], int(np.floor(x * n + 0.5))) for name, n in sizes.items()}
-        # x in [0, 1] maps to a threshold on the normalized scale, from everything kept to least kept
-        top = max(float(s.max()) for s in scores.values())
-        threshold = (1.0 - x) * top
-        return {name: max(least[name], int(np.sum(scores[name] >= threshold))) for name in names}
-
-    x = _bisect(lambda v: _counted(graph, counts_at(v), order, cost), goal, 0.0, 1.0)
-    counts = counts_at(x)
-    reached = _counted(graph, counts, order, cost) / base
+    x = _bisect(lambda v: _counted(scale, scale.counts(v), cost), target * base, 0.0, 1.0)
+    counts = scale.counts(x)
+    reached = _counted(scale, counts, cost) / base
     if abs(reached - target) > tolerance:
         warnings.warn(
             f"the plan leaves {reached:.3f} of the {cost}, not {target:.3f}: the closest {scope} fractions with at "
             f"least {min_keep:g} of each group (fixed units and layers outside the plan cost what they cost).",
+            PlanWarning,
             stacklevel=2,
         )
-    return {name: counts[name] / sizes[name] for name in names}
+    return scale.fractions(counts)
 
 
 def plan_for_cost(
@@ -172,4 +287,193 @@ def plan_for_cost(
     return plan
 
 
-__all__ = ["COSTS", "SCOPES", "cost_fractions", "plan_for_cost"]
+@dataclass(frozen=True)
+class LatencyRatio:
+    """Latency of a network over its base's, measured in rounds (each round times the base, then the network).
+
+    Attributes
+    ----------
+    ratio
+        Median over rounds of the per-round ratio of medians.
+    low, high
+        Smallest and largest per-round ratio (the spread the noise gives).
+    base_ms, ms
+        Median over rounds of the base's and the network's median milliseconds.
+    batch, threads, rounds, repeats
+        How it was measured: batch size, CPU threads, rounds, timed passes per model and round.
+    """
+
+    ratio: float
+    low: float
+    high: float
+    base_ms: float
+    ms: float
+    batch: int
+    threads: int
+    rounds: int
+    repeats: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-safe dict."""
+        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+
+
+def latency_ratio(
+    base: Any,
+    model: Any,
+    example_input: Any,
+    *,
+    batch: int = 64,
+    rounds: int = 3,
+    repeats: int = 5,
+    threads: int | None = None,
+) -> LatencyRatio:
+    """:class:`LatencyRatio` of ``model`` over ``base`` on ``batch`` copies of ``example_input``'s first sample
+    (:func:`workbench.metrics.batch_latency`, threads fixed to ``threads``, default
+    :data:`workbench.metrics.latency.LATENCY_THREADS`)."""
+    from workbench.metrics.latency import LATENCY_THREADS, batch_latency
+
+    threads = LATENCY_THREADS if threads is None else threads
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}.")
+    pairs = []
+    for _ in range(rounds):
+        times = [
+            batch_latency(m, example_input, batch, repeats=repeats, threads=threads)["median_ms"] for m in (base, model)
+        ]
+        pairs.append(times)
+    ratios = [ms / max(base_ms, 1e-9) for base_ms, ms in pairs]
+    return LatencyRatio(
+        ratio=float(np.median(ratios)),
+        low=float(min(ratios)),
+        high=float(max(ratios)),
+        base_ms=float(np.median([p[0] for p in pairs])),
+        ms=float(np.median([p[1] for p in pairs])),
+        batch=batch,
+        threads=threads,
+        rounds=rounds,
+        repeats=repeats,
+    )
+
+
+@dataclass(frozen=True)
+class LatencyFit:
+    """What :func:`latency_fractions` found.
+
+    Attributes
+    ----------
+    fractions
+        Group -> kept fraction.
+    target, tolerance
+        The latency share aimed at and the accepted gap.
+    measured
+        :func:`latency_ratio` of the network rebuilt at ``fractions`` (units of largest weight norm kept).
+    steps
+        ``(parameter, fraction of units kept overall, ratio)`` of every bisection step, in order.
+    """
+
+    fractions: dict[str, float]
+    target: float
+    tolerance: float
+    measured: LatencyRatio
+    steps: list[tuple[float, float, float]]
+
+
+def latency_fractions(
+    model: Any,
+    graph: Any,
+    target: float,
+    *,
+    batch: int = 64,
+    scope: str = "uniform",
+    min_keep: float = 0.05,
+    tolerance: float = LATENCY_TOLERANCE,
+    steps: int = 8,
+    rounds: int = 3,
+    repeats: int = 5,
+    threads: int | None = None,
+    groups: list[str] | None = None,
+) -> LatencyFit:
+    """Per-group kept fractions whose rebuilt network runs in ``target`` of the base's CPU latency at ``batch``.
+
+    Bisection over the uniform fraction (or the global threshold, as :func:`cost_fractions`): each step rebuilds
+    ``model`` keeping the units of largest weight norm (``fuse="drop"``; which units are kept does not change the
+    time, only how many) and times it against ``model`` (:func:`latency_ratio` with one round). It stops after
+    ``steps`` steps or once a step is within half ``tolerance``; the closest step is then measured again over
+    ``rounds`` rounds, and a gap larger than ``tolerance`` (a target below the per-layer overheads, or noise) is
+    named in a warning.
+
+    Parameters
+    ----------
+    model, graph
+        The network (not modified) and its :class:`workbench.graph.NetworkGraph`.
+    target
+        Share of the base's median latency, in (0, 1].
+    batch, threads, repeats
+        Batch size timed, CPU threads (default :data:`workbench.metrics.latency.LATENCY_THREADS`), timed passes
+        per model and round.
+    scope, min_keep, groups
+        As :func:`cost_fractions`.
+    tolerance, steps, rounds
+        Accepted gap, most bisection steps, rounds of the final measurement.
+    """
+    from workbench.surgery.apply import apply
+
+    target = _share("target", target, "latency")
+    tolerance = _share("tolerance", tolerance, "latency")
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be an integer >= 1, got {steps!r}.")
+    scale = _scale(graph, scope, _share("min_keep", min_keep, "units"), groups)
+    example = graph.example_input
+    built: dict[tuple[int, ...], Any] = {}
+
+    def rebuilt(counts: dict[str, int]) -> Any:
+        key = tuple(counts[name] for name in scale.names)
+        if key not in built:
+            built[key] = apply(model, scale.plan(counts, constrain=True), graph=graph)
+        return built[key]
+
+    total = sum(scale.sizes.values())
+    tried: list[tuple[float, float, float]] = []
+    low, high = 0.0, 1.0
+    for _ in range(steps):
+        x = (low + high) / 2
+        counts = scale.counts(x)
+        ratio = latency_ratio(model, rebuilt(counts), example, batch=batch, rounds=1, repeats=repeats, threads=threads)
+        tried.append((x, sum(counts.values()) / total, ratio.ratio))
+        if abs(ratio.ratio - target) <= tolerance / 2:
+            break  # well inside: one round is noisy, so a step at the edge of the tolerance goes on
+        low, high = (x, high) if ratio.ratio < target else (low, x)
+    x = min(tried, key=lambda step: abs(step[2] - target))[0]
+    counts = scale.counts(x)
+    measured = latency_ratio(
+        model, rebuilt(counts), example, batch=batch, rounds=rounds, repeats=repeats, threads=threads
+    )
+    if abs(measured.ratio - target) > tolerance:
+        warnings.warn(
+            f"the closest {scope} fractions found in {len(tried)} steps run in {measured.ratio:.3f} of the base's "
+            f"latency at batch {batch} (rounds from {measured.low:.3f} to {measured.high:.3f}), not {target:.3f} "
+            f"+- {tolerance:g}: per-layer overheads or timing noise; try a larger batch or more steps.",
+            PlanWarning,
+            stacklevel=2,
+        )
+    return LatencyFit(scale.fractions(counts), target, tolerance, measured, tried)
+
+
+__all__ = [
+    "BUDGET_OPTIONS",
+    "COSTS",
+    "LATENCY_TOLERANCE",
+    "SCOPES",
+    "TARGETS",
+    "LatencyFit",
+    "LatencyRatio",
+    "budget_target",
+    "check_budget",
+    "cost_fractions",
+    "latency_fractions",
+    "latency_ratio",
+    "plan_for_cost",
+]

@@ -23,6 +23,7 @@ _FIGURES = {
     "size_accuracy_figure": "workbench.viz.compression_figures",
     "tradeoff_figure": "workbench.viz.tradeoff_figures",
     "kept_fraction_heatmap": "workbench.viz.kept_figures",
+    "sensitivity_figure": "workbench.viz.sensitivity_figures",
 }
 
 __all__ = sorted(_FIGURES)
