@@ -42,6 +42,7 @@ from workbench.study.report_data import (
 from workbench.study.schema import Study, load_study
 from workbench.study.statistics import Difference, Estimate, estimate
 from workbench.study.summary import Record, collect, score_name
+from workbench.viz.kept_figures import budget_text
 
 #: Ways to include plotly.js: inline in the page, or one ``plotly.min.js`` file beside it.
 PLOTLYJS_MODES = ("inline", "file")
@@ -272,7 +273,7 @@ def _entry_cells(
             text = html.escape(str(entry.rank) if entry.rank is not None else "-")
         elif column == "method":
             if entry.kind == "selector":
-                text = _two_lines(entry.name, f"{entry.fuse}, keep {entry.budget}")
+                text = _two_lines(entry.name, f"{entry.fuse}, {budget_text(entry.budget)}")
             else:
                 text = _two_lines(entry.name, entry.kind)
         elif column == "seeds":
@@ -432,7 +433,7 @@ def _overlap(section: Section) -> Any:
     return selection_overlap_figure(
         chosen["plans"],
         title=f"{section.model} on {section.data}: kept units shared by two selectors (Jaccard per layer), "
-        f"at keep {chosen['budget']}, seed {chosen['seed']} (one seed, one budget)",
+        f"at {budget_text(chosen['budget'])}, seed {chosen['seed']} (one seed, one budget)",
         chance=overlap_chance(chosen.get("keep")),
     )
 
@@ -668,7 +669,7 @@ def render_report(
                         "<p class='answers'>Which units, then? The share of kept units two selectors have in common "
                         "(1: the same units; a random pair at this budget shares about budget / (2 - budget)"
                         f"{expected}, the white middle of the colour scale: blue is less overlap than chance, red "
-                        f"more), per layer, at keep {html.escape(str(section.overlap['budget']))} for seed "
+                        f"more), per layer, at {html.escape(budget_text(section.overlap['budget']))} for seed "
                         f"{section.overlap['seed']} (one seed).</p>"
                     )
                     body.append(_figure_html(_overlap(section), index))

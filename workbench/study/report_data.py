@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.study.statistics import Difference, Estimate, control, estimate, multiplicity_note, paired_difference
 from workbench.study.summary import Record, parse_reference, proportion_size, retraining_budget, score_name
+from workbench.viz.kept_figures import budget_text
 
 #: Cost axes of the report (keys of :data:`workbench.viz.tradeoff_figures.COST_AXES`).
 COSTS = ("params", "macs", "stored_bytes", "latency_ms")
@@ -100,7 +101,7 @@ class Entry:
     def label(self) -> str:
         """``sbm, lsq, keep 0.5``; ``pipeline deep-compression``; ``baseline LeNet-5``."""
         if self.kind == "selector":
-            return f"{self.name}, {self.fuse}, keep {self.budget}"
+            return f"{self.name}, {self.fuse}, {budget_text(self.budget)}"
         return f"{self.kind} {self.name}"
 
     @property

@@ -9,6 +9,15 @@ from workbench.errors import ConfigError
 from workbench.viz.heatmap_style import layer_columns
 
 
+def budget_text(budget: object) -> str:
+    """A budget as readers see it: ``keep 0.5`` for a kept fraction, the label itself for a cost budget
+    (``macs 0.5``, ``params 0.33 global``)."""
+    try:
+        return f"keep {float(str(budget)):g}"
+    except ValueError:
+        return str(budget)
+
+
 def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fraction of units kept per layer") -> Any:
     """Heatmaps of the kept fraction: one panel per budget, a row per method, a column per prunable group.
 
@@ -44,7 +53,7 @@ def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fr
     fig = make_subplots(
         rows=nrows,
         cols=cols,
-        subplot_titles=[f"budget: keep {b}" for b in budgets],
+        subplot_titles=[f"budget: {budget_text(b)}" for b in budgets],
         shared_yaxes=True,
         horizontal_spacing=0.04,
         vertical_spacing=0.25 / max(nrows, 1),
@@ -56,7 +65,7 @@ def kept_fraction_heatmap(rows: Sequence[Mapping[str, Any]], *, title: str = "Fr
         text = [["" if v is None else f"{v:.2f}" for v in line] for line in z]
         hover = [
             [
-                f"{m}, keep {budget}<br>{g}"
+                f"{m}, {budget_text(budget)}<br>{g}"
                 + (f" ({units[g]} units)" if units[g] else "")
                 + ("<br>not run" if v is None else f"<br>kept {v:.3f}")
                 for g, v in zip(groups, line)
