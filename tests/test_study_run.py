@@ -172,7 +172,9 @@ def test_report_is_one_self_contained_page_with_contents_first(tmp_path):
     page = report.read_text()
     assert report == tmp_path / "small-report.html"
     assert page.count("window.PlotlyConfig") == 1 and len(page) > 1_000_000  # plotly.js embedded, once
-    assert "<script src" not in page and page.count("Plotly.newPlot") == 3  # cost, kept per layer, overlap
+    # cost and overlap; a uniform budget's kept-per-layer chart would repeat the budget, a sentence says so
+    assert "<script src" not in page and page.count("Plotly.newPlot") == 2
+    assert "so no per-layer chart is drawn" in page
     contents = page.index("Contents")
     assert contents < page.index("Plotly.newPlot") and "tiny MLP" in page[contents : page.index("Plotly.newPlot")]
     for title in (
