@@ -46,3 +46,22 @@ def test_the_cli_refuses_a_device_as_output(tmp_path, capsys):
     assert main(args) != 0
     assert "not a regular file" in capsys.readouterr().err
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["profile", "--model", "lenet300", "--batch_size", "3", "--no-latency"],
+        ["train", "--model", "lenet300", "--data", "digits", "--epochs", "1", "--input_shape", "[3]"],
+        ["train", "--model", "lenet300", "--data", "digits", "--epochs", "1", "--random-state", "5"],
+    ],
+)
+def test_extra_options_cannot_collide_with_what_the_command_sets(args, capsys):
+    assert main(args) == 2
+    assert "is set by the command itself" in capsys.readouterr().err
+
+
+def test_an_unknown_selector_is_named_before_an_output_name_is_built_from_it(tmp_path, capsys):
+    checkpoint = save_checkpoint(tmp_path / "m.pt", torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    assert main(["compress", str(checkpoint), "--method", "a/b", "--data", "digits"]) == 2
+    assert "unknown selector 'a/b'" in capsys.readouterr().err

@@ -30,8 +30,14 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_model_args(extra: Sequence[str]) -> dict[str, Any]:
-    """Turn ``["--width", "0.5", "--depth=20"]`` into ``{"width": 0.5, "depth": 20}``."""
+#: Names the commands pass themselves, which extra ``--name value`` options cannot set (they would collide).
+_MODEL_OWN = ("name", "batch_size", "training", "input_shape", "num_classes", "random_state")
+_SELECTOR_OWN = ("name", "preset", "budget", "random_state")
+
+
+def parse_model_args(extra: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, Any]:
+    """Turn ``["--width", "0.5", "--depth=20"]`` into ``{"width": 0.5, "depth": 20}``; a name in ``reserved``
+    (one the command sets itself) is a ConfigError."""
     kwargs: dict[str, Any] = {}
     items = list(extra)
     i = 0
@@ -48,7 +54,13 @@ def parse_model_args(extra: Sequence[str]) -> dict[str, Any]:
             i += 2
         else:
             raise ConfigError(f"model argument {token} needs a value, e.g. {token} 0.5.")
-        kwargs[key.replace("-", "_")] = _parse_value(value)
+        key = key.replace("-", "_")
+        if key in reserved:
+            raise ConfigError(
+                f"--{key} is set by the command itself, not a model or selector argument; use the command's own "
+                f"option (see --help) or leave it out."
+            )
+        kwargs[key] = _parse_value(value)
     return kwargs
 
 
@@ -144,7 +156,7 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
     elif args.model:
         from workbench.zoo.memory import check_memory
 
-        kwargs = parse_model_args(extra)
+        kwargs = parse_model_args(extra, _MODEL_OWN)
         _check_batch(args.batch_size)
         check_memory(args.model, args.batch_size, **kwargs)
         model = create_model(args.model, **kwargs)
@@ -176,7 +188,7 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     train = load_dataset(args.data, root=args.root, split="train")
     val = load_dataset(args.data, root=args.root, split="val")
     test = load_dataset(args.data, root=args.root, split="test")
-    kwargs = parse_model_args(extra)
+    kwargs = parse_model_args(extra, _MODEL_OWN)
     shape, classes = train.input_shape, train.num_classes
     check_memory(
         args.model, min(args.batch_size, len(train)), training=True, input_shape=shape, num_classes=classes, **kwargs
@@ -241,7 +253,9 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.compression import SCORE_KEYS, Retraining, compress
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
+    from workbench.select import SELECTORS
 
+    SELECTORS.get(args.method)  # an unknown method is named before anything is built from its name
     budget = _compress_budget(args)
     keep = None if budget is not None else (0.5 if args.keep is None else args.keep)
     label = f"{keep:g}" if budget is None else "-".join(f"{k}{v:g}" if k != "scope" else v for k, v in budget.items())
@@ -258,7 +272,7 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     result = compress(
         model,
         method=args.method,
-        selector_params=parse_model_args(extra),
+        selector_params=parse_model_args(extra, _SELECTOR_OWN),
         keep=keep,
         budget=budget,
         fuse=args.fuse,
