@@ -1,5 +1,6 @@
 """Run one study run (in any process): train or load the base model, then select, rebuild, retrain and
-profile it, or apply a compression pipeline to it.
+profile it, or apply a compression pipeline to it, or train a control network from scratch
+(:mod:`workbench.study.controls`).
 
 :func:`execute` never raises for a failing run: it returns a result dict with ``status`` ``"failed"``
 and the error, so that the study goes on. Base models are trained once per (model, data, seed,
@@ -325,6 +326,15 @@ def _pipeline_run(
     return metrics, {"pipeline": config["pipeline"], "steps": note(compressed, "pipeline")}
 
 
+def _control_run(
+    config: dict[str, Any], cache_dir: str | Path, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A scratch or random-width control (:func:`workbench.study.controls.run_control`); it needs no base model."""
+    from workbench.study.controls import run_control
+
+    return run_control(config, notes)
+
+
 def _pipeline_teacher(record: list[dict[str, Any]]) -> str:
     """What a pipeline's training steps learned from, in the words of the selector runs' ``teacher`` column:
     ``"none"`` (labels only), ``"base model"``, ``"base model (no labels)"``, or ``"base model and labels"`` when
@@ -377,7 +387,9 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
         "notes": notes,
     }
     try:
-        run = {"train": _train_run, "compress": _compress_run, "pipeline": _pipeline_run}[config["kind"]]
+        run = {"train": _train_run, "compress": _compress_run, "pipeline": _pipeline_run, "control": _control_run}[
+            config["kind"]
+        ]
         metrics, plan = run(config, cache_dir, notes)
         result.update(status="done", metrics=metrics, plan=plan)
     except Exception as exc:  # noqa: BLE001 - a failing run is recorded and the study goes on

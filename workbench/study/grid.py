@@ -1,6 +1,6 @@
 """Expand a study into runs, each with a stable hash.
 
-Three kinds of run:
+Four kinds of run:
 
 - ``"train"``: train (or load) one model on its data set and profile it; ``role`` is ``"base"`` for
   the models that are compressed and ``"baseline"`` for the architectures of the comparison chart.
@@ -8,6 +8,9 @@ Three kinds of run:
   fusion mode and seed.
 - ``"pipeline"``: apply one classic compression pipeline (:mod:`workbench.pipeline`) to one base model
   and seed, and count its stored bytes.
+- ``"control"`` (only with ``[controls]``): train one network of the widths a compression run kept
+  (``control`` ``"scratch"``), or of random widths of the same cost (``"random-widths"``), from scratch
+  (:mod:`workbench.study.controls`); ``source`` is the hash of that compression run.
 
 A run's hash is the sha256 of the canonical JSON (sorted keys, no spaces) of its configuration
 without presentation fields (labels, role), so the same computation has the same hash in every study, and a
@@ -26,11 +29,15 @@ from workbench.study.schema import COMPRESSION_KEYS, Finetune, ModelEntry, Study
 
 # Where a run config holds fields that only change how the run is shown, not what it computes.
 PRESENTATION_KEYS = (("role",), ("model", "label"), ("budget", "label"))
+#: Where a run config holds what the runner adds at run time from other stored runs (a control run's source
+#: plan and metrics): not part of what the run is, so not hashed.
+RUNTIME_KEYS = (("source_run",),)
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config`` without its presentation fields (:data:`PRESENTATION_KEYS`)."""
-    stripped = json.loads(json.dumps(config))
+    """sha256 of the canonical JSON of ``config`` without its presentation fields (:data:`PRESENTATION_KEYS`) and
+    what the runner adds at run time (:data:`RUNTIME_KEYS`)."""
+    stripped = json.loads(json.dumps({k: v for k, v in config.items() if (k,) not in RUNTIME_KEYS}))
     for path in PRESENTATION_KEYS:
         holder = stripped
         for key in path[:-1]:
@@ -53,12 +60,12 @@ class RunConfig:
 
     @property
     def kind(self) -> str:
-        """``"train"``, ``"compress"`` or ``"pipeline"``."""
+        """``"train"``, ``"compress"``, ``"pipeline"`` or ``"control"``."""
         return self.config["kind"]
 
     @property
     def role(self) -> str:
-        """``"base"``, ``"baseline"`` or ``"compress"``."""
+        """``"base"``, ``"baseline"``, ``"compress"`` or ``"control"``."""
         return self.config["role"]
 
     @property
@@ -69,6 +76,13 @@ class RunConfig:
             return f"{model} / {self.config['model']['data']} seed {self.config['seed']}"
         if self.kind == "pipeline":
             return f"{model} / {self.config['model']['data']} pipeline {self.config['pipeline']} seed {self.config['seed']}"
+        if self.kind == "control":
+            from workbench.study.controls import control_label
+
+            return (
+                f"{model} / {self.config['model']['data']} {control_label(self.config)} "
+                f"{budget_heading(self.config['budget']['label'])} seed {self.config['seed']}"
+            )
         return (
             f"{model} / {self.config['model']['data']} {self.config['selector']} {budget_heading(self.config['budget']['label'])} "
             f"{self.config['fuse']} seed {self.config['seed']}"
@@ -78,6 +92,11 @@ class RunConfig:
     def base_hash(self) -> str | None:
         """The hash of the train run whose model this compression run starts from."""
         return self.config.get("base")
+
+    @property
+    def source_hash(self) -> str | None:
+        """The hash of the compression run whose widths this control run trains (None for other runs)."""
+        return self.config.get("source")
 
 
 #: Settings added after studies were stored, at their defaults: left out of a run's configuration, so that
@@ -158,7 +177,40 @@ def count_runs(study: Study) -> int:
     for entry in study.models:
         selectors, budgets, fuse = study.grid_for(entry)
         per_seed += 1 + len(study.pipelines_for(entry)) + len(selectors) * len(budgets) * len(fuse)
+        if _runs_controls(study, entry):
+            per_seed += len(budgets) * len(study.controls.enabled)
     return len(study.study.seeds) * per_seed
+
+
+def _runs_controls(study: Study, entry: ModelEntry) -> bool:
+    """Whether ``entry`` gets control runs: controls are on and its grid runs their source method."""
+    if not study.controls.enabled:
+        return False
+    selector, _, fuse = study.controls_source.partition("/")
+    selectors, _, fuses = study.grid_for(entry)
+    return selector in selectors and fuse in fuses
+
+
+def _control_runs(study: Study, source: RunConfig) -> list[RunConfig]:
+    """The control runs (:class:`~workbench.study.schema.Controls`) of the compression run ``source``."""
+    runs = []
+    for kind in study.controls.enabled:
+        config = {
+            "kind": "control",
+            "role": "control",
+            "control": kind,
+            "model": source.config["model"],
+            "seed": source.config["seed"],
+            "base": source.config["base"],
+            "source": source.hash,
+            "widths_from": study.controls_source,
+            "budget": source.config["budget"],
+            "latency": study.study.latency,
+        }
+        if kind == "random-widths":
+            config.update(match=study.controls.match, tolerance=study.controls.tolerance)
+        runs.append(RunConfig(config))
+    return runs
 
 
 def _retrain_budget(study: Study, finetune: Finetune, own: bool) -> int | None:
@@ -182,10 +234,13 @@ def check_size(study: Study, force: bool = False) -> int:
 
 
 def expand(study: Study, force: bool = False) -> list[RunConfig]:
-    """All runs of ``study``: base-model and baseline training first, then every compression run.
+    """All runs of ``study``: base-model and baseline training first, then every compression run, then the
+    control runs (``[controls]``).
 
     The compression grid is models x seeds x (pipelines + selectors x budgets x fusion modes), where a model's
-    own ``finetune``, ``selectors``, ``budgets``, ``fuse`` and ``pipelines`` replace the study's for it.
+    own ``finetune``, ``selectors``, ``budgets``, ``fuse`` and ``pipelines`` replace the study's for it. Each
+    control switched on adds one run per model, budget and seed, after the compression run it takes its widths
+    from (:attr:`~workbench.study.schema.Study.controls_source`).
 
     Raises
     ------
@@ -195,6 +250,8 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     check_size(study, force)
     runs: list[RunConfig] = []
     compress: list[RunConfig] = []
+    controls: list[RunConfig] = []
+    source = study.controls_source.partition("/")
     for entry in study.models:
         finetune = study.finetune_for(entry)
         retraining = _drop_defaults(finetune.model_dump(mode="json", exclude={"own_schedule"}))
@@ -244,10 +301,12 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                                 }
                             )
                         )
+                        if (selector, "/", fuse) == source and _runs_controls(study, entry):
+                            controls.extend(_control_runs(study, compress[-1]))
     for entry in study.baselines.models:
         for seed in study.study.seeds:
             runs.append(_train_run(study, entry, "baseline", seed))
     unique: dict[str, RunConfig] = {}
-    for run in [*runs, *compress]:
+    for run in [*runs, *compress, *controls]:
         unique.setdefault(run.hash, run)  # a baseline identical to a base model is run once
     return list(unique.values())

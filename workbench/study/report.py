@@ -35,6 +35,7 @@ from workbench.study.report_data import (
     Spread,
     at_chance,
     build_sections,
+    control_fields,
     csv_text,
     latency_spread,
     run_rows,
@@ -274,6 +275,8 @@ def _entry_cells(
         elif column == "method":
             if entry.kind == "selector":
                 text = _two_lines(entry.name, f"{entry.fuse}, {budget_text(entry.budget)}")
+            elif entry.kind == "control":
+                text = _two_lines(entry.name, f"trained from scratch, {budget_text(entry.budget)}")
             else:
                 text = _two_lines(entry.name, entry.kind)
         elif column == "seeds":
@@ -289,7 +292,7 @@ def _entry_cells(
         elif column.startswith("vs "):
             if entry.is_reference:
                 text = "reference"
-            elif entry.kind != "selector":
+            elif entry.kind not in ("selector", "control"):
                 text = ""
             else:
                 value, detail, css = difference_parts(entry.vs_reference)
@@ -329,8 +332,18 @@ def _latency_range(found: Spread | None) -> dict[str, Any]:
 
 
 def _points(section: Section) -> list[dict[str, Any]]:
+    """The cost figure's points: one per entry with runs (a control is drawn as a network trained from scratch,
+    with the baselines)."""
     return [
-        _point(e.accuracy, e.costs, name=e.name, kind=e.kind, fuse=e.fuse, label=e.label, **_latency_range(e.latency))
+        _point(
+            e.accuracy,
+            e.costs,
+            name=e.name,
+            kind="baseline" if e.kind == "control" else e.kind,
+            fuse=e.fuse,
+            label=e.label,
+            **_latency_range(e.latency),
+        )
         for e in section.entries
         if e.runs and e.accuracy.mean is not None
     ]
@@ -488,7 +501,9 @@ def _time_table(records: list[Record]) -> str:
     groups: dict[str, list[float]] = defaultdict(list)
     for r in records:
         if r.status == "done" and r.seconds is not None:
-            name = {"train": "training", "pipeline": f"pipeline {r.pipeline}"}.get(r.kind, f"selector {r.selector}")
+            name = {"train": "training", "pipeline": f"pipeline {r.pipeline}", "control": f"control {r.control}"}.get(
+                r.kind, f"selector {r.selector}"
+            )
             groups[name].append(float(r.seconds))
     if not groups:
         return "<p>(no finished run)</p>"
@@ -622,6 +637,11 @@ def render_report(
                 f"same budget; cells that cannot be told from 0 say not distinguishable. {section.multiplicity_note}",
             ),
         ]
+        controls = [e for e in section.entries if e.kind == "control"]
+        if controls:
+            questions.append(
+                ("controls", "Does compression beat training the small network?", _controls_answer(section))
+            )
         if section.kept:
             questions.append(
                 (
@@ -651,6 +671,8 @@ def render_report(
                 body.append(_ranked_table(section, reference))
                 if section.class_iou:
                     body.append(_class_iou_table(section.class_iou))
+            elif key == "controls":
+                continue  # the answer, with its numbers, is the paragraph under the question
             else:
                 if section.kept_uniform:
                     budgets = ", ".join(dict.fromkeys(str(row["budget"]) for row in section.kept))
@@ -727,6 +749,24 @@ def render_report(
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _controls_answer(section: Section) -> str:
+    """The section's answer, with the numbers, to "does compression beat training the small network?"."""
+    from workbench.study.summary import control_sentence
+
+    sentences = [
+        control_sentence(
+            section.model, section.data, str(e.budget), e.name, control_fields(section, e), _section_score(section)
+        )
+        for e in sorted((e for e in section.entries if e.kind == "control"), key=lambda e: (str(e.budget), e.name))
+    ]
+    return (
+        "Controls (Liu et al. 2019): the same architecture at the kept widths, or at random widths of the same cost, "
+        "initialized afresh and trained from scratch for as many samples as the base training and the retraining "
+        "together; each is paired per seed with the compressed model whose widths it trains (rows of the table "
+        "above; differences Holm-corrected with the table's). " + " ".join(sentences)
+    )
 
 
 def _chance_notes(section: Section) -> list[str]:

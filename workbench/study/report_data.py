@@ -2,7 +2,9 @@
 and costs, ranked; what each selector kept per layer; the per-run rows written beside the report.
 
 A *section* is one base model on one data set. Its *entries* are the methods run on it: a selector with a
-fusion mode at one budget, a compression pipeline, or a baseline architecture trained on the same data.
+fusion mode at one budget, a compression pipeline, a baseline architecture trained on the same data, or a control
+(``[controls]``: the kept widths, or random widths of the same cost, trained from scratch at one budget, paired
+also with the compressed model whose widths it trains, :attr:`Entry.vs_source`).
 Each entry pools its finished runs over seeds: n, mean and 95% interval of the accuracy
 (:func:`workbench.study.statistics.estimate`: seeds and the test set's sampling noise), the paired difference to
 the base model of the same seed and (selectors) to the reference method at the same budget
@@ -96,12 +98,17 @@ class Entry:
     rank: int | None = None  # set by build_sections: None when not ranked (no val score where the rest has one)
     latency: Spread | None = None  # median and range over seeds at batch LATENCY_BATCH
     at_chance: bool = False  # set by build_sections: the accuracy interval holds the chance level
+    source: str | None = None  # a control: the compressed method (selector/fuse) whose widths it trains
+    vs_source: Difference | None = None  # a control: that compressed model minus the control, paired per seed
 
     @property
     def label(self) -> str:
-        """``sbm, lsq, keep 0.5``; ``pipeline deep-compression``; ``baseline LeNet-5``."""
+        """``sbm, lsq, keep 0.5``; ``pipeline deep-compression``; ``baseline LeNet-5``; ``scratch, widths of
+        magnitude/drop, keep 0.5``."""
         if self.kind == "selector":
             return f"{self.name}, {self.fuse}, {budget_text(self.budget)}"
+        if self.kind == "control":
+            return f"{self.name}, {budget_text(self.budget)}"
         return f"{self.kind} {self.name}"
 
     @property
@@ -332,13 +339,54 @@ def _rank(entries: list[Entry]) -> str:
     return "val accuracy" if on_val else "test accuracy"
 
 
+def _compare_with_source(entry: Entry, cells: Mapping[tuple[str, str, str | None, str | None], list[Record]]) -> None:
+    """Give a control ``entry`` its source method and the paired difference, compressed minus control, to it."""
+    entry.source = str(entry.runs[0].widths_from) if entry.runs else None
+    if entry.source is None:
+        return
+    selector, _, fuse = entry.source.partition("/")
+    source_runs = [r for r in cells.get(("selector", selector, fuse, entry.budget), []) if r.status == "done"]
+    control_values = _values(entry.runs, "accuracy")
+    entry.vs_source = paired_difference(
+        _values(source_runs, "accuracy"), control_values, n_test=proportion_size(entry.runs)
+    )
+
+
+def control_fields(section: Section, entry: Entry) -> dict[str, Any]:
+    """What :func:`workbench.study.summary.control_sentence` says of a control ``entry`` of ``section``."""
+    selector, _, fuse = str(entry.source).partition("/")
+    source = next(
+        (
+            e
+            for e in section.entries
+            if e.kind == "selector" and (e.name, e.fuse, e.budget) == (selector, fuse, entry.budget)
+        ),
+        None,
+    )
+    diff = entry.vs_source
+    fields: dict[str, Any] = {
+        "source": entry.source,
+        "source_mean": source.accuracy.mean if source is not None and source.accuracy.n else None,
+        "control_mean": entry.accuracy.mean if entry.accuracy.n else None,
+    }
+    if diff is not None:
+        fields.update(
+            gain=diff.mean,
+            gain_low=diff.low,
+            gain_high=diff.high,
+            gain_n=diff.n,
+            gain_distinguishable=diff.distinguishable,
+        )
+    return fields
+
+
 def _control(entries: list[Entry]) -> int:
-    """Holm-correct every paired difference of a section's table (vs base and vs reference) together, in place;
-    return how many were tested."""
-    diffs = [d for e in entries for d in (e.vs_base, e.vs_reference)]
+    """Holm-correct every paired difference of a section's table (vs base, vs reference and, for controls, vs the
+    compressed model whose widths they train) together, in place; return how many were tested."""
+    diffs = [d for e in entries for d in (e.vs_base, e.vs_reference, e.vs_source)]
     controlled = iter(control(diffs))
     for entry in entries:
-        entry.vs_base, entry.vs_reference = next(controlled), next(controlled)
+        entry.vs_base, entry.vs_reference, entry.vs_source = next(controlled), next(controlled), next(controlled)
     return sum(1 for d in diffs if d is not None and d.p_value is not None)
 
 
@@ -369,6 +417,8 @@ def build_sections(
                 cells[("selector", str(r.selector), r.fuse, r.budget)].append(r)
             elif r.kind == "pipeline":
                 cells[("pipeline", str(r.pipeline), None, None)].append(r)
+            elif r.kind == "control":
+                cells[("control", str(r.control), None, r.budget)].append(r)
         for r in records:
             if r.kind == "train" and r.role != "base" and r.data == data:
                 cells[("baseline", r.model, None, None)].append(r)
@@ -377,22 +427,23 @@ def build_sections(
             own_base = _base_of_run(runs, base_values) if kind != "baseline" else dict(base_values)
             reference_values = None
             is_reference = kind == "selector" and (name, fuse) == (ref_selector, ref_fuse)
-            if kind == "selector" and not is_reference:
+            if kind in ("selector", "control") and not is_reference:
                 ref_runs = cells.get(("selector", ref_selector, ref_fuse, budget))
                 if ref_runs is not None:
                     reference_values = _values([r for r in ref_runs if r.status == "done"], "accuracy")
-            entries.append(
-                _entry(
-                    kind,
-                    name,
-                    runs,
-                    own_base,
-                    fuse=fuse,
-                    budget=budget,
-                    reference=reference_values,
-                    is_reference=is_reference,
-                )
+            entry = _entry(
+                kind,
+                name,
+                runs,
+                own_base,
+                fuse=fuse,
+                budget=budget,
+                reference=reference_values,
+                is_reference=is_reference,
             )
+            if kind == "control":
+                _compare_with_source(entry, cells)
+            entries.append(entry)
         ranked_on = _rank(entries)
         comparisons = _control(entries)
         base_costs = _mean_costs(base_done)
@@ -443,6 +494,9 @@ CSV_METRICS = (
     "latency_ms",
     "kept_fraction",
     "retrain_samples",
+    "train_samples",
+    "samples_target",
+    "cost_ratio",
     "teacher",
     "train_seconds",
 )

@@ -1,7 +1,8 @@
 """Run a study: skip what is stored, run the rest here, on local processes (joblib) or a Dask cluster.
 
-Runs go in two phases: the train runs (base models, which later runs load from the cache, and
-baselines), then the compression runs. Each result is written to the store by this process as soon as
+Runs go in three phases: the train runs (base models, which later runs load from the cache, and
+baselines), then the compression runs, then the control runs (``[controls]``), each given the stored plan and
+metrics of the compression run it takes its widths from. Each result is written to the store by this process as soon as
 its run finishes, so a study killed mid-way loses at most the runs in progress, and running it again
 resumes: runs already ``done`` are skipped, failed ones are tried again. A stored run, or a cached base
 model, computed by another results version of the workbench (:mod:`workbench.study.versions`) is not
@@ -325,7 +326,8 @@ def run_study(
     if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or not worker_timeout > 0:
         raise ConfigError(f"worker_timeout is a positive number of seconds, got {worker_timeout!r}.")
     store_path = Path(store) if store is not None else study.store_path()
-    runs = [run for run in expand(study) if where is None or where(run)]
+    expanded = expand(study)
+    runs = [run for run in expanded if where is None or where(run)]
     clock = time.perf_counter()
     with Store(store_path) as db:
         status = db.status()
@@ -371,7 +373,7 @@ def run_study(
                 record(result)
             runnable = []
             for run in todo:
-                if run.kind == "train":
+                if run.kind in ("train", "control"):
                     continue
                 if status.get(run.base_hash) == "failed":
                     base = errors.get(by_hash[run.base_hash].label, "see its row")
@@ -379,6 +381,16 @@ def run_study(
                 else:
                     runnable.append(run)
             for result in mapper([run.config for run in runnable], cache):
+                record(result)
+            controls = []
+            for run in todo:
+                if run.kind == "control":
+                    config, problem = _with_source(run, db, {run.hash: run for run in expanded})
+                    if problem is None:
+                        controls.append(config)
+                    else:
+                        record(_unfinished(run.hash, "failed", problem))
+            for result in mapper(controls, cache):
                 record(result)
 
         try:
@@ -417,6 +429,19 @@ def run_study(
         recomputed=sum(key in recorded and status[key] == "done" for key in stale),
         notes=notes,
     )
+
+
+def _with_source(run: RunConfig, db: Store, by_hash: dict[str, RunConfig]) -> tuple[dict[str, Any], str | None]:
+    """A control run's config with its source run's stored plan and metrics (``source_run``, not hashed), or why
+    it cannot run: its source compression run did not finish."""
+    rows = db.rows([run.source_hash]) if run.source_hash else []
+    row = rows[0] if rows else None
+    if row is None or row.get("status") != "done" or row.get("plan") is None:
+        source = by_hash.get(run.source_hash)
+        name = source.label if source is not None else run.source_hash
+        why = (row or {}).get("error") or "it has not run (run the whole study, or include it in `where`)"
+        return run.config, f"its source run {name} did not finish: {why}"
+    return {**run.config, "source_run": {"plan": row["plan"], "metrics": row.get("metrics") or {}}}, None
 
 
 def _stale_runs(runs: list[RunConfig], status: dict[str, str], versions: dict[str, int | None]) -> dict[str, str]:

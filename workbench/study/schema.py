@@ -427,6 +427,32 @@ class Baselines(_Section):
     note: str | None = None
 
 
+#: What a random-width control matches: the compressed model's parameters or multiply-adds.
+CONTROL_COSTS = ("params", "macs")
+
+
+class Controls(_Section):
+    """Scratch-trained controls (Liu et al. 2019, "Rethinking the Value of Network Pruning"), off by default.
+
+    ``scratch``: for every model, budget and seed, the architecture at the widths the ``widths_from`` method kept
+    (``"selector/fuse"``, default the study's reference, ``magnitude/drop``), freshly initialized and trained from
+    scratch for as many samples as the base training and that method's retraining together. ``random_widths``:
+    the same, at random per-group widths (seeded) whose ``match`` cost (``"params"`` or ``"macs"``) is within
+    ``tolerance`` (a relative gap) of that compressed model's.
+    """
+
+    scratch: bool = False
+    random_widths: bool = False
+    widths_from: str | None = None
+    match: Literal[CONTROL_COSTS] = "params"
+    tolerance: float = Field(0.02, gt=0, lt=1)
+
+    @property
+    def enabled(self) -> list[str]:
+        """The control kinds switched on: ``"scratch"``, ``"random-widths"``."""
+        return [kind for kind, on in (("scratch", self.scratch), ("random-widths", self.random_widths)) if on]
+
+
 class Cluster(_Section):
     """How a study runs on a Dask cluster."""
 
@@ -479,6 +505,7 @@ class Study(_Section):
     pipelines: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     finetune: Finetune = Field(default_factory=Finetune)
     baselines: Baselines = Field(default_factory=Baselines)
+    controls: Controls = Field(default_factory=Controls)
     cluster: Cluster = Field(default_factory=Cluster)
     _path: Path | None = PrivateAttr(default=None)
 
@@ -537,6 +564,46 @@ class Study(_Section):
                 f"(pipelines: {known})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _controls_source(self) -> Study:
+        controls = self.controls
+        given = [key for key in ("widths_from", "match", "tolerance") if key in controls.model_fields_set]
+        if not controls.enabled:
+            if given:
+                raise ValueError(
+                    f"controls.{given[0]} is set but no control is switched on: add scratch = true or "
+                    "random_widths = true to [controls], or remove it"
+                )
+            return self
+        if not self.selectors or self.compression is None:
+            raise ValueError(
+                "[controls] train the widths a selector kept: they need [selectors] and [compression] "
+                "(pipelines alone have no kept widths)"
+            )
+        loaded = [f"models[{k}]" for k, entry in enumerate(self.models) if entry.checkpoint is not None]
+        if loaded:
+            raise ValueError(
+                f"{', '.join(loaded)} {'is' if len(loaded) == 1 else 'are'} loaded from a checkpoint: the study does "
+                "not know how it was trained, so [controls] cannot train the small network the same way; train the "
+                "model in the study (training = {...}) or switch the controls off"
+            )
+        source = self.controls_source
+        selector, sep, fuse = source.partition("/")
+        fuses = {mode for entry in self.models for mode in (entry.fuse or self.compression.fuse)}
+        if not sep or selector not in self.selectors or fuse not in fuses:
+            methods = ", ".join(f"{s}/{f}" for s in self.selectors for f in sorted(fuses))
+            where = "controls.widths_from" if controls.widths_from else "the reference (controls.widths_from unset)"
+            raise ValueError(
+                f"{where} is {source!r}, not a method of this study; set controls.widths_from to one of {methods}"
+            )
+        return self
+
+    @property
+    def controls_source(self) -> str:
+        """The ``"selector/fuse"`` method whose kept widths the controls train: ``controls.widths_from``, else the
+        study's reference, else ``"magnitude/drop"``."""
+        return self.controls.widths_from or self.study.reference or "magnitude/drop"
 
     @model_validator(mode="after")
     def _model_subsets(self) -> Study:

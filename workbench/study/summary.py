@@ -35,6 +35,15 @@ class Record:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float | None = None
+    control: str | None = None  # a control run's method name (:func:`workbench.study.controls.control_label`)
+    widths_from: str | None = None  # a control run's source method, ``selector/fuse``
+
+    @property
+    def method(self) -> str | None:
+        """``selector/fuse`` of a compression run, the control's name of a control run, else None."""
+        if self.kind == "compress":
+            return f"{self.selector}/{self.fuse}"
+        return self.control
 
     def score(self, key: str = "accuracy") -> float | None:
         """``metrics[key]`` (``miou`` for segmentation when ``accuracy`` is asked and absent)."""
@@ -50,6 +59,8 @@ def collect(study: Study, rows: list[dict[str, Any]], damaged: Mapping[str, str]
     ``damaged`` (hash -> problem, :attr:`workbench.study.store.Store.damaged`) marks runs whose stored row
     cannot be read: status ``"damaged"``, left out of every mean like runs not done.
     """
+    from workbench.study.controls import control_label
+
     stored = {row["hash"]: row for row in rows}
     damaged = damaged or {}
     records = []
@@ -75,6 +86,8 @@ def collect(study: Study, rows: list[dict[str, Any]], damaged: Mapping[str, str]
                 metrics=(row or {}).get("metrics") or {},
                 error=(row or {}).get("error"),
                 seconds=(row or {}).get("seconds"),
+                control=control_label(config) if run.kind == "control" else None,
+                widths_from=config.get("widths_from"),
             )
         )
     return records
@@ -209,11 +222,15 @@ def retraining_budget(runs: list[Record]) -> str:
     """The retraining budget the finished ``runs`` spent, for a table: training samples seen after the rebuild
     (one figure, or the range when runs differ) and the teacher (``"none"``: labels only)."""
     done = [r for r in runs if r.status == "done"]
-    samples = sorted({int(r.metrics.get("retrain_samples", 0)) for r in done if "retrain_samples" in r.metrics})
+    scratch = [r for r in done if "train_samples" in r.metrics]  # control runs: all their training is from scratch
+    key = "train_samples" if scratch else "retrain_samples"
+    samples = sorted({int(r.metrics.get(key, 0)) for r in done if key in r.metrics})
     teachers = sorted({str(r.metrics["teacher"]) for r in done if "teacher" in r.metrics})
     if not samples:
         return "-"
     amount = f"{samples[0]:,}" if len(samples) == 1 else f"{samples[0]:,}-{samples[-1]:,}"
+    if scratch:
+        return f"{amount} samples from scratch (base training + retraining)"
     return f"{amount} samples, teacher {'/'.join(teachers) or 'none'}" if samples[-1] else "none"
 
 
@@ -225,7 +242,7 @@ def _pipeline_budget(runs: list[Record]) -> str:
 
 
 def summary_table(
-    records: list[Record], metric: str = "accuracy", reference: str | None = None
+    records: list[Record], metric: str = "accuracy", reference: str | None = None, controls: bool = False
 ) -> list[dict[str, Any]]:
     """One row per (model, selector, fusion): its retraining budget (:func:`retraining_budget`), base accuracy
     and the mean ``metric`` at each budget.
@@ -248,6 +265,8 @@ def summary_table(
             base[(r.model, r.data)].append(r)
         elif r.kind == "compress":
             cells[(r.model, r.data, r.selector, r.fuse)][r.budget].append(r)
+        elif r.kind == "control" and controls:
+            cells[(r.model, r.data, r.control, None)][r.budget].append(r)
     rows = []
     tested: list[tuple[dict[str, Any], Difference | None]] = []
     for (model, data, selector, fuse), by_budget in cells.items():
@@ -261,6 +280,8 @@ def summary_table(
             "retraining": retraining_budget([r for runs in by_budget.values() for r in runs]),
             "base": _mean(list(base_values.values())),
         }
+        if fuse is None:
+            row["control"] = True
         stats = {"base": cell_stats(base_values, proportion_size(base_runs))}
         is_reference = (selector, fuse) == (ref_selector, ref_fuse)
         reference_runs = cells.get((model, data, ref_selector, ref_fuse))
@@ -391,7 +412,9 @@ def compare_table(
     used to choose: a method without a val score in a block ranked on val is listed after the ranked ones, with
     ``rank`` None and ``ranked`` False. Blocks whose runs have no validation score at all (base models trained on
     ``trainval``) are ranked on test, and ``ranked_on`` then says ``"test"``. ``distinguishable`` is Holm-corrected
-    over the table's ``comparisons`` (:func:`summary_table`).
+    over the table's ``comparisons`` (:func:`summary_table`). Control runs (``[controls]``) are methods of their
+    blocks too (``control`` True), with what :func:`control_comparisons` gives: ``gain`` (the compressed model of
+    the same seed minus the control, with its interval) and ``vs_base``.
 
     Raises
     ------
@@ -400,28 +423,29 @@ def compare_table(
     """
     ref_selector, ref_fuse = parse_reference(reference)
     ref_label = f"{ref_selector}/{ref_fuse}"
-    rows = summary_table(records, metric, reference=ref_label)
-    methods = list(dict.fromkeys(f"{row['selector']}/{row['fuse']}" for row in rows))
+    rows = summary_table(records, metric, reference=ref_label, controls=True)
+    methods = list(dict.fromkeys(_row_method(row) for row in rows if not row.get("control")))
     if rows and ref_label not in methods:
         raise StudyError(
             f"reference {ref_label!r} is not a method of this study; choose one of {', '.join(methods)} "
             "(--reference selector/fuse, or reference in the study's [study] table)."
         )
     val_means = {
-        (row["model"], row["data"], f"{row['selector']}/{row['fuse']}", key): cell["mean"]
-        for row in summary_table(records, f"val_{metric}", reference=ref_label)
+        (row["model"], row["data"], _row_method(row), key): cell["mean"]
+        for row in summary_table(records, f"val_{metric}", reference=ref_label, controls=True)
         for key, cell in row["stats"].items()
     }
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        method = f"{row['selector']}/{row['fuse']}"
+        method = _row_method(row)
         for key, cell in row["stats"].items():
             if key == "base":
                 continue
             val = val_means.get((row["model"], row["data"], method, key))
             groups[(row["model"], row["data"], key.removeprefix("keep "))].append(
-                {"method": method, "val": val, **cell}
+                {"method": method, "val": val, "control": bool(row.get("control")), **cell}
             )
+    gains = control_comparisons(records, metric)
     scores = {
         (model, data): score_name([r for r in records if (r.model, r.data) == (model, data)])
         for model, data, _ in groups
@@ -462,9 +486,104 @@ def compare_table(
                     "p_adjusted": cell["p_adjusted"],
                     "comparisons": cell["comparisons"],
                     "correction": cell["correction"],
+                    **(
+                        {"control": True, **gains.get((model, data, budget, cell["method"]), {})}
+                        if cell["control"]
+                        else {}
+                    ),
                 }
             )
     return table
+
+
+def _row_method(row: Mapping[str, Any]) -> str:
+    """The method of a :func:`summary_table` row: ``selector/fuse``, or the control's name."""
+    return str(row["selector"]) if row.get("control") else f"{row['selector']}/{row['fuse']}"
+
+
+def _gain_fields(prefix: str, diff: Difference) -> dict[str, Any]:
+    return {
+        f"{prefix}_n": diff.n,
+        prefix: _rounded(diff.mean),
+        f"{prefix}_low": _rounded(diff.low),
+        f"{prefix}_high": _rounded(diff.high),
+        f"{prefix}_distinguishable": diff.distinguishable,
+        f"{prefix}_p_adjusted": diff.p_adjusted,
+        f"{prefix}_comparisons": diff.comparisons,
+    }
+
+
+def control_comparisons(records: list[Record], metric: str = "accuracy") -> dict[tuple[str, str, str, str], Any]:
+    """Per (model, data, budget label, control name): what the control (``[controls]``) is compared with, seed by
+    seed: ``source`` (the compressed method whose widths it trains) and its mean ``source_mean``, the control's
+    mean ``control_mean``, ``gain`` = compressed minus control with its interval (``gain_low``, ``gain_high``,
+    ``gain_n`` seeds paired, ``gain_distinguishable``), and ``vs_base`` = control minus the base model.
+
+    The gains and the differences to the base are one family, Holm-corrected together (``*_comparisons``).
+    """
+    base: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    methods: dict[tuple[str, str, str | None, str | None], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.kind == "train" and r.role == "base":
+            base[(r.model, r.data)].append(r)
+        elif r.kind in ("compress", "control"):
+            methods[(r.model, r.data, r.budget, r.method)].append(r)
+    found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    diffs: list[tuple[tuple[str, str, str, str], str, Difference]] = []
+    for (model, data, budget, method), runs in methods.items():
+        if runs[0].kind != "control" or budget is None or method is None:
+            continue
+        source = str(runs[0].widths_from)
+        n_test = proportion_size([r for r in runs if r.status == "done"])
+        values = _per_seed(runs, metric)
+        pruned = _per_seed(methods.get((model, data, budget, source), []), metric)
+        key = (model, data, budget, method)
+        found[key] = {
+            "source": source,
+            "source_mean": _mean(list(pruned.values())),
+            "control_mean": _mean(list(values.values())),
+        }
+        diffs.append((key, "gain", paired_difference(pruned, values, n_test=n_test)))
+        diffs.append((key, "vs_base", paired_difference(values, _per_seed(base[(model, data)], metric), n_test=n_test)))
+    for (key, prefix, _), diff in zip(diffs, control([diff for _, _, diff in diffs])):
+        found[key].update(_gain_fields(prefix, diff))
+    return found
+
+
+def control_sentence(
+    model: str, data: str, budget: str, control_name: str, fields: Mapping[str, Any], score: str = "accuracy"
+) -> str:
+    """The answer to "does compression beat training the small network?" for one control, with the numbers, from
+    :func:`control_comparisons` ``fields``."""
+    where = f"{model} on {data}, {budget_heading(budget)}"
+    if fields.get("source_mean") is None or fields.get("control_mean") is None or not fields.get("gain_n"):
+        return f"{where}: {control_name} has no finished run paired with {fields.get('source', 'its source')} yet."
+    gain = fields["gain"]
+    span = (
+        f" [{fields['gain_low']:+.4f}, {fields['gain_high']:+.4f}]"
+        if fields.get("gain_low") is not None
+        else " (one seed: no interval)"
+    )
+    if not fields.get("gain_distinguishable"):
+        verdict = "not distinguishable: these seeds cannot tell compression from training the small network"
+    elif gain > 0:
+        verdict = "compression beats training the small network"
+    else:
+        verdict = "training the small network beats compression"
+    return (
+        f"{where}: {fields['source']} (compressed and retrained) scores {fields['source_mean']:.4f} test {score}, "
+        f"{control_name} (trained from scratch) {fields['control_mean']:.4f}; compressed minus control "
+        f"{gain:+.4f}{span}, {fields['gain_n']} seeds paired: {verdict}."
+    )
+
+
+def control_answers(table: list[dict[str, Any]]) -> list[str]:
+    """:func:`control_sentence` for every control row of a :func:`compare_table`."""
+    return [
+        control_sentence(row["model"], row["data"], row["budget"], row["method"], row, row.get("score", "accuracy"))
+        for row in table
+        if row.get("control") and "source" in row
+    ]
 
 
 def _val_text(row: Mapping[str, Any]) -> str:
@@ -498,6 +617,12 @@ def format_compare(table: list[dict[str, Any]]) -> str:
             for row in rows
         ]
         text.append(f"{model} on {data}, {budget_heading(budget)}:\n{format_table(lines)}")
+    answers = control_answers(table)
+    if answers:
+        text.append(
+            "Does compression beat training the small network? (paired per seed; Holm-corrected over the "
+            "controls' comparisons)\n" + "\n".join(f"- {answer}" for answer in answers)
+        )
     return "\n\n".join([*text, table_note(table)]) if table else ""
 
 
@@ -559,6 +684,8 @@ def time_table(records: list[Record]) -> list[dict[str, Any]]:
             what = "training: base models" if r.role == "base" else "training: baselines"
         elif r.kind == "compress":
             what = f"selector: {r.selector}"
+        elif r.kind == "control":
+            what = f"control: {r.control}"
         else:
             what = f"pipeline: {r.pipeline}"
         groups[what].append(float(r.seconds))
