@@ -12,10 +12,18 @@ it measures, each in a fresh subprocess so that peak memories do not mix:
   the result is checked edge for edge against ours. Graphs with more edges than ``--nx-edge-cap`` are
   not attempted.
 
-Ratios (networkx time / ours) are computed from timings taken in the same run; short runs (under 2 s)
-are repeated and the best of three is kept on both sides. Target: >= 100x.
+Timings: inside each subprocess the trace is timed once cold (the process's first ``from_model`` of the
+network) and ``--repeats`` times warm; ``unit_adjacency`` once cold and then warm, at least ``--repeats``
+times and for at least 0.2 s (short cases run many times); each networkx route ``--repeats`` times. The
+whole set of subprocesses runs ``--rounds`` times, one case after another, so both sides of a ratio see the
+same load. Per case it prints the median [min, max] over rounds of each round's median, and the ratio
+(networkx / ``unit_adjacency``, both warm) as the median [min, max] of the per-round ratios; the trace time
+is printed beside it (it is paid once per network, by either route: networkx reuses our traced structure).
+The conditions (load average before and after, nice, threads) are printed first; on a busy machine compare
+the ratios, not the absolute times. Target: >= 100x.
 
-Usage: ``python analyses/bench_graph.py [--quick] [--json] [--threads 1] [--nx-edge-cap 5000000]``
+Usage: ``python analyses/bench_graph.py [--quick] [--json] [--threads 1] [--rounds 3] [--repeats 3]
+[--nx-edge-cap 5000000]``
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median
 from typing import Any
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -61,7 +70,18 @@ def _warm_up() -> None:
     from_model(torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.zeros(1, 2)).unit_adjacency()
 
 
-def run_ours(case: str) -> dict[str, Any]:
+def _warm_times(fn: Any, repeats: int, min_seconds: float = 0.0, max_calls: int = 500) -> list[float]:
+    """Wall times of at least ``repeats`` calls of ``fn()``, more (up to ``max_calls``) until ``min_seconds``."""
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < max_calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_ours(case: str, repeats: int) -> dict[str, Any]:
+    """``from_model`` and ``unit_adjacency("l2")`` of one case: cold times, warm medians, peak-RSS increase."""
     from workbench.graph import from_model
 
     _warm_up()
@@ -74,23 +94,21 @@ def run_ours(case: str) -> dict[str, Any]:
     adjacency = graph.unit_adjacency("l2")
     first = time.perf_counter() - t1
     peak = _peak_mb() - base
-    best = first
-    for _ in range(2 if first < 2.0 else 0):  # warm repeats for short cases: best of three
-        del adjacency
-        t = time.perf_counter()
-        adjacency = graph.unit_adjacency("l2")
-        best = min(best, time.perf_counter() - t)
+    del adjacency
+    warm = _warm_times(lambda: graph.unit_adjacency("l2"), repeats, min_seconds=0.2)
+    traces = _warm_times(lambda: from_model(model), repeats)
     return {
         "case": case,
         "route": "ours",
         "weights": n_weights,
         "units": graph.n_nodes,
-        "edges": int(adjacency.nnz),
+        "edges": int(graph.unit_adjacency("l2").nnz),
         "groups": len(graph.groups),
-        "trace_s": t1 - t0,
+        "trace_first_s": t1 - t0,
+        "trace_s": median(traces),
         "adjacency_first_s": first,
-        "adjacency_s": best,
-        "total_s": t1 - t0 + best,
+        "adjacency_s": median(warm),
+        "adjacency_calls": len(warm),
         "peak_increase_mb": peak,
         "weights_mb": n_weights * 4 / 2**20,
     }
@@ -146,9 +164,9 @@ def build_networkx(graph: Any, route: str) -> Any:
     return nx.from_scipy_sparse_array(matrix, create_using=nx.DiGraph)
 
 
-def run_networkx(case: str, route: str, edge_cap: int) -> dict[str, Any]:
-    """The same unit graph as ``unit_adjacency("l2")``, built with networkx by ``route`` (best of three when
-    short); checked edge for edge against ours. Graphs over ``edge_cap`` edges are not attempted (networkx
+def run_networkx(case: str, route: str, edge_cap: int, repeats: int) -> dict[str, Any]:
+    """The same unit graph as ``unit_adjacency("l2")``, built with networkx by ``route`` (median of ``repeats``
+    builds); checked edge for edge against ours. Graphs over ``edge_cap`` edges are not attempted (networkx
     holds each edge as Python dicts, some hundreds of bytes)."""
     import numpy as np
 
@@ -162,20 +180,20 @@ def run_networkx(case: str, route: str, edge_cap: int) -> dict[str, Any]:
     if total_edges > edge_cap:
         return {**row, "finished": False, "time_s": None, "peak_increase_mb": 0.0, "why": "edge cap"}
     base = _peak_mb()
-    best = None
-    for _ in range(3):
-        t0 = time.perf_counter()
+    g = None
+
+    def build() -> None:
+        nonlocal g
+        g = None  # the previous graph goes before the next is built (peak memory of one graph)
         g = build_networkx(graph, route)
-        elapsed = time.perf_counter() - t0
-        best = elapsed if best is None else min(best, elapsed)
-        if elapsed > 2.0:
-            break
+
+    times = _warm_times(build, repeats)
     peak = _peak_mb() - base
     theirs = {(u, v): d["weight"] for u, v, d in g.edges(data=True)}
     same = len(theirs) == total_edges and all(
         np.isclose(theirs.get((int(u), int(v)), np.nan), w, rtol=1e-4) for u, v, w in zip(ours.row, ours.col, ours.data)
     )
-    return {**row, "finished": True, "time_s": best, "peak_increase_mb": peak, "same_graph": bool(same)}
+    return {**row, "finished": True, "time_s": median(times), "peak_increase_mb": peak, "same_graph": bool(same)}
 
 
 def _child(args: list[str], threads: int) -> dict[str, Any]:
@@ -186,6 +204,13 @@ def _child(args: list[str], threads: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cell(stats: dict[str, float] | None, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    """``median [min, max]`` of a spread scaled by ``scale`` (e.g. 1e3 for ms), or "not run"."""
+    from bench_select import fmt
+
+    return "not run" if stats is None else fmt({key: value * scale for key, value in stats.items()}, unit, digits)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small networks only, short networkx cap")
@@ -193,55 +218,82 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch / BLAS threads in each case (default 1)")
     parser.add_argument("--nx-edge-cap", type=int, default=5_000_000, help="edges networkx may build per case")
     parser.add_argument("--cases", nargs="*", default=None, choices=sorted(CASES))
+    parser.add_argument("--rounds", type=int, default=3, help="fresh subprocesses per case and route (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per subprocess, at least (default 3)")
     parser.add_argument("--child", nargs=2, metavar=("ROUTE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error("--rounds and --repeats must be >= 1")
     if args.child:
         import torch
 
         torch.set_num_threads(args.threads)
         route, case = args.child
-        result = run_ours(case) if route == "ours" else run_networkx(case, route, args.nx_edge_cap)
+        if route == "ours":
+            result = run_ours(case, args.repeats)
+        else:
+            result = run_networkx(case, route, args.nx_edge_cap, args.repeats)
         print(json.dumps(result))
         return 0
+    from bench_select import conditions, describe, spread  # analyses/ is on sys.path when run as a script
+
+    before = conditions()
     cases = args.cases or (list(QUICK) if args.quick else list(CASES))
+    common = ["--threads", str(args.threads), "--nx-edge-cap", str(args.nx_edge_cap), "--repeats", str(args.repeats)]
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
+    for _ in range(args.rounds):
+        for case in cases:
+            run = {"ours": _child(["--child", "ours", case, *common], args.threads)}
+            for route in ROUTES:
+                run[route] = _child(["--child", route, case, *common], args.threads)
+            runs[case].append(run)
+    after = conditions()
     rows = []
     for case in cases:
-        common = ["--threads", str(args.threads), "--nx-edge-cap", str(args.nx_edge_cap)]
-        ours = _child(["--child", "ours", case, *common], args.threads)
-        row = {"case": case, "ours": ours}
+        ours = [run["ours"] for run in runs[case]]
+        row: dict[str, Any] = {"case": case, "rounds": runs[case], "ours": ours[-1]}
+        for key in ("trace_first_s", "trace_s", "adjacency_first_s", "adjacency_s", "peak_increase_mb"):
+            row[key] = spread([o[key] for o in ours])
         for route in ROUTES:
-            theirs = _child(["--child", route, case, *common], args.threads)
-            row[route] = theirs
-            row[f"speedup_{route}"] = theirs["time_s"] / ours["adjacency_s"] if theirs["finished"] else None
+            theirs = [run[route] for run in runs[case]]
+            finished = all(t["finished"] for t in theirs)
+            row[route] = spread([t["time_s"] for t in theirs]) if finished else None
+            row[f"speedup_{route}"] = (
+                spread([t["time_s"] / o["adjacency_s"] for t, o in zip(theirs, ours)]) if finished else None
+            )
+            row[f"same_{route}"] = all(t.get("same_graph", False) for t in theirs) if finished else None
+            row[f"nx_mb_{route}"] = max(t["peak_increase_mb"] for t in theirs)
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(
+            json.dumps(
+                {"conditions": {"before": before, "after": after, "threads": args.threads}, "rows": rows}, indent=2
+            )
+        )
         return 0
-    print(
-        f"{'network':<13} {'weights':>11} {'units':>7} {'edges':>11} {'trace s':>8} {'adj s':>7} {'ours MB':>8} "
-        f"{'nx add_weighted s':>18} {'x':>6} {'nx from_scipy s':>16} {'x':>6} {'nx MB':>7} {'same':>5}"
-    )
+    print(describe(before, after) + f"; --threads {args.threads} in each case")
+    print(f"{args.rounds} rounds of fresh subprocesses; median [min, max] over rounds of each round's median")
     for r in rows:
         o = r["ours"]
-        cells = []
-        for route in ROUTES:
-            n = r[route]
-            if n["finished"]:
-                cells.append(f"{n['time_s']:>{18 if route == ROUTES[0] else 16}.3f} {r['speedup_' + route]:5.0f}x")
-            else:
-                cells.append(f"{'not run':>{18 if route == ROUTES[0] else 16}} {'-':>6}")
-        finished = [r[route] for route in ROUTES if r[route]["finished"]]
-        nx_mb = max((n["peak_increase_mb"] for n in finished), default=0.0)
-        same = "yes" if finished and all(n["same_graph"] for n in finished) else ("-" if not finished else "NO")
+        same = [r[f"same_{route}"] for route in ROUTES if r[f"same_{route}"] is not None]
         print(
-            f"{r['case']:<13} {o['weights']:>11,} {o['units']:>7,} {o['edges']:>11,} {o['trace_s']:8.2f} "
-            f"{o['adjacency_s']:7.3f} {o['peak_increase_mb']:8.0f} {cells[0]} {cells[1]} {nx_mb:7.0f} {same:>5}"
+            f"{r['case']:<13} {o['weights']:>11,} weights {o['units']:>7,} units {o['edges']:>11,} edges | trace "
+            f"{_cell(r['trace_s'], 1, 2, ' s')} (cold {_cell(r['trace_first_s'], 1, 2, ' s')}) | unit_adjacency "
+            f"{_cell(r['adjacency_s'], 1e3, 3, ' ms')} (cold {_cell(r['adjacency_first_s'], 1e3, 1, ' ms')}), "
+            f"+{r['peak_increase_mb']['max']:.0f} MB"
         )
+        for route in ROUTES:
+            print(
+                f"{'':<13} networkx {route:<24} {_cell(r[route], 1e3, 1, ' ms'):>28} -> "
+                f"{_cell(r['speedup_' + route], 1, 0, 'x'):>18}  +{r['nx_mb_' + route]:.0f} MB"
+            )
+        print(f"{'':<13} same graph as ours: {'yes' if same and all(same) else ('-' if not same else 'NO')}")
     print(
-        "trace s: from_model; adj s: unit_adjacency, best of 3; MB: peak RSS increase. x = networkx time / "
-        "unit_adjacency time, same run. networkx builds the same graph from vectorized per-layer edge arrays "
-        "(their computation included) with add_weighted_edges_from or from_scipy_sparse_array; same: its edges "
-        f"equal ours. not run: more than {args.nx_edge_cap:,} edges (networkx stores each edge as Python dicts)."
+        "trace: from_model (warm; cold: the process's first); unit_adjacency: warm (cold: first call). MB: peak RSS "
+        "increase. x = networkx time / unit_adjacency time, same round. networkx builds the same graph from vectorized "
+        "per-layer edge arrays (their computation included) with add_weighted_edges_from or from_scipy_sparse_array; "
+        f"same: its edges equal ours. not run: more than {args.nx_edge_cap:,} edges (networkx stores each edge as "
+        "Python dicts)."
     )
     return 0
 

@@ -350,3 +350,61 @@ def test_reused_structure_follows_weight_changes_and_zeros():
     fresh = graph.unit_adjacency("l2")
     assert abs(fresh - reference_adjacency(graph, "l2")).max() < 1e-4
     assert fresh.nnz < scaled.nnz
+
+
+class SharedReads(nn.Module):
+    """Two convs read the same units into one residual group (repeated unit pairs), then a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 5, 3, padding=1)
+        self.s = nn.Conv2d(6, 5, 1)
+        self.c = nn.Conv2d(5, 5, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        r = torch.relu(self.b(h) + self.s(h))
+        r = torch.relu(r + self.c(r))
+        return self.fc(torch.flatten(self.pool(r), 1))
+
+
+@pytest.mark.parametrize("batch_read", [None, 40])
+@pytest.mark.parametrize("name", ["shared", "resnet8", "lenet300"])
+def test_batched_reduction_gives_the_per_read_matrix_bit_for_bit(monkeypatch, name, batch_read):
+    """The batched route (all reads of one kernel size reduced at once, cached CSR structure) against the
+    per-read route it replaces: the same data, indices and index pointers, for every norm; zeros fall back."""
+    from workbench.graph import adjacency
+
+    if batch_read is not None:  # most reads then count as large: batches of one read, and mixed batches
+        monkeypatch.setattr(adjacency, "_BATCH_READ", batch_read)
+    torch.manual_seed(0)
+    if name == "shared":
+        model, example = SharedReads(), torch.randn(1, 3, 6, 6)
+    else:
+        model = create_model("resnet", depth=8) if name == "resnet8" else create_model("lenet300")
+        example = None
+    graph = from_model(model, example)
+
+    def per_read(norm: str) -> sp.csr_matrix:
+        with monkeypatch.context() as patch:
+            patch.setattr(adjacency, "_batched", lambda *args: None)
+            return graph.unit_adjacency(norm)
+
+    for zero in (False, True):
+        if zero:
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.dim() > 1)[0].zero_()
+        for norm in ("l2", "l1", "max"):
+            batched, reference = graph.unit_adjacency(norm), per_read(norm)
+            for field in ("data", "indices", "indptr"):
+                ours, theirs = getattr(batched, field), getattr(reference, field)
+                assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), (norm, field, zero)
+    layout = adjacency._cache(graph).batched
+    assert layout is not None and layout.ok
+    if name == "shared":
+        assert layout.multi is not None  # repeated (source, target) pairs are combined
+    if name == "lenet300":
+        assert layout.places is not None  # every source row from one read

@@ -306,3 +306,42 @@ def test_symmetry_check_covers_every_tile():
     L[590, 3] = np.inf
     with pytest.raises(SelectionError, match="NaN or infinite"):
         sample_k_dpp(L, 3, random_state=0)
+
+
+@pytest.mark.parametrize("case", ["orthonormal", "near", "gaussian", "ill-conditioned"])
+def test_orthonormal_basis_spans_the_columns_whichever_route_it_takes(case):
+    """CholeskyQR2 with its shortcuts (no pass, one pass) and its Householder fallback: same span, orthonormal."""
+    from workbench.select.kdpp import _orthonormal
+
+    rng = np.random.default_rng(5)
+    Q0 = np.linalg.qr(rng.standard_normal((300, 20)))[0]
+    V = {
+        "orthonormal": Q0,
+        "near": Q0 + 1e-9 * rng.standard_normal(Q0.shape),  # as a map-back from an ill-conditioned dual kernel
+        "gaussian": rng.standard_normal((300, 20)),  # as complement vectors: two passes
+        "ill-conditioned": Q0 @ np.diag(np.logspace(0, -10, 20)) @ np.linalg.qr(rng.standard_normal((20, 20)))[0],
+    }[case]
+    before = V.copy()
+    Q = _orthonormal(V)
+    np.testing.assert_array_equal(V, before)  # the input is left as it was
+    assert Q.shape == V.shape
+    np.testing.assert_allclose(Q.T @ Q, np.eye(20), atol=1e-13)
+    reference = np.linalg.qr(V)[0]
+    np.testing.assert_allclose(Q @ Q.T, reference @ reference.T, atol=1e-12)  # the same projection kernel
+
+
+def test_polynomial_table_skips_zero_eigenvalues_at_either_end_exactly():
+    values = np.array([0.0, 0.0, 0.7, 2.0, 0.0, 1.3, 0.0, 0.0])
+    table = log_elementary_symmetric(values, 4)
+    with np.errstate(divide="ignore"):
+        log_values = np.log(values)
+    full = np.full((5, values.size + 1), -np.inf)  # the untrimmed recursion, row by row
+    full[0] = 0.0
+    for j in range(1, 5):
+        full[j, 1:] = np.logaddexp.accumulate(log_values + full[j - 1, :-1])
+    np.testing.assert_array_equal(table, full)
+    for m in range(values.size + 1):
+        for j in range(5):
+            direct = sum(np.prod(c) for c in itertools.combinations(values[:m], j)) if j else 1.0
+            assert np.exp(table[j, m]) == pytest.approx(direct, abs=1e-12)
+    assert np.all(log_elementary_symmetric(np.zeros(3), 2)[1:] == -np.inf)
