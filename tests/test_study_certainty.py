@@ -248,3 +248,11 @@ def test_the_report_ranks_on_val_only_and_corrects_its_table():
     assert (
         submodular.vs_reference.low < 0 < submodular.vs_reference.high and not submodular.vs_reference.distinguishable
     )
+
+
+def test_a_difference_that_rounds_to_zero_either_way_has_p_value_one():
+    """The main job hit this: a mean of per-seed differences of -2e-17 while the means differ by +2e-17."""
+    from workbench.study.statistics import paired_difference
+
+    diff = paired_difference({0: 0.1, 1: 0.2, 2: 0.3}, {0: 0.1, 1: 0.2, 2: 0.30000000000000004}, n_test=359)
+    assert diff.p_value == 1.0 and not diff.distinguishable and diff.low < 0 < diff.high

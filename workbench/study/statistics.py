@@ -270,10 +270,12 @@ def _interval_p_value(mean: float, df: float, bounds: Any) -> float:
         low, high = bounds(_quantile(level, df))
         return low if mean > 0 else -high
 
-    top = 1.0 - 1e-12
+    bottom, top = 1e-12, 1.0 - 1e-12
+    if margin(bottom) <= 0:  # the interval holds 0 at every level (a mean that rounds to 0 either way)
+        return 1.0
     if margin(top) > 0:
         return 1e-12
-    return 1.0 - float(optimize.brentq(margin, 1e-12, top, xtol=1e-12))
+    return 1.0 - float(optimize.brentq(margin, bottom, top, xtol=1e-12))
 
 
 def paired_difference(
