@@ -12,11 +12,17 @@ from workbench.adapters.base import module_has_parameters
 from workbench.selection import block_cells
 
 
-def cut_problem(model: nn.Module, group: Any) -> str | None:
+def cut_problem(
+    model: nn.Module,
+    group: Any,
+    modules: dict[str, nn.Module] | None = None,
+    parameters: dict[str, nn.Parameter] | None = None,
+) -> str | None:
     """Why the units of ``group`` cannot be removed from ``model`` by slicing its layers (None when they can):
-    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, blocks of unequal sizes."""
-    modules = dict(model.named_modules())
-    parameters = dict(model.named_parameters())
+    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, blocks of unequal sizes.
+    ``modules`` / ``parameters``: the model's named ones, when the caller checks many groups."""
+    modules = dict(model.named_modules()) if modules is None else modules
+    parameters = dict(model.named_parameters()) if parameters is None else parameters
     for name in group.unit_maps:
         module = modules.get(name)
         if module is None and name in parameters:

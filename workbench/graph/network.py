@@ -328,8 +328,9 @@ class NetworkGraph:
                 group_list[g].consumers.append(Consumer(read.layer, index))
         self.edges: list[tuple[str, str]] = list(edges)
         self._add_blocks(flow, comp, group_list)
+        modules, parameters = dict(self.model.named_modules()), dict(self.model.named_parameters())
         for group in group_list:  # groups surgery cannot cut are not offered
-            problem = cut_problem(self.model, group) if group.prunable else None
+            problem = cut_problem(self.model, group, modules, parameters) if group.prunable else None
             if problem:
                 group.fixed[:] = True
                 group.prunable = False

@@ -157,9 +157,12 @@ def slicing_problems(graph: Any) -> dict[str, str | None]:
 
     Read it, do not modify it: the dict is shared by every call for ``graph``.
     """
-    return _per_graph(
-        graph, "problems", lambda g: {group.name: unsliceable_reason(g.model, group) for group in g.prunable_groups()}
-    )
+
+    def compute(g: Any) -> dict[str, str | None]:
+        modules, parameters = dict(g.model.named_modules()), dict(g.model.named_parameters())
+        return {group.name: cut_problem(g.model, group, modules, parameters) for group in g.prunable_groups()}
+
+    return _per_graph(graph, "problems", compute)
 
 
 def group_order(graph: Any) -> dict[str, int]:
