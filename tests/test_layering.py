@@ -18,7 +18,7 @@ LAYERS = [
     {"datasets", "zoo", "select"},
     {"train", "graph"},
     {"sparse", "quantize", "surgery", "viz"},
-    {"pipeline"},
+    {"pipeline", "rebuild"},
     {"checkpoints", "compression", "export"},
     {"study", "demo"},
     {"cli", "__init__"},

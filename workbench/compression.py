@@ -10,7 +10,6 @@ other beyond their data contracts (:class:`~workbench.selection.Selection`, :cla
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.errors import ConfigError, PlanWarning, SelectionWarning
+from workbench.errors import ConfigError
 from workbench.train.history import History
 from workbench.utils import example_batch
 
@@ -194,98 +193,6 @@ def measure(
     return {**scores(model, test), **profile(model, one, latency=latency).as_dict()}
 
 
-def _plan_with_notes(graph: Any, selector: Any, **kwargs: Any) -> tuple[Any, list[str]]:
-    """:func:`workbench.surgery.plan_from` and its plan and selection warnings as notes (other warnings go on)."""
-    from workbench.surgery import plan_from
-
-    return _with_notes(plan_from, graph, selector, **kwargs)
-
-
-def _with_notes(function: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
-    """``function(*args, **kwargs)`` and the plan and selection warnings it gave, as notes (other warnings go on)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PlanWarning)
-        warnings.simplefilter("always", SelectionWarning)
-        plan = function(*args, **kwargs)
-    notes = []
-    for w in caught:
-        if issubclass(w.category, (PlanWarning, SelectionWarning)):
-            notes.append(str(w.message))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    return plan, notes
-
-
-def _sequential_plan(
-    model: nn.Module,
-    graph: Any,
-    selector: Any,
-    *,
-    fuse: str,
-    train: Any,
-    random_state: int,
-    fusing: Mapping[str, Any] | None = None,
-    **plan_kwargs: Any,
-) -> tuple[nn.Module, Any, list[str]]:
-    """Select and rebuild one group at a time, in network order, each on the network rebuilt for the groups
-    before it (Mariet & Sra 2016); returns the rebuilt network, the plan of all groups and the notes.
-
-    Each group's rebuild is one plan edit of the result's history, so checkpoints replay them in order.
-    """
-    from workbench.graph import from_model
-    from workbench.surgery import Plan, apply
-    from workbench.surgery.plan_builder import unrebuildable_groups
-    from workbench.surgery.slicing import group_order
-
-    unsupported = unrebuildable_groups(graph)
-    notes = _unsupported_notes(graph)
-    order = group_order(graph)
-    names = sorted((g.name for g in graph.prunable_groups() if g.name not in unsupported), key=order.__getitem__)
-    current, selections = model, {}
-    for i, name in enumerate(names):
-        if i:
-            graph = from_model(current, graph.example_input)
-        step, step_notes = _plan_with_notes(graph, selector, groups=[name], **plan_kwargs)
-        step = _applied_plan(current, step, graph, fuse)
-        notes.extend(step_notes)
-        current = apply(
-            current, step, fuse=fuse, graph=graph, data=train, random_state=random_state, **dict(fusing or {})
-        )
-        selections[name] = step[name]
-    meta = {**(step.meta if names else {}), "sequential": True}
-    return current, Plan(selections=selections, meta=meta), notes
-
-
-def _unsupported_notes(graph: Any) -> list[str]:
-    """The note naming the prunable groups surgery cannot rebuild (left out of every plan), if any."""
-    from workbench.surgery.plan_builder import unrebuildable_groups
-
-    unsupported = unrebuildable_groups(graph)
-    if not unsupported:
-        return []
-    return [
-        "left out of the plan, as surgery cannot rebuild them: "
-        + "; ".join(f"{n!r} ({r})" for n, r in unsupported.items())
-    ]
-
-
-def _budget_fractions(
-    model: nn.Module, graph: Any, budget: dict[str, Any]
-) -> tuple[dict[str, float], list[str], dict[str, Any]]:
-    """Per-group kept fractions that meet a cost or latency ``budget`` (:func:`workbench.surgery.budgets.check_budget`
-    form), the notes of the search, and what to add to the budget's record (a latency search's steps,
-    ``(parameter, share of units kept, ratio)``)."""
-    from workbench.surgery.budgets import COSTS, budget_target, cost_fractions, latency_fractions
-
-    target = budget_target(budget)
-    options = {"scope": budget["scope"], "min_keep": budget["min_keep"], "tolerance": budget["tolerance"]}
-    if target in COSTS:
-        fractions, notes = _with_notes(cost_fractions, graph, budget[target], cost=target, **options)
-        return fractions, notes, {}
-    fit, notes = _with_notes(latency_fractions, model, graph, budget[target], batch=budget["batch"], **options)
-    return fit.fractions, notes, {"search": [list(step) for step in fit.steps]}
-
-
 def _reached(
     model: nn.Module,
     smaller: nn.Module,
@@ -303,32 +210,6 @@ def _reached(
         return {"reached": float(after[target]) / max(float(before[target]), 1e-12)}
     measured = latency_ratio(model, smaller, example_input, batch=budget["batch"], rounds=5)
     return {"reached": measured.ratio, "measured": measured.as_dict()}
-
-
-def _resolve_budget(
-    keep: float | None, per_layer: Mapping[str, float] | None, budget: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The one budget of :func:`compress`: ``keep`` and ``per_layer``, or ``budget`` (checked), not both."""
-    from workbench.surgery.budgets import check_budget
-
-    if budget is None:
-        return check_budget({"keep": 0.5 if keep is None else keep, "per_layer": dict(per_layer or {})})
-    if keep is not None or per_layer:
-        raise ConfigError(
-            f"give keep= (and per_layer=) or budget=, not both (got keep={keep!r} and budget={dict(budget)!r}); "
-            "a budget such as {'macs': 0.5} chooses the kept fractions itself."
-        )
-    return check_budget(budget)
-
-
-def _applied_plan(model: nn.Module, plan: Any, graph: Any, fuse: str) -> Any:
-    """The plan :func:`workbench.surgery.apply` rebuilds: with ``fuse="summarize-medoid"`` each part's medoid
-    replaces its kept unit; otherwise ``plan``."""
-    if fuse != "summarize-medoid":
-        return plan
-    from workbench.surgery.summarize import medoid_plan
-
-    return medoid_plan(model, plan, graph)
 
 
 def _kept_channels(plan: Any, graph: Any) -> dict[str, list[int]]:
@@ -414,44 +295,31 @@ def compress(
         More options of :func:`workbench.surgery.apply`: ``{"repair": "batches"}`` (REPAIR on ``train``),
         ``{"merge_threshold": 0.3}`` for ``fuse="neuron-merging"``.
     """
-    from workbench.graph import from_model
-    from workbench.select import get_selector
-    from workbench.surgery import apply
+    from workbench.rebuild import resolve_budget, select_and_rebuild
     from workbench.surgery.budgets import budget_target
 
     retrain = retrain or Retraining(method="none")
-    budget = _resolve_budget(keep, per_layer, budget)
-    by_cost = budget_target(budget) != "keep"
+    budget = resolve_budget(keep, per_layer, budget)  # checked before anything runs
     if example_input is None:
         example_input = example_batch(model, 2)
-    graph = from_model(model, example_input)
-    notes: list[str] = []
-    if by_cost:
-        fractions, notes, search = _budget_fractions(model, graph, budget)
-        budget.update(search)
-        plan_kwargs: dict[str, Any] = {"keep": 1.0, "per_layer": fractions}
-    else:
-        plan_kwargs = {"keep": budget["keep"], "per_layer": budget["per_layer"]}
-    selector = get_selector(
-        method, budget=budget.get("keep", 0.5), random_state=random_state, **dict(selector_params or {})
-    )
-    plan_kwargs.update({"source": source, "round_to": round_to, "data": train if source != "weights" else None})
     base = latency if base_latency is None else base_latency
     before = measure(model, test, latency=base, example_input=example_input)
-    fusing = dict(fuse_options or {})
-    if sequential:
-        smaller, plan, step_notes = _sequential_plan(
-            model, graph, selector, fuse=fuse, train=train, random_state=random_state, fusing=fusing, **plan_kwargs
-        )
-        notes += step_notes
-    else:
-        if by_cost:  # the groups the fractions cover; those left out are named as plan_from names them
-            notes += _unsupported_notes(graph)
-            plan_kwargs["groups"] = list(fractions)
-        plan, plan_notes = _plan_with_notes(graph, selector, **plan_kwargs)
-        notes += plan_notes
-        plan = _applied_plan(model, plan, graph, fuse)
-        smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state, **fusing)
+    made = select_and_rebuild(
+        model,
+        method=method,
+        selector_params=selector_params,
+        budget=budget,
+        fuse=fuse,
+        source=source,
+        sequential=sequential,
+        train=train,
+        random_state=random_state,
+        example_input=example_input,
+        round_to=round_to,
+        fuse_options=fuse_options,
+    )
+    smaller, plan, graph, notes, budget = made.model, made.plan, made.graph, made.notes, made.budget
+    by_cost = budget_target(budget) != "keep"
     rebuilt = scores(smaller, test)
     samples, taught_by = 0, "none"
     if retrain.active:
@@ -565,6 +433,7 @@ def sensitivity(
         Seed of the selector and the fusion.
     """
     from workbench.graph import from_model
+    from workbench.rebuild import applied_plan
     from workbench.select import get_selector
     from workbench.surgery import apply, plan_from
     from workbench.surgery.plan_builder import unrebuildable_groups
@@ -589,7 +458,7 @@ def sensitivity(
         curves[name] = []
         for fraction in tried:
             plan = plan_from(graph, chosen, keep=fraction, groups=[name])
-            plan = _applied_plan(model, plan, graph, fuse)
+            plan = applied_plan(model, plan, graph, fuse)
             smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
             curves[name].append(scores(smaller, val)[metric])
     return Sensitivity(metric, base[metric], tried, curves, base["n"], selector, fuse)

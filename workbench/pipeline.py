@@ -187,6 +187,46 @@ def _group_lasso(
     )
 
 
+def _select(
+    model,
+    data,
+    teacher,
+    random_state,
+    *,
+    method: str = "magnitude",
+    selector_params: dict[str, Any] | None = None,
+    keep: float | None = None,
+    per_layer: dict[str, float] | None = None,
+    budget: dict[str, Any] | None = None,
+    fuse: str = "drop",
+    fuse_options: dict[str, Any] | None = None,
+    source: str = "weights",
+    sequential: bool = False,
+    round_to: int | None = None,
+):
+    """Select the units each group keeps and rebuild the network smaller (:func:`workbench.rebuild.select_and_rebuild`:
+    the same engine as :func:`workbench.compression.compress`); ``fuse="lsq"``, REPAIR and activation views read
+    the pipeline's training data."""
+    from workbench.rebuild import example_from, select_and_rebuild
+
+    return select_and_rebuild(
+        model,
+        method=method,
+        selector_params=selector_params,
+        keep=keep,
+        per_layer=per_layer,
+        budget=budget,
+        fuse=fuse,
+        fuse_options=fuse_options,
+        source=source,
+        sequential=sequential,
+        train=data,
+        random_state=random_state,
+        example_input=example_from(model, data),
+        round_to=round_to,
+    ).model
+
+
 def _register_all(registry: Registry[nn.Module]) -> None:
     """Register every transform of the reading list in ``registry``."""
     from workbench import quantize, sparse, surgery
@@ -207,6 +247,13 @@ def _register_all(registry: Registry[nn.Module]) -> None:
         )
 
     items = [
+        Transform(
+            "select",
+            "graph-based selection of the units to keep, and a rebuild with fewer units (drop, merge, lsq, ...)",
+            _select,
+            _select,
+            needs_data=False,
+        ),
         model_only("prune", "magnitude pruning to a rate or quality threshold (Han et al. 2015)", sparse.prune),
         with_data(
             "iterative-prune",
