@@ -296,6 +296,7 @@ def summary_table(
             tested.append((cell, diff))
             cell["reference"] = ref_label if against is not None or is_reference else None
             cell["is_reference"] = is_reference
+            cell["metric"] = metric  # what the cell holds, whatever its column (a budget) is called
             stats[budget_heading(budget)] = cell
         row["stats"] = stats
         rows.append(row)
@@ -394,7 +395,7 @@ def display_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if key not in stats:
                 line[key] = value
                 continue
-            line[key] = format_cell(key, stats[key])
+            line[key] = format_cell(stats[key].get("metric", key), stats[key])
             if key in references:
                 line[f"{key} vs {references[key]}"] = format_difference(stats[key])
         shown.append(line)
