@@ -126,10 +126,14 @@ class Poisoned(nn.Module):
 def test_evaluate_reports_nan_and_warns_for_nan_outputs():
     torch.manual_seed(0)
     inputs, targets = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    model = Poisoned()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clean = evaluate(Poisoned(), (inputs, targets), batch_size=16)
-    assert 0.0 <= clean["accuracy"] <= 1.0 and np.isfinite(clean["loss"])
+        clean = evaluate(model, (inputs, targets), batch_size=16)
+    with torch.no_grad():  # the known answer, computed on all 40 samples at once
+        logits = model(inputs)
+    assert clean["accuracy"] == int((logits.argmax(1) == targets).sum()) / 40
+    assert clean["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, targets)), rel=1e-5)
     inputs[[3, 37], 4] = 99
     with pytest.warns(NumericsWarning, match="NaN or infinite for 2 of 40 samples"):
         result = evaluate(Poisoned(), (inputs, targets), batch_size=16)

@@ -76,6 +76,37 @@ def test_unit_drilldown_block_and_plan(graph):
         unit_drilldown(graph, "layers.9")
 
 
+def test_unit_drilldown_on_a_residual_network_is_bounded_and_marks_the_stream():
+    torch.manual_seed(0)
+    resnet = from_model(create_model("resnet", depth=8, input_size=16))
+    fig = unit_drilldown(resnet, "conv1", max_neighbours=4, max_units=5, max_layers=2, edges_per_unit=1)
+    meta, nodes = fig.layout.meta, {t.name: t for t in node_traces(fig)}
+    assert meta["chosen"] == {"shown": 5, "more": 11} and len(nodes["conv1"].x) == 5  # 5 of the stream's 16
+    bands = meta["bands"]
+    assert len(nodes) == 1 + len(bands) and max(sum(b["side"] == side for b in bands) for side in (-1, 1)) == 2
+    adjacency = resnet.unit_adjacency("l2").toarray()
+    ids = nodes["conv1"].customdata
+    for band in bands:  # the shown units are the strongest linked ones; the rest are counted as "+N more"
+        sl = resnet.unit_index[band["layer"]]
+        strength = (adjacency[sl, :][:, ids] if band["side"] < 0 else adjacency[ids, :][:, sl].T).sum(axis=1)
+        trace = next(t for t in node_traces(fig) if t.name.split(" (")[0] == band["layer"] and t.x[0] == band["side"])
+        shown = trace.customdata - sl.start
+        assert band["shown"] == len(shown) <= 4 and band["more"] == int((strength > 0).sum()) - len(shown)
+        rest = np.delete(strength, shown)
+        assert not len(rest) or strength[shown].min() >= rest.max()
+    assert meta["n_units"] == 5 + sum(b["shown"] for b in bands) <= 5 + 2 * 2 * 4
+    assert meta["n_edges"] <= sum(5 + b["shown"] for b in bands)  # a chosen unit's strongest per side, a neighbour's
+    assert any("(+" in a.text and "more)" in a.text for a in fig.layout.annotations)
+    block = unit_drilldown(resnet, "layer1.0.conv1")  # reads the stream and, through layer1.0.conv2, writes to it
+    assert [(b["layer"], b["side"], b["backward"]) for b in block.layout.meta["bands"]] == [
+        ("conv1", -1, False),
+        ("conv1", 1, True),
+    ]
+    assert {t.name for t in node_traces(block)} == {"layer1.0.conv1", "conv1 (in)", "conv1 (out)"}
+    dashes = {t.meta["dashed"] for t in edge_traces(block) if t.meta is not None}
+    assert dashes == {False, True}  # the writes into the residual stream are dashed, the reads are not
+
+
 def test_block_graph_is_layered_with_hover():
     a = sp.csr_matrix(np.array([[0, 1, 5, 0], [1, 0, 0, 0], [0, 0, 0, 2], [0, 0, 2, 0]], dtype=float))
     q = quotient_graph(a, [0, 0, 1, 1])

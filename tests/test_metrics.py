@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -69,11 +70,29 @@ def test_dense_bytes_fp32_fp16_and_buffers():
     assert dense_bytes(norm) == 8 * 4 + 8 * 4 + 8
 
 
-def test_measure_latency_positive_and_threads_restored():
+def fake_clock(monkeypatch, stamps: list[float]) -> None:
+    """``time.perf_counter`` of the latency module reads ``stamps`` (seconds), then steps by 1 ms."""
+    from workbench.metrics import latency
+
+    ticks, last = iter(stamps), [0.0]
+
+    def perf_counter() -> float:
+        last[0] = next(ticks, last[0] + 1e-3)
+        return last[0]
+
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=perf_counter))
+
+
+def test_measure_latency_positive_and_threads_restored(monkeypatch):
     threads = torch.get_num_threads()
     result = measure_latency(nn.Linear(32, 32), torch.randn(8, 32), warmup=1, repeats=5, threads=1)
-    assert result["median_ms"] > 0 and result["iqr_ms"] >= 0 and result["min_ms"] <= result["median_ms"]
+    assert result["median_ms"] > 0 and result["min_ms"] <= result["median_ms"]
     assert result["repeats"] == 5 and result["threads"] == 1
+    # known answer: an untimed warmup (one tick), then passes of 4, 1, 3, 5 and 2 ms
+    fake_clock(monkeypatch, [0.0, 1.0, 1.004, 2.0, 2.001, 3.0, 3.003, 4.0, 4.005, 5.0, 5.002])
+    timed = measure_latency(nn.Linear(32, 32), torch.randn(8, 32), warmup=1, repeats=5)
+    assert timed["median_ms"] == pytest.approx(3.0) and timed["min_ms"] == pytest.approx(1.0)
+    assert timed["iqr_ms"] == pytest.approx(4.0 - 2.0)
     assert torch.get_num_threads() == threads
     with pytest.raises(ConfigError, match="repeats"):
         measure_latency(nn.Linear(2, 2), torch.randn(1, 2), repeats=0)
@@ -89,10 +108,12 @@ class _Net(nn.Module):
         return self.fc(x)
 
 
-def test_profile_fields_and_json():
+def test_profile_fields_and_json(monkeypatch):
+    fake_clock(monkeypatch, [0.0, 1.0, 1.004, 2.0, 2.001, 3.0, 3.002])  # warmup, then 4, 1 and 2 ms
     result = profile(_Net(), torch.randn(1, 10), warmup=1, repeats=3)
     assert (result.params, result.macs, result.dense_bytes) == (33, 30, 132)
-    assert result.latency_ms > 0 and result.latency_iqr_ms >= 0 and result.input_shape == (1, 10)
+    assert result.latency_ms == pytest.approx(2.0) and result.latency_iqr_ms == pytest.approx(3.0 - 1.5)
+    assert result.latency_b64_ms == pytest.approx(1.0) and result.input_shape == (1, 10)  # then 1 ms ticks
     row = json.loads(json.dumps(result.as_dict()))
     assert row["input_shape"] == [1, 10] and row["macs"] == 30
     quick = profile(_Net(), torch.randn(1, 10), latency=False)

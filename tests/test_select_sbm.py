@@ -199,8 +199,8 @@ def test_plan_from_with_sbm_on_each_conv_net_of_the_zoo(name, kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SelectionWarning)
         plan = plan_from(graph, get_selector("sbm", random_state=0), keep=0.25)
-    assert plan.selections
     groups = {group.name: group for group in graph.prunable_groups()}
+    assert set(plan.selections) == set(groups)  # every prunable group selected
     for name, selection in plan.selections.items():
         check_selection(selection, selection.n_units, 0.25, fixed=int(np.sum(groups[name].fixed)))
         assert selection.info["model"] == "SBMEstimator"

@@ -18,6 +18,7 @@ from workbench.study import Store, expand, load_study, run_study
 from workbench.study.imports import build_model, load_data
 from workbench.study.runner import cache_dir_for
 from workbench.surgery import Plan, apply
+from workbench.train import evaluate
 
 CLASSES = ("cat", "dog", "eel")
 
@@ -258,7 +259,8 @@ def test_a_study_of_user_models_and_image_folders_runs_end_to_end(user_module, t
     for row in compressed:
         metrics = row["metrics"]
         assert metrics["params"] < metrics["base_params"] and metrics["macs"] < metrics["base_macs"]
-        assert metrics["retrain_samples"] > 0 and 0.0 <= metrics["accuracy"] <= 1.0
+        assert metrics["retrain_samples"] > 0
+        assert metrics["accuracy"] * metrics["n"] == pytest.approx(round(metrics["accuracy"] * metrics["n"]))  # of n
         assert row["plan"]["meta"]["round_to"] == 4
         assert all(len(sel["keep"]) % 4 == 0 for sel in row["plan"]["selections"].values())  # round_to reached it
 
@@ -274,6 +276,8 @@ def test_a_study_of_user_models_and_image_folders_runs_end_to_end(user_module, t
         < sum(p.numel() for p in base.parameters())
     )
     assert smaller(torch.randn(2, 3, 12, 12)).shape == (2, 3)
+    test = load_dataset("folder", root=images, split="test", size=12)  # the run's score, found again
+    assert evaluate(smaller, test)["accuracy"] == pytest.approx(cnn["metrics"]["accuracy_rebuilt"])
     assert [smaller.conv1.out_channels, smaller.conv2.out_channels] == [4, 8]  # 6 -> 3 and 12 -> 6, rounded up to 4s
 
     # a second run is skipped; the run hashes name the user's code, so an edit makes new runs

@@ -38,39 +38,43 @@ def edge_traces(
     n_steps: int,
     label: str,
     widths: tuple[float, float] = (0.6, 3.0),
+    dashed: np.ndarray | None = None,
 ) -> list[Any]:
     """Line traces (one per weight step, lightest first) of edges given as point paths, and a colour legend.
 
     Each trace is named by its weight range; the last trace is an invisible marker whose colour bar
-    (titled ``label``) shows the steps with their boundaries.
+    (titled ``label``) shows the steps with their boundaries. Edges flagged in ``dashed`` (one bool per edge)
+    are drawn dashed, in traces of their own with the same steps (``meta["dashed"]``).
     """
     import plotly.graph_objects as go
 
     weights = np.asarray(weights, dtype=float)
     steps, bounds = weight_steps(weights, n_steps)
+    dashed = np.zeros(len(weights), dtype=bool) if dashed is None else np.asarray(dashed, dtype=bool)
     n = len(bounds) - 1
     colours = step_colours(n)
     traces = []
     for s in range(n):
-        members = np.flatnonzero(steps == s)
-        if not len(members):
-            continue
-        xs = np.concatenate([np.append(paths_x[i], np.nan) for i in members])
-        ys = np.concatenate([np.append(paths_y[i], np.nan) for i in members])
-        width = widths[0] + (widths[1] - widths[0]) * s / max(n - 1, 1)
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                hoverinfo="skip",
-                showlegend=False,
-                line={"color": colours[s], "width": width},
-                opacity=0.85,
-                name=f"{label} {bounds[s]:.3g} to {bounds[s + 1]:.3g}",
-                meta={"step": s, "low": float(bounds[s]), "high": float(bounds[s + 1])},
+        for dash in (False, True):
+            members = np.flatnonzero((steps == s) & (dashed == dash))
+            if not len(members):
+                continue
+            xs = np.concatenate([np.append(paths_x[i], np.nan) for i in members])
+            ys = np.concatenate([np.append(paths_y[i], np.nan) for i in members])
+            width = widths[0] + (widths[1] - widths[0]) * s / max(n - 1, 1)
+            traces.append(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    hoverinfo="skip",
+                    showlegend=False,
+                    line={"color": colours[s], "width": width, "dash": "dash" if dash else "solid"},
+                    opacity=0.85,
+                    name=f"{label} {bounds[s]:.3g} to {bounds[s + 1]:.3g}" + (" (dashed)" if dash else ""),
+                    meta={"step": s, "low": float(bounds[s]), "high": float(bounds[s + 1]), "dashed": dash},
+                )
             )
-        )
     if len(weights):
         traces.append(colour_legend(bounds, colours, label))
     return traces

@@ -7,6 +7,7 @@ Edges are drawn in a few colour-and-width steps of their weight (one trace per s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,39 @@ def _strongest_per_target(sub: sp.coo_matrix, per_target: int) -> np.ndarray:
     starts = np.searchsorted(cols, cols, side="left")
     rank = np.arange(len(cols)) - starts
     return order[rank < per_target]
+
+
+def _unit_hover(table: Mapping[str, np.ndarray], out_mass: np.ndarray, name: str, ids: np.ndarray) -> list[str]:
+    """Hover text of unit-graph nodes ``ids`` of layer ``name`` (input units: their total outgoing weight)."""
+    if name == "input":
+        return [f"input[{table['index'][i]}]<br>total outgoing weight {out_mass[i]:.3g}" for i in ids]
+    return [
+        f"{name}[{table['index'][i]}]<br>incoming-weight norm {table['norm'][i]:.3g}<br>bias {table['bias'][i]:.3g}"
+        for i in ids
+    ]
+
+
+def _unit_marker(colour: str, units: np.ndarray, kept: np.ndarray | None) -> dict[str, Any]:
+    """Markers of a layer's ``units``; with the plan's ``kept`` units of the layer, kept ones are filled diamonds
+    and dropped ones open circles."""
+    marker: dict[str, Any] = {"size": 7, "color": colour, "line": {"width": 0.5, "color": "#333"}}
+    if kept is not None:
+        is_kept = np.isin(units, kept)
+        marker["symbol"] = ["diamond" if k else "circle-open" for k in is_kept]
+        marker["size"] = [10 if k else 7 for k in is_kept]
+    return marker
+
+
+def _plan_legend(kept: Mapping[str, np.ndarray]) -> list[Any]:
+    """Legend entries of the plan's marker symbols (none without a plan)."""
+    import plotly.graph_objects as go
+
+    if not kept:
+        return []
+    return [
+        go.Scatter(x=[None], y=[None], mode="markers", name=name, marker={"symbol": symbol, "color": "#555"})
+        for symbol, name in (("diamond", "kept by the plan"), ("circle-open", "dropped by the plan"))
+    ]
 
 
 def largest_norm_units(graph: NetworkGraph, max_units_per_layer: int) -> dict[str, np.ndarray]:
@@ -121,35 +155,19 @@ def layered_unit_graph(
         ids = graph.unit_index[name].start + units[name]
         sel = slice(offset, offset + len(ids))
         offset += len(ids)
-        if name == "input":
-            hover = [f"input[{table['index'][i]}]<br>total outgoing weight {out_mass[i]:.3g}" for i in ids]
-        else:
-            hover = [
-                f"{name}[{table['index'][i]}]<br>incoming-weight norm {table['norm'][i]:.3g}<br>bias {table['bias'][i]:.3g}"
-                for i in ids
-            ]
-        marker = {"size": 7, "color": colours[c], "line": {"width": 0.5, "color": "#333"}}
-        if name in kept:
-            is_kept = np.isin(units[name], kept[name])
-            marker["symbol"] = ["diamond" if k else "circle-open" for k in is_kept]
-            marker["size"] = [10 if k else 7 for k in is_kept]
         traces.append(
             go.Scatter(
                 x=x[sel],
                 y=y[sel],
                 mode="markers",
-                text=hover,
+                text=_unit_hover(table, out_mass, name, ids),
                 hoverinfo="text",
                 name=name,
-                marker=marker,
+                marker=_unit_marker(colours[c], units[name], kept.get(name)),
                 customdata=ids,
             )
         )
-    if kept:
-        for symbol, name in (("diamond", "kept by the plan"), ("circle-open", "dropped by the plan")):
-            traces.append(
-                go.Scatter(x=[None], y=[None], mode="markers", name=name, marker={"symbol": symbol, "color": "#555"})
-            )
+    traces += _plan_legend(kept)
     fig = go.Figure(traces)
     shown = f"{len(nodes)} of {graph.n_nodes} units: {rule}"
     backward = int(np.sum(x[cols] <= x[rows]))
@@ -180,17 +198,153 @@ def layered_unit_graph(
     return fig
 
 
+_LABEL = 2.5  # steps above a column of the drill-down for its two-line label
+
+
+@dataclass
+class _Band:
+    """A neighbouring layer in a drill-down: the units shown, how many linked units are not, and the weights
+    between the shown units (rows) and the chosen units (columns)."""
+
+    layer: str
+    side: int  # -1: it feeds the chosen units (left column); +1: they feed it (right column)
+    units: np.ndarray
+    more: int
+    weights: np.ndarray
+    backward: bool  # the edges run against network order: through a residual stream
+
+
+def _strongest(score: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` largest positive entries of ``score``, in position order."""
+    linked = np.flatnonzero(score > 0)
+    return np.sort(linked[np.argsort(-score[linked], kind="stable")[:limit]])
+
+
+def _bands(
+    graph: NetworkGraph, layer: str, ids: np.ndarray, adjacency: sp.csr_matrix, max_neighbours: int, max_layers: int
+) -> tuple[list[_Band], dict[int, int]]:
+    """The neighbouring layers of the chosen units ``ids`` on each side, at most ``max_layers`` a side (those
+    most strongly connected, drawn in network order), and how many linked layers each side leaves out."""
+    order = {name: i for i, name in enumerate(graph.unit_index)}
+    into, out_of = adjacency[:, ids].toarray(), adjacency[ids].toarray().T  # (units, chosen)
+    bands, left_out = [], {}
+    for side, weights in ((-1, into), (1, out_of)):
+        found = []
+        for name, other in graph.unit_index.items():
+            score = weights[other].sum(axis=1)
+            if name != layer and (score > 0).any():
+                shown = _strongest(score, max_neighbours)
+                found.append((-float(score.sum()), name, shown, int((score > 0).sum()) - len(shown)))
+        found.sort(key=lambda f: f[0])
+        left_out[side] = max(0, len(found) - max_layers)
+        for _, name, shown, more in sorted(found[:max_layers], key=lambda f: order[f[1]]):
+            backward = order[name] > order[layer] if side < 0 else order[name] < order[layer]
+            rows = graph.unit_index[name].start + shown
+            bands.append(_Band(name, side, shown, more, weights[rows], backward))
+    return bands, left_out
+
+
+def _band_edges(weights: np.ndarray, edges_per_unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbour, chosen) positions of the edges drawn: each chosen unit's ``edges_per_unit`` heaviest edges
+    (columns), and each neighbour's heaviest edge (rows), so that no shown unit floats unconnected."""
+    drawn = np.zeros(weights.shape, dtype=bool)
+    top = np.argsort(-weights, axis=0, kind="stable")[:edges_per_unit]
+    drawn[top, np.arange(weights.shape[1])] = True
+    drawn[np.arange(weights.shape[0]), weights.argmax(axis=1)] = True
+    return np.nonzero(drawn & (weights > 0))
+
+
+def _drilldown_places(bands: list[_Band], k: int) -> tuple[np.ndarray, list[np.ndarray], list[float], float]:
+    """y of the chosen units, of each band's units (reordered in place: neighbours sorted by the weighted mean
+    place of the chosen units they connect to, so that edges cross little) and of each band's top, and the
+    height of the tallest column. A step per neighbour, 2.5 above each band for its two-line label; the chosen units
+    are spread over up to 2.5 steps each so that the edges into them fan out."""
+    index = -np.arange(k, dtype=float)
+    places: list[np.ndarray] = []
+    tops: list[float] = []
+    heights = {-1: 0.0, 1: 0.0}
+    for band in bands:
+        centre = (band.weights @ index) / np.maximum(band.weights.sum(axis=1), 1e-300)
+        rank = np.argsort(-centre, kind="stable")
+        band.units, band.weights = band.units[rank], band.weights[rank]
+        tops.append(-heights[band.side] - _LABEL)
+        places.append(tops[-1] - np.arange(len(band.units), dtype=float))
+        heights[band.side] += _LABEL + len(band.units) + 0.5
+    step = 1.0 if k < 2 else float(np.clip((max(heights.values()) - _LABEL - 0.5) / (k - 1), 1.0, 2.5))
+    heights[0] = _LABEL + step * (k - 1) + 0.5
+    tallest = max(heights.values())
+    shift = {side: (height - tallest) / 2 for side, height in heights.items()}
+    places = [p + shift[b.side] for p, b in zip(places, bands)]
+    tops = [t + shift[b.side] for t, b in zip(tops, bands)]
+    return step * index + shift[0] - _LABEL, places, tops, tallest
+
+
+def _drilldown_edges(
+    bands: list[_Band], places: list[np.ndarray], y_chosen: np.ndarray, edges_per_unit: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, list[bool]]:
+    """Paths, weights and dashing of the edges drawn, chosen per side (:func:`_band_edges` on the bands of a
+    side stacked): left bands into the chosen units, the chosen units into right bands."""
+    paths, weights, dashed = [], [], []
+    for side in (-1, 1):
+        members = [i for i, band in enumerate(bands) if band.side == side]
+        if not members:
+            continue
+        stacked = np.concatenate([bands[i].weights for i in members])
+        owner = np.concatenate([np.full(len(bands[i].units), i) for i in members])
+        place = np.concatenate([places[i] for i in members])
+        rows, cols = _band_edges(stacked, edges_per_unit)
+        for r, c in zip(rows, cols):
+            ends = (-1.0, place[r], 0.0, y_chosen[c]) if side < 0 else (0.0, y_chosen[c], 1.0, place[r])
+            paths.append(curve(*ends))
+        weights.append(stacked[rows, cols])
+        dashed += [bands[i].backward for i in owner[rows]]
+    return paths, np.concatenate(weights) if weights else np.zeros(0), dashed
+
+
+def _chosen_units(
+    graph: NetworkGraph, layer: str, block: Any, partition: Mapping[str, Any] | None, plan: Any
+) -> tuple[np.ndarray, str]:
+    """The units of ``layer`` a drill-down starts from (all, a block's, or the plan's kept ones) and the words
+    that say which."""
+    sl = graph.unit_index[layer]
+    n = sl.stop - sl.start
+    if block is not None:
+        labels = None if partition is None else partition.get(layer)
+        if labels is None:
+            raise ConfigError(f"block={block!r} needs partition={{{layer!r}: labels}} (one label per unit).")
+        labels = np.asarray(labels)
+        chosen = np.flatnonzero(labels.astype(str) == str(block))
+        if not len(chosen):
+            raise ConfigError(f"block {block!r} is not a label of {layer!r}; labels: {sorted(set(labels.tolist()))}.")
+        return chosen, f"the {len(chosen)} units of block {block} of {layer}"
+    if plan is not None:
+        kept = kept_units(plan)
+        if layer not in kept:
+            raise ConfigError(f"the plan does not cover {layer!r}; it covers {', '.join(kept)}.")
+        return kept[layer], f"the {len(kept[layer])} units of {layer} kept by the plan"
+    return np.arange(n), f"all {n} units of {layer}"
+
+
 def unit_drilldown(
     graph: NetworkGraph,
     layer: str,
     block: Any = None,
     partition: Mapping[str, Any] | None = None,
     plan: Any = None,
-    max_neighbours: int = 32,
+    max_neighbours: int = 16,
     norm: str = "l2",
     title: str | None = None,
+    max_units: int = 32,
+    max_layers: int = 4,
+    edges_per_unit: int = 2,
 ) -> go.Figure:
     """Drill down from a layer, or one of its blocks, to its units and their strongest neighbours.
+
+    Three columns: the layers feeding the chosen units (left), the chosen units (middle), the layers they
+    feed (right), each neighbouring layer a band of its own, labelled with its name and how many of its
+    linked units are not shown. A layer on both sides (a residual stream the chosen units read and write
+    back into) has a band on each. Only edges that touch a chosen unit are drawn; edges that run against
+    network order (into or out of a residual stream) are dashed.
 
     Parameters
     ----------
@@ -202,45 +356,136 @@ def unit_drilldown(
         Show only the layer's units kept by ``plan`` (and mark kept units in the neighbouring layers).
     max_neighbours
         Units shown in each neighbouring layer: those most strongly connected to the chosen units.
+    max_units
+        Chosen units shown at most (those of largest incoming-weight norm).
+    max_layers
+        Neighbouring layers shown on each side at most (those most strongly connected).
+    edges_per_unit
+        Each chosen unit draws its ``edges_per_unit`` heaviest edges to each side (and each neighbour its heaviest).
 
-    The title says which units are shown and why.
+    The title says which units are shown and why; ``layout.meta`` holds ``n_units``, ``n_edges`` and per band
+    its layer, side, units shown and left out (``more``).
     """
+    import plotly.graph_objects as go
+
     if layer not in graph.unit_index:
         raise ConfigError(f"no layer {layer!r}; layers of the unit graph: {', '.join(graph.unit_index)}.")
+    if min(max_neighbours, max_units, max_layers, edges_per_unit) < 1:
+        raise GraphError("max_neighbours, max_units, max_layers and edges_per_unit must be positive.")
+    chosen, rule = _chosen_units(graph, layer, block, partition, plan)
     sl = graph.unit_index[layer]
-    n = sl.stop - sl.start
-    chosen = np.arange(n)
-    rule = f"all {n} units of {layer}"
-    if block is not None:
-        labels = None if partition is None else partition.get(layer)
-        if labels is None:
-            raise ConfigError(f"block={block!r} needs partition={{{layer!r}: labels}} (one label per unit).")
-        labels = np.asarray(labels)
-        chosen = np.flatnonzero(labels.astype(str) == str(block))
-        if not len(chosen):
-            raise ConfigError(f"block {block!r} is not a label of {layer!r}; labels: {sorted(set(labels.tolist()))}.")
-        rule = f"the {len(chosen)} units of block {block} of {layer}"
-    elif plan is not None:
-        kept = kept_units(plan)
-        if layer not in kept:
-            raise ConfigError(f"the plan does not cover {layer!r}; it covers {', '.join(kept)}.")
-        chosen = kept[layer]
-        rule = f"the {len(chosen)} units of {layer} kept by the plan"
-    adjacency = graph.unit_adjacency(norm)
+    sizes = {name: s.stop - s.start for name, s in graph.unit_index.items()}
+    kept = kept_units(plan) if plan is not None else {}
+    check_groups(kept, sizes)
+    table = graph.unit_table()
+    more_chosen = max(0, len(chosen) - max_units)
+    if more_chosen:
+        chosen = np.sort(chosen[np.argsort(-table["norm"][sl.start + chosen], kind="stable")[:max_units]])
+    adjacency = graph.unit_adjacency(norm).tocsr()
     ids = sl.start + chosen
-    into = np.asarray(adjacency[:, ids].sum(axis=1)).ravel()
-    out_of = np.asarray(adjacency[ids].sum(axis=0)).ravel()
-    strength = into + out_of
-    units = {layer: chosen}
-    for name, other in graph.unit_index.items():
-        if name == layer:
-            continue
-        score = strength[other]
-        linked = np.flatnonzero(score > 0)
-        if len(linked):
-            units[name] = np.sort(linked[np.argsort(-score[linked], kind="stable")[:max_neighbours]])
-    rule += f", and the {max_neighbours} most strongly connected units of each neighbouring layer"
-    return layered_unit_graph(graph, norm=norm, units=units, rule=rule, plan=plan, title=title)
+    bands, left_out = _bands(graph, layer, ids, adjacency, max_neighbours, max_layers)
+
+    k = len(ids)
+    y_chosen, places, tops, tallest = _drilldown_places(bands, k)
+    paths, weights, dashed = _drilldown_edges(bands, places, y_chosen, edges_per_unit)
+    traces = edge_traces(
+        [p[0] for p in paths],
+        [p[1] for p in paths],
+        weights,
+        4,
+        f"{norm} weight",
+        dashed=np.asarray(dashed, dtype=bool),
+    )
+    out_mass = np.asarray(adjacency.sum(axis=1)).ravel()
+    colours = categorical(len(graph.unit_index))
+    colour = {name: colours[i] for i, name in enumerate(graph.unit_index)}
+    sides = {b.layer: {c.side for c in bands if c.layer == b.layer} for b in bands}
+    columns = [(layer, 0, chosen, np.zeros(k), y_chosen, more_chosen)]
+    columns += [
+        (b.layer, b.side, b.units, np.full(len(b.units), float(b.side)), p, b.more) for b, p in zip(bands, places)
+    ]
+    annotations = []
+    for (name, side, units, xs, ys, more), top in zip(columns, [float(y_chosen[0]), *tops]):
+        trace_name = name if len(sides.get(name, ())) < 2 else f"{name} ({'in' if side < 0 else 'out'})"
+        node_ids = graph.unit_index[name].start + units
+        traces.append(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                text=_unit_hover(table, out_mass, name, node_ids),
+                hoverinfo="text",
+                name=trace_name,
+                marker=_unit_marker(colour[name], units, kept.get(name)),
+                customdata=node_ids,
+            )
+        )
+        linked = "units" if side == 0 else "linked units"
+        count = f"{len(units)} of {len(units) + more} {linked}" + (f" (+{more} more)" if more else "")
+        annotations.append(
+            {
+                "x": float(side),
+                "y": top + 0.6,
+                "text": f"<b>{trace_name}</b><br>{count}",
+                "showarrow": False,
+                "yanchor": "bottom",
+                "font": {"size": 11},
+            }
+        )
+    if any(dashed):
+        traces.append(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                line={"dash": "dash", "color": "#555"},
+                name="through a residual stream (against network order)",
+            )
+        )
+    traces += _plan_legend(kept)
+    fig = go.Figure(traces)
+    notes = [f"edges: each chosen unit's {edges_per_unit} strongest on each side, and each neighbour's strongest"]
+    if any(dashed):
+        notes.append("dashed: into or out of a residual stream")
+    for side, what in ((-1, "feeding them"), (1, "fed by them")):
+        if left_out[side]:
+            notes.append(f"{left_out[side]} more layers {what} not drawn")
+    shown = f"{rule}, and at most {max_neighbours} most strongly connected units of each neighbouring layer"
+    if more_chosen:
+        shown = f"{rule} ({max_units} of largest incoming-weight norm shown)" + shown[len(rule) :]
+    if title is None:
+        title = f"Drill-down ({norm} weights): {shown}<br><sup>{'; '.join(notes)}</sup>"
+    used = sorted({side for _, side, *_ in columns})
+    heading = {-1: "feed the chosen units", 0: "chosen units", 1: "fed by the chosen units"}
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        xaxis={
+            "tickmode": "array",
+            "tickvals": used,
+            "ticktext": [heading[side] for side in used],
+            "showgrid": False,
+            "zeroline": False,
+            "range": [min(used) - 0.35, max(used) + 0.35],
+        },
+        yaxis={"visible": False, "range": [-tallest - 0.5, 0.5]},
+        annotations=annotations,
+        margin={"t": 90},
+        plot_bgcolor="white",
+        height=int(max(420, 160 + 16 * tallest)),
+        legend={"orientation": "h", "yanchor": "top", "y": -0.06, "x": 0.0},
+        meta={
+            "rule": rule,
+            "n_units": int(sum(len(c[2]) for c in columns)),
+            "n_edges": len(paths),
+            "bands": [
+                {"layer": b.layer, "side": b.side, "shown": len(b.units), "more": b.more, "backward": b.backward}
+                for b in bands
+            ],
+            "chosen": {"shown": k, "more": more_chosen},
+            "layers_left_out": {"in": left_out[-1], "out": left_out[1]},
+        },
+    )
+    return fig
 
 
 def _layered_positions(quotient: Quotient, weight: np.ndarray) -> np.ndarray:
