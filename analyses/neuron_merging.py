@@ -6,8 +6,11 @@ neuron (the scale folded into the next layer), with no fine-tuning (published on
 80.02% merged). Here on the data sets this machine has (scikit-learn digits, MNIST-1D; ``--data idx --root``
 for an MNIST-style folder), beside the data-using track: REPAIR (Jordan et al. 2023, statistics from
 ``--repair-samples`` training inputs) after pruning and after merging, and least-squares reweighting on the same
-samples. The merge threshold is chosen on ``val`` with the first seed (from 0, 0.3, 0.45, 0.6); ``test`` is
-only reported. Each row: test accuracy over ``--seeds`` seeds (a base network per seed) with its 95% interval
+samples. Beside them, the data-free Model Folding (Wang et al. 2025): k-means on the hidden units' incoming
+weights (k = the kept count, one start from the l2 selection and seeded k-means++ starts), each cluster averaged
+into one unit with its outgoing weights summed, alone and with its data-free repair (each merged unit's weights
+rescaled to the members' mean norm). The merge threshold is chosen on ``val`` with the first seed (from 0, 0.3,
+0.45, 0.6); ``test`` is only reported. Each row: test accuracy over ``--seeds`` seeds (a base network per seed) with its 95% interval
 (seeds and test set), and the paired change to plain pruning of the same seed with its interval.
 
 Usage: ``python analyses/neuron_merging.py [--seeds 3] [--data digits,mnist1d] [--keep 0.2] [--json]``.
@@ -38,6 +41,8 @@ METHODS = {  # label -> apply options (threshold filled in for neuron merging)
     "pruned + REPAIR": {"fuse": "drop", "repair": "batches"},
     "neuron merging + REPAIR": {"fuse": "neuron-merging", "repair": "batches"},
     "least squares": {"fuse": "lsq"},
+    "fold (Model Folding)": {"fuse": "fold"},
+    "fold + data-free repair": {"fuse": "fold", "repair": "data-free"},
 }
 
 
@@ -50,14 +55,16 @@ def base_network(data: str, seed: int, epochs: int, root: str | None) -> tuple[A
     return model.eval(), splits
 
 
-def rebuilt(model: Any, splits: dict[str, Any], keep: float, options: dict[str, Any], samples: int) -> Any:
+def rebuilt(
+    model: Any, splits: dict[str, Any], keep: float, options: dict[str, Any], samples: int, seed: int = 0
+) -> Any:
     x = torch.as_tensor(splits["train"].inputs[:2]).float()
     graph = from_model(model, x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan = plan_from(graph, get_selector("magnitude", criterion="l2"), keep=keep)
     data = torch.as_tensor(splits["train"].inputs[:samples]).float()
-    return apply(model, plan, example_input=x, graph=graph, data=data, **options)
+    return apply(model, plan, example_input=x, graph=graph, data=data, random_state=seed, **options)
 
 
 def run(data: str, seeds: int, keep: float, epochs: int, samples: int, root: str | None) -> dict[str, Any]:
@@ -78,21 +85,35 @@ def run(data: str, seeds: int, keep: float, epochs: int, samples: int, root: str
             threshold = max(val, key=val.get)
         for label, options in METHODS.items():
             options = {**options, "merge_threshold": threshold} if options["fuse"] == "neuron-merging" else options
-            scores[label][seed] = evaluate(rebuilt(model, splits, keep, options, samples), splits["test"])["accuracy"]
+            smaller = rebuilt(model, splits, keep, options, samples, seed)
+            scores[label][seed] = evaluate(smaller, splits["test"])["accuracy"]
+    rows = comparison_rows(scores, "pruned (l2)", n_test, "vs pruned, points")
+    return {"data": data, "seeds": seeds, "keep": keep, "threshold": threshold, "n_test": n_test, "rows": rows}
+
+
+def comparison_rows(
+    scores: dict[str, dict[int, float]], reference: str, n_test: int, column: str
+) -> list[dict[str, str]]:
+    """One table row per method (``scores``: label -> seed -> test accuracy; ``"base"`` first): its accuracy
+    with the 95% interval (seeds and test set), and, in ``column``, the paired change to ``reference``."""
+
+    def points(value: float | None, sign: str = "") -> str:
+        return "?" if value is None else f"{100 * value:{sign}.2f}"
+
     rows = []
     for label, values in scores.items():
         est = estimate(list(values.values()), n_test=n_test)
-        row = {"method": label, "test accuracy": f"{100 * est.mean:.2f} [{100 * est.low:.2f}, {100 * est.high:.2f}]"}
+        row = {"method": label, "test accuracy": f"{points(est.mean)} [{points(est.low)}, {points(est.high)}]"}
         if label != "base":
-            diff = paired_difference(values, scores["pruned (l2)"], n_test=n_test)
-            row["vs pruned, points"] = (
+            diff = paired_difference(values, scores[reference], n_test=n_test)
+            row[column] = (
                 "reference"
-                if label == "pruned (l2)"
-                else f"{100 * diff.mean:+.2f} [{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+                if label == reference
+                else f"{points(diff.mean, '+')} [{points(diff.low, '+')}, {points(diff.high, '+')}]"
                 + ("" if diff.distinguishable else " not distinguishable")
             )
         rows.append(row)
-    return {"data": data, "seeds": seeds, "keep": keep, "threshold": threshold, "n_test": n_test, "rows": rows}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -253,8 +253,9 @@ def test_edits_in_any_order_are_saved_loaded_and_retrained_with_masks(tmp_path, 
         model = edits[name](model)
     loaded = _round_trip(tmp_path, model)
     assert loaded.workbench_spec["edits"] == model.workbench_spec["edits"]
-    masks = get_masks(loaded)
-    assert masks is not None
+    masks, saved = get_masks(loaded), get_masks(model)
+    assert masks is not None and set(masks) == set(saved) and all(torch.equal(masks[k], saved[k]) for k in saved)
+    assert masks.density() < 0.5  # the pruning's zeros, not masks of ones
     fit(loaded, _data(loaded), epochs=1, lr=1e-2, quiet=True)
     for name, mask in masks.items():
         assert torch.all(loaded.get_submodule(name).weight[~mask] == 0)

@@ -16,6 +16,7 @@ from workbench.datasets import load_dataset
 from workbench.errors import ConfigError, StudyError
 from workbench.study import Store, expand, load_study, run_study
 from workbench.study.summary import collect, summary_table
+from workbench.train import evaluate
 from workbench.zoo import create_model
 
 
@@ -172,7 +173,8 @@ def test_sensitivity_has_one_curve_per_group_and_a_figure():
     val = load_dataset("digits", split="val")
     result = sensitivity(model, val, fractions=(0.75, 0.25))
     assert result.fractions == (0.25, 0.75) and set(result.curves) == {"layers.1", "layers.3"}
-    assert all(len(c) == 2 for c in result.curves.values()) and 0 <= result.base <= 1 and result.n == len(val)
+    assert all(len(c) == 2 for c in result.curves.values()) and result.n == len(val)
+    assert result.base == evaluate(model, val)["accuracy"]  # the uncompressed network's score on val
     assert list(result.drops()) and set(result.drops()) == set(result.curves)
     fig = sensitivity_figure(result)
     names = [trace.name for trace in fig.data]

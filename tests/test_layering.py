@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent / "workbench"
 
 #: From the bottom up; a package may import packages of its own layer or below (without cycles).
 LAYERS = [
-    {"errors", "utils", "registry", "unitview", "selection", "edits", "adapters"},
+    {"errors", "numeric", "utils", "registry", "unitview", "selection", "edits", "adapters"},
     {"metrics"},
     {"datasets", "zoo", "select"},
     {"train", "graph"},

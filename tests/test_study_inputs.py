@@ -166,7 +166,8 @@ def test_runs_claimed_by_a_live_process_are_left_to_it(tmp_path, other_process):
     db.commit()
     db.close()
     outcome = run_study(path, quiet=True)
-    assert outcome.claimed_elsewhere == 1 and outcome.done == 1 and outcome.skipped == 1
+    assert outcome.claimed_elsewhere == 1 and outcome.done == 1 and outcome.skipped == 0  # held: not stored
+    assert outcome.held == {compress.label: f"process {other_process} on host {__import__('socket').gethostname()}"}
     with Store(store, readonly=True) as db:
         assert set(db.claims()) == {compress.hash}  # the other process's claim stays; ours are released
         assert {row["hash"] for row in db.rows()} == {runs[0].hash}

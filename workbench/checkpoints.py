@@ -35,7 +35,8 @@ from torch import nn
 
 from workbench.edits import PARAMETRIZATIONS, SPEC, user_spec
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
-from workbench.utils import MAX_JSON_DEPTH, atomic_write_bytes, json_depth, physical_memory
+from workbench.numeric import unusable_numbers
+from workbench.utils import MAX_JSON_DEPTH, atomic_write_bytes, check_path, json_depth, physical_memory
 
 FORMAT = "workbench-checkpoint"
 VERSION = 2
@@ -76,6 +77,12 @@ def check_spec(spec: Any) -> dict[str, Any]:
         raise ConfigError(
             f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}} or {{'user': "
             f"'module:Class'}}, got {str(spec)[:200]}."
+        )
+    bad = unusable_numbers(spec.get("kwargs", {}), "kwargs")
+    if bad:
+        places = ", ".join(f"{place} = {number!r}" for place, number in bad[:5])
+        raise ConfigError(
+            f"an architecture spec's arguments are finite numbers that fit in 64 bits; this one has {places}."
         )
     return spec
 
@@ -262,6 +269,9 @@ def save_checkpoint(
     ------
     CheckpointError
         The model has a weight parametrization checkpoints cannot restore.
+    ConfigError
+        ``path`` cannot be written: not a usable path, or an existing device, folder or read-only file
+        (:func:`workbench.utils.check_writable_target`).
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"save_checkpoint needs a torch.nn.Module, got {type(model).__name__}.")
@@ -393,10 +403,11 @@ def load_checkpoint(path: str | os.PathLike, base: Any = None) -> tuple[nn.Modul
     Raises
     ------
     CheckpointError
-        The file is missing, unreadable, a pickled module or bare state_dict rather than a workbench
+        ``path`` is not a usable path (None, empty, names too long: :func:`workbench.utils.check_path`), or the
+        file is missing, unreadable, a pickled module or bare state_dict rather than a workbench
         checkpoint, names an unknown model, or holds weights that do not fit the architecture.
     """
-    path = Path(path)
+    path = check_path(path, "the checkpoint path", CheckpointError)
     payload = _read(path)
     _check_format(path, payload)
     spec = _parse_json(path, payload, "spec")

@@ -15,12 +15,52 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.utils import check_writable_target
+from workbench.numeric import INT64_MAX, MAX_WAIT_SECONDS, as_float, as_int
+from workbench.utils import check_path, check_writable_target
+
+
+class _Refused:
+    """A flag value its converter refused; :func:`main` reports it as one ``error:`` line (exit status 2), as it
+    reports every other bad input, instead of argparse's usage dump."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _number(kind: type, flag: str, **bounds: Any) -> Callable[[str], Any]:
+    """An argparse ``type=`` for a numeric ``flag``: the text as an ``int`` or ``float`` checked by
+    :func:`workbench.numeric.as_int` / :func:`~workbench.numeric.as_float` with ``bounds`` (NaN, infinities,
+    integers beyond 64 bits and values out of range refused), or a :class:`_Refused` naming the flag, the value
+    and the range."""
+    check = as_int if kind is int else as_float
+
+    def convert(text: str) -> Any:
+        try:
+            value: Any = kind(text)
+        except (ValueError, OverflowError):
+            value = text  # not a number: refused below, shown as given
+        try:
+            return check(value, flag, **bounds)
+        except ConfigError as exc:
+            return _Refused(str(exc))
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
+
+
+def _share(flag: str) -> Callable[[str], Any]:
+    """The ``type=`` of a flag that is a fraction or a share, in (0, 1]."""
+    return _number(float, flag, low=0.0, high=1.0, low_open=True)
+
+
+def _max_workers() -> int:
+    """Most worker processes ``--jobs`` and ``--local-cluster`` accept: four per CPU core."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def _parse_value(text: str) -> Any:
@@ -64,11 +104,13 @@ def parse_model_args(extra: Sequence[str], reserved: Sequence[str] = ()) -> dict
     return kwargs
 
 
-def _check_out(path: str | os.PathLike, folder: bool = False) -> Path:
-    """``path`` as a Path when a file (or with ``folder``, a folder) can be written there; ConfigError naming
-    the problem otherwise (checked before any work starts, so nothing is computed for an output that
-    cannot be written)."""
-    path = Path(path)
+def _check_out(
+    path: str | os.PathLike, folder: bool = False, inputs: dict[str, str | os.PathLike | None] | None = None
+) -> Path:
+    """``path`` as a Path when a file (or with ``folder``, a folder) can be written there without replacing one of
+    the command's ``inputs`` (:func:`workbench.utils.check_writable_target`); ConfigError naming the problem
+    otherwise (checked before any work starts, so nothing is computed for an output that cannot be written)."""
+    path = check_path(path, "--out")
     if path.is_dir() and not folder:
         raise ConfigError(f"--out {path} is a folder; give a file path, e.g. --out {path / 'model.pt'}.")
     if path.exists() and folder and not path.is_dir():
@@ -81,7 +123,7 @@ def _check_out(path: str | os.PathLike, folder: bool = False) -> Path:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"--out {path}: the folder {parent} cannot be written; give another path.")
         break
-    return path if folder else check_writable_target(path)  # a device, pipe or socket is never replaced
+    return path if folder else check_writable_target(path, inputs)  # nor a device, a read-only file or an input
 
 
 def _save(out: Path, model: Any, metadata: dict[str, Any], what: str) -> tuple[Path, str | None]:
@@ -152,12 +194,12 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
                 "model arguments cannot be combined with --checkpoint: the checkpoint fixes the architecture."
             )
         model, _ = load_checkpoint(args.checkpoint)
+        _check_batch_memory(model, args.batch_size)
         label = args.checkpoint
     elif args.model:
         from workbench.zoo.memory import check_memory
 
         kwargs = parse_model_args(extra, _MODEL_OWN)
-        _check_batch(args.batch_size)
         check_memory(args.model, args.batch_size, **kwargs)
         model = create_model(args.model, **kwargs)
         label = args.model
@@ -169,13 +211,6 @@ def _cmd_profile(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _check_epochs(value: int, option: str) -> int:
-    """``value`` if it is a number of epochs (>= 0); ConfigError naming ``option`` otherwise."""
-    if value < 0:
-        raise ConfigError(f"{option} is a number of epochs (0 for none), got {value}.")
-    return value
-
-
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table, profile
@@ -184,7 +219,6 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.zoo.memory import check_memory
 
     out = _check_out(args.out) if args.out else None
-    _check_batch(args.batch_size)
     train = load_dataset(args.data, root=args.root, split="train")
     val = load_dataset(args.data, root=args.root, split="val")
     test = load_dataset(args.data, root=args.root, split="test")
@@ -225,9 +259,15 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if note else 0
 
 
-def _check_batch(batch_size: int) -> None:
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be a positive number of samples, got {batch_size}.")
+def _check_batch_memory(model: Any, batch_size: int) -> None:
+    """Refuse, with the memory it needs, a batch of a checkpoint's model that this machine cannot hold, as
+    :func:`workbench.zoo.memory.check_memory` refuses one of a zoo model named on the command line (estimated on
+    the architecture before its edits, which only make it smaller)."""
+    from workbench.zoo.memory import check_memory
+
+    spec = getattr(model, "workbench_spec", None) or {}
+    if "name" in spec:
+        check_memory(spec["name"], batch_size, **spec.get("kwargs", {}))
 
 
 def _compress_budget(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -250,7 +290,7 @@ def _compress_budget(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     from workbench.checkpoints import load_checkpoint
-    from workbench.compression import SCORE_KEYS, Retraining, compress
+    from workbench.compression import SCORE_KEYS, Retraining, compress, sensitivity
     from workbench.datasets import load_dataset
     from workbench.metrics import format_table
     from workbench.select import SELECTORS
@@ -261,7 +301,8 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
     label = f"{keep:g}" if budget is None else "-".join(f"{k}{v:g}" if k != "scope" else v for k, v in budget.items())
     out = _check_out(
         args.out
-        or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{label}-{args.fuse}.pt")
+        or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}-{args.method}-{label}-{args.fuse}.pt"),
+        inputs={"the checkpoint": args.checkpoint},
     )
     model, meta = load_checkpoint(args.checkpoint)
     data = args.data or meta.get("data")
@@ -269,6 +310,9 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         raise ConfigError(f"{args.checkpoint} does not record its data set; name it with --data.")
     train = load_dataset(data, root=args.root, split="train")
     test = load_dataset(data, root=args.root, split="test")
+    measured = None
+    if budget is not None and budget.get("scope") == "sensitivity":
+        measured = sensitivity(model, load_dataset(data, root=args.root, split="val"), random_state=args.seed)
     result = compress(
         model,
         method=args.method,
@@ -279,11 +323,12 @@ def _cmd_compress(args: argparse.Namespace, extra: list[str]) -> int:
         source=args.source,
         train=train,
         test=test,
-        retrain=Retraining(epochs=_check_epochs(args.finetune, "--finetune")),
+        retrain=Retraining(epochs=args.finetune),
         random_state=args.seed,
         quiet=args.quiet,
         round_to=args.round_to,
-        fuse_options={"repair": args.repair, "merge_threshold": args.merge_threshold},
+        fuse_options={"repair": args.repair, "merge_threshold": args.merge_threshold or 0.0},
+        sensitivity=measured,
     )
     out, note = _save(
         out,
@@ -322,9 +367,13 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
 
     suffix = {"pt2": ".pt2", "onnx": ".onnx", "module": "-module"}[args.format]
     source = Path(args.checkpoint)
-    out = _check_out(args.out or source.with_name(f"{source.stem}{suffix}"), folder=args.format == "module")
-    _check_batch(args.batch_size)
+    out = _check_out(
+        args.out or source.with_name(f"{source.stem}{suffix}"),
+        folder=args.format == "module",
+        inputs={"the checkpoint": args.checkpoint},
+    )
     model, _ = load_checkpoint(args.checkpoint)
+    _check_batch_memory(model, args.batch_size)
     path = export_model(
         model, out, format=args.format, example_input=example_input(model, args.batch_size), opset=args.opset
     )
@@ -404,12 +453,13 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
     outcome = run_study(
         study,
         store=args.store,
-        jobs=args.jobs,
+        jobs=args.jobs or 1,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
         timeout=args.timeout,
         worker_timeout=args.worker_timeout,
         quiet=args.quiet,
+        wait=args.wait,
     )
     payload = {
         "study": outcome.study,
@@ -423,6 +473,8 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         "pipelines": outcome.pipelines,
         "errors": outcome.errors,
         "claimed_elsewhere": outcome.claimed_elsewhere,
+        "held": outcome.held,
+        "finished_elsewhere": outcome.finished_elsewhere,
         "recomputed": outcome.recomputed,
         "notes": outcome.notes,
     }
@@ -438,18 +490,15 @@ def _cmd_study(args: argparse.Namespace, extra: list[str]) -> int:
         *(f"not reused: {note}" for note in outcome.notes),  # results of another results version, bad caches
         f"{outcome.total} runs ({outcome.skipped} already stored, {outcome.done} done"
         + (f" of which {outcome.recomputed} recomputed" if outcome.recomputed else "")
-        + f", {outcome.failed} failed) in {outcome.seconds:.1f} s; store: {outcome.store}",
-        *(
-            [
-                f"{outcome.claimed_elsewhere} runs left to another `workbench study run` on the same store (not counted as done)"
-            ]
-            if outcome.claimed_elsewhere
-            else []
-        ),
+        + (f", {outcome.finished_elsewhere} done by another process" if outcome.finished_elsewhere else "")
+        + f", {outcome.failed} failed"
+        + (f", {outcome.claimed_elsewhere} held by another process" if outcome.claimed_elsewhere else "")
+        + f") in {outcome.seconds:.1f} s; store: {outcome.store}",
+        *outcome.held_lines(),
         f"report: workbench study report {args.study}" + (f" --store {args.store}" if args.store else ""),
     ]
     _emit(args, payload, "\n".join(text))
-    return 1 if outcome.failed else 0
+    return 0 if outcome.complete else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -475,19 +524,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("profile", "parameters, multiply-adds, storage and CPU latency of a model", _cmd_profile, True)
     p.add_argument("--model", help="zoo model name (see `workbench models`)")
     p.add_argument("--checkpoint", help="profile a saved checkpoint instead")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=_number(int, "--batch-size", low=1), default=1)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
 
     p = add("train", "train a zoo model on a data set, evaluate it and save a checkpoint", _cmd_train, True)
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="data set name (see `workbench datasets`)")
     p.add_argument("--root", help="folder of an on-disk data set (idx, cifar10)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=_number(int, "--epochs", low=1), default=10)
+    p.add_argument("--batch-size", type=_number(int, "--batch-size", low=1), default=64)
+    p.add_argument("--lr", type=_number(float, "--lr", low=0.0, low_open=True), default=1e-3)
     p.add_argument("--optimizer", default="adam")
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the initialization and the data order (same seed, same model)"
+        "--seed",
+        type=_number(int, "--seed", low=0, high=INT64_MAX),
+        default=0,
+        help="seed of the initialization and the data order (same seed, same model)",
     )
     p.add_argument("--out", help="write the trained model to this checkpoint file")
 
@@ -505,38 +557,72 @@ def build_parser() -> argparse.ArgumentParser:
         help="selector name (random, magnitude, activation, sbm, spectral, leiden, dpp, submodular)",
     )
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--keep", type=float, default=None, help="fraction of each group's units kept (default 0.5)")
-    target.add_argument("--macs", type=float, metavar="SHARE", help="keep this share of the multiply-adds instead")
-    target.add_argument("--params", type=float, metavar="SHARE", help="keep this share of the parameters instead")
     target.add_argument(
-        "--latency", type=float, metavar="SHARE", help="this share of the CPU latency (timed rebuilds) instead"
+        "--keep", type=_share("--keep"), default=None, help="fraction of each group's units kept (default 0.5)"
+    )
+    target.add_argument(
+        "--macs", type=_share("--macs"), metavar="SHARE", help="keep this share of the multiply-adds instead"
+    )
+    target.add_argument(
+        "--params", type=_share("--params"), metavar="SHARE", help="keep this share of the parameters instead"
+    )
+    target.add_argument(
+        "--latency",
+        type=_share("--latency"),
+        metavar="SHARE",
+        help="this share of the CPU latency (timed rebuilds) instead",
     )
     p.add_argument(
-        "--scope", choices=["uniform", "global"], help="with --macs/--params/--latency: one fraction, or one scale"
+        "--scope",
+        choices=["uniform", "global", "sensitivity"],
+        help="with --macs/--params/--latency: one fraction, one scale, or placed by per-layer sensitivity on val",
     )
-    p.add_argument("--min-keep", type=float, metavar="FRACTION", help="with --scope global: least kept per group")
-    p.add_argument("--latency-batch", type=int, metavar="N", help="with --latency: the batch timed (default 64)")
     p.add_argument(
-        "--round-to", type=int, default=None, metavar="N", help="keep a multiple of N units per group (e.g. 8)"
+        "--min-keep", type=_share("--min-keep"), metavar="FRACTION", help="with --scope global: least kept per group"
+    )
+    p.add_argument(
+        "--latency-batch",
+        type=_number(int, "--latency-batch", low=1),
+        metavar="N",
+        help="with --latency: the batch timed (default 64)",
+    )
+    p.add_argument(
+        "--round-to",
+        type=_number(int, "--round-to", low=1, high=2**20),
+        default=None,
+        metavar="N",
+        help="keep a multiple of N units per group (e.g. 8)",
     )
     p.add_argument(
         "--fuse",
         default="drop",
-        choices=["drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq"],
+        choices=["drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq", "fold"],
     )
     p.add_argument(
-        "--repair", choices=["batches"], help="REPAIR after the fusion: kept units rescaled to their statistics"
+        "--repair",
+        choices=["batches", "data-free"],
+        help="after the fusion: batches (REPAIR, kept units rescaled to their statistics on the training data) or "
+        "data-free (with --fuse fold: merged units' variances corrected from the weights alone)",
     )
     p.add_argument(
-        "--merge-threshold", type=float, default=0.0, help="with --fuse neuron-merging: least cosine similarity merged"
+        "--merge-threshold",
+        type=_number(float, "--merge-threshold", low=-1.0, high=1.0),
+        default=None,
+        help="with --fuse neuron-merging: least cosine similarity merged (default 0)",
     )
-    p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tuning epochs after the rebuild")
+    p.add_argument(
+        "--finetune",
+        type=_number(int, "--finetune", low=0, what="a number of epochs (0 for none)"),
+        default=0,
+        metavar="EPOCHS",
+        help="fine-tuning epochs after the rebuild",
+    )
     p.add_argument(
         "--source", default="weights", choices=["weights", "activations", "pooled"], help="what the unit views read"
     )
     p.add_argument("--data", help="data set (default: the one recorded in the checkpoint)")
     p.add_argument("--root", help="folder of an on-disk data set")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_number(int, "--seed", low=0, high=INT64_MAX), default=0)
     p.add_argument("--out", help="output checkpoint (default: beside the input)")
 
     p = add(
@@ -547,8 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint written by `workbench train`, `compress` or save_checkpoint")
     p.add_argument("--format", default="pt2", choices=["pt2", "onnx", "module"], help="what to write (default: pt2)")
     p.add_argument("--out", help="output file (pt2, onnx) or folder (module); default: beside the checkpoint")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size of the example input (fixed in pt2 and onnx)")
-    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument(
+        "--batch-size",
+        type=_number(int, "--batch-size", low=1),
+        default=1,
+        help="batch size of the example input (fixed in pt2 and onnx)",
+    )
+    p.add_argument("--opset", type=_number(int, "--opset", low=1), help="ONNX opset version (default: the exporter's)")
 
     p = add(
         "demo",
@@ -572,17 +663,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("study", help="a TOML study file (e.g. workbench/studies/demo.toml)")
     p.add_argument("--store", help="the SQLite store (default: beside the study file)")
-    p.add_argument("--jobs", type=int, default=1, help="local worker processes (run)")
+    p.add_argument(
+        "--jobs",
+        type=_number(int, "--jobs", low=1, high=_max_workers()),
+        default=None,
+        help="local worker processes (run; default 1)",
+    )
     p.add_argument("--scheduler", help="run on the Dask scheduler at this address, e.g. tcp://host:8786 (run)")
     p.add_argument(
-        "--local-cluster", type=int, metavar="N", help="start a local Dask cluster of N worker processes (run)"
+        "--local-cluster",
+        type=_number(int, "--local-cluster", low=1, high=_max_workers()),
+        metavar="N",
+        help="start a local Dask cluster of N worker processes (run)",
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the Dask scheduler (run)")
+    p.add_argument(
+        "--timeout",
+        type=_number(float, "--timeout", low=0.0, high=MAX_WAIT_SECONDS, low_open=True),
+        default=10.0,
+        help="seconds to wait for the Dask scheduler (run)",
+    )
     p.add_argument(
         "--worker-timeout",
-        type=float,
+        type=_number(float, "--worker-timeout", low=0.0, high=MAX_WAIT_SECONDS, low_open=True),
         metavar="SECONDS",
         help="stop when the Dask cluster has no worker for this long (default: the study's cluster.worker_timeout) (run)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the runs another `workbench study run` on the same store holds; compute those it leaves (run)",
     )
     p.add_argument("--out", help="the HTML file (report; default: beside the store)")
     p.add_argument(
@@ -600,6 +709,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option ``dest`` was given (the options :func:`check_options` looks at default to None, or False
+    for switches)."""
+    return getattr(args, dest, None) not in (None, False)
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+#: Options of which at most one may be given, because they choose the same thing: command -> [(options, what they
+#: choose)].
+_ONE_OF: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "profile": [(("model", "checkpoint"), "the model profiled (a zoo model, or the one a checkpoint holds)")],
+    "study": [
+        (
+            ("jobs", "scheduler", "local_cluster"),
+            "where the runs execute (local processes, a Dask scheduler, or a local Dask cluster)",
+        )
+    ],
+}
+
+#: Options that act only with some values of another option and would be ignored with the others: command ->
+#: [(option, the option it depends on, the values it acts with)].
+_ONLY_WITH: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    "compress": [("merge_threshold", "fuse", ("neuron-merging",))],
+    "study": [
+        *((dest, "action", ("run",)) for dest in ("jobs", "scheduler", "local_cluster", "worker_timeout", "wait")),
+        ("out", "action", ("report",)),
+        ("reference", "action", ("compare",)),
+    ],
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work starts, options given together that choose the same thing, and options the
+    command would ignore with the other options given (:data:`_ONE_OF`, :data:`_ONLY_WITH`): a command never
+    silently drops what it was asked.
+
+    Raises
+    ------
+    ConfigError
+        Naming the options, why they do not go together, and what to give instead.
+    """
+    for options, what in _ONE_OF.get(args.command, []):
+        given = [_flag(dest) for dest in options if _given(args, dest)]
+        if len(given) > 1:
+            raise ConfigError(f"{' and '.join(given)} cannot go together: they choose {what}; give one of them.")
+    for dest, other, values in _ONLY_WITH.get(args.command, []):
+        if not _given(args, dest) or getattr(args, other) in values:
+            continue
+
+        def setting(value: str, other: str = other) -> str:
+            return f"`{args.command} {value}`" if other == "action" else f"{_flag(other)} {value}"
+
+        wanted = " or ".join(setting(value) for value in values)
+        raise ConfigError(
+            f"{_flag(dest)} goes with {wanted} only; with {setting(getattr(args, other))} it would be ignored: "
+            f"leave it out, or use {wanted}."
+        )
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
     """Print a warning as one ``warning: ...`` line (no source line: it is meant for the user)."""
     print(f"warning: {message}", file=sys.stderr)
@@ -615,6 +786,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not args.model_args:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        refused = [value.message for value in vars(args).values() if isinstance(value, _Refused)]
+        if refused:
+            raise ConfigError(" ".join(refused))
+        check_options(args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.handler(args, extra) or 0)

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from workbench.errors import ConfigError
+from workbench.numeric import as_float, as_int
 from workbench.train.history import History
+from workbench.train.outputs import check_model
 from workbench.utils import example_batch
 
 #: Score columns taken from :func:`workbench.train.evaluate` (classification / segmentation).
@@ -76,6 +78,19 @@ class Retraining:
                 f"class_weights weigh the label loss of fine-tuning; {self.method!r} learns from the teacher's "
                 'outputs. Set class_weights = "none" or method = "finetune".'
             )
+        numbers = {
+            "epochs": as_int(self.epochs, "epochs", low=0, what="a number of epochs (0: no retraining)"),
+            "batch_size": as_int(self.batch_size, "batch_size", low=1),
+            "temperature": as_float(self.temperature, "temperature", low=0.0, low_open=True),
+        }
+        if self.lr is not None:
+            numbers["lr"] = as_float(self.lr, "lr", low=0.0, low_open=True)
+        if self.max_batches is not None:
+            numbers["max_batches"] = as_int(self.max_batches, "max_batches", low=1)
+        if self.alpha is not None:
+            numbers["alpha"] = as_float(self.alpha, "alpha", low=0.0, high=1.0)
+        for name, value in numbers.items():  # plain numbers, whatever numpy or tensor scalars were given
+            object.__setattr__(self, name, value)
 
     @property
     def learning_rate(self) -> float:
@@ -245,6 +260,7 @@ def compress(
     example_input: torch.Tensor | None = None,
     round_to: int | None = None,
     fuse_options: Mapping[str, Any] | None = None,
+    sensitivity: Any = None,
 ) -> CompressionResult:
     """Select units with selector ``method`` in every group surgery can rebuild, rebuild, retrain, measure.
 
@@ -266,8 +282,10 @@ def compress(
         target and the share reached.
     fuse
         A :data:`workbench.surgery.FUSE_MODES` name: ``"drop"``, ``"merge"``, ``"lsq"`` (fits on ``train``),
-        or graph summarization with a partition selector: ``"summarize"``, ``"summarize-medoid"``,
-        ``"summarize-lsq"`` (:mod:`workbench.surgery.summarize`).
+        graph summarization with a partition selector: ``"summarize"``, ``"summarize-medoid"``,
+        ``"summarize-lsq"`` (:mod:`workbench.surgery.summarize`), or Model Folding, ``"fold"`` (k-means clusters
+        of each group's units, k = the selector's kept count, each folded into one unit;
+        :mod:`workbench.surgery.folding`).
     source
         What the unit views read: ``"weights"``, ``"activations"`` or ``"pooled"`` (both of ``train``).
     sequential
@@ -293,7 +311,12 @@ def compress(
         :func:`workbench.surgery.plan_from`).
     fuse_options
         More options of :func:`workbench.surgery.apply`: ``{"repair": "batches"}`` (REPAIR on ``train``),
+        ``{"repair": "data-free"}`` with ``fuse="fold"`` (Model Folding's repair, from the weights alone),
         ``{"merge_threshold": 0.3}`` for ``fuse="neuron-merging"``.
+    sensitivity
+        For a budget of ``scope="sensitivity"`` (``{"macs": 0.5, "scope": "sensitivity"}``): the per-layer
+        sensitivity measured on val (:func:`sensitivity`); each group is cut as far as its predicted loss stays
+        within one tolerance for the whole network.
     """
     from workbench.rebuild import resolve_budget, select_and_rebuild
     from workbench.surgery.budgets import budget_target
@@ -302,6 +325,8 @@ def compress(
     budget = resolve_budget(keep, per_layer, budget)  # checked before anything runs
     if example_input is None:
         example_input = example_batch(model, 2)
+    taught = retrain.active and retrain.method in ("distill", "reconstruct")
+    check_model(model, example_input, teacher=teacher if taught else None)  # weights, one tensor out, teacher
     base = latency if base_latency is None else base_latency
     before = measure(model, test, latency=base, example_input=example_input)
     made = select_and_rebuild(
@@ -317,6 +342,7 @@ def compress(
         example_input=example_input,
         round_to=round_to,
         fuse_options=fuse_options,
+        sensitivity=sensitivity,
     )
     smaller, plan, graph, notes, budget = made.model, made.plan, made.graph, made.notes, made.budget
     by_cost = budget_target(budget) != "keep"
@@ -393,6 +419,14 @@ class Sensitivity:
         found = {name: self.base - sum(scores) / len(scores) for name, scores in self.curves.items()}
         return dict(sorted(found.items(), key=lambda item: -item[1]))
 
+    def losses(self) -> dict[str, dict[float, float]]:
+        """Group -> {kept fraction: loss of score} (base minus score): what a ``scope="sensitivity"`` budget reads
+        (:func:`workbench.surgery.budgets.cost_fractions`)."""
+        return {
+            name: {f: self.base - score for f, score in zip(self.fractions, scores)}
+            for name, scores in self.curves.items()
+        }
+
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-safe dict (what :func:`workbench.viz.sensitivity_figure` also reads)."""
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
@@ -458,7 +492,7 @@ def sensitivity(
         curves[name] = []
         for fraction in tried:
             plan = plan_from(graph, chosen, keep=fraction, groups=[name])
-            plan = applied_plan(model, plan, graph, fuse)
+            plan = applied_plan(model, plan, graph, fuse, random_state)
             smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state)
             curves[name].append(scores(smaller, val)[metric])
     return Sensitivity(metric, base[metric], tried, curves, base["n"], selector, fuse)

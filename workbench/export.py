@@ -46,9 +46,11 @@ import torch
 from torch import nn
 
 from workbench.errors import ExportError, WorkbenchError, closest
-from workbench.utils import own_class
+from workbench.utils import TEMP_NAME, check_path, check_writable_target, own_class
 
 FORMATS = ("pt2", "onnx", "module")
+#: The file name suffix of each format that writes one file; a path ending in another format's suffix is refused.
+SUFFIXES = {"pt2": ".pt2", "onnx": ".onnx"}
 MODULE_FILES = ("module.py", "state_dict.pt")
 RTOL = 1e-4
 _PT2_HINT = 'export it with format="pt2" instead (torch.export follows any Python code)'
@@ -58,25 +60,31 @@ _STDLIB_OK = {"builtins", "math", "operator"}  # the generated module may import
 # ----------------------------------------------------------------------------------------------- paths
 
 
-def _check_path(path: Path, fmt: str) -> None:
-    """Refuse an output path that exists and is not ours to replace (ExportError saying why)."""
+def _check_path(path: Any, fmt: str) -> Path:
+    """``path`` as a Path; ExportError saying why when it is not a usable path (:func:`workbench.utils.check_path`),
+    is named for another format (``m.onnx`` for a pt2 program), or exists and is not ours to replace."""
+    path = check_path(path, "the export path", ExportError)
+    named = next((other for other, suffix in SUFFIXES.items() if path.suffix.lower() == suffix), None)
+    if named is not None and named != fmt:
+        kinds = {"pt2": "a torch.export program", "onnx": "an ONNX file", "module": "a folder"}
+        raise ExportError(
+            f"{path.name} is named as {kinds[named]}, but format={fmt!r} writes {kinds[fmt]}: name it "
+            f"{path.stem}{SUFFIXES.get(fmt, '')}, or pass format={named!r}."
+        )
+    if fmt != "module":
+        return check_writable_target(path, error=ExportError)  # nor a device, folder or read-only file
     if not os.path.lexists(path):
-        return
+        return path
     mode = os.stat(path).st_mode if path.exists() else 0
-    if fmt == "module":
-        if not stat.S_ISDIR(mode):
-            raise ExportError(
-                f"{path} exists and is not a folder; the module format writes a folder: give another path."
-            )
-        others = sorted(p.name for p in path.iterdir() if p.name not in (*MODULE_FILES, "__pycache__"))
-        if others:
-            raise ExportError(
-                f"{path} is a folder with other files ({', '.join(others[:5])}); the module export replaces the whole "
-                "folder, so give a new or empty folder, or one written by a previous module export."
-            )
-    elif not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, socket, pipe or broken link)"
-        raise ExportError(f"{path} exists and is {kind}; give the path of a new or regular {fmt} file.")
+    if not stat.S_ISDIR(mode):
+        raise ExportError(f"{path} exists and is not a folder; the module format writes a folder: give another path.")
+    others = sorted(p.name for p in path.iterdir() if p.name not in (*MODULE_FILES, "__pycache__"))
+    if others:
+        raise ExportError(
+            f"{path} is a folder with other files ({', '.join(others[:5])}); the module export replaces the whole "
+            "folder, so give a new or empty folder, or one written by a previous module export."
+        )
+    return path
 
 
 @contextlib.contextmanager
@@ -84,12 +92,12 @@ def _staged(path: Path, folder: bool) -> Iterator[Path]:
     """A temporary file (or folder) beside ``path`` that replaces ``path`` when the block succeeds and is
     removed when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:TEMP_NAME]}.", suffix=".tmp", dir=path.parent))
     staged = tmp if folder else tmp / path.name
     try:
         yield staged
         if folder:
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+            old = path.with_name(f".{path.name[:TEMP_NAME]}.{uuid.uuid4().hex}.old")
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; give it the usual permissions
@@ -263,6 +271,32 @@ def _require(*packages: str) -> None:
         )
 
 
+def opset_range() -> tuple[int, int]:
+    """The lowest and highest ONNX opset versions this torch's exporters write."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # a torch that keeps them elsewhere: the range every exporter since torch 2.5 writes
+        return 7, 18
+    return int(getattr(_constants, "ONNX_MIN_OPSET", 7)), int(getattr(_constants, "ONNX_MAX_OPSET", 18))
+
+
+def _check_opset(opset: Any) -> None:
+    low, high = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise ExportError(
+            f"opset={opset!r} is not an ONNX opset this torch exports: give an int from {low} to {high}, or leave it "
+            "out for the exporter's default."
+        )
+
+
+def _written_opset(path: Path) -> int | None:
+    """The default-domain opset of the ONNX file at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
 def _export_onnx(
     model: nn.Module, x: torch.Tensor, staged: Path, expected: list[torch.Tensor], opset: int | None
 ) -> None:
@@ -272,13 +306,19 @@ def _export_onnx(
         options = {"dynamo": dynamo, "opset_version": opset, "input_names": ["input"]}
         if dynamo:
             options["external_data"] = False  # one file, so that it is replaced atomically
+        name = "dynamo" if dynamo else "TorchScript"
         try:
             with _quiet_exporters():
                 torch.onnx.export(model, (x,), str(staged), **options)
-            break
         except Exception as exc:  # noqa: BLE001 - either exporter fails with many exception types
-            failures.append(f"{'dynamo' if dynamo else 'TorchScript'} exporter: {type(exc).__name__}: {str(exc)[:300]}")
+            failures.append(f"{name} exporter: {type(exc).__name__}: {str(exc)[:300]}")
             staged.unlink(missing_ok=True)
+            continue
+        written = _written_opset(staged) if opset is not None else opset
+        if written == opset:
+            break
+        failures.append(f"{name} exporter: wrote opset {written}, not the {opset} asked")  # it converts to few opsets
+        staged.unlink(missing_ok=True)
     else:
         raise ExportError(
             f"torch.onnx.export cannot export {type(model).__name__} ({'; '.join(failures)}); "
@@ -570,7 +610,8 @@ def export_model(
     example_input
         An input batch; default: a random one of the model's ``input_shape`` (zoo models).
     opset
-        ONNX opset version (default: the exporter's).
+        ONNX opset version (default: the exporter's), within :func:`opset_range`; the file written has
+        exactly this opset (the dynamo exporter converts to few opsets, so the TorchScript one is tried next).
 
     Returns
     -------
@@ -580,9 +621,10 @@ def export_model(
     Raises
     ------
     ExportError
-        Unknown format, no example input, an output path that cannot be replaced, a model the format's
-        tracer cannot capture, missing ONNX packages, or a written file whose outputs differ from the
-        model's (relative difference above 1e-4) when loaded back.
+        Unknown format, no example input, an output path that cannot be replaced or is named for another
+        format (``m.onnx`` for a pt2 program), an opset outside :func:`opset_range` or that no exporter
+        writes, a model the format's tracer cannot capture, missing ONNX packages, or a written file whose
+        outputs differ from the model's (relative difference above 1e-4) when loaded back.
     """
     if format not in FORMATS:
         raise ExportError(
@@ -592,8 +634,9 @@ def export_model(
         raise ExportError(f"export_model takes an nn.Module, got {type(model).__name__}.")
     if opset is not None and format != "onnx":
         raise ExportError(f"opset={opset} applies to format='onnx' only; leave it out for {format!r}.")
-    path = Path(path)
-    _check_path(path, format)
+    if opset is not None:
+        _check_opset(opset)
+    path = _check_path(path, format)
     x = _example(model, example_input)
     device = _device_of(model) if format == "pt2" else torch.device("cpu")
     prepared = _prepared(model, device)
@@ -609,4 +652,4 @@ def export_model(
     return path
 
 
-__all__ = ["FORMATS", "export_model"]
+__all__ = ["FORMATS", "SUFFIXES", "export_model", "opset_range"]

@@ -17,14 +17,21 @@ with the allowed ones); :func:`list_transforms` lists the transforms with a line
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
+import numbers
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from workbench.errors import ConfigError, closest
+from workbench.numeric import as_int, is_number
 from workbench.registry import Registry
 
 _FIXED = ("model", "train_data", "data", "val_data", "inplace", "teacher", "random_state")  # set by the pipeline
@@ -63,6 +70,116 @@ class Transform:
                 name for name in inspect.signature(fit).parameters if name not in (*_FIXED, *self.exclude, *names)
             ]
         return names
+
+    def annotations(self) -> dict[str, Any]:
+        """Parameter -> its type annotation, resolved (a parameter whose annotation cannot be resolved is absent)."""
+        hints = _hints(self.target)
+        if self.fit_kwargs:
+            from workbench.train import fit
+
+            hints = {**_hints(fit), **hints}
+        return hints
+
+
+@functools.cache
+def _hints(function: Callable[..., Any]) -> dict[str, Any]:
+    """``function``'s resolved annotations ({} when one names what cannot be imported here: nothing is checked)."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # an unresolvable annotation only means its values go unchecked
+        return {}
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` is of the type ``annotation`` names (a list for a tuple too: TOML has no tuples; a string
+    is not a list of strings); annotations this check does not know (protocols, ``Any``) let every value pass."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if annotation is type(None) or annotation is None:
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return is_number(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation in _MAPPINGS or origin in _MAPPINGS:
+        if not isinstance(value, collections.abc.Mapping):
+            return False
+        key, item = args if len(args) == 2 else (Any, Any)
+        return all(_fits(k, key) and _fits(v, item) for k, v in value.items())
+    if annotation in _SEQUENCES or origin in _SEQUENCES:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+        return all(_fits(v, args[0]) for v in value) if args else True
+    if annotation is collections.abc.Callable or origin is collections.abc.Callable:
+        return callable(value)
+    if isinstance(annotation, type) and annotation is not typing.Any:
+        try:
+            return isinstance(value, annotation)
+        except TypeError:  # a protocol that cannot be checked at run time
+            return True
+    return True
+
+
+def _kind(annotation: Any) -> str:
+    """What ``annotation`` asks for, in words: ``"an integer or a table"``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_kind(arg) for arg in args if arg is not type(None)))  # None: left out
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
+    if annotation in words:
+        return words[annotation]
+    if annotation in _MAPPINGS or origin in _MAPPINGS:
+        return "a table"
+    if annotation in _SEQUENCES or origin in _SEQUENCES:
+        return "a list"
+    if annotation is collections.abc.Callable or origin is collections.abc.Callable:
+        return "a Python function (it cannot be written in a study file)"
+    return f"a {getattr(annotation, '__name__', annotation)}"
+
+
+def _device_problem(value: Any) -> str | None:
+    """Why the device ``value`` cannot be used here (not a device name, or not on this machine); None if it can."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        return f"{value!r} is not a device name; use 'cpu', 'cuda', 'cuda:0' or 'mps'"
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            have = f"CUDA devices 0 to {count - 1}" if count else "no CUDA device"
+            return f"{value!r} is not on this machine ({have}); use 'cpu' or a device it has"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return f"{value!r} is not on this machine (no MPS device); use 'cpu'"
+    return None
+
+
+def _value_problem(key: str, value: Any, annotation: Any) -> str | None:
+    """What is wrong with a step's ``key = value`` that can be told without a model: a value of another type than
+    the transform's annotation, or a device this machine lacks; None when nothing is."""
+    if annotation is None:
+        return None
+    if not _fits(value, annotation):
+        return f"{key} is {_kind(annotation)}, got {value!r}"
+    args = typing.get_args(annotation)
+    if isinstance(value, str) and torch.device in (annotation, *args):
+        problem = _device_problem(value)
+        return None if problem is None else f"{key}: {problem}"
+    return None
 
 
 def _seeded(function: Callable[..., nn.Module], params: dict[str, Any], random_state: int) -> dict[str, Any]:
@@ -371,7 +488,9 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
     ------
     ConfigError
         Naming every bad step at once: not a table, no ``do``, an unknown transform or parameter
-        (with the closest names and the allowed ones), or a parameter the pipeline sets itself.
+        (with the closest names and the allowed ones), a parameter the pipeline sets itself, or a value that
+        is not of the type the transform's signature gives (``bits = 5.5`` for an integer, a string where a
+        function goes) or names a device this machine lacks.
     """
     if not isinstance(steps, (list, tuple)) or not steps:
         raise ConfigError(
@@ -391,7 +510,8 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
             )
             continue
         allowed = known.get(name).parameters()
-        for key in params:
+        annotations = known.get(name).annotations()
+        for key, value in params.items():
             if key in _FIXED:
                 problems.append(
                     f"step {i} ({name}): {key!r} is set by the pipeline (its data, teacher and seed); remove it"
@@ -401,6 +521,8 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
                     f"step {i} ({name}): unknown parameter {key!r}.{closest(key, allowed)} "
                     f"Allowed: {', '.join(allowed)}"
                 )
+            elif (wrong := _value_problem(key, value, annotations.get(key))) is not None:
+                problems.append(f"step {i} ({name}): {wrong}")
         out.append({"do": name, **params})
     if problems:
         raise ConfigError("; ".join(problems) + ".")
@@ -451,7 +573,7 @@ def _epoch_slots(steps: Sequence[dict[str, Any]], model: nn.Module) -> list[tupl
     for i, step in enumerate(check_steps(steps)):
         transform = transforms().get(step["do"])
         for name, times, least in _EPOCH_SETTINGS.get(step["do"], ()):
-            epochs = int(step.get(name, _default(transform, name)))
+            epochs = as_int(step.get(name, _default(transform, name)), f"step {i} ({step['do']}): {name}", low=0)
             slots.append((i, name, times(step, model), epochs, min(least, epochs)))
     return slots
 

@@ -96,9 +96,14 @@ def resolve_budget(
     return check_budget(budget)
 
 
-def applied_plan(model: nn.Module, plan: Any, graph: Any, fuse: str) -> Any:
+def applied_plan(model: nn.Module, plan: Any, graph: Any, fuse: str, random_state: int = 0) -> Any:
     """The plan :func:`workbench.surgery.apply` rebuilds: with ``fuse="summarize-medoid"`` each part's medoid
-    replaces its kept unit; otherwise ``plan``."""
+    replaces its kept unit; with ``fuse="fold"`` the k-means folding of each group (the units kept are the clusters'
+    representatives, so the returned plan names the channels the rebuilt network has); otherwise ``plan``."""
+    if fuse == "fold":
+        from workbench.surgery.folding import fold_plan
+
+        return fold_plan(model, plan, graph, random_state)
     if fuse != "summarize-medoid":
         return plan
     from workbench.surgery.summarize import medoid_plan
@@ -120,20 +125,53 @@ def unsupported_notes(graph: Any) -> list[str]:
 
 
 def budget_fractions(
-    model: nn.Module, graph: Any, budget: dict[str, Any]
+    model: nn.Module, graph: Any, budget: dict[str, Any], sensitivity: Any = None
 ) -> tuple[dict[str, float], list[str], dict[str, Any]]:
     """Per-group kept fractions that meet a cost or latency ``budget`` (:func:`workbench.surgery.budgets.check_budget`
     form), the notes of the search, and what to add to the budget's record (a latency search's steps,
-    ``(parameter, share of units kept, ratio)``)."""
+    ``(parameter, share of units kept, ratio)``); ``sensitivity`` (:func:`sensitivity_losses`) for
+    ``scope="sensitivity"``."""
     from workbench.surgery.budgets import COSTS, budget_target, cost_fractions, latency_fractions
 
     target = budget_target(budget)
-    options = {"scope": budget["scope"], "min_keep": budget["min_keep"], "tolerance": budget["tolerance"]}
+    options = {
+        "scope": budget["scope"],
+        "min_keep": budget["min_keep"],
+        "tolerance": budget["tolerance"],
+        "sensitivity": sensitivity_losses(sensitivity, budget["scope"]),
+    }
     if target in COSTS:
         fractions, notes = with_notes(cost_fractions, graph, budget[target], cost=target, **options)
         return fractions, notes, {}
     fit, notes = with_notes(latency_fractions, model, graph, budget[target], batch=budget["batch"], **options)
     return fit.fractions, notes, {"search": [list(step) for step in fit.steps]}
+
+
+def sensitivity_losses(sensitivity: Any, scope: str) -> dict[str, dict[float, float]] | None:
+    """``sensitivity`` (a :class:`workbench.compression.Sensitivity`, or group -> {kept fraction: loss}) as losses
+    for a ``scope="sensitivity"`` budget; None for other scopes.
+
+    Raises
+    ------
+    ConfigError
+        ``scope="sensitivity"`` without a sensitivity, or a sensitivity given to another scope.
+    """
+    if scope != "sensitivity":
+        if sensitivity is not None:
+            raise ConfigError(
+                f"a sensitivity was given to a {scope!r} budget, which does not read it; "
+                "use scope='sensitivity', or leave sensitivity out."
+            )
+        return None
+    if sensitivity is None:
+        raise ConfigError(
+            "a scope='sensitivity' budget needs the per-layer sensitivity: "
+            "sensitivity=workbench.compression.sensitivity(model, val)."
+        )
+    losses = sensitivity.losses() if hasattr(sensitivity, "losses") else sensitivity
+    if not isinstance(losses, Mapping):
+        raise ConfigError(f"sensitivity maps groups to {{kept fraction: loss}}, got {type(losses).__name__}.")
+    return {str(g): {float(f): float(v) for f, v in dict(curve).items()} for g, curve in losses.items()}
 
 
 def sequential_rebuild(
@@ -166,7 +204,7 @@ def sequential_rebuild(
         if i:
             graph = from_model(current, graph.example_input)
         step, step_notes = with_notes(plan_from, graph, selector, groups=[name], **plan_kwargs)
-        step = applied_plan(current, step, graph, fuse)
+        step = applied_plan(current, step, graph, fuse, random_state)
         notes.extend(step_notes)
         current = apply(
             current, step, fuse=fuse, graph=graph, data=train, random_state=random_state, **dict(fusing or {})
@@ -192,6 +230,7 @@ def select_and_rebuild(
     example_input: torch.Tensor | None = None,
     round_to: int | None = None,
     fuse_options: Mapping[str, Any] | None = None,
+    sensitivity: Any = None,
 ) -> Rebuilt:
     """Select units with selector ``method`` in every group surgery can rebuild, and rebuild ``model`` smaller.
 
@@ -199,8 +238,8 @@ def select_and_rebuild(
     ``selector_params`` (:func:`workbench.select.get_selector`), ``keep`` and ``per_layer`` or ``budget``
     (:func:`workbench.surgery.budgets.check_budget`), ``fuse`` and ``fuse_options``
     (:func:`workbench.surgery.apply`), ``source`` (what the unit views read), ``sequential`` (group by group,
-    Mariet & Sra 2016), ``train`` (activations, lsq, REPAIR), ``random_state``, ``example_input`` and
-    ``round_to``. ``model`` is not modified.
+    Mariet & Sra 2016), ``train`` (activations, lsq, REPAIR), ``random_state``, ``example_input``, ``round_to``
+    and ``sensitivity`` (a cost budget of ``scope="sensitivity"``). ``model`` is not modified.
     """
     from workbench.graph import from_model
     from workbench.select import get_selector
@@ -214,10 +253,11 @@ def select_and_rebuild(
     notes: list[str] = []
     fractions: dict[str, float] | None = None
     if budget_target(budget) != "keep":
-        fractions, notes, search = budget_fractions(model, graph, budget)
+        fractions, notes, search = budget_fractions(model, graph, budget, sensitivity)
         budget.update(search)
         plan_kwargs: dict[str, Any] = {"keep": 1.0, "per_layer": fractions}
     else:
+        sensitivity_losses(sensitivity, "keep")  # refuses a sensitivity a keep budget would not read
         plan_kwargs = {"keep": budget["keep"], "per_layer": budget["per_layer"]}
     selector = get_selector(
         method, budget=budget.get("keep", 0.5), random_state=random_state, **dict(selector_params or {})
@@ -235,6 +275,6 @@ def select_and_rebuild(
             plan_kwargs["groups"] = list(fractions)
         plan, plan_notes = with_notes(plan_from, graph, selector, **plan_kwargs)
         notes += plan_notes
-        plan = applied_plan(model, plan, graph, fuse)
+        plan = applied_plan(model, plan, graph, fuse, random_state)
         smaller = apply(model, plan, fuse=fuse, graph=graph, data=train, random_state=random_state, **fusing)
     return Rebuilt(model=smaller, plan=plan, graph=graph, notes=notes, budget=budget)

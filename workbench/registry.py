@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from workbench.errors import UnknownNameError, closest
+from workbench.errors import ConfigError, UnknownNameError, closest
 
 T = TypeVar("T")
 
@@ -24,12 +24,24 @@ class Registry(Generic[T]):
         self._factories: dict[str, Callable[..., T]] = {}
         self._descriptions: dict[str, str] = {}
 
-    def register(self, name: str, description: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator registering ``factory`` under ``name``."""
+    def register(
+        self, name: str, description: str = "", *, replace: bool = False
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name``.
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is already registered and ``replace`` is False (pass ``replace=True`` to put the new
+            factory in its place).
+        """
 
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._factories:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if name in self._factories and not replace:
+                raise ConfigError(
+                    f"{self.kind} {name!r} is already registered ({_qualified(self._factories[name])}); register "
+                    f"yours under another name, or pass replace=True to put it in place of the existing one."
+                )
             self._factories[name] = factory
             first_line = next(iter((factory.__doc__ or "").strip().splitlines()), "")
             self._descriptions[name] = description or first_line
@@ -38,7 +50,13 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> Callable[..., T]:
-        """The factory registered as ``name``; an :class:`UnknownNameError` with the closest name otherwise."""
+        """The factory registered as ``name``; an :class:`UnknownNameError` with the closest name otherwise (also for
+        a name that is not a string, such as a list written where a name belongs)."""
+        if not isinstance(name, str):
+            raise UnknownNameError(
+                f"a {self.kind} is named by a string, got {type(name).__name__} {name!r}. "
+                f"Known {self.kind}s: {', '.join(sorted(self._factories))}."
+            )
         try:
             return self._factories[name]
         except KeyError:
@@ -56,4 +74,10 @@ class Registry(Generic[T]):
         return {name: self._descriptions[name] for name in self.names()}
 
     def __contains__(self, name: object) -> bool:
-        return name in self._factories
+        return isinstance(name, str) and name in self._factories
+
+
+def _qualified(factory: Callable[..., object]) -> str:
+    """``module.name`` of a registered factory, for messages."""
+    module = getattr(factory, "__module__", None) or "?"
+    return f"{module}.{getattr(factory, '__qualname__', type(factory).__name__)}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.errors import ConfigError, ModelError
+from workbench.errors import ConfigError, ModelError, WorkbenchError
 
 RandomState = int | np.random.Generator | None
 
@@ -25,8 +26,8 @@ def check_random_state(random_state: RandomState) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ConfigError(f"random_state must be a non-negative int, got {random_state}.")
+        if not 0 <= random_state < 2**64:
+            raise ConfigError(f"random_state must be an int in [0, 2**64), got {random_state}.")
         return np.random.default_rng(int(random_state))
     raise ConfigError(
         f"random_state must be None, an int or a numpy.random.Generator, got {type(random_state).__name__}."
@@ -34,10 +35,18 @@ def check_random_state(random_state: RandomState) -> np.random.Generator:
 
 
 def seed_from(random_state: RandomState) -> int:
-    """A deterministic 32-bit seed drawn from ``random_state`` (for torch or legacy numpy APIs)."""
+    """A deterministic 32-bit seed drawn from ``random_state`` (for torch or legacy numpy APIs).
+
+    An int below 2**32 is its own seed; a larger one is mixed down to 32 bits by :class:`numpy.random.SeedSequence`
+    (not reduced mod 2**32, so that 0 and 2**32 give different streams). Two ints can still meet one seed (rarely,
+    when one is 2**32 or more): a study refuses seeds that do.
+    """
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         check_random_state(random_state)  # validates
-        return int(random_state) % (2**32)
+        value = int(random_state)
+        if value < 2**32:
+            return value
+        return int(np.random.SeedSequence(value).generate_state(1, np.uint32)[0])
     return int(check_random_state(random_state).integers(0, 2**32 - 1))
 
 
@@ -46,39 +55,146 @@ def legacy_random_state(random_state: RandomState) -> np.random.RandomState:
     return np.random.RandomState(seed_from(random_state))
 
 
-def check_writable_target(path: str | os.PathLike) -> Path:
-    """``path`` as a Path when writing a file there replaces nothing but a regular file of ours.
+#: Longest name of one path component and of a whole path where the file system does not say (POSIX's usual).
+DEFAULT_NAME_MAX, DEFAULT_PATH_MAX = 255, 4096
+#: Characters of an output's name kept in the name of its temporary file (which adds a few of its own), so that
+#: a name within the file system's limit still leaves room for them.
+TEMP_NAME = 100
+
+
+def _path_limits(path: Path) -> tuple[int, int]:
+    """Longest name and longest path (in bytes) the file system of ``path``'s nearest existing folder accepts."""
+    folder = Path(os.path.abspath(path))
+    while not os.path.isdir(folder) and folder != folder.parent:
+        folder = folder.parent
+    limits = []
+    for name, default in (("PC_NAME_MAX", DEFAULT_NAME_MAX), ("PC_PATH_MAX", DEFAULT_PATH_MAX)):
+        try:
+            limits.append(int(os.pathconf(folder, name)))
+        except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the system does not say
+            limits.append(default)
+    return limits[0], limits[1]
+
+
+def check_path(path: Any, what: str = "path", error: type[WorkbenchError] = ConfigError) -> Path:
+    """``path`` as a Path when it can name a file here, for every reader and writer of files.
+
+    A path is a ``str`` or an ``os.PathLike`` giving one: not None, not empty, without a NUL character, every
+    name in it within the file system's limit (``os.pathconf`` ``PC_NAME_MAX``, in bytes) and the whole within
+    ``PC_PATH_MAX``.
+
+    Parameters
+    ----------
+    what
+        How messages name the path (``"--out"``, ``"the checkpoint path"``).
+    error
+        The :class:`~workbench.errors.WorkbenchError` subclass raised (callers keep their own: a checkpoint
+        reader raises ``CheckpointError``).
 
     Raises
     ------
-    ConfigError
-        ``path`` exists and is not a regular file (a device such as ``/dev/null``, a pipe, a socket, a
-        folder), or its folder is not a folder: renaming a new file over it would replace it.
+    error
+        ``path`` is of another type, empty, holds a NUL character or names longer than the file system allows.
     """
-    path = Path(path)
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(text, str):
+        raise error(
+            f"{what} must be a str or os.PathLike naming a file, got {type(path).__name__}"
+            + (f" {path!r}" if isinstance(path, bytes) else "")
+            + "."
+        )
+    if not text:
+        raise error(f"{what} is empty; give a file path.")
+    if "\0" in text:
+        raise error(f"{what} {text!r} holds a NUL character, which no file name can hold; give another path.")
+    try:
+        encoded = os.fsencode(os.path.abspath(text))
+    except UnicodeError:
+        raise error(f"{what} {text!r} holds characters this system cannot encode in a file name.") from None
+    path = Path(text)
+    name_max, path_max = _path_limits(path)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > name_max:
+            raise error(
+                f"{what}: the name {part[:40]}... is {size} bytes long, more than the {name_max} bytes this file "
+                "system allows in one name; give a shorter name."
+            )
+    if len(encoded) > path_max:
+        raise error(
+            f"{what}: the path is {len(encoded)} bytes long, more than the {path_max} bytes this file system allows; "
+            "give a shorter path."
+        )
+    return path
+
+
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (or cannot be looked at): not the same file
+        return False
+
+
+def check_writable_target(
+    path: Any,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+    error: type[WorkbenchError] = ConfigError,
+) -> Path:
+    """``path`` as a Path when writing a file there replaces nothing but a regular, writable file of ours.
+
+    Parameters
+    ----------
+    inputs
+        What the writing command reads, by what it is (``{"the store": store_path}``): a target that is one of
+        them (the same file, through any link) is refused, so that an output never replaces its own input.
+    error
+        The :class:`~workbench.errors.WorkbenchError` subclass raised.
+
+    Raises
+    ------
+    error
+        ``path`` is not a usable path (:func:`check_path`); it exists and is not a regular file (a device such as
+        ``/dev/null``, a pipe, a socket, a folder), is read-only, or is one of ``inputs``; or its folder is not a
+        folder: renaming a new file over it would replace it.
+    """
+    path = check_path(path, "the output path", error)
     if path.exists() or path.is_symlink():
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:  # a dangling link, or no permission to look
-            raise ConfigError(f"{path} cannot be checked before writing ({exc.strerror}); give another path.") from None
+            raise error(f"{path} cannot be checked before writing ({exc.strerror}); give another path.") from None
         if not stat.S_ISREG(mode):
             what = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
-            raise ConfigError(
+            raise error(
                 f"{path} exists and is {what}, not a regular file; the workbench writes only regular files and "
                 "never replaces anything else: give a file path."
             )
+        for name, source in (inputs or {}).items():
+            if source is not None and _same_file(path, source):
+                raise error(
+                    f"{path} is {name} this command reads ({source}); writing the output there would replace it and "
+                    "lose what it holds: give another path."
+                )
+        if not mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+            raise error(
+                f"{path} is read-only (mode {stat.S_IMODE(mode):o}): the workbench does not replace a file that was "
+                f"write-protected; make it writable first (chmod u+w '{path}') to overwrite it, or give another path."
+            )
     if path.parent.exists() and not path.parent.is_dir():
-        raise ConfigError(f"{path.parent} is not a folder, so {path.name} cannot be written there; give another path.")
+        raise error(f"{path.parent} is not a folder, so {path.name} cannot be written there; give another path.")
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, inputs: Mapping[str, str | os.PathLike | None] | None = None
+) -> Path:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
-    A ``path`` that exists and is not a regular file is refused (:func:`check_writable_target`)."""
-    path = check_writable_target(path)
+    A ``path`` that exists and is not a regular, writable file, or that is one of the writer's ``inputs``, is
+    refused (:func:`check_writable_target`)."""
+    path = check_writable_target(path, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:TEMP_NAME]}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
@@ -95,9 +211,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(
+    path: str | os.PathLike,
+    text: str,
+    encoding: str = "utf-8",
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    return atomic_write_bytes(path, text.encode(encoding), inputs)
 
 
 def lazy_exports(package: str, exports: dict[str, str]):

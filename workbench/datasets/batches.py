@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
-from workbench.errors import ConfigError, DataError
+from workbench.errors import DataError
+from workbench.numeric import as_int
 
 Data = Dataset | DataLoader | tuple | list
 
@@ -40,10 +41,7 @@ def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int |
     """``value`` as an int >= 1 (or ``None`` when allowed); ConfigError otherwise."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        extra = " or None" if allow_none else ""
-        raise ConfigError(f"{name} must be an integer >= 1{extra}, got {value!r}.")
-    return int(value)
+    return as_int(value, name, low=1)
 
 
 class Batches:

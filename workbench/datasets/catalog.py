@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from workbench.datasets.base import ArrayDataset
+from workbench.datasets.limits import check_loaded
 from workbench.datasets.splits import check_split
 from workbench.errors import ConfigError
 from workbench.registry import Registry
@@ -47,7 +48,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
     ConfigError
         Unknown split, unknown option or an invalid option value.
     DataError
-        The files of an on-disk data set are missing, truncated or corrupt.
+        The files of an on-disk data set are missing, truncated or corrupt, or the split is unusable: it holds
+        no sample, its inputs hold no value, or the data set has fewer than two classes
+        (:func:`~workbench.datasets.limits.check_loaded`; a training split of one class is warned about).
     """
     factory = DATASETS.get(name)
     check_split(split, name)
@@ -61,4 +64,4 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
             f"data set {name!r} does not take option(s) {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(options) or 'none'}."
         ) from None
-    return factory(root, split, **kwargs)
+    return check_loaded(factory(root, split, **kwargs), name)

@@ -25,9 +25,9 @@ import torch
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
-from workbench.datasets.files import load_restricted_pickle, read_maybe_gzipped, require_folder
+from workbench.datasets.files import is_gzipped, load_restricted_pickle, read_maybe_gzipped, require_folder
 from workbench.datasets.options import check_fraction
-from workbench.datasets.splits import pick_split, stratified_split
+from workbench.datasets.splits import fractions_hint, pick_split, stratified_split
 from workbench.errors import DataError
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -35,6 +35,10 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
 IMAGE_BYTES = 3 * 32 * 32
 RECORD_BYTES = 1 + IMAGE_BYTES  # binary layout: label byte, then the pixels
+BATCH_IMAGES = 10_000  # images in each CIFAR-10 batch: no file of either layout holds more
+#: Largest python batch file read: 10,000 images pickled with protocol 0 (up to 6 bytes a pixel byte), and labels
+#: and file names; a larger file is refused before it is unpickled.
+MAX_PICKLE_BYTES = 6 * BATCH_IMAGES * RECORD_BYTES + BATCH_IMAGES * 256
 SPLIT_SEED = 0
 
 FOLDER = "cifar-10-batches-py"
@@ -59,6 +63,14 @@ def _latin1(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as Python 3 pickles an empty bytes object with protocols 0-2; no other call is allowed (``bytes(n)``
+    would allocate ``n`` bytes)."""
+    if args:
+        raise ValueError("bytes called with arguments: only the empty bytes object bytes() is read")
+    return b""
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The globals a CIFAR-10 pickle may name: numpy's array reconstructors, ``ndarray`` and ``dtype``.
 
@@ -74,6 +86,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         allowed[(f"{core}.multiarray", "scalar")] = scalar
         allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
     allowed[("_codecs", "encode")] = _latin1  # bytes in protocols 0-2 written by Python 3
+    for builtins in ("__builtin__", "builtins"):  # the empty bytes in protocols 0-2 (Python 2's name, then 3's)
+        allowed[(builtins, "bytes")] = _empty_bytes
     return allowed
 
 
@@ -90,6 +104,12 @@ def _require_file(path: Path, layout: _Layout) -> None:
 
 def _unpickle(path: Path) -> Any:
     _require_file(path, PYTHON)
+    size = path.stat().st_size
+    if size > MAX_PICKLE_BYTES:
+        raise DataError(
+            f"{path}: {size:,} bytes, more than a CIFAR-10 batch of {BATCH_IMAGES:,} images can take "
+            f"({MAX_PICKLE_BYTES:,} bytes pickled); not a CIFAR-10 batch. Download the data set again."
+        )
     return load_restricted_pickle(path, _ALLOWED, _PICKLE_CONTENTS, what="CIFAR-10 pickle")
 
 
@@ -105,6 +125,12 @@ def _checked(path: Path, data: np.ndarray, labels: np.ndarray, what: str) -> tup
     (``what`` names the labels in messages)."""
     if labels.size and labels.dtype.kind not in "iu":
         raise DataError(f"{path}: {what} holds {labels.dtype} values, expected a list of integer class labels.")
+    if not 0 < len(data) <= BATCH_IMAGES:
+        state = "is empty: it holds no image" if not len(data) else f"holds {len(data):,} images"
+        raise DataError(
+            f"{path}: the batch {state}; a CIFAR-10 batch holds 1 to {BATCH_IMAGES:,} images (10,000 in the "
+            "data set). Download the data set again."
+        )
     labels = labels.astype(np.int64)
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(data)} images but {what} has shape {labels.shape}; expected ({len(data)},).")
@@ -140,7 +166,14 @@ def read_binary_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """One batch of the binary layout (records of 1 label byte + 3072 pixel bytes), as :func:`read_python_batch`."""
     path = Path(path)
     _require_file(path, BINARY)
-    raw = read_maybe_gzipped(path)
+    most = BATCH_IMAGES * RECORD_BYTES
+    raw = read_maybe_gzipped(path, limit=most)  # never more than a batch holds, plus one byte
+    if len(raw) > most:
+        size = "more bytes unpacked" if is_gzipped(path) else f"{path.stat().st_size:,} bytes, more"
+        raise DataError(
+            f"{path}: {size} than the {BATCH_IMAGES:,} records of {RECORD_BYTES} bytes ({most:,} bytes) a CIFAR-10 "
+            "batch holds; not a CIFAR-10 binary batch. Download the data set again."
+        )
     if not raw or len(raw) % RECORD_BYTES:
         raise DataError(
             f"{path}: {len(raw)} bytes, not a whole number of {RECORD_BYTES}-byte CIFAR-10 records (1 label byte + "
@@ -254,7 +287,7 @@ def cifar10(
     else:
         images, labels = layout.read_batches(folder, layout.train)
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
-        rows = pick_split(split, {"train": train, "val": val})
+        rows = pick_split(split, {"train": train, "val": val}, fractions_hint(val_fraction=val_fraction))
     dataset = make_dataset(
         images,
         labels,

@@ -5,18 +5,21 @@ Two layouts are read:
 - ``root/<class name>/<image files>``: one folder per class; ``train``, ``val`` and ``test`` are cut from
   it per class with a fixed seed (``val_fraction``, ``test_fraction``).
 - ``root/train/<class name>/...`` and ``root/test/<class name>/...`` (and optionally ``root/val/...``):
-  the split folders are used as they are; without ``root/val``, ``val`` is cut from ``root/train``.
+  the split folders are used as they are; without ``root/val``, ``val`` is cut from ``root/train``. Split folders
+  are recognized whatever their case (``Train/``, ``Test/``).
 
 Class names are the class folders' names, sorted; label ``k`` is the ``k``-th name. Files are found in each
 class folder and its sub-folders in sorted order (hidden files and folders, whose names start with ``.``,
-are skipped); every other file must be an image Pillow reads. Only the images of the split asked for are
-decoded, and the loader refuses (before decoding) more than ``max_images`` images or ``max_bytes`` bytes of
-float32 pixels.
+are skipped); every other entry must be a regular file (a named pipe or device is refused by name) holding an
+image Pillow reads. Grey images deeper than 8 bits (16-bit PNG) are scaled by their own depth. Only the images of
+the split asked for are decoded, and the loader refuses (before decoding) more than ``max_images`` images or
+``max_bytes`` bytes of float32 pixels.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +29,15 @@ from workbench.datasets.base import ArrayDataset
 from workbench.datasets.catalog import register_dataset
 from workbench.datasets.files import require_folder
 from workbench.datasets.options import check_fraction, check_int
-from workbench.datasets.splits import pick_split, stratified_split
+from workbench.datasets.splits import fractions_hint, pick_split, stratified_split
 from workbench.errors import ConfigError, DataError
 
 SPLIT_SEED = 0
 MODES = {"RGB": 3, "L": 1}
+#: Pillow modes of grey images deeper than 8 bits, and the value read as white in each. Pillow opens 16-bit PNG,
+#: PGM and TIFF files as ``"I;16"`` variants or as ``"I"`` (32-bit integers holding 16-bit values); ``"F"`` is
+#: float (TIFF), read as it is.
+DEEP_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 #: File name endings Pillow reads that are taken for images (as torchvision's ``IMG_EXTENSIONS``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -55,6 +62,24 @@ def _class_folders(folder: Path) -> list[Path]:
     return classes
 
 
+def _check_regular(path: Path) -> None:
+    """A DataError naming what ``path`` is unless it is a regular file (or a link to one): reading a named pipe or
+    a device would block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        kind = "a broken link" if path.is_symlink() else f"unreadable ({exc.strerror or exc})"
+    else:
+        if stat.S_ISREG(mode):
+            return
+        kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device"}
+        kind = next((name for test, name in kinds.items() if test(mode)), "a device")
+    raise DataError(
+        f"{path}: {kind}, not a regular file; the class folders may hold only image files. Remove it or replace it "
+        "with the image."
+    )
+
+
 def _image_files(folder: Path) -> list[Path]:
     """The image files under class folder ``folder`` (sub-folders included, sorted); DataError for a file that
     is not an image and for a folder with no image."""
@@ -65,6 +90,7 @@ def _image_files(folder: Path) -> list[Path]:
             path = Path(directory) / name
             if not _visible(path):
                 continue
+            _check_regular(path)
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(
                     f"{path}: not an image file (the class folders may hold only images: "
@@ -101,8 +127,21 @@ def _listing(folder: Path, classes: list[str] | None = None) -> tuple[list[Path]
 
 
 def _split_layout(folder: Path) -> dict[str, Path] | None:
-    """``{"train": ..., "test": ..., ["val": ...]}`` when ``folder`` holds split folders, else None."""
-    present = {name: folder / name for name in SPLIT_FOLDERS if (folder / name).is_dir()}
+    """``{"train": ..., "test": ..., ["val": ...]}`` when ``folder`` holds split folders, else None.
+
+    Split folders are recognized whatever their case (``Train/``, ``TEST/``), so that they are never taken
+    for classes; two folders naming one split (``train/`` and ``Train/``) are refused."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.lower() in SPLIT_FOLDERS and path.is_dir():
+            found.setdefault(path.name.lower(), []).append(path)
+    twice = {name: paths for name, paths in found.items() if len(paths) > 1}
+    if twice:
+        name, paths = next(iter(twice.items()))
+        raise DataError(
+            f"{folder}: the folders {', '.join(p.name for p in paths)} all name the {name!r} split; keep one of them."
+        )
+    present = {name: paths[0] for name, paths in found.items()}
     if not present:
         return None
     if "train" not in present or "test" not in present:
@@ -126,7 +165,8 @@ def _rows(
                 "their sum must be below 1."
             )
         parts = stratified_split(labels, (1.0 - val_fraction - test_fraction, val_fraction, test_fraction), SPLIT_SEED)
-        return files, labels, names, pick_split(split, dict(zip(("train", "val", "test"), parts)))
+        hint = fractions_hint(val_fraction=val_fraction, test_fraction=test_fraction)
+        return files, labels, names, pick_split(split, dict(zip(("train", "val", "test"), parts)), hint)
     names = [p.name for p in _class_folders(layout["train"])]
     if split in ("test", "val") and split in layout:
         files, labels, _ = _listing(layout[split], names)
@@ -140,17 +180,40 @@ def _rows(
     if "val" in layout:
         return files, labels, names, np.arange(len(files))
     train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
-    return files, labels, names, pick_split(split, {"train": train, "val": val})
+    hint = fractions_hint(val_fraction=val_fraction)
+    return files, labels, names, pick_split(split, {"train": train, "val": val}, hint)
+
+
+def _deep_grey(image, path: Path):  # PIL.Image.Image -> PIL.Image.Image
+    """A grey image of more than 8 bits (:data:`DEEP_MODES`) as a float image (mode ``"F"``) of values in [0, 1],
+    scaled by its own bit depth; a DataError for values outside the depth its mode declares."""
+    from PIL import Image
+
+    white = DEEP_MODES[image.mode]
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= white):
+        raise DataError(
+            f"{path}: a {image.mode!r} image with values {low:g}..{high:g}, outside 0..{white:g}, the range read as "
+            "black..white for that mode; save it as an 8- or 16-bit image."
+        )
+    return Image.fromarray((values / white).astype(np.float32), mode="F")
 
 
 def _open(path: Path, mode: str | None):  # -> PIL.Image.Image, or (width, height) for mode None
     """The image at ``path`` converted to ``mode`` (its size alone, read from the header, for ``mode=None``);
-    a DataError naming the file when Pillow cannot read it."""
+    a DataError naming the file when Pillow cannot read it.
+
+    Grey images of more than 8 bits (16-bit PNG, PGM and TIFF; :data:`DEEP_MODES`) come back as float images
+    (mode ``"F"``) of values in [0, 1], scaled by their own bit depth, whatever ``mode`` is: Pillow's
+    conversion to ``"L"`` or ``"RGB"`` would clip them to 8 bits."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return image.size if mode is None else image.convert(mode)
+            if mode is None:
+                return image.size
+            return _deep_grey(image, path) if image.mode in DEEP_MODES else image.convert(mode)
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: too many pixels to read safely ({exc}); shrink the image.") from None
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for unknown, truncated or corrupt files
@@ -199,8 +262,9 @@ def read_images(
         if image.size != (width, height):
             image = image.resize((width, height), Image.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32)
-        out[row] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    out /= np.float32(255.0)
+        if image.mode != "F":  # 8 bits a channel; float images of deeper grey are in [0, 1] already
+            pixels = pixels / np.float32(255.0)
+        out[row] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # one grey channel fills all
     return out
 
 

@@ -19,7 +19,7 @@ from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
 from workbench.datasets.files import is_gzipped, read_head, read_maybe_gzipped, require_folder
 from workbench.datasets.options import check_fraction, check_int
-from workbench.datasets.splits import pick_split, stratified_split
+from workbench.datasets.splits import fractions_hint, pick_split, stratified_split
 from workbench.errors import ConfigError, DataError
 from workbench.utils import physical_memory
 
@@ -136,8 +136,15 @@ def _read_images(path: Path, labels: np.ndarray, labels_path: Path) -> np.ndarra
 
 
 def _check_image_sizes(train_path: Path, test_path: Path) -> None:
-    """Refuse train and test images of different sizes (read from the headers only), before any training."""
+    """Refuse images of no pixel, and train and test images of different sizes (read from the headers only),
+    before any training."""
     train_size, test_size = read_idx_shape(train_path, IMAGES_MAGIC)[1:], read_idx_shape(test_path, IMAGES_MAGIC)[1:]
+    for path, size in ((train_path, train_size), (test_path, test_size)):
+        if 0 in size:
+            raise DataError(
+                f"{path}: the header declares images of {' x '.join(map(str, size))} pixels, which hold no pixel; "
+                "not an image data set (or a damaged header). Download the file again."
+            )
     if train_size != test_size:
         raise DataError(
             f"{test_path}: images of {' x '.join(map(str, test_size))} pixels, but {train_path.name} holds images of "
@@ -154,6 +161,12 @@ def _infer_num_classes(train_labels: np.ndarray, labels_by_path: dict[Path, np.n
     """
     path, highest = max(((p, int(labels.max(initial=0))) for p, labels in labels_by_path.items()), key=lambda x: x[1])
     num_classes = highest + 1
+    if num_classes < 2:
+        found = f"every label is {highest}" if any(len(labels) for labels in labels_by_path.values()) else "no label"
+        raise DataError(
+            f"{path}: {found}, a data set of one class at most; a classifier needs at least two. Use the label files "
+            "of the data set, or pass num_classes=N if the other classes have no sample here."
+        )
     missing = np.setdiff1d(np.arange(num_classes), train_labels)
     if missing.size:
         examples = ", ".join(map(str, missing[:5])) + (", ..." if missing.size > 5 else "")
@@ -214,7 +227,7 @@ def idx(
         labels, labels_path = train_labels, train_labels_path
         images = _read_images(train_images_path, labels, labels_path)
         train, val = stratified_split(labels, (1.0 - val_fraction, val_fraction), SPLIT_SEED)
-        rows = pick_split(split, {"train": train, "val": val})
+        rows = pick_split(split, {"train": train, "val": val}, fractions_hint(val_fraction=val_fraction))
     return make_dataset(
         images,
         labels,

@@ -27,6 +27,7 @@ import numpy as np
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
+from workbench.datasets.limits import check_generated_memory
 from workbench.datasets.options import check_int
 from workbench.datasets.splits import pick_split
 from workbench.errors import ConfigError
@@ -44,6 +45,8 @@ TRAIN_FRACTION = 0.8  # the paper's train / test cut
 VAL_FRACTION = 0.1  # share of the paper's train part held out as our "val" split
 _EPS = 1e-8  # added to the templates so that their zeros are told apart from padding
 _DILATED = TEMPLATE_LENGTH + PADDING[1]
+#: Bytes generating one sample needs at most (about a dozen float64 rows of 72 points; measured peak 5-6 KiB).
+BYTES_PER_SAMPLE = 8 * 1024
 
 # Template curves of the digits 0..9 (before normalization), as designed in the paper.
 _RAW_TEMPLATES = np.array(
@@ -177,8 +180,12 @@ def mnist1d(root: str | os.PathLike | None, split: str, *, num_samples: int = 50
     num_samples = check_int(num_samples, "num_samples", 10)
     if num_samples % 10:
         raise ConfigError(f"num_samples must be a multiple of 10 (the same number per class), got {num_samples}.")
-    x, y = generate_mnist1d(num_samples, check_int(seed, "seed", 0, 2**32 - 1))
-    rows = pick_split(split, split_positions(len(y)))
+    seed = check_int(seed, "seed", 0, 2**32 - 1)
+    check_generated_memory(
+        "mnist1d", num_samples * BYTES_PER_SAMPLE, {"num_samples": num_samples}, "lower num_samples (5000 by default)"
+    )
+    x, y = generate_mnist1d(num_samples, seed)
+    rows = pick_split(split, split_positions(len(y)), "raise num_samples")
     return make_dataset(
         x[:, None, :],
         y,

@@ -25,6 +25,7 @@ import numpy as np
 
 from workbench.datasets.base import ArrayDataset, make_dataset
 from workbench.datasets.catalog import register_dataset
+from workbench.datasets.limits import check_generated_memory
 from workbench.datasets.options import check_int
 from workbench.datasets.splits import contiguous_split, pick_split, stratified_split
 from workbench.errors import ConfigError, closest
@@ -35,6 +36,7 @@ EXTRA_SHAPES = ("hexagon", "ellipse", "star", "crescent")
 ALL_SHAPES = SHAPES + EXTRA_SHAPES
 FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test
 MAX_ANGLE = np.pi / 12  # rotations within +-15 degrees keep squares and diamonds apart
+_HINT = "lower size or num_samples"
 
 
 def _inside(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -237,6 +239,17 @@ def generate_shape_scenes(
     return _finish(rng, images, noise), targets
 
 
+def generation_bytes(num_samples: int, size: int, channels: int, segmentation: bool = False) -> int:
+    """Bytes generating a set and copying out one split need at most, from the options alone.
+
+    Per pixel of the whole set: the float32 images (4 per channel, twice: generated, then the split's copy) and
+    the generator's float32 and boolean temporaries; for segmentation also the int64 masks (twice) and the
+    temporaries of every shape slot. Measured peaks stay below these figures at every size.
+    """
+    per_pixel = 8 * channels + 40 if segmentation else 12 * channels + 16
+    return num_samples * size * size * per_pixel
+
+
 def _check_classes(classes: int | Sequence[str]) -> tuple[str, ...]:
     if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
         if not 2 <= classes <= len(ALL_SHAPES):
@@ -320,9 +333,11 @@ def shapes(
         num_samples, channels, seed, setting.noise if noise is None else noise
     )
     size = check_int(size, "size", 8)
+    need = generation_bytes(num_samples, size, channels)
+    check_generated_memory("shapes", need, {"num_samples": num_samples, "size": size, "channels": channels}, _HINT)
     images, labels = generate_shapes(num_samples, size, channels, names, seed, noise, setting)
     train, val, test = stratified_split(labels, FRACTIONS, seed)
-    rows = pick_split(split, {"train": train, "val": val, "test": test})
+    rows = pick_split(split, {"train": train, "val": val, "test": test}, "raise num_samples")
     return make_dataset(
         images,
         labels,
@@ -371,9 +386,12 @@ def shapes_seg(
     if size % 8:
         raise ConfigError(f"size must be a multiple of 8 (ENet and similar networks halve it 3 times), got {size}.")
     max_shapes = check_int(max_shapes, "max_shapes", 1)
+    need = generation_bytes(num_samples, size, channels, segmentation=True)
+    options = {"num_samples": num_samples, "size": size, "channels": channels}
+    check_generated_memory("shapes-seg", need, options, _HINT)
     images, targets = generate_shape_scenes(num_samples, size, channels, names, max_shapes, seed, noise)
     train, val, test = contiguous_split(num_samples, FRACTIONS)
-    rows = pick_split(split, {"train": train, "val": val, "test": test})
+    rows = pick_split(split, {"train": train, "val": val, "test": test}, "raise num_samples")
     return make_dataset(
         images,
         targets,

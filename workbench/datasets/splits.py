@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from workbench.errors import ConfigError, closest
+from workbench.errors import ConfigError, DataError, closest
 from workbench.utils import RandomState, check_random_state
 
 SPLITS = ("train", "val", "test", "trainval")
@@ -54,8 +54,24 @@ def contiguous_split(n: int, fractions: Sequence[float]) -> list[np.ndarray]:
     return [block.astype(np.int64) for block in np.split(np.arange(n), cuts)]
 
 
-def pick_split(split: str, parts: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Positions of ``split`` given the ``"train"``, ``"val"`` and ``"test"`` parts (``"trainval"`` = train + val)."""
-    if split == "trainval":
-        return np.sort(np.concatenate([parts["train"], parts["val"]]))
-    return parts[split]
+def fractions_hint(**fractions: float) -> str:
+    """What to change when a split cut with the held-out ``fractions`` (``val_fraction=0.1``, ...) is empty."""
+    shown = " and ".join(f"{name} (now {value:g})" for name, value in fractions.items())
+    return f"change {shown} so that every split keeps samples, or give the data set more samples"
+
+
+def pick_split(split: str, parts: Mapping[str, np.ndarray], hint: str = "") -> np.ndarray:
+    """Positions of ``split`` given the ``"train"``, ``"val"`` and ``"test"`` parts (``"trainval"`` = train + val).
+
+    Raises
+    ------
+    DataError
+        The split is empty; the message gives the size of every part and ``hint`` (the options that cut them).
+    """
+    rows = np.sort(np.concatenate([parts["train"], parts["val"]])) if split == "trainval" else parts[split]
+    if len(rows) == 0:
+        sizes = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
+        total = sum(len(part) for part in parts.values())
+        advice = hint or "give the data set more samples"
+        raise DataError(f"split {split!r} is empty: the {total} samples are cut into {sizes}; {advice}.")
+    return rows

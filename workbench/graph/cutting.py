@@ -17,12 +17,20 @@ def cut_problem(
     group: Any,
     modules: dict[str, nn.Module] | None = None,
     parameters: dict[str, nn.Parameter] | None = None,
+    tied: dict[str, str] | None = None,
 ) -> str | None:
     """Why the units of ``group`` cannot be removed from ``model`` by slicing its layers (None when they can):
-    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, blocks of unequal sizes.
-    ``modules`` / ``parameters``: the model's named ones, when the caller checks many groups."""
+    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, a layer or reader that
+    shares a parameter with another module (tied layers: slicing would untie them), blocks of unequal sizes.
+    ``modules`` / ``parameters`` / ``tied``: the model's named ones and :func:`tied_parameters`, when the caller
+    checks many groups."""
     modules = dict(model.named_modules()) if modules is None else modules
     parameters = dict(model.named_parameters()) if parameters is None else parameters
+    tied = tied_parameters(model) if tied is None else tied
+    for name in [*group.unit_maps, *(consumer.layer for consumer in group.consumers)]:
+        if name in tied:
+            role = "layer" if name in group.unit_maps else "consumer"
+            return f"its {role} {name!r} {tied[name]} (tied layers; slicing would untie them)"
     for name in group.unit_maps:
         module = modules.get(name)
         if module is None and name in parameters:
@@ -51,3 +59,19 @@ def cut_problem(
     if len(set(np.unique(cells[cells >= 0], return_counts=True)[1].tolist())) > 1:
         return "its grouped layers split its units into blocks of different sizes"
     return None
+
+
+def tied_parameters(model: nn.Module) -> dict[str, str]:
+    """Module name -> which of its parameters is the same ``Parameter`` as another module's, for every module
+    that shares one (tied layers, ``b.weight = a.weight``); a module called twice shares nothing."""
+    users: dict[int, list[str]] = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            users.setdefault(id(param), []).append(f"{module_name}.{param_name}" if module_name else param_name)
+    tied: dict[str, str] = {}
+    for names in users.values():
+        for name in names if len(names) > 1 else ():
+            module_name, _, param_name = name.rpartition(".")
+            others = ", ".join(repr(other) for other in names if other != name)
+            tied.setdefault(module_name, f"shares its {param_name} with {others}")
+    return tied

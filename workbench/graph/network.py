@@ -15,7 +15,7 @@ from torch import fx, nn
 from workbench.adapters import adapter_for
 from workbench.errors import GraphError, closest
 from workbench.graph import kinds as K
-from workbench.graph.cutting import cut_problem
+from workbench.graph.cutting import cut_problem, tied_parameters
 from workbench.graph.flow import FlowResult, Layer, Layout, analyse
 from workbench.graph.trace import check_finite_parameters, propagate_shapes, trace_model
 from workbench.graph.views import MAX_VIEW_MEMORY
@@ -329,8 +329,9 @@ class NetworkGraph:
         self.edges: list[tuple[str, str]] = list(edges)
         self._add_blocks(flow, comp, group_list)
         modules, parameters = dict(self.model.named_modules()), dict(self.model.named_parameters())
+        tied = tied_parameters(self.model)
         for group in group_list:  # groups surgery cannot cut are not offered
-            problem = cut_problem(self.model, group, modules, parameters) if group.prunable else None
+            problem = cut_problem(self.model, group, modules, parameters, tied) if group.prunable else None
             if problem:
                 group.fixed[:] = True
                 group.prunable = False

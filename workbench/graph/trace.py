@@ -108,12 +108,14 @@ def default_arguments(model: nn.Module) -> dict[str, Any]:
 
 
 def trace_model(model: nn.Module, example_input: torch.Tensor, *, is_leaf: LeafRule | None = None) -> fx.GraphModule:
-    """Trace ``model`` into a GraphModule by the first of three tracers that succeeds.
+    """Trace ``model`` into a GraphModule by the first of its tracers that succeeds.
 
-    1. ``"fx"``: plain ``torch.fx`` symbolic tracing.
-    2. ``"fx-concrete"``: ``torch.fx`` with every defaulted forward argument after the first bound to its
-       default (``forward(self, x, return_features=False)`` branching on the keyword).
-    3. ``"dynamic"``: the graph the model executes on ``example_input``, recorded by running it once (see
+    1. ``torch.fx`` with every defaulted forward argument after the first bound to its default, as the workbench
+       calls a model with its input alone (``forward(self, x, return_features=False)`` branching on the keyword,
+       ``forward(self, x, mask=None)`` testing ``mask is not None``); where a default cannot be bound, again with
+       only the ``None`` defaults bound (the others become inputs of the graph). ``"fx-concrete"`` when it
+       bound any argument, ``"fx"`` otherwise.
+    2. ``"dynamic"``: the graph the model executes on ``example_input``, recorded by running it once (see
        :mod:`workbench.graph.dynamic_trace`); Python control flow on shapes and values is resolved for this
        input, so the graph holds for inputs of its shape that take the same branches.
 
@@ -144,15 +146,11 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, is_leaf: LeafR
             "use workbench.zoo.example_input(model) for zoo models."
         )
     failures = []
-    traced = _fx_trace(model, is_leaf, None, "torch.fx")
-    if isinstance(traced, fx.GraphModule):
-        return _mark(traced, "fx")
-    failures.append(traced)
-    bound = default_arguments(model)
-    if bound:
-        traced = _fx_trace(model, is_leaf, bound, f"torch.fx with {_format_args(bound)}")
+    for bound in _fx_routes(model):
+        how = f"torch.fx with {_format_args(bound)}" if bound else "torch.fx"
+        traced = _fx_trace(model, is_leaf, bound or None, how)
         if isinstance(traced, fx.GraphModule):
-            return _mark(traced, "fx-concrete", concrete_args=bound)
+            return _mark(traced, "fx-concrete", concrete_args=bound) if bound else _mark(traced, "fx")
         failures.append(traced)
     try:
         gm = dynamic_trace(model, example_input, is_leaf)
@@ -162,6 +160,15 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, is_leaf: LeafR
     else:
         return _mark(gm, "dynamic", input_shape=tuple(example_input.shape))
     raise GraphError(_all_failed(model, failures))
+
+
+def _fx_routes(model: nn.Module) -> list[dict[str, Any]]:
+    """The arguments ``torch.fx`` binds on each try: every defaulted one (the workbench calls a model with its
+    input alone), then, if some default cannot be bound, only those whose default is ``None`` (a traced ``mask``
+    would not be ``None``: ``if mask is not None`` would take the branch of a given mask)."""
+    bound = default_arguments(model)
+    nones = {name: None for name, value in bound.items() if value is None}
+    return [bound, nones] if len(nones) < len(bound) else [bound]
 
 
 def _format_args(bound: dict[str, Any]) -> str:

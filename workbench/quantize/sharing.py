@@ -18,6 +18,7 @@ from torch import nn
 
 from workbench.edits import record_edit, restorable, set_note
 from workbench.errors import CompressionError
+from workbench.numeric import as_int
 from workbench.quantize.coding import EncodedLayer, decode_layer, encode_layer
 from workbench.quantize.dct import idct_kernels
 from workbench.sparse.layers import attach, layer_kind, maybe_copy, per_layer, weight_layers, weight_parametrization
@@ -30,9 +31,7 @@ DEFAULT_INDEX_BITS = {"conv": 8, "linear": 5}
 
 def check_bits(bits, layer: str, parameter: str = "bits", low: int = 1, high: int = 16) -> int:
     """``bits`` as an int in ``[low, high]``; CompressionError naming ``layer`` and ``parameter`` otherwise."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not low <= int(bits) <= high:
-        raise CompressionError(f"{parameter} for layer {layer!r} must be an int in [{low}, {high}], got {bits!r}.")
-    return int(bits)
+    return as_int(bits, f"{parameter} for layer {layer!r}", low=low, high=high, error=CompressionError)
 
 
 def kmeans_1d(
@@ -279,5 +278,18 @@ def encode_model(model: nn.Module, verify: bool = True) -> dict[str, EncodedLaye
 def huffman_code(model: nn.Module, verify: bool = True) -> nn.Module:
     """Huffman-code every weight-shared layer into real bit streams (Deep Compression's last step), checked
     by decoding when ``verify``; the streams are the note ``"encoded"`` of ``model`` (returned, in place).
-    ``workbench.metrics.storage_report`` counts the same streams."""
-    return set_note(model, "encoded", encode_model(model, verify=verify))
+    ``workbench.metrics.storage_report`` counts the same streams.
+
+    Raises
+    ------
+    CompressionError
+        ``model`` has no weight-shared layer (in the spatial domain) to code: run :func:`share_weights` first.
+    """
+    encoded = encode_model(model, verify=verify)
+    if not encoded:
+        raise CompressionError(
+            f"huffman_code found no weight-shared layer in {type(model).__name__}: Huffman coding codes the "
+            "cluster indices of shared weights, so there is nothing to code. Run workbench.quantize.share_weights "
+            "(the pipeline step 'share') first; layers shared in the DCT domain are not coded."
+        )
+    return set_note(model, "encoded", encoded)

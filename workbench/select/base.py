@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from workbench.errors import ConfigError, SelectionError
+from workbench.numeric import as_float, as_int
 from workbench.registry import Registry
 from workbench.select import validation
 from workbench.select.grouping import assign_to_kept
@@ -45,7 +46,8 @@ def list_selectors() -> list[str]:
 
 
 def get_selector(name: str, preset: str | None = None, **params: Any) -> Selector:
-    """An unfitted selector ``name`` with ``params``; UnknownNameError / ConfigError on bad input.
+    """An unfitted selector ``name`` with ``params``; UnknownNameError / ConfigError on bad input, SelectionError
+    on a parameter value the selector cannot use (:meth:`Selector.check_params`: checked here, before any fit).
 
     ``preset`` names a paper's settings (:func:`~workbench.select.presets.list_presets`); explicit ``params``
     override them, and the fitted Selection's ``info["preset"]`` records the preset.
@@ -56,11 +58,11 @@ def get_selector(name: str, preset: str | None = None, **params: Any) -> Selecto
     if unknown:
         raise ConfigError(f"selector {name!r} has no parameter(s) {', '.join(unknown)}; it takes {', '.join(allowed)}.")
     if preset is None:
-        return cls(**params)
+        return cls(**params).check_params()
     chosen = get_preset(name, preset)
     selector = cls(**{**chosen.params, **params})
     selector.preset_info = chosen.info([key for key in params if key in chosen.params])
-    return selector
+    return selector.check_params()
 
 
 #: View metadata copied into a Selection's params (under ``"data"``): how much data the view read.
@@ -124,17 +126,64 @@ class Selector:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def _choice(self, param: str, choices: tuple[str, ...]) -> str:
+    def check_params(self) -> Selector:
+        """Check every parameter that can be checked without a unit view (named choices, counts, ranges, flags)
+        and return the selector; a SelectionError naming the first bad one.
+
+        :meth:`fit` calls it, and so does :func:`get_selector`: a bad setting is refused where it is given (a
+        study file when it is read), not when the first group is selected. Subclasses check their own
+        parameters in :meth:`_check_params`; what depends on the view (a count against its units) is checked
+        when fitting.
+        """
+        self._check_params()
+        return self
+
+    def _check_params(self) -> None:
+        """Check the subclass's parameters with :meth:`_choice`, :meth:`_count`, :meth:`_real`, :meth:`_flag`."""
+
+    def _choice(self, param: str, choices: tuple[str, ...], optional: bool = False) -> str | None:
+        """Parameter ``param``, one of ``choices`` (or None when ``optional``)."""
         value = getattr(self, param)
-        if value not in choices:
+        if optional and value is None:
+            return None
+        if isinstance(value, (list, dict)) or value not in choices:
             raise SelectionError(
                 f"selector {self.name!r}: {param}={value!r} is not one of {', '.join(map(repr, choices))}."
             )
         return value
 
+    def _count(self, param: str, low: int = 1, optional: bool = False) -> int | None:
+        """Parameter ``param``, an integer >= ``low`` (or None when ``optional``)."""
+        value = getattr(self, param)
+        if optional and value is None:
+            return None
+        return as_int(value, f"selector {self.name!r}: {param}", low=low, error=SelectionError)
+
+    def _real(
+        self, param: str, low: float = 0.0, low_open: bool = False, high: float | None = None, high_open: bool = False
+    ) -> float:
+        """Parameter ``param``, a finite number within the bounds."""
+        return as_float(
+            getattr(self, param),
+            f"selector {self.name!r}: {param}",
+            low=low,
+            low_open=low_open,
+            high=high,
+            high_open=high_open,
+            error=SelectionError,
+        )
+
+    def _flag(self, param: str) -> bool:
+        """Parameter ``param``, true or false."""
+        value = getattr(self, param)
+        if not isinstance(value, (bool, np.bool_)):
+            raise SelectionError(f"selector {self.name!r}: {param} is true or false, got {value!r}.")
+        return bool(value)
+
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, view: UnitView | np.ndarray) -> Selector:
         """Select units of ``view``; sets ``selection_``, ``scores_``, ``keep_`` and selector-specific attributes."""
+        self.check_params()
         view = validation.as_unit_view(view)
         validation.check_finite(view.features, "features", view.group)
         k = resolve_budget(view.n_units, self.budget)

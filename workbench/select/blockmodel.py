@@ -114,11 +114,20 @@ class SBMSelector(Selector):
             raise SelectionError(f"selector 'sbm': {name} must be a positive int, got {value!r}.")
         return int(value)
 
+    def _check_params(self) -> None:
+        if self.n_blocks is not None:
+            self._check_count("n_blocks", self.n_blocks)
+        self._check_count("max_blocks", self.max_blocks)
+        self._flag("degree_corrected")
+        self._choice("threshold", THRESHOLDS)
+        self._count("n_neighbors", optional=True)
+        self._real("q", 0.0, high=1.0, high_open=True)
+
     def _candidates(self, n: int) -> tuple[list[int], str | None]:
         """Block counts to try on ``n`` units, and a note when ``n_blocks`` had to be lowered."""
         if self.n_blocks is None:
-            return list(range(1, max_block_count(n, self._check_count("max_blocks", self.max_blocks)) + 1)), None
-        asked = self._check_count("n_blocks", self.n_blocks)
+            return list(range(1, max_block_count(n, int(self.max_blocks)) + 1)), None
+        asked = int(self.n_blocks)
         used = max_block_count(n, asked)
         if used == asked:
             return [asked], None
@@ -196,7 +205,6 @@ class SBMSelector(Selector):
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
         from threadpoolctl import threadpool_limits
 
-        self._choice("threshold", THRESHOLDS)
         sim = self._kernel(view)
         n = view.n_units
         candidates, lowered = self._candidates(n)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
 from workbench.select.graphs import NONNEGATIVE, THRESHOLDS, binarize, nonnegative
 from workbench.select.grouping import keep_central, relabel
@@ -56,11 +55,15 @@ class LeidenSelector(Selector):
         self.q = q
         self.nonnegative = nonnegative
 
-    def _select(self, view: UnitView, k: int, rng: np.random.Generator):
+    def _check_params(self) -> None:
+        self._real("resolution", 0.0, low_open=True)
+        self._count("max_cluster_size", optional=True)
         self._choice("threshold", THRESHOLDS)
+        self._count("n_neighbors", optional=True)
+        self._real("q", 0.0, high=1.0, high_open=True)
         self._choice("nonnegative", NONNEGATIVE)
-        if not float(self.resolution) > 0:
-            raise SelectionError(f"selector 'leiden': resolution must be > 0, got {self.resolution!r}.")
+
+    def _select(self, view: UnitView, k: int, rng: np.random.Generator):
         sim = self._kernel(view)
         n = view.n_units
         labels = np.arange(n)
@@ -86,10 +89,6 @@ class LeidenSelector(Selector):
 
         if self.max_cluster_size is None:
             return leiden(edges, resolution=float(self.resolution), random_seed=seed, is_weighted=True)
-        if not isinstance(self.max_cluster_size, (int, np.integer)) or self.max_cluster_size < 1:
-            raise SelectionError(
-                f"selector 'leiden': max_cluster_size must be None or a positive int, got {self.max_cluster_size!r}."
-            )
         result = hierarchical_leiden(
             edges,
             max_cluster_size=int(self.max_cluster_size),

@@ -96,15 +96,17 @@ class DPPSelector(Selector):
         self.ridge = ridge
         self.metric = metric
 
-    def _select(self, view: UnitView, k: int, rng: np.random.Generator):
+    def _check_params(self) -> None:
         mode = self._choice("mode", MODES)
         backend = self._choice("backend", BACKENDS)
-        if not (isinstance(self.ridge, (int, float, np.floating)) and float(self.ridge) >= 0):
-            raise SelectionError(f"selector 'dpp': ridge must be a number >= 0, got {self.ridge!r}.")
+        self._real("ridge", 0.0)
+        self._choice("metric", METRICS, optional=True)
         if mode == "map" and backend != "workbench":
             raise SelectionError("selector 'dpp': greedy MAP (mode='map') is only in the 'workbench' backend.")
+
+    def _select(self, view: UnitView, k: int, rng: np.random.Generator):
+        mode, backend = self.mode, self.backend
         if self.metric is not None and self.metric != view.metric:
-            self._choice("metric", METRICS)
             view = dataclasses.replace(view, metric=self.metric, kernel=None)
         B = kernel_features(view) if backend == "workbench" else None
         self._factor = B if B is not None and B.shape[1] < B.shape[0] else None

@@ -123,6 +123,11 @@ def list_presets(selector: str | None = None) -> list[Preset]:
 
 def get_preset(selector: str, name: str) -> Preset:
     """The preset ``name`` of ``selector``; a ConfigError naming the known ones otherwise."""
+    if not isinstance(selector, str) or not isinstance(name, str):
+        raise ConfigError(
+            f"a preset is named by a string (selector {selector!r}, preset {name!r}); "
+            f"e.g. preset = 'diversity-networks' (all presets: {', '.join(p.name for p in list_presets())})."
+        )
     if (selector, name) in PRESETS:
         return PRESETS[(selector, name)]
     known = [p.name for p in list_presets(selector)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.errors import SelectionError
 from workbench.select.base import Selector, register_selector
 from workbench.select.chunks import row_chunks
 from workbench.select.grouping import top_k
@@ -54,9 +53,12 @@ class MagnitudeSelector(Selector):
         self.criterion = criterion
         self.source = source
 
+    def _check_params(self) -> None:
+        self._choice("source", tuple(self.SOURCES))
+        self._choice("criterion", ("l1", "l2"))
+
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
-        source = self._choice("source", tuple(self.SOURCES))
-        criterion = self._choice("criterion", ("l1", "l2"))
+        source, criterion = self.source, self.criterion
         values = require(
             view, self.SOURCES[source], self.name, f"Choose another source than {source!r} or build the view with it."
         )
@@ -96,10 +98,12 @@ class ActivationSelector(Selector):
         self.criterion = criterion
         self.zero_tol = zero_tol
 
+    def _check_params(self) -> None:
+        self._choice("criterion", ("mean", "apoz"))
+        self._real("zero_tol", 0.0)
+
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
-        criterion = self._choice("criterion", ("mean", "apoz"))
-        if not float(self.zero_tol) >= 0:
-            raise SelectionError(f"selector 'activation': zero_tol must be >= 0, got {self.zero_tol!r}.")
+        criterion = self.criterion
         acts = require(view, "activations", self.name, "Build the view from data (source='activations' or data=...).")
         acts = acts.reshape(acts.shape[0], view.n_units)
         total, zeros = np.zeros(view.n_units), np.zeros(view.n_units)

@@ -62,6 +62,13 @@ class SpectralSelector(Selector):
         self.medoid = medoid
         self.nonnegative = nonnegative
 
+    def _check_params(self) -> None:
+        self._choice("embedding", EMBEDDINGS)
+        self._count("n_components", optional=True)
+        self._choice("clustering", CLUSTERINGS)
+        self._choice("medoid", MEDOIDS)
+        self._choice("nonnegative", NONNEGATIVE)
+
     def _graphs(self, view: UnitView) -> list[np.ndarray]:
         graphs = view.meta.get("graphs")
         n = view.n_units
@@ -120,10 +127,6 @@ class SpectralSelector(Selector):
             ).fit_predict(x)
 
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
-        self._choice("embedding", EMBEDDINGS)
-        self._choice("clustering", CLUSTERINGS)
-        self._choice("medoid", MEDOIDS)
-        self._choice("nonnegative", NONNEGATIVE)
         sim = self._kernel(view)
         seed = seed_from(rng)
         if view.n_units < 3:

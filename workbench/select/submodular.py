@@ -209,6 +209,12 @@ class SubmodularSelector(Selector):
         self.nonnegative = nonnegative
         self.reg = reg
 
+    def _check_params(self) -> None:
+        self._choice("objective", OBJECTIVES)
+        self._flag("lazy")
+        self._choice("nonnegative", NONNEGATIVE)
+        self._real("reg", 0.0)
+
     def _uses_similarity(self) -> bool:
         return self.objective != "input_change"
 
@@ -225,8 +231,7 @@ class SubmodularSelector(Selector):
         return super()._assignment_similarity(view)
 
     def _select(self, view: UnitView, k: int, rng: np.random.Generator):
-        objective = self._choice("objective", OBJECTIVES)
-        self._choice("nonnegative", NONNEGATIVE)
+        objective = self.objective
         lazy = bool(self.lazy)
         if objective == "facility_location":
             sim = self._kernel(view)
@@ -235,8 +240,6 @@ class SubmodularSelector(Selector):
         elif objective == "logdet":
             function = LogDet(self._kernel(view, psd=True), k)
         else:
-            if not (isinstance(self.reg, (int, float, np.floating)) and float(self.reg) >= 0):
-                raise SelectionError(f"selector 'submodular': reg must be a number >= 0, got {self.reg!r}.")
             self._gram, W = self._gram_and_weights(view)
             function = InputChange(self._gram, W, float(self.reg))
             lazy = False

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.study.versions import RESULTS_VERSION, stale_reason
 
 
@@ -81,6 +81,25 @@ def _val_scores(model: Any, config: dict[str, Any]) -> dict[str, Any]:
     if config["model"].get("training", {}).get("split", "train") == "trainval":
         return {}
     return {f"val_{key}": value for key, value in scores(model, load_data(config["model"], "val")).items()}
+
+
+def _sensitivity(model: Any, config: dict[str, Any]) -> Any:
+    """The base model's per-layer sensitivity on ``val`` (Li et al. 2017: magnitude selection, drop, each group alone
+    at 0.25, 0.5 and 0.75 of its units), which a ``scope = "sensitivity"`` budget reads: the same for every
+    selector of the study, so that their budgets are placed alike."""
+    from workbench.compression import sensitivity
+
+    if config["model"].get("training", {}).get("split", "train") == "trainval":
+        raise ConfigError(
+            "a scope = 'sensitivity' budget is measured on val, which this model trains on (split = 'trainval'); "
+            "train on 'train', or use scope = 'uniform' or 'global'."
+        )
+    return sensitivity(
+        model,
+        load_data(config["model"], "val"),
+        example_input=example_input(model, config["model"]),
+        random_state=config["seed"],
+    )
 
 
 def _new_model(model_cfg: dict[str, Any], train: Any, batch: int) -> Any:
@@ -245,12 +264,14 @@ def _compress_run(
 
     model, train, test = _base_and_data(config, cache_dir, notes)
     budget = {key: value for key, value in config["budget"].items() if key != "label"}
+    fuse, _, repair = config["fuse"].partition("+")  # "fold+data-free": the mode, then its repair
     result = compress(
         model,
         method=config["selector"],
         selector_params=config["selector_params"],
         budget=budget,
-        fuse=config["fuse"],
+        fuse=fuse,
+        fuse_options={"repair": repair} if repair else None,
         source=config["source"],
         sequential=config.get("sequential", False),
         train=train,
@@ -261,6 +282,7 @@ def _compress_run(
         random_state=config["seed"],
         example_input=example_input(model, config["model"]),
         round_to=config.get("round_to"),
+        sensitivity=_sensitivity(model, config) if budget.get("scope") == "sensitivity" else None,
     )
     metrics = _metrics(result.after)
     metrics.update(_val_scores(result.model, config))
@@ -398,3 +420,41 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
         torch.set_num_threads(previous_threads)
     result.update(finished=_now(), seconds=round(time.perf_counter() - clock, 4))
     return result
+
+
+def execute_in_worker(config: dict[str, Any], cache_dir: str | Path) -> dict[str, Any]:
+    """:func:`execute` in a worker process of a pool (joblib's processes, a Dask worker).
+
+    Progress bars there share a thread lock instead of tqdm's default multiprocessing lock: the named
+    semaphore of that lock outlives a worker the pool kills (an interrupted or killed study), and the
+    resource tracker then warns of it when the study exits.
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    if "_lock" not in vars(tqdm):  # once per process, before any bar made the multiprocessing lock
+        tqdm.set_lock(threading.RLock())
+    return execute(config, cache_dir)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook of the workers of a study's local cluster (``preload=["workbench.study.execute"]``):
+    they ignore SIGINT, so that Ctrl-C in the terminal reaches the study process alone, which stops them in
+    order instead of each worker printing the traceback of its interrupted run."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def quiet_worker() -> None:
+    """Silence the Dask logs of this worker process below CRITICAL: run on a local cluster's workers when the
+    study is interrupted, just before it closes them mid-run (each would log its cancelled run and its lost
+    scheduler)."""
+    import logging
+
+    for name in ["distributed", *logging.Logger.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)

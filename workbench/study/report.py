@@ -547,10 +547,10 @@ def _figure_html(fig: Any, index: int) -> str:
     return f"<div class='figure' data-figure='{index}'>{body}</div>"
 
 
-def _plotly_head(plotlyjs: str) -> str:
+def _plotly_head(plotlyjs: str, script: str = PLOTLYJS_FILE) -> str:
     config = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
     if plotlyjs == "file":
-        return f"{config}<script src='{PLOTLYJS_FILE}'></script>"
+        return f"{config}<script src='{html.escape(script, quote=True)}'></script>"
     from plotly.offline import get_plotlyjs
 
     return f"{config}<script>{get_plotlyjs()}</script>"
@@ -565,6 +565,7 @@ def render_report(
     links: dict[str, str] | None = None,
     plotlyjs: str = "inline",
     classes: dict[str, int] | None = None,
+    script: str = PLOTLYJS_FILE,
 ) -> str:
     """The report page as HTML text.
 
@@ -577,8 +578,8 @@ def render_report(
     links
         Label -> relative address of the per-run files written beside the page.
     plotlyjs
-        ``"inline"`` (the page works offline on its own) or ``"file"`` (the page loads ``plotly.min.js``
-        from its folder).
+        ``"inline"`` (the page works offline on its own) or ``"file"`` (the page loads ``script``, by default
+        ``plotly.min.js``, from its folder).
     """
     if plotlyjs not in PLOTLYJS_MODES:
         raise ConfigError(f"plotlyjs is one of {', '.join(PLOTLYJS_MODES)}, not {plotlyjs!r}.")
@@ -737,7 +738,7 @@ def render_report(
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Study {html.escape(study.study.name)}</title><style>{_STYLE}</style>",
-        _plotly_head(plotlyjs),
+        _plotly_head(plotlyjs, script),
         "</head><body>",
         f"<h1>Study: {html.escape(study.study.name)}</h1>",
         f"<p>{html.escape(study.study.description)}</p>" if study.study.description else "",
@@ -832,41 +833,91 @@ def write_report(
         ``<out stem>-runs.csv`` and ``<out stem>-runs.json``. Every file is written atomically.
     plotlyjs
         ``"inline"`` (default: one self-contained page) or ``"file"``: write ``plotly.min.js`` once beside
-        the page (kept when it is already there and the same) and load it from there.
+        the page (kept when it is already there and the same) and load it from there. A different
+        ``plotly.min.js`` already there (the user's own, or another version's) is left as it is: the script
+        is written beside it as ``plotly-<first 12 hex digits of its sha256>.min.js`` instead, with a warning.
 
     Raises
     ------
     StudyError
         The study file or the store cannot be read.
     ConfigError
-        ``plotlyjs`` is not one of :data:`PLOTLYJS_MODES`.
+        ``plotlyjs`` is not one of :data:`PLOTLYJS_MODES`, or an output cannot be written: not a usable path,
+        an existing device, folder or read-only file, or one of the report's inputs, the store or the study file
+        (checked for every output before anything is written).
     """
     from workbench.study.store import Store
-    from workbench.utils import atomic_write_text
+    from workbench.utils import atomic_write_text, check_path, check_writable_target
 
     if plotlyjs not in PLOTLYJS_MODES:
         raise ConfigError(f"plotlyjs is one of {', '.join(PLOTLYJS_MODES)}, not {plotlyjs!r}.")
     study = study if isinstance(study, Study) else load_study(study)
-    store_path = Path(store) if store is not None else study.store_path()
+    store_path = check_path(store, "the store path") if store is not None else study.store_path()
+    default_out = store_path.with_name(f"{store_path.stem}-report.html")
+    out_path = check_path(out, "the report path") if out is not None else default_out
+    inputs = {"the store": store_path, "the study file": study.path}
+    outputs = {
+        "page": out_path,
+        "csv": out_path.with_name(f"{out_path.stem}-runs.csv"),
+        "json": out_path.with_name(f"{out_path.stem}-runs.json"),
+    }
+    script, plotly_name = None, PLOTLYJS_FILE
+    if plotlyjs == "file":
+        script, plotly_name = _plotly_script(out_path)
+        if script is not None:
+            outputs["plotly.js"] = out_path.with_name(plotly_name)
+    for path in outputs.values():  # every output, before anything is written: a report never half replaces
+        check_writable_target(path, inputs)
     with Store(store_path, readonly=True) as db:
         rows = db.rows()
         damaged = dict(db.damaged)
     records = collect(study, rows, damaged)
     plans = {row["hash"]: row.get("plan") for row in rows if row.get("plan") is not None}
-    out_path = Path(out) if out is not None else store_path.with_name(f"{store_path.stem}-report.html")
     runs = run_rows(records, plans)
-    csv_path = atomic_write_text(out_path.with_name(f"{out_path.stem}-runs.csv"), csv_text(runs))
-    json_path = atomic_write_text(
-        out_path.with_name(f"{out_path.stem}-runs.json"), json.dumps(runs, indent=1, default=str) + "\n"
-    )
-    if plotlyjs == "file":
-        from plotly.offline import get_plotlyjs
-
-        script, target = get_plotlyjs(), out_path.with_name(PLOTLYJS_FILE)
-        if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != script:
-            atomic_write_text(target, script)
+    csv_path = atomic_write_text(outputs["csv"], csv_text(runs), inputs=inputs)
+    json_path = atomic_write_text(outputs["json"], json.dumps(runs, indent=1, default=str) + "\n", inputs=inputs)
+    if script is not None:
+        atomic_write_text(outputs["plotly.js"], script, inputs=inputs)
     links = {"every run as CSV": csv_path.name, "every run as JSON (with the kept units)": json_path.name}
     page = render_report(
-        study, records, store_path, plans=plans, links=links, plotlyjs=plotlyjs, classes=class_counts(study)
+        study,
+        records,
+        store_path,
+        plans=plans,
+        links=links,
+        plotlyjs=plotlyjs,
+        classes=class_counts(study),
+        script=plotly_name,
     )
-    return atomic_write_text(out_path, page)
+    return atomic_write_text(out_path, page, inputs=inputs)
+
+
+def _plotly_script(out_path: Path) -> tuple[str | None, str]:
+    """plotly.js to write beside the report at ``out_path`` (None when the file there already holds it) and the
+    file's name: ``plotly.min.js``, unless a different file of that name is there already, which is left as it
+    is (with a warning) and the script named for its content instead."""
+    import hashlib
+    import warnings
+
+    from plotly.offline import get_plotlyjs
+
+    script = get_plotlyjs()
+    data = script.encode("utf-8")
+    named = out_path.with_name(f"plotly-{hashlib.sha256(data).hexdigest()[:12]}.min.js")
+    for target in (out_path.with_name(PLOTLYJS_FILE), named):
+        if not os.path.lexists(target):
+            break
+        try:
+            same = target.is_file() and target.read_bytes() == data
+        except OSError:  # unreadable: not ours to replace either
+            same = False
+        if same:
+            return None, target.name  # already there: kept
+        if target != named:
+            warnings.warn(
+                f"{target} is already there and holds another script (your own, or another plotly version's); it "
+                f"is left as it is, and this report loads plotly.js from {named.name} beside it instead.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return script, target.name

@@ -10,18 +10,25 @@ reused: it is computed again, with a warning and a note in the outcome saying ho
 that cannot go on (its Dask scheduler lost, no Dask worker alive for ``[cluster] worker_timeout`` seconds,
 a local worker process dead) stops with a :class:`~workbench.errors.StudyError`, after storing the runs it
 had left as ``"not run"``.
+
+A run another live ``workbench study run`` process has claimed on the same store
+(:meth:`~workbench.study.store.Store.claim`) is left to it: it is not counted as stored, the outcome names
+the process holding it (:attr:`StudyOutcome.held`), and with ``wait`` the study waits for it, taking it
+over if that process ends without storing it. Interrupted (Ctrl-C), a study keeps every run it stored,
+releases its claims and stops its worker processes and Dask cluster quietly; running it again resumes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +43,12 @@ from workbench.study.versions import stale_reason
 @dataclass
 class StudyOutcome:
     """What :func:`run_study` did: counts, wall time, the store, and the summary table rows (selector runs
-    in ``summary``, pipeline runs in ``pipelines``); ``claimed_elsewhere`` runs (counted in ``skipped``) were
-    being computed by another process on the same store. ``recomputed`` runs were stored by another results
-    version and computed again; ``notes`` say what was not reused and why (stored runs, cached base models)."""
+    in ``summary``, pipeline runs in ``pipelines``). ``skipped`` runs were already stored (done);
+    ``held`` runs (label -> ``"process PID on host HOST"``, ``claimed_elsewhere`` of them) were being
+    computed by another process on the same store when this one ended, so they are not stored yet;
+    ``finished_elsewhere`` runs were stored done by such a process while this one waited for it (its
+    failed runs count in ``failed``). ``recomputed`` runs were stored by another results version and
+    computed again; ``notes`` say what was not reused and why (stored runs, cached base models)."""
 
     study: str
     store: Path
@@ -53,6 +63,27 @@ class StudyOutcome:
     claimed_elsewhere: int = 0
     recomputed: int = 0
     notes: list[str] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    finished_elsewhere: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every run of the study is stored done (none failed, none left to another process)."""
+        return not self.failed and not self.held
+
+    def held_lines(self) -> list[str]:
+        """One line per process holding runs of this study (empty when none): which runs, and what to do."""
+        by_holder: dict[str, list[str]] = {}
+        for label, holder in self.held.items():
+            by_holder.setdefault(holder, []).append(label)
+        lines = []
+        for holder, labels in by_holder.items():
+            named = "; ".join(labels[:5]) + (f"; and {len(labels) - 5} more" if len(labels) > 5 else "")
+            lines.append(
+                f"{len(labels)} runs are held by {holder} (another `workbench study run` on this store) and are "
+                f"not stored yet: {named}. Run the study again once it has ended, or add --wait to wait for it."
+            )
+        return lines
 
 
 def cache_dir_for(store: Path) -> Path:
@@ -111,7 +142,7 @@ def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[st
     def run(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
         from joblib import Parallel, delayed
 
-        from workbench.study.execute import execute
+        from workbench.study.execute import execute_in_worker
 
         parallel = Parallel(
             n_jobs=jobs,
@@ -124,7 +155,7 @@ def _joblib(jobs: int) -> Callable[[list[dict[str, Any]], str], Iterator[dict[st
             with warnings.catch_warnings():
                 # loky restarts a worker that stopped cleanly (its memory-growth check); no job is lost
                 warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
-                yield from parallel(delayed(execute)(config, cache) for config in configs)
+                yield from parallel(delayed(execute_in_worker)(config, cache) for config in configs)
         except Exception as exc:  # a worker process died (killed, out of memory): execute itself never raises
             raise _Stopped(f"a worker process of the study died ({type(exc).__name__}: {exc})") from None
 
@@ -161,9 +192,9 @@ def _dask(client: Any, worker_timeout: float) -> Callable[[list[dict[str, Any]],
         return now if alone_since is None else alone_since
 
     def run(configs: list[dict[str, Any]], cache: str) -> Iterator[dict[str, Any]]:
-        from workbench.study.execute import execute
+        from workbench.study.execute import execute_in_worker
 
-        pending = {client.submit(execute, config, cache, pure=False): config for config in configs}
+        pending = {client.submit(execute_in_worker, config, cache, pure=False): config for config in configs}
         alone_since, checked = None, time.monotonic()
         try:
             while pending:
@@ -184,6 +215,9 @@ def _dask(client: Any, worker_timeout: float) -> Callable[[list[dict[str, Any]],
                     alone_since, checked = check(alone_since), time.monotonic()
                 if not finished:
                     time.sleep(0.1)
+        except KeyboardInterrupt:  # the client closes next, which drops its runs; cancelling makes workers log each
+            pending.clear()
+            raise
         finally:
             if pending and client.status == "running":
                 client.cancel(list(pending))
@@ -193,8 +227,13 @@ def _dask(client: Any, worker_timeout: float) -> Callable[[list[dict[str, Any]],
 
 @contextmanager
 def _silenced(*loggers: str) -> Iterator[None]:
-    """No log records below CRITICAL from ``loggers`` inside the block."""
-    logs = [logging.getLogger(name) for name in loggers]
+    """No log records below CRITICAL from ``loggers`` and their descendants inside the block."""
+    names = {
+        name
+        for name in (*loggers, *logging.Logger.manager.loggerDict)
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in loggers)
+    }
+    logs = [logging.getLogger(name) for name in sorted(names)]
     levels = [log.level for log in logs]
     for log in logs:
         log.setLevel(logging.CRITICAL)
@@ -203,6 +242,28 @@ def _silenced(*loggers: str) -> Iterator[None]:
     finally:
         for log, level in zip(logs, levels):
             log.setLevel(level)
+
+
+@contextmanager
+def _sigint_kept_from_children() -> Iterator[None]:
+    """Processes started inside the block never receive SIGINT (Ctrl-C): this process stops them in order.
+
+    The signal is blocked in this thread while they start, and so in them and in the threads started
+    meanwhile (a blocked signal stays blocked across fork and exec); one sent meanwhile reaches this
+    process when the block ends. The resource tracker is started first, as starting it unblocks the signal.
+    """
+    import signal
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -217,28 +278,30 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
     """
     from distributed import Client, LocalCluster
 
-    cluster = None
+    cluster, clean = None, False
     try:
         if local_cluster is not None:
             try:
-                cluster = LocalCluster(
-                    n_workers=local_cluster,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                )
+                with _sigint_kept_from_children():  # Ctrl-C reaches this process only, which stops the workers
+                    cluster = LocalCluster(
+                        n_workers=local_cluster,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        # its HTTP server (health, metrics) on a free port, not 8787 (and a warning when taken)
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                        preload=["workbench.study.execute"],  # its dask_setup ignores SIGINT in restarted workers
+                    )
                 client = Client(cluster, timeout=timeout)
             except Exception as exc:  # noqa: BLE001
                 raise StudyError(f"could not start a local Dask cluster of {local_cluster} workers: {exc}") from None
         else:
+            host, port = scheduler_host_port(scheduler)
             try:
                 client = Client(scheduler, timeout=timeout)
-            except Exception as exc:  # noqa: BLE001 - OSError / TimeoutError from the comm layer
-                raise StudyError(
-                    f"no Dask scheduler answered at {scheduler} within {timeout:g} s ({type(exc).__name__}); "
-                    "check the address (tcp://host:port) and that `dask scheduler` runs there, or use --local-cluster N."
-                ) from None
+            except Exception as exc:  # noqa: BLE001 - OSError / TimeoutError from the comm layer, anything from a non-Dask server
+                raise StudyError(_unreachable(scheduler, host, port, timeout, exc)) from None
             try:
                 client.wait_for_workers(1, timeout=timeout)
             except Exception:  # noqa: BLE001
@@ -249,15 +312,72 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
                 ) from None
         try:
             yield client
+            clean = True
         finally:
-            if client.status == "running":
+            if client.status == "running" and clean:
                 client.close()
-            else:  # the scheduler is gone: closing stops the client's reconnection, which logs a traceback
-                with _silenced("distributed.client", "distributed.utils"):
+            else:  # the scheduler is gone, or the study was interrupted: closing logs tracebacks
+                if cluster is not None and client.status == "running":  # here and in the workers it started
+                    from workbench.study.execute import quiet_worker
+
+                    with _silenced("distributed"), suppress(Exception):
+                        client.run(quiet_worker)
+                with _silenced("distributed"):
                     client.close()
     finally:
         if cluster is not None:
-            cluster.close()
+            with _silenced(*(() if clean else ("distributed",))):  # workers stopped mid-run: kill warnings
+                cluster.close()
+
+
+def scheduler_host_port(address: str) -> tuple[str, int]:
+    """The host and port of the Dask scheduler ``address`` (``tcp://host:port``, or another Dask scheme).
+
+    Raises
+    ------
+    ConfigError
+        The address cannot be one: an unknown scheme, no host, no port or one out of 1..65535.
+    """
+    from distributed.comm import get_address_host_port
+
+    example = "an address looks like tcp://host:8786"
+    try:
+        host, port = get_address_host_port(str(address))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the Dask scheduler address {address!r} is not valid ({exc}); {example}.") from None
+    if not host:
+        raise ConfigError(f"the Dask scheduler address {address!r} names no host; {example}.")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"the Dask scheduler address {address!r} has port {port}, not in 1..65535; {example}.")
+    return host, port
+
+
+def _unreachable(address: str, host: str, port: int, timeout: float, exc: BaseException) -> str:
+    """Why the Dask scheduler at ``address`` could not be reached (``exc`` from ``Client``), and what to do."""
+    import socket
+
+    causes = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 8:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(cause) for cause in causes)
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        why = f"the host {host!r} is not known"
+    elif any(isinstance(cause, ConnectionRefusedError) for cause in causes) or "Connection refused" in text:
+        why = f"nothing listens on port {port} of {host} (connection refused)"
+    elif isinstance(exc, OSError) or any(isinstance(cause, TimeoutError) for cause in causes):
+        why = f"no answer within {timeout:g} s"
+    else:  # a server answered, but not in the Dask protocol (its bytes read as a frame size, a message, ...)
+        return (
+            f"no Dask scheduler answered at {address}: a server there answered in another protocol "
+            f"({type(exc).__name__} reading its reply); check the port (a scheduler listens on 8786 unless told "
+            "otherwise), or use --local-cluster N."
+        )
+    return (
+        f"no Dask scheduler answered at {address}: the address could not be reached ({why}); check the address "
+        "(tcp://host:port) and that `dask scheduler` runs there, or use --local-cluster N."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,6 +392,8 @@ def _check_parallel(jobs: int, scheduler: str | None, local_cluster: int | None)
         raise ConfigError(f"a local cluster needs at least 1 worker, got {local_cluster!r}.")
     if scheduler is not None and "://" not in str(scheduler):
         raise ConfigError(f"a scheduler address looks like tcp://host:8786, got {scheduler!r}.")
+    if scheduler is not None:
+        scheduler_host_port(scheduler)  # refused before the store is opened
 
 
 def run_study(
@@ -285,6 +407,7 @@ def run_study(
     worker_timeout: float | None = None,
     where: Callable[[RunConfig], bool] | None = None,
     quiet: bool = False,
+    wait: bool = False,
 ) -> StudyOutcome:
     """Run every run of ``study`` not already done in the store; return a :class:`StudyOutcome`.
 
@@ -308,6 +431,11 @@ def run_study(
         Only the runs for which this returns True (e.g. ``lambda run: run.kind == "train"``).
     quiet
         No progress bar.
+    wait
+        When another live process holds some runs (another ``workbench study run`` on the same store),
+        wait until it has stored them, and compute here those it leaves unfinished (it ended, or stored
+        them as not run). Without it they are left to that process and named in
+        :attr:`StudyOutcome.held`.
 
     Raises
     ------
@@ -323,8 +451,9 @@ def run_study(
     study = study if isinstance(study, Study) else load_study(study)
     _check_parallel(jobs, scheduler, local_cluster)
     worker_timeout = study.cluster.worker_timeout if worker_timeout is None else worker_timeout
-    if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or not worker_timeout > 0:
-        raise ConfigError(f"worker_timeout is a positive number of seconds, got {worker_timeout!r}.")
+    for name, seconds in (("worker_timeout", worker_timeout), ("timeout", timeout)):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+            raise ConfigError(f"{name} is a positive number of seconds (and finite), got {seconds!r}.")
     store_path = Path(store) if store is not None else study.store_path()
     expanded = expand(study)
     runs = [run for run in expanded if where is None or where(run)]
@@ -336,12 +465,12 @@ def run_study(
         for note in notes:
             warnings.warn(f"the store {store_path} has {note}", UserWarning, stacklevel=2)
         todo = [run for run in runs if status.get(run.hash) != "done" or run.hash in stale]
-        elsewhere = db.claim(run.hash for run in todo)  # runs another live `study run` is computing are left to it
-        todo = [run for run in todo if run.hash not in elsewhere]
+        held = db.claim(run.hash for run in todo)  # runs another live `study run` is computing are left to it
+        mine = [run for run in todo if run.hash not in held]
         by_hash = {run.hash: run for run in runs}
         skipped = len(runs) - len(todo)
         cache = str(cache_dir_for(store_path))
-        counts = {"done": 0, "failed": 0, "not run": 0}
+        counts = {"done": 0, "failed": 0, "not run": 0, "elsewhere": 0}
         errors: dict[str, str] = {}
         recorded: set[str] = set()
         bar = tqdm(
@@ -367,7 +496,7 @@ def run_study(
             bar.update(1)
             bar.set_postfix(failed=counts["failed"], refresh=False)
 
-        def phases(mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]]) -> None:
+        def phases(mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]], todo: list[RunConfig]) -> None:
             train = [run for run in todo if run.kind == "train"]
             for result in mapper([run.config for run in train], cache):
                 record(result)
@@ -376,7 +505,7 @@ def run_study(
                 if run.kind in ("train", "control"):
                     continue
                 if status.get(run.base_hash) == "failed":
-                    base = errors.get(by_hash[run.base_hash].label, "see its row")
+                    base = errors.get(by_hash[run.base_hash].label) or _stored_error(db, run.base_hash)
                     record(_unfinished(run.hash, "failed", f"its base model failed to train: {base}"))
                 else:
                     runnable.append(run)
@@ -393,16 +522,35 @@ def run_study(
             for result in mapper(controls, cache):
                 record(result)
 
+        def work(mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]]) -> None:
+            phases(mapper, mine)
+            while wait and held:
+                time.sleep(WAIT_POLL)
+                taken = [by_hash[key] for key in _settle(db, held, by_hash, settled)]
+                if taken:
+                    mine.extend(taken)
+                    phases(mapper, taken)
+
+        def settled(run_hash: str, row: dict[str, Any]) -> None:
+            """A held run the other process stored: done (counted apart) or failed (counted and named)."""
+            status[run_hash] = row["status"]
+            if row["status"] == "failed":
+                counts["failed"] += 1
+                errors[by_hash[run_hash].label] = f"{row.get('error')} (in another process)"
+            else:
+                counts["elsewhere"] += 1
+            bar.update(1)
+
         try:
             if scheduler is not None or local_cluster is not None:
                 with dask_client(scheduler, local_cluster, timeout) as client:
-                    phases(_dask(client, worker_timeout))
-            elif jobs == 1 or len(todo) <= 1:
-                phases(_sequential)
+                    work(_dask(client, worker_timeout))
+            elif jobs == 1 or len(mine) + (len(held) if wait else 0) <= 1:
+                work(_sequential)
             else:
-                phases(_joblib(jobs))
+                work(_joblib(jobs))
         except _Stopped as stop:
-            for run in todo:
+            for run in mine:
                 if run.hash not in recorded:
                     record(_unfinished(run.hash, "not run", f"the study stopped: {stop}"))
             raise StudyError(
@@ -425,10 +573,57 @@ def run_study(
         summary=summary_table(records, reference=study.study.reference),
         errors=errors,
         pipelines=pipeline_table(records),
-        claimed_elsewhere=len(elsewhere),
+        claimed_elsewhere=len(held),
         recomputed=sum(key in recorded and status[key] == "done" for key in stale),
         notes=notes,
+        held={by_hash[key].label: f"process {pid} on host {host}" for key, (pid, host) in held.items()},
+        finished_elsewhere=counts["elsewhere"],
     )
+
+
+#: Seconds between two looks at the runs another process holds, when a study waits for them.
+WAIT_POLL = 2.0
+
+
+def _settle(
+    db: Store,
+    held: dict[str, tuple[int, str]],
+    by_hash: dict[str, RunConfig],
+    settled: Callable[[str, dict[str, Any]], None],
+) -> list[str]:
+    """Look again at the runs ``held`` by other processes: drop from it those they stored (``settled`` is told
+    of each), claim those they left unfinished (their process ended, or released them not done) and return
+    these, to compute here; the rest stay in ``held``."""
+
+    def stored(keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The rows of ``keys`` stored for good: failed, or done by this results version."""
+        rows, versions = db.rows(keys), db.versions()
+        return {
+            row["hash"]: row
+            for row in rows
+            if row["status"] == "failed"
+            or (row["status"] == "done" and not _stale_runs([by_hash[row["hash"]]], {row["hash"]: "done"}, versions))
+        }
+
+    claims = db.claims()
+    for key, row in stored([key for key in held if key not in claims]).items():
+        held.pop(key)
+        settled(key, row)
+    others = db.claim(list(held))
+    taken = [key for key in held if key not in others]
+    finished = stored(taken)  # stored and released between the two looks
+    for key, row in finished.items():
+        settled(key, row)
+    db.release(finished)
+    held.clear()
+    held.update(others)
+    return [key for key in taken if key not in finished]
+
+
+def _stored_error(db: Store, run_hash: str) -> str:
+    """The stored error of a failed run (one another process stored), or where to look."""
+    rows = db.rows([run_hash])
+    return (rows[0].get("error") if rows else None) or "see its row"
 
 
 def _with_source(run: RunConfig, db: Store, by_hash: dict[str, RunConfig]) -> tuple[dict[str, Any], str | None]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,12 +36,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from workbench.errors import StudyError, WorkbenchError, closest
+from workbench.numeric import INT64_MAX, MAX_WAIT_SECONDS, as_float, as_int, unusable_numbers
+from workbench.utils import MAX_JSON_DEPTH, check_path, seed_from
 
 # Arguments that workbench.zoo.create_model_for_data derives from the data set when they are not given.
 _DERIVED_ARGS = ("inputs", "classes", "in_channels", "input_size", "resolution", "length", "widths")
@@ -69,13 +69,74 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-def _check_fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"a budget is the fraction of units kept, a number in (0, 1]; got {value!r}")
-    return float(value)
+def _integer(low: int | None = None, high: int | None = None, optional: bool = False) -> Any:
+    """An int field checked by :func:`workbench.numeric.as_int` (whole-number floats such as ``2.0`` accepted,
+    bools, NaN, infinities and integers beyond 64 bits refused); ``optional``: None too."""
+
+    def check(value: Any) -> int | None:
+        return None if value is None and optional else as_int(value, "", low=low, high=high, integral_floats=True)
+
+    return Annotated[int | None if optional else int, BeforeValidator(check)]
 
 
-Fraction = Annotated[float, BeforeValidator(_check_fraction)]
+def _real(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    what: str | None = None,
+    optional: bool = False,
+) -> Any:
+    """A float field checked by :func:`workbench.numeric.as_float` (finite, within the bounds, no bools);
+    ``optional``: None too."""
+
+    def check(value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        return as_float(value, "", low=low, high=high, low_open=low_open, high_open=high_open, what=what)
+
+    return Annotated[float | None if optional else float, BeforeValidator(check)]
+
+
+PositiveInt = _integer(low=1)
+OptionalPositiveInt = _integer(low=1, optional=True)
+Epochs = _integer(low=0)
+PositiveReal = _real(low=0.0, low_open=True)
+OptionalPositiveReal = _real(low=0.0, low_open=True, optional=True)
+NonNegativeReal = _real(low=0.0)
+OptionalProbability = _real(0.0, 1.0, optional=True)
+#: A relative gap, strictly between 0 and 1.
+Gap = _real(0.0, 1.0, low_open=True, high_open=True)
+#: Seconds to wait, at most :data:`workbench.numeric.MAX_WAIT_SECONDS`.
+Seconds = _real(0.0, MAX_WAIT_SECONDS, low_open=True)
+#: Keep a multiple of this many units (:func:`workbench.surgery.plan_from`'s ``round_to``).
+RoundTo = _integer(low=1, high=2**20, optional=True)
+#: A seed: a non-negative integer that fits in 64 bits (stored, hashed and passed to numpy and torch as one).
+Seed = _integer(low=0, high=INT64_MAX)
+#: A budget's fraction of units kept.
+Fraction = _real(0.0, 1.0, low_open=True, what="a budget: the fraction of units kept")
+
+
+def _usable_numbers(value: Any, where: str = "") -> Any:
+    """``value`` (free-form settings: model arguments, data options, selector parameters, pipeline steps) unchanged
+    when every number in it is finite and fits in 64 bits; ValueError naming each one that is not."""
+    bad = unusable_numbers(value)
+    if bad:
+        places = ", ".join(f"{where}{place} = {number!r}" for place, number in bad)
+        raise ValueError(
+            f"{places}: not a number a study can use (NaN, an infinity or an integer beyond 64 bits); "
+            "give a finite number"
+        )
+    return value
+
+
+def _not_a_name(value: Any, where: str, example: str) -> str | None:
+    """The problem when ``value``, which names something, is not a string (a list or table cannot name anything);
+    None when it is one."""
+    if isinstance(value, str):
+        return None
+    return f"{where} is a name, a string such as {example}; got a {type(value).__name__}, {value!r}"
 
 
 class _Section(BaseModel):
@@ -85,30 +146,19 @@ class _Section(BaseModel):
 class Training(_Section):
     """How a base model or baseline is trained (``workbench.train.fit``)."""
 
-    epochs: int = Field(10, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: PositiveInt = 10
+    lr: PositiveReal = 1e-3
+    batch_size: PositiveInt = 64
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: NonNegativeReal = 0.0
     split: Literal["train", "trainval"] = "train"
-    max_batches: int | None = Field(None, gt=0)
+    max_batches: OptionalPositiveInt = None
     init: Literal["kaiming", "torch", "xavier", "orthogonal"] = "kaiming"  # a study axis: how the base starts
     class_weights: Literal["none", "enet", "balanced"] = "none"  # loss weights per class (ENet: 1 / ln(1.02 + p))
 
 
-def _check_share(value: Any, info: ValidationInfo) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(float(value))
-        or not 0.0 < float(value) <= 1.0
-    ):
-        raise ValueError(f"{info.field_name} is a share of the base model's, a number in (0, 1]; got {value!r}")
-    return float(value)
-
-
-Share = Annotated[float, BeforeValidator(_check_share)]
+Share = _real(0.0, 1.0, low_open=True, what="a share of the base model's cost", optional=True)
 #: What a budget aims at: the fraction of units kept, or a share of one cost of the base model.
 BUDGET_TARGETS = ("keep", "macs", "params", "latency")
 #: Options of a budget, and the targets they go with (``workbench.surgery.budgets.BUDGET_OPTIONS``).
@@ -124,17 +174,18 @@ BUDGET_OPTIONS = {
 class Budget(_Section):
     """A budget: fraction of units kept in every group (``keep``, with optional per-group overrides), or a share of
     the base model's multiply-adds, parameters or CPU latency at ``batch`` (``macs``, ``params``, ``latency``;
-    :func:`workbench.compression.compress`'s ``budget``), uniform or on one global scale (``scope``)."""
+    :func:`workbench.compression.compress`'s ``budget``), uniform, on one global scale, or placed by the base model's
+    per-layer sensitivity on val (``scope``)."""
 
     keep: Fraction | None = None
     per_layer: dict[str, Fraction] = Field(default_factory=dict)
-    macs: Share | None = None
-    params: Share | None = None
-    latency: Share | None = None
-    scope: Literal["uniform", "global"] | None = None
-    min_keep: Share | None = None
-    tolerance: Share | None = None
-    batch: int | None = Field(None, gt=0)
+    macs: Share = None
+    params: Share = None
+    latency: Share = None
+    scope: Literal["uniform", "global", "sensitivity"] | None = None
+    min_keep: Share = None
+    tolerance: Share = None
+    batch: OptionalPositiveInt = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:
@@ -172,7 +223,7 @@ class Budget(_Section):
         text = f"{self.target} {getattr(self, self.target):g}"
         text += f" b{self.batch}" if self.batch is not None else ""
         text += f" min {self.min_keep:g}" if self.min_keep is not None else ""
-        return text + (" global" if self.scope == "global" else "")
+        return text + (f" {self.scope}" if self.scope in ("global", "sensitivity") else "")
 
 
 def budget_heading(label: str) -> str:
@@ -182,26 +233,49 @@ def budget_heading(label: str) -> str:
 
 
 def _budget(value: Any) -> Any:
-    return {"keep": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    """A budget given as anything but a table is the fraction of units kept (checked as one: ``0.5``, not ``"0.5"``)."""
+    return value if isinstance(value, (dict, Budget)) else {"keep": value}
 
 
 #: Fusion modes (``workbench.surgery.FUSE_MODES``, kept here so that reading a study needs no torch).
-FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq")
+FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", "summarize", "summarize-medoid", "summarize-lsq", "fold")
+#: Repairs after a fusion (``workbench.surgery.apply``'s ``repair``), written after the mode: ``"fold+data-free"``.
+REPAIRS = ("batches", "data-free")
+
+
+def _fuse(value: Any) -> Any:
+    """A fusion mode, optionally followed by the repair run after it: ``"drop"``, ``"drop+batches"`` (REPAIR on
+    training batches), ``"fold+data-free"`` (Model Folding's data-free repair, which only folding takes)."""
+    if not isinstance(value, str):
+        raise ValueError(f"a fuse mode is a string such as 'drop' or 'fold+data-free', got {value!r}")
+    mode, sep, repair = value.partition("+")
+    if mode not in FUSE_MODES or (sep and repair not in REPAIRS):
+        raise ValueError(
+            f"unknown fuse {value!r}; use one of {', '.join(map(repr, FUSE_MODES))}, optionally followed by "
+            f"{' or '.join('+' + r for r in REPAIRS)} (e.g. 'lsq', 'drop+batches', 'fold+data-free')"
+        )
+    if repair == "data-free" and mode != "fold":
+        raise ValueError(f"{value!r}: the data-free repair follows folding only; use 'fold+data-free'")
+    return value
+
+
+#: A fuse entry of a study: a mode of :data:`FUSE_MODES`, optionally ``+`` a repair of :data:`REPAIRS`.
+FuseMode = Annotated[str, BeforeValidator(_fuse)]
 
 
 class Finetune(_Section):
     """Retraining after the rebuild: none, fine-tuning, or distillation from the base model."""
 
     method: Literal["none", "finetune", "distill", "reconstruct"] = "finetune"
-    epochs: int = Field(0, ge=0)
-    lr: float | None = Field(None, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: Epochs = 0
+    lr: OptionalPositiveReal = None
+    batch_size: PositiveInt = 64
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     schedule: Literal["cosine", "step", "constant", "onecycle"] = "cosine"
-    max_batches: int | None = Field(None, gt=0)
+    max_batches: OptionalPositiveInt = None
     loss: Literal["hinton", "logits"] = "hinton"
-    temperature: float = Field(4.0, gt=0)
-    alpha: float | None = Field(None, ge=0, le=1)
+    temperature: PositiveReal = 4.0
+    alpha: OptionalProbability = None
     class_weights: Literal["none", "enet", "balanced"] = "none"  # fine-tuning only: as the base model's training
     own_schedule: list[str] = Field(default_factory=list)  # pipelines that keep their own training schedule
 
@@ -245,7 +319,7 @@ class ModelEntry(_Section):
     model: str | None = None
     checkpoint: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
-    input_shape: list[Annotated[int, Field(gt=0)]] | None = Field(None, min_length=1)
+    input_shape: list[PositiveInt] | None = Field(None, min_length=1)
     data: str
     data_options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
@@ -253,7 +327,7 @@ class ModelEntry(_Section):
     finetune: Finetune | None = None
     selectors: list[str] | None = Field(None, min_length=1)
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] | None = Field(None, min_length=1)
-    fuse: list[Literal[FUSE_MODES]] | None = Field(None, min_length=1)
+    fuse: list[FuseMode] | None = Field(None, min_length=1)
     pipelines: list[str] | None = None
     _auto_label: str | None = PrivateAttr(default=None)
 
@@ -263,6 +337,11 @@ class ModelEntry(_Section):
         if finetune is not None and finetune.own_schedule:
             raise ValueError("own_schedule belongs to the study's [finetune] table, not to a model's finetune")
         return finetune
+
+    @field_validator("args", "data_options")
+    @classmethod
+    def _finite_arguments(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _usable_numbers(value)
 
     @field_validator("name")
     @classmethod
@@ -369,7 +448,9 @@ def _settings(entry: ModelEntry) -> dict[str, Any]:
 
 def _label_entries(entries: list[ModelEntry], where: str) -> None:
     """Check that explicit labels are unique and give unlabelled entries that share a default label an
-    automatic one naming the settings that differ; ValueError naming both entries for a repeated label."""
+    automatic one naming the settings that differ; ValueError naming both entries for a repeated label, or for
+    one model entered twice under two labels (its runs are the same, so one label would vanish from the results:
+    a repeat is a mistake to name, not two results to show)."""
     first: dict[str, int] = {}
     for index, entry in enumerate(entries):
         if entry.label is None:
@@ -400,6 +481,16 @@ def _label_entries(entries: list[ModelEntry], where: str) -> None:
             raise ValueError(
                 f"{where}[{other}] and {where}[{index}] are both shown as {entry.display!r}: give them distinct labels"
             )
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        other = seen.setdefault(json.dumps(entry.model_dump(mode="json", exclude={"label"}), sort_keys=True), index)
+        if other != index and entries[other].display != entry.display:
+            raise ValueError(
+                f"{where}[{other}] ({entries[other].display!r}) and {where}[{index}] ({entry.display!r}) are the same "
+                "model with the same settings under two labels: they are one computation, run once and shown under "
+                "one label only; remove one, or change what should differ between them (to repeat a model, add "
+                "seeds to [study] seeds)"
+            )
 
 
 def _show(value: Any) -> str:
@@ -414,10 +505,10 @@ class Compression(_Section):
     of this many units in every group (hardware-friendly widths, :func:`workbench.surgery.plan_from`)."""
 
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] = Field(min_length=1)
-    fuse: list[Literal[FUSE_MODES]] = Field(default_factory=lambda: ["drop"], min_length=1)
+    fuse: list[FuseMode] = Field(default_factory=lambda: ["drop"], min_length=1)
     source: Literal["weights", "activations", "pooled"] = "weights"
     sequential: bool = False
-    round_to: int | None = Field(None, ge=1, le=2**20, strict=True)
+    round_to: RoundTo = None
 
 
 class Baselines(_Section):
@@ -445,7 +536,7 @@ class Controls(_Section):
     random_widths: bool = False
     widths_from: str | None = None
     match: Literal[CONTROL_COSTS] = "params"
-    tolerance: float = Field(0.02, gt=0, lt=1)
+    tolerance: Gap = 0.02
 
     @property
     def enabled(self) -> list[str]:
@@ -456,7 +547,7 @@ class Controls(_Section):
 class Cluster(_Section):
     """How a study runs on a Dask cluster."""
 
-    worker_timeout: float = Field(60.0, gt=0)  # seconds without any worker before the study stops
+    worker_timeout: Seconds = 60.0  # seconds without any worker before the study stops
 
 
 class StudyInfo(_Section):
@@ -467,10 +558,10 @@ class StudyInfo(_Section):
 
     name: str = Field(min_length=1)
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     store: str | None = None
     latency: bool = True
-    max_runs: int = Field(5000, gt=0)
+    max_runs: PositiveInt = 5000
     reference: str | None = None
 
     @field_validator("reference")
@@ -479,7 +570,11 @@ class StudyInfo(_Section):
         if reference is None:
             return None
         selector, sep, fuse = reference.partition("/")
-        if not sep or fuse not in FUSE_MODES:
+        try:
+            _fuse(fuse)
+        except ValueError:
+            sep = ""
+        if not sep:
             raise ValueError(
                 f"reference must be 'selector/fuse' with fuse one of {', '.join(FUSE_MODES)} (e.g. 'magnitude/drop'), "
                 f"got {reference!r}"
@@ -492,6 +587,14 @@ class StudyInfo(_Section):
     def _seeds(cls, seeds: list[int]) -> list[int]:
         if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct non-negative integers, got {seeds}")
+        streams: dict[int, int] = {}
+        for seed in seeds:  # a seed of 2**32 or more is mixed down to 32 bits (workbench.utils.seed_from)
+            other = streams.setdefault(seed_from(seed), seed)
+            if other != seed:
+                raise ValueError(
+                    f"seeds {other} and {seed} give the same random stream (seeds of 2**32 or more are mixed down to "
+                    "32 bits), so their runs would be one run counted twice; replace one of them"
+                )
         return seeds
 
 
@@ -519,6 +622,12 @@ class Study(_Section):
             fixed = sorted({"budget", "random_state"} & set(params))
             try:
                 _check_name("selector", name)
+                _usable_numbers(params, f"{name}.")
+                wrong = "preset" in params and _not_a_name(
+                    params["preset"], f"{name}.preset", "'diversity-networks' (workbench.select.list_presets())"
+                )
+                if wrong:
+                    raise ValueError(wrong)
                 if fixed:
                     raise ValueError(
                         f"selector {name!r}: {' and '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} set by the study "
@@ -541,9 +650,20 @@ class Study(_Section):
         problems = []
         for name, steps in pipelines.items():
             try:
+                _usable_numbers(steps, name)
+                for i, step in enumerate(steps if isinstance(steps, list) else []):
+                    wrong = (
+                        isinstance(step, dict)
+                        and "do" in step
+                        and _not_a_name(step["do"], f"{name}[{i}].do", "'prune' (`workbench transforms`)")
+                    )
+                    if wrong:
+                        raise ValueError(wrong)
                 check_steps(steps)
             except WorkbenchError as exc:
                 problems.append(f"pipeline {name!r}: {exc}".rstrip("."))
+            except ValueError as exc:  # found here: the message names the place
+                problems.append(str(exc).rstrip("."))
         if problems:
             raise ValueError("; ".join(problems))
         return pipelines
@@ -633,6 +753,25 @@ class Study(_Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _known_reference(self) -> Study:
+        reference = self.study.reference
+        if reference is None or reference in self.methods:
+            return self
+        known = ", ".join(self.methods) or "none: the study has no [selectors] with [compression]"
+        raise ValueError(
+            f"study.reference is {reference!r}, not a method (selector/fuse) this study runs; choose one of {known}"
+        )
+
+    @property
+    def methods(self) -> list[str]:
+        """Every ``selector/fuse`` method the study runs on at least one model, in ``[selectors]`` and fuse order."""
+        found: dict[str, None] = {}
+        for entry in self.models:
+            selectors, _, fuses = self.grid_for(entry)
+            found.update({f"{selector}/{fuse}": None for selector in selectors for fuse in fuses})
+        return list(found)
 
     def finetune_for(self, entry: ModelEntry) -> Finetune:
         """The retraining budget of ``entry``: its own ``finetune`` table, or the study's."""
@@ -773,9 +912,9 @@ def load_study(path: str | Path) -> Study:
     ------
     StudyError
         The file is missing or unreadable, is not TOML, or does not fit the schema (every bad key is
-        named, with what is allowed there).
+        named, with what is allowed there); ``path`` is not a usable path (:func:`workbench.utils.check_path`).
     """
-    path = Path(path)
+    path = check_path(path, "the study file path", StudyError)
     if not path.is_file():
         raise StudyError(
             f"no study file at {path}: give the path of a TOML study file (e.g. workbench/studies/demo.toml)."
@@ -785,13 +924,48 @@ def load_study(path: str | Path) -> Study:
     except OSError as exc:
         raise StudyError(f"cannot read the study file {path}: {exc.strerror or exc}.") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text) if toml_depth(text) <= MAX_JSON_DEPTH else None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise StudyError(
             f"{path} is not a valid TOML file ({exc}); a study file is TOML, "
             "see workbench/studies/demo.toml for an example."
         ) from None
+    except RecursionError:  # deeper than toml_depth saw (it does not parse): refused all the same
+        data = None
+    if data is None:
+        raise StudyError(
+            f"{path} nests arrays or inline tables more than {MAX_JSON_DEPTH} levels deep; a study file is a few "
+            "levels deep (see workbench/studies/demo.toml)."
+        )
     return study_from_dict(data, path)
+
+
+def toml_depth(text: str) -> int:
+    """Deepest nesting of ``[`` / ``{`` in TOML ``text`` (brackets inside strings and comments ignored), without
+    recursion: tomllib recurses once per level, so a file nested thousands deep is refused before it is parsed."""
+    depth = deepest = i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "#":  # a comment, to the end of its line
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            i += len(quote)
+            while i < len(text) and not text.startswith(quote, i) and not (len(quote) == 1 and text[i] == "\n"):
+                i += 2 if char == '"' and text[i] == "\\" else 1  # a basic string's escape skips the next character
+            i += len(quote)
+            while len(quote) == 3 and text.startswith(char, i) and text.startswith(quote, i - 2):
+                i += 1  # a multi-line string may end in up to two quotes of its own: """a"""" is 'a"'
+        else:
+            if char in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char in "]}":
+                depth -= 1
+            i += 1
+    return deepest
 
 
 def file_digest(path: str | Path) -> str:

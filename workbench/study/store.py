@@ -84,14 +84,18 @@ CLAIM_LIMIT = 24 * 3600.0
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs."""
+    """Whether process ``pid`` of this host runs (an ended process its parent has not reaped yet does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OSError):
         return True
-    return True
+    try:  # Linux: the state after the command name in /proc/PID/stat; Z (zombie) and X (dead) have ended
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 class Store:
@@ -369,13 +373,19 @@ class Store:
             raise self._error(exc) from None
         return others
 
-    def release(self) -> None:
-        """Drop every claim of this process (the runs it did not finish)."""
+    def release(self, hashes: Iterable[str] | None = None) -> None:
+        """Drop the claims of this process: all of them (the runs it did not finish), or those of ``hashes``."""
         if self.readonly:
             return
         try:
             with self._transaction():
-                self._db.execute("DELETE FROM claims WHERE pid = ? AND host = ?", self._owner)
+                if hashes is None:
+                    self._db.execute("DELETE FROM claims WHERE pid = ? AND host = ?", self._owner)
+                else:
+                    self._db.executemany(
+                        "DELETE FROM claims WHERE hash = ? AND pid = ? AND host = ?",
+                        [(key, *self._owner) for key in hashes],
+                    )
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import StudyError
-from workbench.study.grid import expand
+from workbench.study.grid import config_hash, expand
 from workbench.study.schema import Study, budget_heading
 from workbench.study.statistics import Difference, control, estimate, multiplicity_note, paired_difference
 
@@ -53,18 +54,100 @@ class Record:
         return None if value is None else float(value)
 
 
+#: Metrics that summaries and reports read as numbers: a stored row holding anything else there is damaged.
+NUMBER_METRICS = (
+    "accuracy",
+    "miou",
+    "val_accuracy",
+    "val_miou",
+    "base_accuracy",
+    "accuracy_rebuilt",
+    "n",
+    "val_n",
+    "params",
+    "macs",
+    "nonzero",
+    "dense_bytes",
+    "stored_bytes",
+    "base_stored_bytes",
+    "compression_ratio",
+    "latency_ms",
+    "latency_b64_ms",
+    "kept_fraction",
+    "retrain_samples",
+    "train_samples",
+    "samples_target",
+    "cost_ratio",
+    "train_seconds",
+)
+
+
+def _not_a_number(value: Any) -> bool:
+    """Whether ``value`` is anything but a real number (true / false and text are not; NaN, a score of no samples,
+    is)."""
+    return isinstance(value, bool) or not isinstance(value, (int, float))
+
+
+def stored_row_problem(row: Mapping[str, Any], run_hash: str | None = None) -> str | None:
+    """What is wrong with a stored row (:meth:`workbench.study.store.Store.rows`) that its JSON parsed into, or None.
+
+    Its ``config`` must be the configuration of its run (an object whose :func:`~workbench.study.grid.config_hash`
+    is ``run_hash``, when given), ``seconds`` a number >= 0, ``plan`` an object, every metric of
+    :data:`NUMBER_METRICS` a number, and ``iou`` / ``class_names`` lists of numbers (or null) / names.
+    """
+    config, seconds, plan = row.get("config"), row.get("seconds"), row.get("plan")
+    metrics = row.get("metrics") or {}
+    if not isinstance(config, Mapping) or (run_hash is not None and config_hash(dict(config)) != run_hash):
+        return f"config_json is not the configuration of run {run_hash or row.get('hash')} ({str(config)[:60]})"
+    if seconds is not None and (_not_a_number(seconds) or not seconds >= 0):
+        return f"seconds is {seconds!r}, not a number of seconds"
+    if plan is not None and not isinstance(plan, Mapping):
+        return f"plan_json holds a {type(plan).__name__} ({str(plan)[:40]}), not a plan"
+    if not isinstance(metrics, Mapping):
+        return f"metrics_json holds a {type(metrics).__name__}, not metrics"
+    for key in NUMBER_METRICS:
+        if metrics.get(key) is not None and _not_a_number(metrics[key]):
+            return f"metric {key} is {str(metrics[key])[:40]!r}, not a number"
+    for key, wrong in (
+        ("iou", lambda v: v is not None and _not_a_number(v)),
+        ("class_names", lambda v: not isinstance(v, str)),
+    ):
+        value = metrics.get(key)
+        if value is not None and (not isinstance(value, list) or any(wrong(item) for item in value)):
+            return f"metric {key} is {str(value)[:40]!r}, not a list of {'numbers' if key == 'iou' else 'names'}"
+    return None
+
+
 def collect(study: Study, rows: list[dict[str, Any]], damaged: Mapping[str, str] | None = None) -> list[Record]:
     """Join the study's runs (for names and labels) with the stored rows (for outcomes).
 
     ``damaged`` (hash -> problem, :attr:`workbench.study.store.Store.damaged`) marks runs whose stored row
-    cannot be read: status ``"damaged"``, left out of every mean like runs not done.
+    cannot be read: status ``"damaged"``, left out of every mean like runs not done. So are the rows that parse
+    but hold what no run stores (:func:`stored_row_problem`: text where a number goes, another run's
+    configuration); a warning names each of those by its hash.
     """
     from workbench.study.controls import control_label
 
+    runs = expand(study)
     stored = {row["hash"]: row for row in rows}
-    damaged = damaged or {}
+    found = {
+        run.hash: problem
+        for run in runs
+        if run.hash in stored and (problem := stored_row_problem(stored[run.hash], run.hash)) is not None
+    }
+    if found:
+        listed = "; ".join(f"{key}: {text}" for key, text in list(found.items())[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        warnings.warn(
+            f"{len(found)} stored row(s) of study {study.study.name!r} hold what no run stores, left out of "
+            f"summaries and reports (delete them from the store to compute them again): {listed}{more}",
+            UserWarning,
+            stacklevel=3,
+        )
+        stored = {key: row for key, row in stored.items() if key not in found}
+    damaged = {**(damaged or {}), **found}
     records = []
-    for run in expand(study):
+    for run in runs:
         config, row = run.config, stored.get(run.hash)
         if row is None and run.hash in damaged:
             row = {"status": "damaged", "error": f"its stored row {run.hash} is damaged: {damaged[run.hash]}"}

@@ -1,4 +1,5 @@
-"""Rebuild networks smaller: plans, drop / merge / least-squares fusion, and layer factorization.
+"""Rebuild networks smaller: plans, drop / merge / least-squares / summarization / folding fusion, and layer
+factorization.
 
 - :class:`Plan` -- one Selection per prunable group, JSON-serializable.
 - :func:`plan_from` -- a Plan over every prunable group of a NetworkGraph, from a selector.

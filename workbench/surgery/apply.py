@@ -16,6 +16,11 @@ dropped units first (``fuse``):
   original network's consumer output from the rebuilt network's kept inputs.
 - ``"summarize"``, ``"summarize-medoid"``, ``"summarize-lsq"``: graph summarization
   (:mod:`workbench.surgery.summarize`): each part of a partition selector's ``assign`` becomes one unit.
+- ``"fold"``: Model Folding (Wang et al. 2025, :mod:`workbench.surgery.folding`): the units are clustered by
+  k-means on their (BatchNorm-folded) incoming weights, k = the selection's kept count, the best of a start
+  from the selection's kept units and seeded k-means++ starts; each cluster becomes its mean unit and its
+  readers' columns are summed. Exact for clusters of
+  identical units. ``repair="data-free"`` then corrects the merged units' variances from the weights alone.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from workbench.errors import ConfigError, SurgeryError, closest
 from workbench.metrics.forward import evaluation_mode
 from workbench.selection import constraint_violation
 from workbench.sparse.masks import lift_masks, mask_zeros
+from workbench.surgery.folding import fold_plan
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, most_similar, refit_consumers
 from workbench.surgery.plan import Plan
 from workbench.surgery.repair import repair as repair_statistics
@@ -41,8 +47,8 @@ from workbench.surgery.slicing import graph_consumers, graph_producers, group_or
 from workbench.surgery.summarize import SUMMARIZE_MODES, check_partitions, medoid_plan, summarize_group
 from workbench.utils import example_batch
 
-FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", *SUMMARIZE_MODES)
-REPAIRS = ("batches",)
+FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", *SUMMARIZE_MODES, "fold")
+REPAIRS = ("batches", "data-free")
 _ON_DATA = ("lsq", "summarize-lsq")  # fuse modes that fit on data
 
 
@@ -140,8 +146,9 @@ def apply(
     plan
         One Selection per prunable group, keyed by the group's root layer name.
     fuse
-        ``"drop"``, ``"merge"``, ``"neuron-merging"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"`` or
-        ``"summarize-lsq"`` (see the module docstring).
+        ``"drop"``, ``"merge"``, ``"neuron-merging"``, ``"lsq"``, ``"summarize"``, ``"summarize-medoid"``,
+        ``"summarize-lsq"`` or ``"fold"`` (see the module docstring). With ``"fold"`` the plan's kept units set the
+        k of the k-means and are one of its starts; the recorded plan keeps each cluster's representative.
     example_input
         An input batch for tracing and checking the rebuilt model; default the batch ``graph`` was traced on,
         else a random batch of the model's ``input_shape``.
@@ -155,13 +162,16 @@ def apply(
     ridge
         Relative ridge of the ``lsq`` solve (times the mean diagonal of the Gram matrix).
     random_state
-        Seed of the ``lsq`` position subsampling.
+        Seed of the ``lsq`` position subsampling and of the k-means++ starts of ``"fold"``.
     merge_threshold
         For ``"neuron-merging"``: the least cosine similarity at which a dropped unit is merged into its most
         similar kept unit (below it, it is only pruned).
     repair
         ``"batches"``: REPAIR (Jordan et al. 2023) after the fusion, every kept unit rescaled to the mean and
-        standard deviation it had in ``model`` on ``data`` (:mod:`workbench.surgery.repair`); None: no repair.
+        standard deviation it had in ``model`` on ``data`` (:mod:`workbench.surgery.repair`); ``"data-free"``
+        (with ``fuse="fold"``): Model Folding's data-free repair, each merged unit's BatchNorm variance (or,
+        without BatchNorm, its weight scale) corrected from the weights alone
+        (:func:`workbench.surgery.repair.data_free_repair`); None: no repair.
 
     Returns
     -------
@@ -173,6 +183,11 @@ def apply(
         raise ConfigError(f"unknown fuse mode {fuse!r}; use one of {', '.join(FUSE_MODES)}.")
     if repair is not None and repair not in REPAIRS:
         raise ConfigError(f"unknown repair {repair!r}; use one of {', '.join(REPAIRS)}, or None.")
+    if repair == "data-free" and fuse != "fold":
+        raise ConfigError(
+            f"repair='data-free' corrects the clusters that fuse='fold' averages, but fuse={fuse!r}; use "
+            "fuse='fold', or repair='batches' (REPAIR on data) with other fuse modes."
+        )
     if (fuse in _ON_DATA or repair == "batches") and data is None:
         what = f"fuse={fuse!r} re-fits the consumers" if fuse in _ON_DATA else "repair='batches' measures the units"
         raise ConfigError(f"{what} on data: pass data= (inputs, a Dataset or a DataLoader).")
@@ -224,6 +239,8 @@ def _rebuild(
         check_partitions(plan, fuse)
         if SUMMARIZE_MODES[fuse] == "medoid":
             plan = medoid_plan(pruned, plan, graph)
+    elif fuse == "fold":
+        plan = fold_plan(pruned, plan, graph, settings.random_state)
     order = group_order(graph)
     out_index: dict[str, np.ndarray] = {}  # layer -> original indices of its present outputs (for lsq)
     in_index: dict[str, np.ndarray] = {}  # consumer -> original indices of its present input columns
@@ -248,7 +265,8 @@ def _rebuild(
         if not dropped:
             continue
         with torch.no_grad():
-            pruned_zeros = {c.layer: modules[c.layer].weight == 0 for c in group.consumers if c.layer in masked}
+            watched = {c.layer for c in group.consumers} | (set(group.layers) if fuse == "fold" else set())
+            pruned_zeros = {name: modules[name].weight == 0 for name in watched if name in masked}
             if fuse in ("merge", "neuron-merging"):
                 incoming = fold_incoming(graph_producers(pruned, group), group.n_units, per_block=True)
                 targets = (
@@ -259,6 +277,9 @@ def _rebuild(
                 refit_consumers(graph_consumers(pruned, group, in_index), selection, context, out_index)
             elif fuse in SUMMARIZE_MODES:
                 summarize_group(pruned, group, selection, SUMMARIZE_MODES[fuse], in_index, out_index, context)
+            elif fuse == "fold":
+                repair = settings.repair == "data-free"
+                summarize_group(pruned, group, selection, "fold", in_index, out_index, repair=repair)
             for layer, zeros in pruned_zeros.items():  # pruned weights stay pruned, whatever the fusion added
                 modules[layer].weight[zeros] = 0.0
         slice_group(pruned, graph, group, dropped, in_index=in_index, out_index=out_index)

@@ -8,6 +8,10 @@ finds the fractions that leave a target share of the network's multiply-adds (or
 - ``scope="global"``: one importance scale across groups (Torch-Pruning's global pruning): each unit's
   L1 norm of incoming weights divided by the mean norm of its group, one threshold for the whole network, so that groups
   whose units matter more by that scale keep more; every group keeps at least ``min_keep``.
+- ``scope="sensitivity"``: per-layer sensitivity (Li et al. 2017): each group's measured loss of score when it alone
+  keeps a fraction of its units (:func:`workbench.compression.sensitivity`, on ``val``), interpolated between the
+  fractions tried; one tolerated loss for the whole network, so that each group is cut as far as its own loss stays
+  within it, and sensitive groups keep more (:func:`predicted_losses`).
 
 :func:`plan_for_cost` then lets a selector choose which units each group keeps at those fractions.
 
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ConfigError, PlanWarning
+from workbench.numeric import as_float, as_int
 from workbench.selection import Selection
 from workbench.surgery.plan import Plan
 from workbench.surgery.sizes import predict_sizes
@@ -34,7 +39,7 @@ from workbench.surgery.sizes import predict_sizes
 COSTS = ("macs", "params")
 #: What a budget mapping may aim at: a share of one of these (``{"macs": 0.5}``), or ``keep`` (units).
 TARGETS = ("keep", *COSTS, "latency")
-SCOPES = ("uniform", "global")
+SCOPES = ("uniform", "global", "sensitivity")
 #: The keys of a budget mapping besides its target, and the targets they go with.
 BUDGET_OPTIONS = {
     "scope": COSTS + ("latency",),
@@ -48,11 +53,7 @@ LATENCY_TOLERANCE = 0.05
 
 
 def _share(name: str, value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}.")
-    if not np.isfinite(float(value)) or not 0.0 < float(value) <= 1.0:
-        raise ConfigError(f"{name}={value!r} must be in (0, 1] (a share of the network's {what}).")
-    return float(value)
+    return as_float(value, name, low=0.0, high=1.0, low_open=True, what=f"a share of the network's {what}")
 
 
 def _check(cost: str, target: Any, scope: str, min_keep: Any, tolerance: Any) -> float:
@@ -113,9 +114,7 @@ def check_budget(budget: Mapping[str, Any]) -> dict[str, Any]:
     checked["tolerance"] = _share("tolerance", budget.get("tolerance", default_tolerance), what)
     if target == "latency":
         batch = budget.get("batch", 64)
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise ConfigError(f"batch={batch!r} must be a positive integer (the batch the latency is timed at).")
-        checked["batch"] = int(batch)
+        checked["batch"] = as_int(batch, "batch", low=1, what="the batch the latency is timed at")
     return checked
 
 
@@ -137,16 +136,40 @@ def _magnitudes(graph: Any, groups: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
+def predicted_losses(points: Mapping[float, float], n: int) -> np.ndarray:
+    """A group's predicted loss of score when it keeps ``k`` of its ``n`` units, for ``k = 0..n``.
+
+    Piecewise linear through the measured ``points`` (kept fraction -> loss) and (1, 0), extended below the
+    smallest fraction measured along the first segment's slope, negative losses (noise) read as 0, and made
+    non-increasing in ``k`` (keeping more never predicts a larger loss). A loss of 1e-9 per unit dropped breaks ties,
+    so that equal measured losses still keep more units at a smaller tolerance.
+    """
+    measured = sorted((float(f), max(float(loss), 0.0)) for f, loss in points.items() if float(f) < 1.0)
+    if not measured:
+        raise ConfigError("a sensitivity curve needs the loss at one kept fraction below 1 at least.")
+    xs = np.array([f for f, _ in measured] + [1.0])
+    ys = np.array([loss for _, loss in measured] + [0.0])
+    fractions = np.arange(n + 1) / n
+    losses = np.interp(fractions, xs, ys)
+    slope = (ys[0] - ys[1]) / (xs[1] - xs[0])
+    below = fractions < xs[0]
+    losses[below] = ys[0] + np.maximum(slope, 0.0) * (xs[0] - fractions[below])
+    losses = np.maximum.accumulate(losses[::-1])[::-1]
+    return losses + 1e-9 * (n - np.arange(n + 1))
+
+
 @dataclass
 class _Scale:
     """The groups a budget spreads over, and how a parameter ``x`` in [0, 1] maps to units kept per group:
     the kept fraction (uniform), or a threshold on the normalized weight norm, from everything kept (1) down to
-    each group's minimum (0) (global)."""
+    each group's minimum (0) (global), or a tolerated loss of score, from none (1) to the largest a group's minimum
+    predicts (0) (sensitivity, from ``losses``: group -> {kept fraction: measured loss})."""
 
     graph: Any
     scope: str
     min_keep: float
     names: list[str]
+    losses: Mapping[str, Mapping[float, float]] | None = None
     sizes: dict[str, int] = field(init=False)
     scores: dict[str, np.ndarray] = field(init=False)
     order: dict[str, np.ndarray] = field(init=False)
@@ -157,11 +180,25 @@ class _Scale:
         self.scores = _magnitudes(self.graph, self.names)
         self.order = {name: np.argsort(-self.scores[name], kind="stable") for name in self.names}
         self.least = {name: max(1, int(np.ceil(self.min_keep * n))) for name, n in self.sizes.items()}
+        self.predicted: dict[str, np.ndarray] = {}
+        if self.scope == "sensitivity":
+            missing = [name for name in self.names if name not in (self.losses or {})]
+            if missing:
+                raise ConfigError(
+                    f"scope='sensitivity' needs each group's measured sensitivity; none for {', '.join(missing)}. "
+                    "Measure it with workbench.compression.sensitivity(model, val) and pass it as sensitivity=."
+                )
+            self.predicted = {name: predicted_losses(self.losses[name], self.sizes[name]) for name in self.names}
 
     def counts(self, x: float) -> dict[str, int]:
         """Units kept per group at parameter ``x``."""
         if self.scope == "uniform":
             return {name: max(self.least[name], int(np.floor(x * n + 0.5))) for name, n in self.sizes.items()}
+        if self.scope == "sensitivity":
+            tolerated = (1.0 - x) * max(float(self.predicted[name][self.least[name]]) for name in self.names)
+            return {
+                name: max(self.least[name], int(np.argmax(self.predicted[name] <= tolerated))) for name in self.names
+            }
         top = max(float(s.max()) for s in self.scores.values())
         threshold = (1.0 - x) * top
         return {name: max(self.least[name], int(np.sum(self.scores[name] >= threshold))) for name in self.names}
@@ -185,14 +222,20 @@ class _Scale:
         return Plan(selections)
 
 
-def _scale(graph: Any, scope: str, min_keep: float, groups: list[str] | None) -> _Scale:
+def _scale(
+    graph: Any,
+    scope: str,
+    min_keep: float,
+    groups: list[str] | None,
+    losses: Mapping[str, Mapping[float, float]] | None = None,
+) -> _Scale:
     from workbench.surgery.plan_builder import unrebuildable_groups
 
     unsupported = unrebuildable_groups(graph)
     names = groups or [g.name for g in graph.prunable_groups() if g.name not in unsupported]
     if not names:
         raise ConfigError("the graph has no prunable group surgery can rebuild; nothing to budget.")
-    return _Scale(graph, scope, min_keep, names)
+    return _Scale(graph, scope, min_keep, names, losses)
 
 
 def _counted(scale: _Scale, counts: dict[str, int], cost: str) -> float:
@@ -220,6 +263,7 @@ def cost_fractions(
     min_keep: float = 0.05,
     tolerance: float = 0.02,
     groups: list[str] | None = None,
+    sensitivity: Mapping[str, Mapping[float, float]] | None = None,
 ) -> dict[str, float]:
     """Per-group kept fractions whose plan leaves ``target`` of the network's ``cost`` (see the module docstring).
 
@@ -232,7 +276,7 @@ def cost_fractions(
     cost
         ``"macs"`` (per sample) or ``"params"``.
     scope
-        ``"uniform"`` or ``"global"``.
+        ``"uniform"``, ``"global"`` or ``"sensitivity"``.
     min_keep
         Smallest fraction any group keeps.
     tolerance
@@ -240,9 +284,12 @@ def cost_fractions(
         ``min_keep`` and the fixed units allow) is named in a warning.
     groups
         The groups to compress (default: every prunable group surgery can rebuild).
+    sensitivity
+        For ``scope="sensitivity"``: group -> {kept fraction: loss of score measured with that group alone
+        compressed} (:meth:`workbench.compression.Sensitivity.losses`).
     """
     target = _check(cost, target, scope, min_keep, tolerance)
-    scale = _scale(graph, scope, min_keep, groups)
+    scale = _scale(graph, scope, min_keep, groups, sensitivity)
     base = float(getattr(predict_sizes(graph, Plan({})), cost))
     x = _bisect(lambda v: _counted(scale, scale.counts(v), cost), target * base, 0.0, 1.0)
     counts = scale.counts(x)
@@ -266,6 +313,7 @@ def plan_for_cost(
     scope: str = "uniform",
     min_keep: float = 0.05,
     tolerance: float = 0.02,
+    sensitivity: Mapping[str, Mapping[float, float]] | None = None,
     **plan_options: Any,
 ) -> Plan:
     """A plan of ``selector`` at the fractions of :func:`cost_fractions`; ``plan_options`` go to
@@ -273,7 +321,9 @@ def plan_for_cost(
     target and the share it is predicted to leave."""
     from workbench.surgery.plan_builder import plan_from
 
-    fractions = cost_fractions(graph, target, cost=cost, scope=scope, min_keep=min_keep, tolerance=tolerance)
+    fractions = cost_fractions(
+        graph, target, cost=cost, scope=scope, min_keep=min_keep, tolerance=tolerance, sensitivity=sensitivity
+    )
     plan = plan_from(graph, selector, keep=1.0, per_layer=fractions, groups=list(fractions), **plan_options)
     base = float(getattr(predict_sizes(graph, Plan({})), cost))
     plan.meta.update(
@@ -334,8 +384,7 @@ def latency_ratio(
     from workbench.metrics.latency import LATENCY_THREADS, batch_latency
 
     threads = LATENCY_THREADS if threads is None else threads
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}.")
+    rounds = as_int(rounds, "rounds", low=1)
     pairs = []
     for _ in range(rounds):
         times = [
@@ -393,6 +442,7 @@ def latency_fractions(
     repeats: int = 5,
     threads: int | None = None,
     groups: list[str] | None = None,
+    sensitivity: Mapping[str, Mapping[float, float]] | None = None,
 ) -> LatencyFit:
     """Per-group kept fractions whose rebuilt network runs in ``target`` of the base's CPU latency at ``batch``.
 
@@ -412,7 +462,7 @@ def latency_fractions(
     batch, threads, repeats
         Batch size timed, CPU threads (default :data:`workbench.metrics.latency.LATENCY_THREADS`), timed passes
         per model and round.
-    scope, min_keep, groups
+    scope, min_keep, groups, sensitivity
         As :func:`cost_fractions`.
     tolerance, steps, rounds
         Accepted gap, most bisection steps, rounds of the final measurement.
@@ -423,9 +473,8 @@ def latency_fractions(
     tolerance = _share("tolerance", tolerance, "latency")
     if scope not in SCOPES:
         raise ConfigError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be an integer >= 1, got {steps!r}.")
-    scale = _scale(graph, scope, _share("min_keep", min_keep, "units"), groups)
+    steps = as_int(steps, "steps", low=1)
+    scale = _scale(graph, scope, _share("min_keep", min_keep, "units"), groups, sensitivity)
     example = graph.example_input
     built: dict[tuple[int, ...], Any] = {}
 

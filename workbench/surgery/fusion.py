@@ -178,6 +178,15 @@ def _collect(context: FusionContext, module: nn.Module, reference_module: nn.Mod
     return torch.cat(design), torch.cat(targets)
 
 
+def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``gram^-1 rhs``; for a singular ``gram`` (a kept unit that is always zero, with no ridge) the least-norm
+    solution, which gives such a unit zero weight."""
+    try:
+        return torch.linalg.solve(gram, rhs)
+    except torch.linalg.LinAlgError:
+        return torch.linalg.pinv(gram, hermitian=True) @ rhs
+
+
 def _ridge(
     x: torch.Tensor, target: torch.Tensor, ridge: float, allowed: torch.Tensor | None, bias: bool
 ) -> torch.Tensor:
@@ -188,13 +197,13 @@ def _ridge(
     lam = ridge * float(torch.diagonal(gram).mean().clamp_min(1e-12))
     regular = gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
     if allowed is None:
-        return torch.linalg.solve(regular, rhs)
+        return _solve(regular, rhs)
     solution = torch.zeros_like(rhs)
     free = torch.ones(1, dtype=torch.bool, device=allowed.device) if bias else allowed.new_zeros(0)
     for o in range(rhs.shape[1]):
         idx = torch.cat([allowed[o], free]).nonzero().flatten()
         if len(idx):
-            solution[idx, o] = torch.linalg.solve(regular[idx][:, idx], rhs[idx, o])
+            solution[idx, o] = _solve(regular[idx][:, idx], rhs[idx, o])
     return solution
 
 

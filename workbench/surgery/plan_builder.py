@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ConfigError, PlanWarning, SurgeryError, closest
+from workbench.numeric import as_float, as_int, is_number
 from workbench.selection import constrained
 from workbench.surgery.plan import Plan
 
@@ -100,18 +101,12 @@ def plan_from(
     """
     per_layer = dict(per_layer or {})
     for where, value in (("keep", keep), *((f"per_layer[{name!r}]", v) for name, v in per_layer.items())):
-        if (
-            not isinstance(value, (int, float, np.integer, np.floating))
-            or isinstance(value, (bool, np.bool_))
-            or not 0.0 < float(value) <= 1.0
-        ):
+        if is_number(value) and float(value) == 0:
             group = "every group" if where == "keep" else f"group {where[10:-1]}"
-            empty = f" would remove every filter / unit of {group}" if value == 0 else " is outside (0, 1]"
-            raise ConfigError(f"{where}={value!r}{empty}; give a kept fraction in (0, 1], e.g. 0.5.")
-    if round_to is not None and (
-        isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or not 1 <= round_to <= 1 << 20
-    ):
-        raise ConfigError(f"round_to={round_to!r} must be a positive int (e.g. 8), or None.")
+            raise ConfigError(f"{where}=0 would remove every filter / unit of {group}; give a kept fraction in (0, 1].")
+        as_float(value, where, low=0.0, high=1.0, low_open=True, what="a kept fraction (e.g. 0.5)")
+    if round_to is not None:
+        as_int(round_to, "round_to", low=1, high=1 << 20, what="a multiple of units kept (e.g. 8) or None")
     available = {group.name: group for group in graph.prunable_groups()}
     unsupported = unrebuildable_groups(graph)
     for name in [*per_layer, *(groups or [])]:

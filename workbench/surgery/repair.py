@@ -10,10 +10,18 @@ corrects that layer so that the rebuilt unit has the original's statistics again
 
 folded into the layer's weights and bias (a BatchNorm's scale and shift). Groups are repaired in network
 order, each measured after the ones before it were corrected.
+
+:func:`data_free_repair` is the data-free variant of Model Folding (Wang et al., ICLR 2025; their Fold-AR):
+averaging a cluster of units shrinks the variance of what the merged unit computes, and a BatchNorm after it,
+still holding the members' variances, then shrinks its output further ("variance collapse"). The merged
+unit's variance is estimated from the weights alone, taking the correlation of two members' pre-activations
+to be the cosine of their incoming weights (the correlation they have when the layer's inputs are white:
+uncorrelated, of equal variance, any mean).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -127,4 +135,93 @@ def repair(reference: nn.Module, rebuilt: nn.Module, graph: Any, plan: Any, data
     return repaired
 
 
-__all__ = ["repair"]
+@dataclass
+class VarianceRepair:
+    """Corrections of averaged clusters, computed from the units before they are averaged
+    (:func:`data_free_repair`) and written after (:meth:`apply`).
+
+    ``variances``: (BatchNorm ``running_var``, channel, merged variance); ``scales``: (weight, row, factor).
+    """
+
+    variances: list[tuple[torch.Tensor, int, float]] = field(default_factory=list)
+    scales: list[tuple[torch.Tensor, int, float]] = field(default_factory=list)
+
+    def apply(self) -> int:
+        """Write the corrections into the (averaged) layers; returns how many units were corrected."""
+        with torch.no_grad():
+            for running_var, channel, value in self.variances:
+                running_var[channel] = value
+            for weight, row, factor in self.scales:
+                weight[row] *= factor
+        return len(self.variances) + len(self.scales)
+
+
+def _cosines(rows: np.ndarray) -> np.ndarray:
+    """Cosine similarities of ``rows``; two all-zero rows are alike (1), a zero row and another are not (0)."""
+    norms = np.linalg.norm(rows, axis=1)
+    unit = np.divide(rows, norms[:, None], out=np.zeros_like(rows), where=norms[:, None] > 0)
+    cosines = unit @ unit.T
+    zero = norms == 0
+    cosines[np.outer(zero, zero)] = 1.0
+    return cosines
+
+
+def data_free_repair(
+    producers: list[tuple[nn.Module, np.ndarray]], clusters: dict[int, np.ndarray], n_units: int
+) -> VarianceRepair:
+    """The data-free repair of the clusters a fold is about to average (Model Folding's Fold-AR, as done here).
+
+    Call it before the cluster's parameters are averaged and :meth:`VarianceRepair.apply` after. For every
+    layer with weights among ``producers`` ((module, channel of each unit) in network order, as
+    :func:`workbench.surgery.slicing.graph_producers` lists them), and every cluster (representative unit ->
+    members) of two or more units, with ``w_i`` the members' weight rows and ``rho_ij = cos(w_i, w_j)``:
+
+    - followed by a BatchNorm: the merged channel's running variance is set to the variance of the averaged
+      pre-activation ``mean_i(w_i) . x``, ``(1/N^2) sum_ij s_i s_j rho_ij`` with ``s_i^2`` the members' running
+      variances (their running means are averaged, which is exact), instead of the mean of ``s_i^2`` that
+      averaging leaves; the BatchNorm's output then keeps unit variance before its (averaged) scale;
+    - without one: the merged unit's weight row is scaled by ``mean_i |w_i| / |mean_i w_i|`` (bias unchanged),
+      so that its standard deviation is the mean of the members' and its mean the mean of theirs, REPAIR's
+      targets (Jordan et al. 2023).
+
+    Exact, in expectation over the inputs, when the layer's inputs are white (uncorrelated, equal variances;
+    for the unit without BatchNorm also zero-mean) and the running statistics are those of those inputs. A
+    cluster of identical units (or of all-zero units) is left as it is, so folding stays exact for them. A
+    BatchNorm that follows no layer with weights in the group (one on a residual stream) is left alone; a
+    depthwise convolution's kernels are treated as rows of the same input, which holds when the members'
+    input channels are alike.
+    """
+    layers: list[list[Any]] = []  # [weight layer, its channels, following BatchNorm, its channels]
+    for module, channels in producers:
+        adapter = adapter_for(module)
+        if adapter is None or len(channels) != n_units:
+            continue
+        if adapter.normalizer(module) is not None:
+            if layers and layers[-1][2] is None:
+                layers[-1][2:] = [module, np.asarray(channels)]
+        elif adapter.weight(module) is not None:
+            layers.append([module, np.asarray(channels), None, None])
+    found = VarianceRepair()
+    for module, channels, norm, norm_channels in layers:
+        weight = adapter_for(module).weight(module).detach()  # a view: edits reach the module
+        rows = weight[torch.as_tensor(channels, device=weight.device)].reshape(n_units, -1).double().cpu().numpy()
+        for kept, members in clusters.items():
+            if len(members) < 2:
+                continue
+            alike = bool((rows[members] == rows[members][0]).all())
+            cosines = np.ones((len(members), len(members))) if alike else _cosines(rows[members])
+            if norm is not None:
+                sigma = norm.running_var.detach()[torch.as_tensor(norm_channels[members])].double().clamp_min(0)
+                sigma = sigma.sqrt().cpu().numpy()
+                merged = float(sigma @ cosines @ sigma) / len(members) ** 2
+                found.variances.append((norm.running_var, int(norm_channels[kept]), merged))
+                continue
+            mean_norm = float(np.linalg.norm(rows[members].mean(axis=0)))
+            if mean_norm > 0:
+                factor = float(np.linalg.norm(rows[members], axis=1).mean()) / mean_norm
+                if abs(factor - 1.0) > 1e-12:
+                    found.scales.append((weight, int(channels[kept]), factor))
+    return found
+
+
+__all__ = ["VarianceRepair", "data_free_repair", "repair"]

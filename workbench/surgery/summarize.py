@@ -16,6 +16,11 @@ of the unit graph):
 The fuse names are ``"summarize"`` (mean), ``"summarize-medoid"`` and ``"summarize-lsq"``. The rebuilt
 network keeps one unit per part, so its recorded plan (with the medoids as kept units) replays with
 ``fuse="drop"`` like any other.
+
+Model Folding (``fuse="fold"``, :mod:`workbench.surgery.folding`) is the option ``"fold"`` here: its k-means
+clusters are the parts, incoming parameters are averaged as with ``"mean"``, and the readers' columns are
+summed over the part without rescaling (Wang et al. 2025), optionally with the data-free repair of
+:func:`workbench.surgery.repair.data_free_repair`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from workbench.adapters import adapter_for
 from workbench.errors import SurgeryError
 from workbench.surgery.fusion import FusionContext, fold_incoming, merge_columns, refit_consumers
 from workbench.surgery.plan import Plan
+from workbench.surgery.repair import data_free_repair
 from workbench.surgery.slicing import graph_consumers, graph_producers
 
 #: incoming-weight options of summarization, by fuse name
@@ -122,15 +128,24 @@ def summarize_group(
     in_index: dict[str, np.ndarray],
     out_index: dict[str, np.ndarray],
     context: FusionContext | None = None,
+    repair: bool = False,
 ) -> None:
     """Summarize one group of ``model`` in place, before graph slicing removes the dropped units.
 
-    ``option`` is ``"mean"``, ``"medoid"`` or ``"lsq"`` (see the module docstring); ``in_index`` and
-    ``out_index`` are :func:`workbench.surgery.apply`'s index maps; ``context`` is needed for ``"lsq"``.
+    ``option`` is ``"mean"``, ``"medoid"``, ``"lsq"`` or ``"fold"`` (see the module docstring); ``in_index`` and
+    ``out_index`` are :func:`workbench.surgery.apply`'s index maps; ``context`` is needed for ``"lsq"``;
+    ``repair`` (with ``"fold"``) corrects the averaged units' variances without data.
     """
     producers = graph_producers(model, group)
     readers = graph_consumers(model, group, in_index)
     blocks = _blocks(selection)
+    if option == "fold":
+        correction = data_free_repair(producers, blocks, group.n_units) if repair else None
+        _average_incoming(producers, blocks, group.n_units)
+        if correction is not None:
+            correction.apply()
+        merge_columns(readers, np.ones((group.n_units, 1)), selection)  # unit norms: columns summed
+        return
     before = fold_incoming(producers, group.n_units, per_block=True)
     if option != "medoid":
         _average_incoming(producers, blocks, group.n_units)

@@ -26,35 +26,34 @@ from torch.utils.data import TensorDataset
 
 from workbench.datasets.batches import Batches
 from workbench.errors import ConfigError, DataError
+from workbench.numeric import as_float
 from workbench.train.history import History
 from workbench.train.loop import RETRAIN_LR, fit
+from workbench.train.outputs import check_teacher_outputs, outputs_on
+from workbench.utils import seed_from
 
 LOSSES = ("hinton", "logits")
 TEACHER_MODES = ("mean", "random")
 
 
 def _check_range(name: str, value: float, low: float, high: float | None) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        upper = f", {high}]" if high is not None else ", inf)"
-        raise ConfigError(f"{name} must be a number in [{low}{upper}, got {value!r}.")
-    return float(value)
+    return as_float(value, name, low=low, high=high)
 
 
 def teacher_logits(
-    teachers: Sequence[nn.Module], data: Any, batch_size: int = 256
+    teachers: Sequence[nn.Module], data: Any, batch_size: int = 256, *, student: nn.Module | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(inputs, labels, logits of shape (teachers, N, classes)) over ``data``, teachers in eval mode."""
+    """(inputs, labels, logits of shape (teachers, N, classes)) over ``data``, teachers in eval mode (their modes
+    are restored). With ``student``, each teacher's outputs on the first batch are checked to be of its shape."""
     inputs, labels, outputs = [], [], []
     for x, y in Batches(data, batch_size, name="data"):
         if y is None:
             raise DataError("distill needs labelled data: (input, target) items.")
-        with torch.no_grad():
-            logits = [teacher.eval()(x) for teacher in teachers]
+        logits = [outputs_on(teacher, x).cpu() for teacher in teachers]
+        if student is not None and not outputs:
+            mine = outputs_on(student, x[:2])
+            for teacher, theirs in zip(teachers, logits):
+                check_teacher_outputs(student, teacher, mine, theirs)
         if logits[0].dim() != 2:
             raise ConfigError(
                 "distill supports classification (logits of shape (N, classes)); "
@@ -169,9 +168,9 @@ def distill(
     if not teacher_list:
         raise ConfigError("distill needs at least one teacher.")
     fit_kwargs.setdefault("lr", RETRAIN_LR)
-    inputs, labels, logits = teacher_logits(teacher_list, data)
+    inputs, labels, logits = teacher_logits(teacher_list, data, student=student)
     packed = torch.cat([labels.to(logits.dtype)[:, None], logits.permute(1, 0, 2).reshape(len(labels), -1)], dim=1)
-    generator = torch.Generator().manual_seed(int(random_state) + 1)
+    generator = torch.Generator().manual_seed(seed_from(random_state) + 1)
     loss_fn = DistillationLoss(loss, temperature, alpha, len(teacher_list), teachers, noise, noise_prob, generator)
     return fit(
         student, TensorDataset(inputs, packed), epochs=epochs, loss_fn=loss_fn, random_state=random_state, **fit_kwargs

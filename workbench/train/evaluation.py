@@ -11,10 +11,11 @@ from torch.utils.data import TensorDataset
 
 from workbench.datasets.batches import Batches, Data, check_positive_int, data_attribute
 from workbench.errors import DataError, NumericsWarning
-from workbench.metrics.forward import checked_forward, evaluation_mode, model_dtype
+from workbench.metrics.forward import evaluation_mode, model_dtype
 from workbench.metrics.scores import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from workbench.train.devices import resolve_device, to_device
-from workbench.train.tasks import check_task, declared_task, default_loss, task_from_shapes
+from workbench.train.outputs import forward_logits
+from workbench.train.tasks import check_labels, check_task, declared_task, default_loss, task_from_shapes
 
 
 def predict(
@@ -34,7 +35,7 @@ def predict(
     with evaluation_mode(model), torch.no_grad():
         for inputs, _ in Batches(data, batch_size, name="data"):
             inputs, _ = to_device(inputs, None, device, dtype)
-            outputs.append(checked_forward(model, inputs).cpu())
+            outputs.append(forward_logits(model, inputs).cpu())
     return torch.cat(outputs)
 
 
@@ -56,7 +57,7 @@ def evaluate(
         attribute, else read from the shapes of outputs and targets.
     num_classes
         Number of classes for the confusion matrix (segmentation); by default the data set's
-        ``num_classes``, else the number of output channels.
+        ``num_classes``, else the number of output channels. Targets outside ``[0, num_classes)`` are refused.
     device
         Where to run (default: where the model is). The model runs in eval mode; its mode is restored.
 
@@ -73,8 +74,10 @@ def evaluate(
     """
     batch_size = check_positive_int("batch_size", batch_size)
     task = check_task(task) or declared_task(data, model)
+    source = f"num_classes={num_classes}"
     if num_classes is None:
         num_classes = data_attribute(data, "num_classes")
+        source = f"the data's {num_classes} classes (its num_classes)"
     if num_classes is not None:
         num_classes = check_positive_int("num_classes", num_classes)
     device = resolve_device(model, device)
@@ -91,9 +94,11 @@ def evaluate(
             if targets is None:
                 raise DataError("evaluate needs labelled data: (input, target) items; use predict for inputs only.")
             inputs, targets = to_device(inputs, targets, device, dtype)
-            logits = checked_forward(model, inputs)
+            logits = forward_logits(model, inputs)
             non_finite += int((~torch.isfinite(logits)).flatten(1).any(dim=1).sum())
             task = task or task_from_shapes(logits, targets)
+            if num_classes is not None:
+                check_labels(targets, num_classes, task, source, "Give num_classes the number of classes of the data.")
             loss_sum += float(default_loss(logits, targets, task, reduction="sum"))
             n += len(targets)
             predictions = logits.argmax(dim=1)

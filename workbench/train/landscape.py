@@ -26,10 +26,11 @@ from torch.nn.utils import parametrize
 
 from workbench.datasets.batches import Batches, Data, check_positive_int
 from workbench.errors import ConfigError, ModelError
-from workbench.metrics.forward import checked_forward, evaluation_mode, model_dtype
+from workbench.metrics.forward import evaluation_mode, model_dtype
 from workbench.train.devices import resolve_device, to_device
+from workbench.train.outputs import forward_logits
 from workbench.train.tasks import check_task, declared_task, default_loss, task_from_shapes
-from workbench.utils import own_class
+from workbench.utils import own_class, seed_from
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -207,7 +208,7 @@ def hessian_eigenvalues(
     def hvp(block: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(block)
         for inputs, targets in batches:
-            value = loss(checked_forward(model, inputs), targets) * (len(targets) / total)
+            value = loss(forward_logits(model, inputs), targets) * (len(targets) / total)
             grads = torch.autograd.grad(value, params, create_graph=True)
             flat = torch.cat([g.reshape(-1) for g in grads])
             for j in range(block.shape[1]):
@@ -218,7 +219,7 @@ def hessian_eigenvalues(
         return out
 
     size = min(n, k + 2)
-    generator = torch.Generator().manual_seed(int(random_state))
+    generator = torch.Generator().manual_seed(seed_from(random_state))
     dtype = params[0].dtype
     block = torch.linalg.qr(torch.randn(n, size, generator=generator, dtype=torch.float64))[0]
     previous, values, converged, done = None, None, False, 0

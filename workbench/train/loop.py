@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -12,15 +11,17 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from workbench.datasets.batches import Batches, Data, check_positive_int
+from workbench.datasets.batches import Batches, Data, check_positive_int, data_attribute
 from workbench.errors import ConfigError, DataError
-from workbench.metrics.forward import checked_forward, model_dtype
+from workbench.metrics.forward import model_dtype
+from workbench.numeric import as_float
 from workbench.train.class_weights import class_weights as compute_class_weights
 from workbench.train.devices import resolve_device, to_device
 from workbench.train.evaluation import evaluate
 from workbench.train.history import History, record_call, record_samples
 from workbench.train.optim import OPTIMIZERS, SCHEDULES, check_choice, make_optimizer, make_schedule
-from workbench.train.tasks import declared_task, default_loss, task_from_shapes
+from workbench.train.outputs import forward_logits
+from workbench.train.tasks import declared_task, default_loss, label_range, task_from_shapes
 from workbench.utils import RandomState, seed_from
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -74,14 +75,8 @@ def _call_hooks(hooks: list[Any], method: str, *args: Any) -> None:
 def _check_number(
     name: str, value: Any, *, minimum: float, inclusive: bool = True, maximum: float | None = None
 ) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        ok = float(value) >= minimum if inclusive else float(value) > minimum
-        ok = ok and (maximum is None or float(value) < maximum)
-    if not ok:
-        bound = f"{'>=' if inclusive else '>'} {minimum}" + (f" and < {maximum}" if maximum is not None else "")
-        raise ConfigError(f"{name} must be a number {bound}, got {value!r}.")
-    return float(value)
+    """``value`` as a finite float ``>= minimum`` (``> minimum`` unless ``inclusive``) and ``< maximum``."""
+    return as_float(value, name, low=minimum, high=maximum, low_open=not inclusive, high_open=True)
 
 
 def _check_callable(name: str, value: Any) -> Any:
@@ -241,6 +236,7 @@ def fit(
         penalty=penalty,
         hooks=hooks,
         weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=device),
+        class_names=data_attribute(train_data, "class_names"),
     )
     history = History()
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -267,6 +263,9 @@ class _Trainer:
     penalty: Penalty | None
     hooks: list[Any]
     weight: torch.Tensor | None = None
+    class_names: Sequence[str] | None = None
+    labels: tuple[int, int] | None = None  # the smallest and largest label seen while watching (first epoch)
+    watching: bool = True
 
     def step(self, inputs: Any, targets: Any, where: str) -> tuple[float, float]:
         """One batch: forward, loss (+ penalty), backward, hooks, optimizer and schedule step.
@@ -276,12 +275,14 @@ class _Trainer:
         if targets is None:
             raise DataError("fit needs labelled data: (input, target) items or an (inputs, targets) pair.")
         inputs, targets = to_device(inputs, targets, self.device, self.dtype)
-        logits = checked_forward(self.model, inputs)
+        logits = forward_logits(self.model, inputs)
         if self.loss_fn is not None:
             loss = self.loss_fn(logits, targets)
         else:
             self.task = self.task or task_from_shapes(logits, targets)
             loss = default_loss(logits, targets, self.task, weight=self.weight)
+            if self.watching and self.task == "classification":
+                self._see(label_range(targets, self.task))
         extra = _penalty_value(self.penalty, self.model) if self.penalty is not None else None
         total = loss if extra is None else loss + extra
         if not torch.isfinite(total.detach()).all():
@@ -296,6 +297,26 @@ class _Trainer:
         _call_hooks(self.hooks, "after_step", self.model)
         self.scheduler.step()
         return float(loss.detach()), 0.0 if extra is None else float(extra.detach())
+
+    def _see(self, found: tuple[int, int] | None) -> None:
+        if found is not None:
+            self.labels = found if self.labels is None else (min(self.labels[0], found[0]), max(self.labels[1], found[1]))
+
+    def warn_one_class(self, samples: int) -> None:
+        """Warn when every label of the first epoch was one class (a classifier learns nothing from it); stop
+        watching the labels."""
+        if self.watching and self.labels is not None and self.labels[0] == self.labels[1]:
+            label = self.labels[0]
+            names = self.class_names or ()
+            named = f", {names[label]!r}" if label < len(names) and names[label] != str(label) else ""
+            warnings.warn(
+                f"fit: all {samples} training samples of the first epoch are of one class (label {label}{named}): "
+                "a classifier trained on a single class learns nothing but to predict it (with one output, its "
+                "cross-entropy is 0 whatever the weights). Train on data of two or more classes.",
+                UserWarning,
+                stacklevel=4,
+            )
+        self.watching = False
 
 
 def _run_epochs(
@@ -322,6 +343,7 @@ def _run_epochs(
                 break
             results.append(trainer.step(inputs, targets, f"epoch {epoch}, batch {step}"))
             seen += len(targets)
+        trainer.warn_one_class(seen)
         val = (
             {}
             if val_data is None

@@ -19,9 +19,11 @@ from torch.utils.data import TensorDataset
 
 from workbench.datasets.batches import input_batches
 from workbench.errors import ConfigError
+from workbench.numeric import as_float
 from workbench.train.history import History
 from workbench.train.loop import RETRAIN_LR, fit
 from workbench.train.optim import OPTIMIZERS, check_choice
+from workbench.train.outputs import check_teacher_outputs, outputs_on
 
 #: Layer name -> the teacher's output channels the student's layer of the same name keeps (None: all).
 FeatureMap = Mapping[str, Sequence[int] | None]
@@ -53,24 +55,23 @@ class _Capture:
 
 
 def _teacher_targets(
-    teacher: nn.Module, data: Any, features: FeatureMap, batch_size: int
+    teacher: nn.Module, student: nn.Module, data: Any, features: FeatureMap, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """(inputs, teacher outputs, teacher features on the kept channels) over ``data``, teacher in eval mode."""
-    was_training = teacher.training
+    """(inputs, teacher outputs, teacher features on the kept channels) over ``data``, teacher in eval mode (its
+    modes are restored); the teacher's outputs on the first batch are checked to be of the student's shape."""
     capture = _Capture(teacher, list(features), "teacher")
     inputs, outputs, kept = [], [], {name: [] for name in features}
     try:
-        with torch.no_grad():
-            for x in input_batches(data, batch_size=batch_size, name="the data for reconstruction"):
-                device = next(teacher.parameters(), torch.empty(0)).device
-                outputs.append(teacher.eval()(x.to(device)).cpu())
-                inputs.append(x)
-                for name, channels in features.items():
-                    found = capture.outputs[name]
-                    kept[name].append((found if channels is None else found[:, list(channels)]).cpu())
+        for x in input_batches(data, batch_size=batch_size, name="the data for reconstruction"):
+            outputs.append(outputs_on(teacher, x).cpu())
+            inputs.append(x)
+            for name, channels in features.items():
+                found = capture.outputs[name]
+                kept[name].append((found if channels is None else found[:, list(channels)]).cpu())
+            if len(outputs) == 1:
+                check_teacher_outputs(student, teacher, outputs_on(student, x[:2]), outputs[0])
     finally:
         capture.remove()
-        teacher.train(was_training)
     return torch.cat(inputs), torch.cat(outputs), {name: torch.cat(parts) for name, parts in kept.items()}
 
 
@@ -136,12 +137,11 @@ def reconstruct(
     """
     if "loss_fn" in fit_kwargs:
         raise ConfigError("reconstruct sets the loss itself (mean squared error to the teacher's outputs).")
-    if isinstance(feature_weight, bool) or not isinstance(feature_weight, (int, float)) or feature_weight < 0:
-        raise ConfigError(f"feature_weight must be a number >= 0, got {feature_weight!r}.")
+    feature_weight = as_float(feature_weight, "feature_weight", low=0.0)
     check_choice("optimizer", fit_kwargs.get("optimizer", "adam"), OPTIMIZERS)  # before the teacher runs
     fit_kwargs.setdefault("lr", RETRAIN_LR)
     features = dict(features or {})
-    inputs, outputs, targets = _teacher_targets(teacher, data, features, max(fit_kwargs.get("batch_size", 64), 256))
+    inputs, outputs, targets = _teacher_targets(teacher, student, data, features, max(fit_kwargs.get("batch_size", 64), 256))
     captured = _Capture(student, list(features), "student")
     try:
         return fit(

@@ -85,6 +85,38 @@ def check_shapes(logits: torch.Tensor, targets: torch.Tensor, task: str) -> None
         )
 
 
+def ignore_index(task: str) -> int:
+    """The label the loss of ``task`` ignores: 255 for segmentation, -100 (cross-entropy's default) otherwise."""
+    return IGNORE_INDEX if task == "segmentation" else -100
+
+
+def label_range(targets: torch.Tensor, task: str) -> tuple[int, int] | None:
+    """The smallest and largest class label among ``targets``, leaving out the ignored ones (:func:`ignore_index`);
+    None when every target is ignored."""
+    valid = targets[targets != ignore_index(task)]
+    return (int(valid.min()), int(valid.max())) if valid.numel() else None
+
+
+def check_labels(targets: torch.Tensor, num_classes: int, task: str, source: str, fix: str) -> None:
+    """DataError unless ``targets`` are integer class indices in ``[0, num_classes)`` (ignored labels aside).
+
+    ``source`` says where ``num_classes`` comes from (``"a model with 10 outputs"``), ``fix`` what to do.
+    """
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise DataError(
+            f"{task} needs integer class labels as targets, got {str(targets.dtype).removeprefix('torch.')} "
+            "targets. Convert class indices with targets.long(); for targets that are values (regression, soft "
+            "labels) give fit a loss_fn that takes them (e.g. loss_fn=torch.nn.functional.mse_loss)."
+        )
+    found = label_range(targets, task)
+    if found is not None and (found[0] < 0 or found[1] >= num_classes):
+        raise DataError(
+            f"targets must be class indices in [0, {num_classes}) for {source}"
+            f"{' (or 255, ignored)' if task == 'segmentation' else ''}; found values in [{found[0]}, {found[1]}]. "
+            f"{fix}"
+        )
+
+
 def default_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -94,15 +126,14 @@ def default_loss(
 ) -> torch.Tensor:
     """Cross-entropy (``weight``: one per class); per pixel for segmentation, where targets equal to 255 are ignored."""
     check_shapes(logits, targets, task)
-    ignore = IGNORE_INDEX if task == "segmentation" else -100
     num_classes = logits.shape[1]
-    valid = targets[targets != ignore]
-    if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
-        raise DataError(
-            f"targets must be class indices in [0, {num_classes}) for a model with {num_classes} outputs"
-            f"{' (or 255, ignored)' if task == 'segmentation' else ''}; found values in "
-            f"[{int(valid.min())}, {int(valid.max())}]. Build the model for the data set's number of classes."
-        )
+    check_labels(
+        targets,
+        num_classes,
+        task,
+        f"a model with {num_classes} outputs",
+        "Build the model for the data set's number of classes.",
+    )
     if weight is not None and len(weight) != num_classes:
         raise DataError(f"{len(weight)} class weights for a model with {num_classes} outputs; weigh every class once.")
-    return F.cross_entropy(logits, targets, weight=weight, ignore_index=ignore, reduction=reduction)
+    return F.cross_entropy(logits, targets, weight=weight, ignore_index=ignore_index(task), reduction=reduction)

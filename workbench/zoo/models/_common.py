@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 from torch import nn
 
 from workbench.errors import ConfigError
+from workbench.numeric import as_float, as_int
 
 # Gains understood by ``nn.init.kaiming_normal_`` for each activation name the models accept.
 _KAIMING_NONLINEARITY = {
@@ -23,23 +23,22 @@ _KAIMING_NONLINEARITY = {
 
 def check_int(model: str, name: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``; ConfigError naming ``model`` and ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ConfigError(f"{model}: {name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return as_int(value, f"{model}: {name}", low=minimum)
 
 
-def check_positive(model: str, name: str, value: object) -> float:
-    """``value`` as a float ``> 0``; ConfigError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
-        raise ConfigError(f"{model}: {name} must be a number > 0, got {value!r}.")
-    return float(value)
+#: Largest width multiplier a model accepts: far beyond any memory, but small enough that channel counts stay
+#: 64-bit integers (a larger one fails inside torch instead of being refused here).
+MAX_MULTIPLIER = 2.0**20
+
+
+def check_positive(model: str, name: str, value: object, maximum: float = MAX_MULTIPLIER) -> float:
+    """``value`` as a finite float in ``(0, maximum]``; ConfigError otherwise."""
+    return as_float(value, f"{model}: {name}", low=0.0, high=maximum, low_open=True)
 
 
 def check_probability(model: str, name: str, value: object) -> float:
     """``value`` as a float in ``[0, 1)``; ConfigError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"{model}: {name} must be a probability in [0, 1), got {value!r}.")
-    return float(value)
+    return as_float(value, f"{model}: {name}", low=0.0, high=1.0, high_open=True, what="a probability")
 
 
 def check_size2d(model: str, name: str, value: object) -> tuple[int, int]:

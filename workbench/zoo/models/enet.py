@@ -37,6 +37,11 @@ _STAGE_PATTERN = [
 ]
 
 
+def enet_channels(channels: int, width: float) -> int:
+    """``channels * width`` rounded down to a multiple of 4 (bottlenecks project to a quarter), at least 4."""
+    return max(4, int(channels * width) // 4 * 4)
+
+
 def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=_BN_EPS)
 
@@ -189,22 +194,25 @@ class UpsamplingBottleneck(_DecoderBase):
 class ENet(nn.Module):
     """ENet; input ``(N, in_channels, H, W)`` with ``H`` and ``W`` divisible by 8, output ``(N, classes, H, W)``."""
 
-    def __init__(self, in_channels: int, input_size: tuple[int, int], classes: int) -> None:
+    def __init__(
+        self, in_channels: int, input_size: tuple[int, int], classes: int, width: float = 1.0
+    ) -> None:
         super().__init__()
         self.input_shape = (in_channels, *input_size)
         self.task = "segmentation"
         self.num_classes = classes
-        self.initial = InitialBlock(in_channels, 16)
-        self.down1 = DownsamplingBottleneck(16, 64, dropout=0.01)
-        self.stage1 = nn.Sequential(*[EncoderBottleneck(64, dropout=0.01) for _ in range(4)])
-        self.down2 = DownsamplingBottleneck(64, 128, dropout=0.1)
-        self.stage2 = nn.Sequential(*[EncoderBottleneck(128, kind, size) for kind, size in _STAGE_PATTERN])
-        self.stage3 = nn.Sequential(*[EncoderBottleneck(128, kind, size) for kind, size in _STAGE_PATTERN])
-        self.up4 = UpsamplingBottleneck(128, 64)
-        self.stage4 = nn.Sequential(DecoderBottleneck(64), DecoderBottleneck(64))
-        self.up5 = UpsamplingBottleneck(64, 16)
-        self.stage5 = nn.Sequential(DecoderBottleneck(16))
-        self.fullconv = nn.ConvTranspose2d(16, classes, 2, stride=2)
+        c1, c2, c3 = (enet_channels(c, width) for c in (16, 64, 128))
+        self.initial = InitialBlock(in_channels, c1)
+        self.down1 = DownsamplingBottleneck(c1, c2, dropout=0.01)
+        self.stage1 = nn.Sequential(*[EncoderBottleneck(c2, dropout=0.01) for _ in range(4)])
+        self.down2 = DownsamplingBottleneck(c2, c3, dropout=0.1)
+        self.stage2 = nn.Sequential(*[EncoderBottleneck(c3, kind, size) for kind, size in _STAGE_PATTERN])
+        self.stage3 = nn.Sequential(*[EncoderBottleneck(c3, kind, size) for kind, size in _STAGE_PATTERN])
+        self.up4 = UpsamplingBottleneck(c3, c2)
+        self.stage4 = nn.Sequential(DecoderBottleneck(c2), DecoderBottleneck(c2))
+        self.up5 = UpsamplingBottleneck(c2, c1)
+        self.stage5 = nn.Sequential(DecoderBottleneck(c1))
+        self.fullconv = nn.ConvTranspose2d(c1, classes, 2, stride=2)
         kaiming_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -219,7 +227,9 @@ class ENet(nn.Module):
 
 
 @register_model("enet", description="ENet semantic segmentation (Paszke et al. 2016), 0.36M params for 19 classes")
-def enet(classes: int = 19, in_channels: int = 3, input_size: int | tuple[int, int] = 512) -> ENet:
+def enet(
+    classes: int = 19, in_channels: int = 3, input_size: int | tuple[int, int] = 512, width: float = 1.0
+) -> ENet:
     """ENet for ``classes`` classes on inputs of side ``input_size`` (int or ``(height, width)``).
 
     364,311 parameters with 19 classes (the paper reports 0.37M); each class adds 65.
@@ -235,4 +245,4 @@ def enet(classes: int = 19, in_channels: int = 3, input_size: int | tuple[int, i
     size = check_size2d("enet", "input_size", input_size)
     if size[0] % 8 or size[1] % 8:
         raise ConfigError(f"enet: input_size {size} must be divisible by 8 in both sides, e.g. 512 or (512, 1024).")
-    return ENet(in_channels, size, classes)
+    return ENet(in_channels, size, classes, width=width)

@@ -1,0 +1,72 @@
+"""A few representative cases of the hostile probe (analyses/probe_hostile.py), two per category: one the
+workbench handles and one it failed at the time of writing (marked xfail with the probe's reason, strict, so that
+a fix shows as an unexpected pass and the mark can go)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_probe():
+    spec = importlib.util.spec_from_file_location("probe_hostile", ROOT / "analyses" / "probe_hostile.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+probe = _load_probe()
+
+#: Two cases per category: the first handled, the second failing when the probe was written.
+PICKED = [
+    "cli/train --out /dev/null",
+    "cli/train --out a 300-character file name",
+    "checkpoints/a weight on the meta device",
+    "checkpoints/a torch archive with a storage record cut short",
+    "data/folder with a truncated PNG",
+    "data/folder of 16-bit grey PNGs",
+    "study-files/training lr = inf",
+    "study-files/arrays nested 10000 deep",
+    "study-runs/a store that is an empty file",
+    "study-runs/report --out the store itself",
+    "api/plan_from keep=1e-300 keeps one unit",
+    "api/fit with float targets",
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    by_key = {case.key: case for case in probe.all_cases()}
+    found = probe.run_cases([by_key[key] for key in PICKED], root=root)
+    assert list(root.iterdir()) == []  # the probe's folder is deleted
+    return {f"{r.category}/{r.name}": r for r in found}
+
+
+def _param(key: str):
+    known = probe.KNOWN.get(key)
+    marks = [pytest.mark.xfail(strict=True, reason=known)] if known else []
+    return pytest.param(key, marks=marks, id=key)
+
+
+def test_the_picked_cases_cover_every_category():
+    assert {key.split("/")[0] for key in PICKED} == set(probe.CATEGORIES)
+    assert sum(key in probe.KNOWN for key in PICKED) <= len(PICKED) // 2  # a fixed case leaves KNOWN (and its xfail)
+
+
+@pytest.mark.parametrize("key", [_param(key) for key in PICKED])
+def test_the_case_is_handled(results, key):
+    result = results[key]
+    assert result.status in probe.GOOD, f"{result.status}: {result.detail}"
+
+
+def test_dev_null_is_still_a_character_device(results):
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
