@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
-    print("Intervals: 95%, over seeds and the test set's sampling noise; n.d.: the paired interval holds 0 (uncorrected).")
+    print(
+        "Intervals: 95%, over seeds and the test set's sampling noise; n.d.: the paired interval holds 0 (uncorrected)."
+    )
     return 0
 
 

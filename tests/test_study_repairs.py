@@ -55,7 +55,6 @@ def test_compress_returns_the_folded_plan_it_rebuilt():
 def test_lsq_without_ridge_gives_a_dead_kept_unit_zero_weight():
     import torch
 
-    from workbench.graph import from_model
     from workbench.selection import Selection
     from workbench.surgery import Plan, apply
 
@@ -64,7 +63,6 @@ def test_lsq_without_ridge_gives_a_dead_kept_unit_zero_weight():
         model.layers[3].weight[0] = 0.0
         model.layers[3].bias[0] = -1.0
     x = torch.randn(64, 8)
-    graph = from_model(model, x[:2])
     selection = Selection("layers.3", 6, keep=[0, 1, 2], assign=[0, 1, 2, 0, 1, 2], scores=[1.0] * 6, method="hand")
     plan = Plan(selections={"layers.3": selection})
     small = apply(model, plan, fuse="lsq", data=(x, torch.zeros(64, dtype=torch.long)), ridge=0.0)
