@@ -1209,7 +1209,9 @@ def checkpoint_cases() -> list[Case]:
             "save with a 300-character file name", lambda ctx: save_checkpoint(ctx.tmp / ("m" * 300 + ".pt"), ctx.mlp())
         ),
         case("save a model with weight_norm", weight_norm, expect="any"),
-        case("save a zoo model whose layers the user replaced", swapped_layer, expect="correct"),
+        case(  # refused at save time, naming the user-spec route, or saved so that it loads back as edited
+            "save a zoo model whose layers the user replaced", swapped_layer, expect="any"
+        ),
         case("save a model compressed twice", compressed_twice, expect="correct"),
         case(
             "save a pruned, weight-shared model", saved_then_loaded(pruned_shared, "pruned + shared"), expect="correct"
@@ -2926,26 +2928,12 @@ def ctx_free_mlp() -> nn.Module:
 KNOWN = {
     # cli
     # checkpoints
-    "checkpoints/version 0": "silent: only versions above 2 are refused; 0 (and True) load",
-    "checkpoints/weights holding NaN": "silent: NaN weights load without a word",
     "checkpoints/weights as int64 tensors": "silent: integer weights are cast to float",
     "checkpoints/weights complex64": "silent: complex weights load (torch drops the imaginary part)",
-    "checkpoints/a checkpoint in the legacy (non-zip) torch format": "wrong: refused as corrupt (mmap=True needs the zip format)",
-    "checkpoints/a torch archive with a storage record cut short": "wrong: loads, its weights read past the record",
-    "checkpoints/plan edit with an input of 10**9 values": "traceback: the replayed plan allocates the example input (RuntimeError)",
-    "checkpoints/plan edit with fuse 'melt'": "silent: an unknown fuse mode in an edit is replayed as drop",
     "checkpoints/an edit of an unknown op": "silent: unknown edit ops are skipped",
-    "checkpoints/save a model on the meta device": "traceback: NotImplementedError copying meta tensors",
-    "checkpoints/save a float16 model": "silent: comes back as float32",
-    "checkpoints/save a zoo model whose layers the user replaced": "silent: saves a spec that does not match the weights; load fails",
     # data
     # study files
     # study runs
-    "study-runs/seeds 0 and 2**32 (equal mod 2**32)": "wrong: bit-identical base models counted as two seeds",
-    "study-runs/report of a row whose accuracy is a string": "traceback: ValueError in the summary",
-    "study-runs/report of a row whose config is {}": "silent: the damaged row is not named",
-    "study-runs/report of a row whose seconds are text": "traceback: ValueError in the time table",
-    "study-runs/report of a row whose plan is a number": "silent: the damaged row is not named",
     # api
 }
 

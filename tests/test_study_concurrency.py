@@ -174,8 +174,9 @@ def test_wait_takes_over_the_runs_of_a_killed_process(first, capsys, quick_wait)
     assert rows == {run.hash: "done" for run in runs} and claims == {}
 
 
-def _interrupt(tmp_path, extra, ready, group):
-    """Start ``workbench study run SLOW extra``, send SIGINT once ``ready(process)``, return (rc, stderr, store)."""
+def _interrupt(tmp_path, extra, ready, group, settle=0.0):
+    """Start ``workbench study run SLOW extra``, send SIGINT ``settle`` s after ``ready(process)`` (to the process
+    group, as the terminal's Ctrl-C does, or to the process alone); return (rc, stderr, store)."""
     path = tmp_path / "slow.toml"
     path.write_text(SLOW)
     command = [sys.executable, "-m", "workbench.cli", "study", "run", str(path), "--quiet", *extra]
@@ -185,7 +186,7 @@ def _interrupt(tmp_path, extra, ready, group):
     try:
         assert _wait_for(lambda: ready(psutil.Process(process.pid)) or process.poll() is not None, 60)
         assert process.poll() is None, "the study ended before it could be interrupted"
-        time.sleep(2.0)  # its workers are computing their first runs
+        time.sleep(settle)
         (os.killpg if group else os.kill)(process.pid, signal.SIGINT)  # the terminal's Ctrl-C / a kill -INT
         _, err = process.communicate(timeout=60)
     finally:
@@ -218,13 +219,21 @@ def _resumable(store):
 
 def test_ctrl_c_on_a_local_dask_cluster_is_one_line_and_leaves_a_store_to_resume(tmp_path):
     code, err, store = _interrupt(
-        tmp_path, ["--local-cluster", "2"], lambda p: len(_workers(p, "spawn_main")) >= 2, group=True
+        tmp_path, ["--local-cluster", "2"], lambda p: len(_workers(p, "spawn_main")) >= 2, group=True, settle=2.0
     )
     assert code == 130 and err.strip().splitlines() == ["interrupted"], err
     assert _resumable(store)
 
 
+def _busy(workers, seconds):
+    """Whether every one of ``workers`` has run ``seconds`` of CPU time (imported what it needs, and training)."""
+    try:
+        return len(workers) >= 2 and all(sum(w.cpu_times()[:2]) >= seconds for w in workers)
+    except psutil.Error:
+        return False
+
+
 def test_an_interrupted_study_on_local_processes_leaves_no_semaphore_behind(tmp_path):
-    code, err, store = _interrupt(tmp_path, ["--jobs", "2"], lambda p: len(_workers(p, "popen_loky")) >= 2, False)
+    code, err, store = _interrupt(tmp_path, ["--jobs", "2"], lambda p: _busy(_workers(p, "popen_loky"), 5.0), False)
     assert code == 130 and err.strip().splitlines() == ["interrupted"], err  # no resource_tracker warning
     assert _resumable(store)

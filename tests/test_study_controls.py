@@ -191,3 +191,18 @@ def test_controls_whose_source_run_did_not_run_fail_and_say_why(tmp_path):
         "its source run mlp / digits magnitude keep 0.5 drop seed 0 did not finish" in e
         for e in outcome.errors.values()
     )
+
+
+def test_a_model_can_leave_the_controls_without_changing_its_runs(tmp_path):
+    second = TINY.split("[selectors]")[0].split("[[models]]")[1].replace('label = "mlp"', 'label = "mlp2"')
+    second = second.replace("widths = [64, 32, 16, 10]", "widths = [64, 24, 10]")
+    both = TINY.replace("[selectors]", "[[models]]" + second + "[selectors]")
+    off = both.replace('label = "mlp2"', 'label = "mlp2"\ncontrols = false')
+    on_runs, off_runs = (
+        expand(_study(tmp_path, both + CONTROLS, "a.toml")),
+        expand(_study(tmp_path, off + CONTROLS, "b.toml")),
+    )
+    controlled = {run.config["model"]["label"] for run in off_runs if run.kind == "control"}
+    assert controlled == {"mlp"}
+    assert sum(run.kind == "control" for run in on_runs) == 2 * sum(run.kind == "control" for run in off_runs)
+    assert {r.hash for r in off_runs} <= {r.hash for r in on_runs}  # the model's own runs keep their hashes

@@ -190,7 +190,9 @@ def test_fit_on_one_class_warns_naming_the_class():
     data = ArrayDataset(
         x, torch.full((24,), 2), name="mine", split="train", num_classes=3, class_names=["ant", "bee", "cow"]
     )
-    with pytest.warns(UserWarning, match=r"all 24 training samples of the first epoch are of one class \(label 2, 'cow'\)"):
+    with pytest.warns(
+        UserWarning, match=r"all 24 training samples of the first epoch are of one class \(label 2, 'cow'\)"
+    ):
         fit(mlp(3), data, epochs=2, quiet=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -245,7 +247,9 @@ def test_a_layer_called_twice_is_not_tied():
 def test_registering_a_name_twice_says_how_to_replace_it():
     list_models()
     zoo_mlp = MODELS.get("mlp")
-    with pytest.raises(ConfigError, match=r"model 'mlp' is already registered \(workbench\.zoo\.models\.mlp\.mlp\).*replace=True"):
+    with pytest.raises(
+        ConfigError, match=r"model 'mlp' is already registered \(workbench\.zoo\.models\.mlp\.mlp\).*replace=True"
+    ):
         register_model("mlp")(lambda **kw: nn.Linear(1, 1))
     assert MODELS.get("mlp") is zoo_mlp
     digits = DATASETS.get("digits")

@@ -25,6 +25,8 @@ import io
 import json
 import os
 import pickle
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.edits import PARAMETRIZATIONS, SPEC, user_spec
-from workbench.errors import CheckpointError, ConfigError, WorkbenchError
+from workbench.edits import PARAMETRIZATIONS, SPEC, edit_problem, user_spec
+from workbench.errors import CheckpointError, ConfigError, NumericsWarning, WorkbenchError
 from workbench.numeric import unusable_numbers
 from workbench.utils import MAX_JSON_DEPTH, atomic_write_bytes, check_path, json_depth, physical_memory
 
 FORMAT = "workbench-checkpoint"
 VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: specs with "plans" and "steps" instead of one edit history
+#: Floating-point dtypes a spec's "dtype" may name (a model saved in it is restored in it).
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 _RESAVE = "re-save it with workbench.checkpoints.save_checkpoint(path, model)"
 
 
@@ -77,6 +82,10 @@ def check_spec(spec: Any) -> dict[str, Any]:
         raise ConfigError(
             f"an architecture spec is a dict {{'name': <zoo model name>, 'kwargs': {{...}}}} or {{'user': "
             f"'module:Class'}}, got {str(spec)[:200]}."
+        )
+    if "dtype" in spec and spec["dtype"] not in DTYPES:
+        raise ConfigError(
+            f"an architecture spec's dtype is one of {', '.join(DTYPES)}, got {str(spec['dtype'])[:100]!r}."
         )
     bad = unusable_numbers(spec.get("kwargs", {}), "kwargs")
     if bad:
@@ -173,8 +182,14 @@ def build_from_spec(spec: dict[str, Any], base: Any = None) -> nn.Module:
         model = create_model(spec["name"], **spec.get("kwargs", {}))
     replays = _replays()
     for index, edit in enumerate(_history(spec)):
+        problem = edit_problem(edit)
+        if problem:
+            raise CheckpointError(
+                f"edit number {index} of the history {problem}; the checkpoint was written by another version or "
+                "edited."
+            )
         replay = replays.get(edit.get("op"))
-        if replay is None:
+        if replay is None:  # an op that changes only numbers: restored from parametrizations and the state_dict
             continue
         try:
             model = replay(model, edit)
@@ -185,7 +200,9 @@ def build_from_spec(spec: dict[str, Any], base: Any = None) -> nn.Module:
                 f"{type(exc).__name__}: {str(exc)[:300]}"
             ) from None
     _attach_parametrizations(model, spec.get("parametrizations", []))
-    model.workbench_spec = {key: value for key, value in spec.items() if key != "parametrizations"}
+    if "dtype" in spec:
+        model.to(DTYPES[spec["dtype"]])
+    model.workbench_spec = {key: value for key, value in spec.items() if key not in ("parametrizations", "dtype")}
     return model
 
 
@@ -275,20 +292,71 @@ def save_checkpoint(
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"save_checkpoint needs a torch.nn.Module, got {type(model).__name__}.")
-    if spec is None:
-        spec = copy.deepcopy(getattr(model, SPEC, None) or user_spec(model))
-    spec = check_spec(spec)
+    state = model.state_dict()
+    on_meta = [key for key, value in state.items() if value.is_meta]
+    if on_meta:
+        raise CheckpointError(
+            f"the model's weights are on the meta device, shapes without values ({', '.join(on_meta[:3])}"
+            f"{' and more' if len(on_meta) > 3 else ''}): there is nothing to save. Give it weights first "
+            "(model.to_empty(device='cpu'), then load or initialize them)."
+        )
+    spec = copy.deepcopy(check_spec(getattr(model, SPEC, None) or user_spec(model) if spec is None else spec))
     spec["parametrizations"] = parametrizations_of(model)
+    spec.pop("dtype", None)
+    dtype = _floating_dtype(state)
+    if dtype is not None and dtype != torch.float32:
+        spec["dtype"] = str(dtype).removeprefix("torch.")
+    if "name" in spec:  # a zoo spec: it must rebuild the weights being saved, or the checkpoint could not be loaded
+        _check_rebuilds(spec, state)
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "spec": _to_json("spec", spec),
         "metadata": _to_json("metadata", {} if metadata is None else metadata),
-        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "state_dict": {key: value.detach().cpu() for key, value in state.items()},
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _floating_dtype(state: dict[str, torch.Tensor]) -> torch.dtype | None:
+    """The one floating-point dtype of the tensors of ``state`` that a spec can record (None: none, or several,
+    said in a warning: they are restored as the architecture builds them)."""
+    kinds = {value.dtype for value in state.values() if value.is_floating_point()}
+    if len(kinds) == 1 and next(iter(kinds)) in DTYPES.values():
+        return next(iter(kinds))
+    if kinds:
+        names = ", ".join(sorted(str(kind).removeprefix("torch.") for kind in kinds))
+        warnings.warn(
+            f"the model's floating-point weights are {names}, which a checkpoint does not record (it records one "
+            f"of {', '.join(DTYPES)}): loaded, they take the dtypes the architecture builds. Cast the model to one "
+            "dtype (model.float(), model.half()) before saving to keep it.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return None
+
+
+def _check_rebuilds(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """CheckpointError when the zoo architecture ``spec`` rebuilds (on the meta device: shapes only, cheap) to other
+    parameter names or shapes than ``state``'s, e.g. after the user replaced layers by hand. An architecture the
+    meta device cannot build or replay is not checked."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rebuilt = build_from_spec(spec)
+    except Exception:  # noqa: BLE001 - not every architecture or edit runs on the meta device: nothing is known
+        return
+    problems = _mismatch(rebuilt, state, ours="the model", theirs="its spec")
+    if problems:
+        raise CheckpointError(
+            f"the model no longer has the architecture its spec describes ({spec['name']!r} with "
+            f"{len(_history(spec))} edits): {problems}; its layers were changed after it was built, so a checkpoint "
+            "of it could not be loaded. Save it as a model of your own, save_checkpoint(path, model, "
+            "spec=workbench.edits.user_spec(model)), and load it with load_checkpoint(path, base=...) given the "
+            "architecture as changed."
+        )
 
 
 def _unsafe_globals(path: Path, error: Exception) -> list[str]:
@@ -316,8 +384,10 @@ def _read(path: Path) -> Any:
             f"{path} holds {size / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory: it "
             "cannot be a checkpoint this machine could use; check the path."
         )
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"  # torch's zip format; older files are torch's legacy format
     try:  # mapped, not read whole: a file that is not a torch archive fails before its bytes are read
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as exc:
         names = _unsafe_globals(path, exc)
         if any(name.startswith("torch.nn.") for name in names):
@@ -335,15 +405,73 @@ def _read(path: Path) -> Any:
             f"{path} is not a readable torch file (corrupt, truncated or another format: {type(exc).__name__}: "
             f"{str(exc)[:200]}); write checkpoints with workbench.checkpoints.save_checkpoint."
         ) from None
+    problem = _record_problem(path) if zipped else None
+    if problem:
+        raise CheckpointError(f"{path} is a damaged torch archive: {problem}; {_RESAVE} from where it was trained.")
+    return payload
+
+
+def _record_problem(path: Path) -> str | None:
+    """Which storage record of the torch archive ``path`` holds fewer bytes than its tensors need (cut short), or
+    is compressed: a mapped load would read other bytes as weights. None when every record fits (or the archive
+    cannot be checked; it loaded, so torch read it).
+
+    The archive's ``data.pkl`` is read again by torch's safe unpickler with every storage on the meta device (its
+    declared size, no bytes), and each size is compared with its record in the zip directory."""
+    try:
+        from torch import _weights_only_unpickler
+    except ImportError:  # another torch: not checked
+        return None
+    declared: dict[str, int] = {}
+    owner: dict[int, str] = {}
+
+    def storage(saved_id: Any) -> Any:
+        _, kind, key, _, numel = saved_id
+        dtype = torch.uint8 if kind is torch.UntypedStorage else kind.dtype
+        meta = torch.UntypedStorage(int(numel) * torch.empty(0, dtype=dtype).element_size(), device="meta")
+        declared[str(key)], owner[meta._cdata] = meta.nbytes(), str(key)
+        return torch.storage.TypedStorage(wrap_storage=meta, dtype=dtype, _internal=True)
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            root = next(name for name in infos if name.endswith("/data.pkl") and name.count("/") == 1)[
+                : -len("data.pkl")
+            ]
+            unpickler = _weights_only_unpickler.Unpickler(io.BytesIO(archive.read(root + "data.pkl")), encoding="utf-8")
+            unpickler.persistent_load = storage
+            shapes = unpickler.load()
+    except Exception:  # noqa: BLE001 - torch loaded it; what this reading cannot follow is not checked
+        return None
+    state = shapes.get("state_dict") if isinstance(shapes, dict) else None
+    tensors = state.items() if isinstance(state, dict) else []
+    users = {}
+    for name, tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.layout == torch.strided:
+            users.setdefault(owner.get(tensor.untyped_storage()._cdata), name)
+    for key, need in declared.items():
+        info, what = infos.get(f"{root}data/{key}"), f"the weights {users[key]!r}" if key in users else "a tensor"
+        if info is None:
+            return f"{what} lack their storage record data/{key}"
+        if info.compress_type != zipfile.ZIP_STORED:
+            return f"the storage record data/{key} of {what} is compressed, which torch.save never writes"
+        if info.file_size < need:
+            return (
+                f"the storage record data/{key} of {what} holds {info.file_size} bytes where {need} are needed (the "
+                "record was cut short)"
+            )
+    return None
 
 
 def _check_format(path: Path, payload: Any) -> None:
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         version = payload.get("version")
-        if not isinstance(version, int) or version > VERSION:
+        if type(version) is not int or version not in READABLE_VERSIONS:
+            newer = type(version) is int and version > VERSION
             raise CheckpointError(
-                f"{path} is a workbench checkpoint of version {version!r}; this workbench reads version {VERSION}. "
-                "Upgrade the workbench."
+                f"{path} is a workbench checkpoint of version {repr(version)[:50]}; this workbench reads versions "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}. "
+                + ("Upgrade the workbench." if newer else f"The file was damaged or edited; {_RESAVE}.")
             )
         missing = [key for key in ("spec", "metadata", "state_dict") if key not in payload]
         if missing:
@@ -375,12 +503,15 @@ def _parse_json(path: Path, payload: dict[str, Any], key: str) -> Any:
         ) from None
 
 
-def _mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+def _mismatch(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], ours: str = "checkpoint", theirs: str = "model"
+) -> str:
+    """How the names and shapes of ``state_dict`` (``ours``) differ from ``model``'s (``theirs``); empty: not."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{k}: {ours} {tuple(state_dict[k].shape)} vs {theirs} {tuple(expected[k].shape)}"
         for k in expected
         if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
@@ -390,6 +521,27 @@ def _mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
             more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
             parts.append(f"{label} {', '.join(items[:5])}{more}")
     return "; ".join(parts)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    if tensor.is_floating_point():
+        return "real floating-point"
+    return "boolean" if tensor.dtype == torch.bool else "integer"
+
+
+def _kind_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> str:
+    """Which tensors of ``state_dict`` are of another kind (complex, real, integer, boolean) than the model's
+    (empty: none); loading would cast them."""
+    expected = model.state_dict()
+    wrong = [
+        f"{key} is {state_dict[key].dtype} where {_kind(value)} values ({value.dtype}) are expected"
+        for key, value in expected.items()
+        if key in state_dict and _kind(state_dict[key]) != _kind(value)
+    ]
+    more = f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""
+    return f"weights of the wrong kind: {'; '.join(wrong[:5])}{more}" if wrong else ""
 
 
 def load_checkpoint(path: str | os.PathLike, base: Any = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -457,9 +609,35 @@ def load_checkpoint(path: str | os.PathLike, base: Any = None) -> tuple[nn.Modul
             f"{path}: the weights do not fit the architecture {spec.get('name')!r}: {problems}. "
             "The checkpoint was saved from a different model than its spec describes; re-save it with the right spec."
         )
+    wrong = _kind_mismatch(model, state_dict)
+    if wrong:
+        raise CheckpointError(
+            f"{path}: {wrong}; loading would cast them (an imaginary part dropped, a fraction rounded), so the "
+            "checkpoint is refused. Re-save it from the model with save_checkpoint."
+        )
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: the weights do not load into {spec.get('name')!r}: {exc}") from None
+    _warn_nonfinite(path, model)
     model.eval()
     return model, metadata
+
+
+def _warn_nonfinite(path: Path, model: nn.Module) -> None:
+    """A NumericsWarning naming the tensors of ``model``'s state that hold NaN or infinite values, and how many.
+    Such a model is still loaded: a diverged run is worth inspecting."""
+    found = []
+    for key, value in model.state_dict().items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value.sum())):
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                found.append(f"{key} ({bad} of {value.numel()})")
+    if found:
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        warnings.warn(
+            f"{path}: the weights hold NaN or infinite values: {', '.join(found[:5])}{more}. The model is loaded "
+            "for inspection; its outputs, graphs and compressions are meaningless until it is retrained.",
+            NumericsWarning,
+            stacklevel=3,
+        )

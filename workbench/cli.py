@@ -712,7 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _given(args: argparse.Namespace, dest: str) -> bool:
     """Whether the option ``dest`` was given (the options :func:`check_options` looks at default to None, or False
     for switches)."""
-    return getattr(args, dest, None) not in (None, False)
+    value = getattr(args, dest, None)
+    return value is not None and value is not False  # 0 given is given
 
 
 def _flag(dest: str) -> str:

@@ -41,7 +41,7 @@ class DemoResult:
 def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) -> Any:
     """The demo study (:data:`DEMO_STUDY`, or the study file ``path``); ``quick`` keeps one seed, two selectors,
     one budget, one fusion mode, the last (cheapest) compression pipeline, the models on the study's own
-    retraining budget (not the convolutional ones, which carry their own) and no baselines."""
+    retraining budget (not the convolutional ones, which carry their own), no baselines and no controls."""
     from workbench.study.schema import load_study
 
     if path is not None:
@@ -67,6 +67,7 @@ def load_demo_study(path: str | os.PathLike | None = None, quick: bool = False) 
                 "compression": compression,
                 "pipelines": pipelines,
                 "baselines": study.baselines.model_copy(update={"models": []}),
+                "controls": study.controls.model_copy(update={"scratch": False, "random_widths": False}),
             }
         )
         quick_study._path = study.path

@@ -40,6 +40,65 @@ NOTES = "workbench_notes"
 #: Weight parametrization classes a checkpoint can restore, by name.
 PARAMETRIZATIONS: Registry[type] = Registry("weight parametrization")
 
+#: Every edit op a transform records (:func:`record_edit` refuses any other), by the module that records it. A
+#: checkpoint whose history holds another op is refused (it was written by another version, or edited by hand).
+EDIT_OPS = frozenset(
+    {
+        "plan",  # surgery.apply: unit surgery, replayed
+        "factorize",  # surgery.factorize: low-rank layers, replayed
+        "sparse-decompose",  # surgery.sparse_conv, replayed
+        "activation-quantizers",  # quantize.fixed_point, replayed
+        "fixed-point",  # quantize.fixed_point
+        "fixed-point-biases",  # quantize.fixed_point
+        "sign-activations",  # quantize.binary, replayed
+        "quantized-backprop",  # quantize.binary, replayed
+        "binary-connect",  # quantize.binary
+        "ternary-connect",  # quantize.binary
+        "power-of-two",  # quantize.binary
+        "share",  # quantize.sharing
+        "soft-sharing",  # quantize.soft_sharing
+        "dct",  # quantize.frequency
+        "hashed-dct",  # quantize.frequency
+        "prune",  # sparse.magnitude
+        "dynamic-surgery",  # sparse.dynamic_surgery
+        "finish-surgery",  # sparse.dynamic_surgery
+    }
+)
+
+#: Edit op -> {field: the values it may hold}, declared by the module that records the op (:func:`edit_fields`).
+_FIELD_CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {}
+
+
+def _require_known(op: str) -> None:
+    """ValueError for a transform recording an op that is not one of :data:`EDIT_OPS` (a programming error)."""
+    if op not in EDIT_OPS:
+        raise ValueError(
+            f"edit op {op!r} is not in workbench.edits.EDIT_OPS; add it there with the module recording it"
+        )
+
+
+def edit_fields(op: str, **choices: Any) -> None:
+    """Declare the values each named field of an ``op`` edit may hold, e.g. ``edit_fields("plan", fuse=FUSE_MODES)``
+    (called by the module that records ``op``); :func:`edit_problem` holds recorded and loaded edits to them."""
+    _require_known(op)
+    _FIELD_CHOICES.setdefault(op, {}).update({field: tuple(values) for field, values in choices.items()})
+
+
+def edit_problem(edit: Any) -> str | None:
+    """Why ``edit`` is not an edit record this workbench can replay (None when it is): it must be a dict whose
+    ``op`` is one of :data:`EDIT_OPS` and whose fields declared with :func:`edit_fields` hold allowed values. The
+    one check of an edit record, used when it is recorded and when a checkpoint is loaded."""
+    if not isinstance(edit, dict):
+        return f"is a {type(edit).__name__}, not an edit record (a dict with an 'op')"
+    op = edit.get("op")
+    if not isinstance(op, str) or op not in EDIT_OPS:
+        return f"has op {op!r}, which this workbench does not know (known: {', '.join(sorted(EDIT_OPS))})"
+    for field, allowed in _FIELD_CHOICES.get(op, {}).items():
+        value = edit.get(field)
+        if field in edit and not any(type(value) is type(a) and value == a for a in allowed):
+            return f"has {field} {value!r}, which a {op!r} edit does not take (one of: {', '.join(map(repr, allowed))})"
+    return None
+
 
 def restorable(name: str):
     """Class decorator: register a weight parametrization class so that checkpoints restore it.
@@ -74,7 +133,11 @@ def user_spec(model: nn.Module) -> dict[str, Any]:
 def record_edit(model: nn.Module, op: str, **details: Any) -> nn.Module:
     """Append the edit ``{"op": op, **details}`` to ``model``'s history (a user's model gets a
     :func:`user_spec` first); returns ``model``. ``details`` must be JSON-serializable (numbers, strings,
-    lists, dicts)."""
+    lists, dicts). ``op`` is one of :data:`EDIT_OPS` (a new transform adds its op there)."""
+    _require_known(op)
+    problem = edit_problem({"op": op, **details})
+    if problem:
+        raise ValueError(f"the {op!r} edit {problem}; a checkpoint of it could not be loaded")
     spec = getattr(model, SPEC, None)
     spec = copy.deepcopy(spec) if spec is not None else user_spec(model)  # never share a history with a copy
     spec.setdefault("edits", []).append({"op": op, **details})

@@ -5,7 +5,9 @@ Embedded (nothing to download): ``digits`` (scikit-learn), ``mnist1d`` (generate
 ``idx`` (MNIST-style IDX files: MNIST, Fashion-MNIST, KMNIST), ``cifar10`` (CIFAR-10 python
 batches) and ``folder`` (images in class folders, read with Pillow). Every loader returns an
 :class:`ArrayDataset`; splits are ``"train"``, ``"val"``, ``"test"`` and ``"trainval"`` (train and val
-together), deterministic and disjoint.
+together), deterministic and disjoint. Every split loaded is checked (:mod:`workbench.datasets.limits`): an empty
+split, inputs of no value or fewer than two classes are refused, a training split of one class is warned about,
+and a generated set whose options need more memory than is free is refused before it is generated.
 """
 
 from __future__ import annotations

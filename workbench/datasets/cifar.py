@@ -102,9 +102,19 @@ def _require_file(path: Path, layout: _Layout) -> None:
         )
 
 
+def _empty(path: Path) -> DataError:
+    """The error for a batch file that holds nothing (or unpacks to nothing)."""
+    return DataError(
+        f"{path}: the file is empty ({'it unpacks to 0 bytes' if path.stat().st_size else '0 bytes'}), not a "
+        "CIFAR-10 batch: a download or unpacking cut short? Download the data set again."
+    )
+
+
 def _unpickle(path: Path) -> Any:
     _require_file(path, PYTHON)
     size = path.stat().st_size
+    if not size:  # said as such, not as an unreadable pickle
+        raise _empty(path)
     if size > MAX_PICKLE_BYTES:
         raise DataError(
             f"{path}: {size:,} bytes, more than a CIFAR-10 batch of {BATCH_IMAGES:,} images can take "
@@ -174,7 +184,9 @@ def read_binary_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: {size} than the {BATCH_IMAGES:,} records of {RECORD_BYTES} bytes ({most:,} bytes) a CIFAR-10 "
             "batch holds; not a CIFAR-10 binary batch. Download the data set again."
         )
-    if not raw or len(raw) % RECORD_BYTES:
+    if not raw:
+        raise _empty(path)
+    if len(raw) % RECORD_BYTES:
         raise DataError(
             f"{path}: {len(raw)} bytes, not a whole number of {RECORD_BYTES}-byte CIFAR-10 records (1 label byte + "
             f"{IMAGE_BYTES} pixel bytes); the file is truncated or not a CIFAR-10 binary batch. Download it again."

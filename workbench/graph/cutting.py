@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from workbench.adapters import adapter_for
 from workbench.adapters.base import module_has_parameters
@@ -20,8 +22,9 @@ def cut_problem(
     tied: dict[str, str] | None = None,
 ) -> str | None:
     """Why the units of ``group`` cannot be removed from ``model`` by slicing its layers (None when they can):
-    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, a layer or reader that
-    shares a parameter with another module (tied layers: slicing would untie them), blocks of unequal sizes.
+    a layer with parameters and no adapter, a layer or reader its adapter cannot cut, a layer or reader whose weights
+    are parametrized or computed (:func:`rebuild_problem`), a layer or reader that shares a parameter with another
+    module (tied layers: slicing would untie them), blocks of unequal sizes.
     ``modules`` / ``parameters`` / ``tied``: the model's named ones and :func:`tied_parameters`, when the caller
     checks many groups."""
     modules = dict(model.named_modules()) if modules is None else modules
@@ -37,6 +40,9 @@ def cut_problem(
             continue  # a parameter used directly in forward
         if module is None:
             return f"its layer {name!r} is not a module of the model"
+        problem = rebuild_problem(module)
+        if problem:
+            return f"its layer {name!r} {problem}"
         adapter = adapter_for(module)
         if adapter is None:
             if module_has_parameters(module):
@@ -52,12 +58,42 @@ def cut_problem(
             return (
                 f"its consumer {consumer.layer!r} ({type(module).__name__}) has no layer adapter that cuts its inputs"
             )
-        problem = adapter.slice_problem(module, "in")
+        problem = rebuild_problem(module) or adapter.slice_problem(module, "in")
         if problem:
-            return f"its consumer {consumer.layer!r} is {problem}"
+            return f"its consumer {consumer.layer!r} {'' if problem.startswith('has ') else 'is '}{problem}"
     cells = block_cells(group.n_units, group.blocks)
     if len(set(np.unique(cells[cells >= 0], return_counts=True)[1].tolist())) > 1:
         return "its grouped layers split its units into blocks of different sizes"
+    return None
+
+
+def rebuild_problem(module: nn.Module) -> str | None:
+    """Why surgery cannot slice ``module``'s weights as plain tensors (None when it can), from "has ...": a
+    parametrization (``torch.nn.utils.parametrizations.weight_norm``, ``spectral_norm``, a quantizer...; not a
+    pruning mask, which surgery lifts and puts back), or a weight computed from other parameters before each
+    call (the older ``torch.nn.utils.weight_norm`` and ``spectral_norm`` hooks)."""
+    if parametrize.is_parametrized(module):
+        kinds = [
+            type(p).__name__
+            for chain in module.parametrizations.values()
+            for p in chain
+            if getattr(p, "restorable_name", None) != "mask"
+        ]
+        if kinds:
+            return (
+                f"has parametrized weights ({', '.join(kinds)}): surgery rebuilds plain layers; remove the "
+                "parametrization first (torch.nn.utils.parametrize.remove_parametrizations)"
+            )
+        return None
+    weight = module.__dict__.get("weight")  # a plain attribute: neither a parameter nor a buffer
+    if isinstance(weight, torch.Tensor) and "weight" not in module._parameters and "weight" not in module._buffers:
+        names = [name for name, _ in module.named_parameters(recurse=False) if name.startswith("weight")]
+        sources = ", ".join(names) or "other tensors"
+        return (
+            f"has a weight computed from {sources} before each call (torch.nn.utils.weight_norm or spectral_norm): "
+            "surgery rebuilds plain layers; remove it first (torch.nn.utils.remove_weight_norm / "
+            "remove_spectral_norm)"
+        )
     return None
 
 

@@ -184,7 +184,7 @@ def count_runs(study: Study) -> int:
 
 def _runs_controls(study: Study, entry: ModelEntry) -> bool:
     """Whether ``entry`` gets control runs: controls are on and its grid runs their source method."""
-    if not study.controls.enabled:
+    if not study.controls.enabled or not entry.controls:
         return False
     selector, _, fuse = study.controls_source.partition("/")
     selectors, _, fuses = study.grid_for(entry)

@@ -38,6 +38,7 @@ from workbench.study.grid import RunConfig, expand
 from workbench.study.schema import Study, load_study
 from workbench.study.store import Store
 from workbench.study.versions import stale_reason
+from workbench.utils import check_path
 
 
 @dataclass
@@ -297,11 +298,11 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
             except Exception as exc:  # noqa: BLE001
                 raise StudyError(f"could not start a local Dask cluster of {local_cluster} workers: {exc}") from None
         else:
-            host, port = scheduler_host_port(scheduler)
+            where = scheduler_host_port(scheduler)
             try:
                 client = Client(scheduler, timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - OSError / TimeoutError from the comm layer, anything from a non-Dask server
-                raise StudyError(_unreachable(scheduler, host, port, timeout, exc)) from None
+                raise StudyError(_unreachable(scheduler, where, timeout, exc)) from None
             try:
                 client.wait_for_workers(1, timeout=timeout)
             except Exception:  # noqa: BLE001
@@ -330,18 +331,24 @@ def dask_client(scheduler: str | None = None, local_cluster: int | None = None, 
                 cluster.close()
 
 
-def scheduler_host_port(address: str) -> tuple[str, int]:
-    """The host and port of the Dask scheduler ``address`` (``tcp://host:port``, or another Dask scheme).
+def scheduler_host_port(address: str) -> tuple[str, int] | None:
+    """The host and port of the Dask scheduler ``address`` (``tcp://host:port``, ``tls://``, ``ws://``, ``wss://``);
+    None for the other Dask schemes (an in-process scheduler ``inproc://...``, UCX), which are not looked into.
 
     Raises
     ------
     ConfigError
         The address cannot be one: an unknown scheme, no host, no port or one out of 1..65535.
     """
-    from distributed.comm import get_address_host_port
+    from distributed.comm import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
 
     example = "an address looks like tcp://host:8786"
     try:
+        scheme, _ = parse_address(str(address))
+        get_backend(scheme)  # an unknown scheme
+        if scheme not in ("tcp", "tls", "ws", "wss"):  # in-process, UCX: no host and port to check
+            return None
         host, port = get_address_host_port(str(address))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"the Dask scheduler address {address!r} is not valid ({exc}); {example}.") from None
@@ -352,28 +359,32 @@ def scheduler_host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
-def _unreachable(address: str, host: str, port: int, timeout: float, exc: BaseException) -> str:
-    """Why the Dask scheduler at ``address`` could not be reached (``exc`` from ``Client``), and what to do."""
+def _unreachable(address: str, where: tuple[str, int] | None, timeout: float, exc: BaseException) -> str:
+    """Why the Dask scheduler at ``address`` did not answer (``exc``: what ``Client`` raised), and what to do.
+
+    A connection failure is looked at again with one plain TCP connection, which tells an unknown host, a port
+    where nothing listens and a host that does not answer apart (the Dask client retries until its timeout, so
+    its own error may only say that time ran out)."""
     import socket
 
-    causes = []
-    cause: BaseException | None = exc
-    while cause is not None and len(causes) < 8:
-        causes.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    text = " ".join(str(cause) for cause in causes)
-    if any(isinstance(cause, socket.gaierror) for cause in causes):
-        why = f"the host {host!r} is not known"
-    elif any(isinstance(cause, ConnectionRefusedError) for cause in causes) or "Connection refused" in text:
-        why = f"nothing listens on port {port} of {host} (connection refused)"
-    elif isinstance(exc, OSError) or any(isinstance(cause, TimeoutError) for cause in causes):
-        why = f"no answer within {timeout:g} s"
-    else:  # a server answered, but not in the Dask protocol (its bytes read as a frame size, a message, ...)
+    if not isinstance(exc, (OSError, TimeoutError)):  # a server answered, but not in the Dask protocol
         return (
             f"no Dask scheduler answered at {address}: a server there answered in another protocol "
             f"({type(exc).__name__} reading its reply); check the port (a scheduler listens on 8786 unless told "
             "otherwise), or use --local-cluster N."
         )
+    if where is None:  # an in-process or UCX scheduler: no host and port to look at
+        return f"no Dask scheduler answered at {address} ({type(exc).__name__}: {exc}); check it, or use --local-cluster N."
+    host, port = where
+    try:
+        socket.create_connection((host, port), timeout=min(timeout, 5.0)).close()
+        why = f"something listens there, but did not answer as a Dask scheduler within {timeout:g} s"
+    except socket.gaierror:
+        why = f"the host {host!r} is not known"
+    except ConnectionRefusedError:
+        why = f"nothing listens on port {port} of {host} (connection refused)"
+    except OSError as error:  # a timeout, no route to the host, ...
+        why = f"no answer from {host} ({error.strerror or 'timed out'})"
     return (
         f"no Dask scheduler answered at {address}: the address could not be reached ({why}); check the address "
         "(tcp://host:port) and that `dask scheduler` runs there, or use --local-cluster N."
@@ -454,7 +465,7 @@ def run_study(
     for name, seconds in (("worker_timeout", worker_timeout), ("timeout", timeout)):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
             raise ConfigError(f"{name} is a positive number of seconds (and finite), got {seconds!r}.")
-    store_path = Path(store) if store is not None else study.store_path()
+    store_path = check_path(store, "--store", StudyError) if store is not None else study.store_path()
     expanded = expand(study)
     runs = [run for run in expanded if where is None or where(run)]
     clock = time.perf_counter()
@@ -466,6 +477,7 @@ def run_study(
             warnings.warn(f"the store {store_path} has {note}", UserWarning, stacklevel=2)
         todo = [run for run in runs if status.get(run.hash) != "done" or run.hash in stale]
         held = db.claim(run.hash for run in todo)  # runs another live `study run` is computing are left to it
+        before = _marks(db, held)  # what they hold now, to tell the results they store later apart
         mine = [run for run in todo if run.hash not in held]
         by_hash = {run.hash: run for run in runs}
         skipped = len(runs) - len(todo)
@@ -496,7 +508,9 @@ def run_study(
             bar.update(1)
             bar.set_postfix(failed=counts["failed"], refresh=False)
 
-        def phases(mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]], todo: list[RunConfig]) -> None:
+        def phases(
+            mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]], todo: list[RunConfig]
+        ) -> None:
             train = [run for run in todo if run.kind == "train"]
             for result in mapper([run.config for run in train], cache):
                 record(result)
@@ -526,7 +540,7 @@ def run_study(
             phases(mapper, mine)
             while wait and held:
                 time.sleep(WAIT_POLL)
-                taken = [by_hash[key] for key in _settle(db, held, by_hash, settled)]
+                taken = [by_hash[key] for key in _settle(db, held, before, by_hash, settled)]
                 if taken:
                     mine.extend(taken)
                     phases(mapper, taken)
@@ -585,24 +599,36 @@ def run_study(
 WAIT_POLL = 2.0
 
 
+def _marks(db: Store, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """Hash -> (status, finished, version) of the stored rows of ``keys``: what tells a result stored later apart."""
+    return {row["hash"]: (row["status"], row.get("finished"), row.get("version")) for row in db.rows(list(keys))}
+
+
 def _settle(
     db: Store,
     held: dict[str, tuple[int, str]],
+    before: dict[str, tuple[Any, ...]],
     by_hash: dict[str, RunConfig],
     settled: Callable[[str, dict[str, Any]], None],
 ) -> list[str]:
-    """Look again at the runs ``held`` by other processes: drop from it those they stored (``settled`` is told
-    of each), claim those they left unfinished (their process ended, or released them not done) and return
-    these, to compute here; the rest stay in ``held``."""
+    """Look again at the runs ``held`` by other processes (their rows' :func:`_marks` ``before``): drop from it
+    those they have stored since (``settled`` is told of each), claim those they left unfinished (their process
+    ended, or released them without storing a result) and return these, to compute here; the rest stay in
+    ``held``."""
 
     def stored(keys: list[str]) -> dict[str, dict[str, Any]]:
-        """The rows of ``keys`` stored for good: failed, or done by this results version."""
+        """The rows of ``keys`` stored since ``before``: failed, or done by this results version."""
         rows, versions = db.rows(keys), db.versions()
         return {
             row["hash"]: row
             for row in rows
-            if row["status"] == "failed"
-            or (row["status"] == "done" and not _stale_runs([by_hash[row["hash"]]], {row["hash"]: "done"}, versions))
+            if (row["status"], row.get("finished"), row.get("version")) != before.get(row["hash"])
+            and (
+                row["status"] == "failed"
+                or (
+                    row["status"] == "done" and not _stale_runs([by_hash[row["hash"]]], {row["hash"]: "done"}, versions)
+                )
+            )
         }
 
     claims = db.claims()

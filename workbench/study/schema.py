@@ -290,7 +290,7 @@ class Finetune(_Section):
 
 
 #: The keys of a ``[[models]]`` entry that say how it is compressed, not which base model it is.
-COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse", "pipelines")
+COMPRESSION_KEYS = ("finetune", "selectors", "budgets", "fuse", "pipelines", "controls")
 
 
 class ModelEntry(_Section):
@@ -312,7 +312,8 @@ class ModelEntry(_Section):
     study's retraining budget for its selector runs and pipelines, so that every method of this model still
     retrains on one equal budget; ``selectors`` (names from ``[selectors]``), ``budgets``, ``fuse`` and
     ``pipelines`` (names from ``[pipelines]``, ``[]`` for none) replace the study's lists for it. Absent, the
-    study's apply (:data:`COMPRESSION_KEYS`).
+    study's apply (:data:`COMPRESSION_KEYS`). ``controls = false`` leaves this model out of the study's
+    scratch-trained controls (``[controls]``), e.g. where training it again costs more than the study can pay.
     """
 
     name: str | None = None
@@ -329,6 +330,7 @@ class ModelEntry(_Section):
     budgets: list[Annotated[Budget, BeforeValidator(_budget)]] | None = Field(None, min_length=1)
     fuse: list[FuseMode] | None = Field(None, min_length=1)
     pipelines: list[str] | None = None
+    controls: bool = True
     _auto_label: str | None = PrivateAttr(default=None)
 
     @field_validator("finetune")

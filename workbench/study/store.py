@@ -17,7 +17,9 @@ same store leaves them alone. A claim whose process has ended (same host), or th
 ``claim_limit`` seconds, is taken over.
 
 A file that exists is only written to once it is known to be a study store (an empty SQLite
-database, or one holding just these tables); anything else is refused and left byte for byte unchanged.
+database, or one holding just these tables); anything else is refused and left byte for byte unchanged. The
+store and the journals SQLite keeps beside it (``-wal``, ``-shm``, ``-journal``) must be regular, writable files
+(:func:`workbench.utils.check_writable_target`): a device, a pipe, a socket, a folder or a link to one is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import StudyError
+from workbench.utils import check_path, check_writable_target
 
 COLUMNS = (
     "hash",
@@ -79,6 +82,8 @@ CREATE TABLE IF NOT EXISTS claims (
 CLAIM_COLUMNS = ("hash", "pid", "host", "since")
 _JSON_COLUMNS = ("config_json", "metrics_json", "plan_json")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: The files SQLite keeps beside a database (write-ahead log, its index, the rollback journal).
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Seconds after which a claim is taken over even when its process may still run (another host).
 CLAIM_LIMIT = 24 * 3600.0
 
@@ -123,7 +128,7 @@ class Store:
     def __init__(
         self, path: str | Path, *, timeout: float = 5.0, readonly: bool = False, claim_limit: float = CLAIM_LIMIT
     ) -> None:
-        self.path = Path(path)
+        self.path = check_path(path, "the store path", StudyError)
         self.readonly = readonly
         self.claim_limit = claim_limit
         #: Hash -> what is wrong with it, for every damaged row met so far (left out of rows, not done).
@@ -162,7 +167,15 @@ class Store:
     # -- checks ----------------------------------------------------------------------------------
     def _check_file(self) -> None:
         if self.path.exists() and not self.path.is_file():
-            raise StudyError(f"the store {self.path} is not a file; give the path of a SQLite file with --store.")
+            kind = "a folder" if self.path.is_dir() else "a device, pipe or socket"
+            raise StudyError(
+                f"the store {self.path} is {kind}, not a file; give the path of a SQLite file with --store "
+                "(it was left as it is)."
+            )
+        if not self.readonly:  # SQLite writes the file and its journals beside it: each a regular file of ours
+            for path in (self.path, *(Path(f"{self.path}{suffix}") for suffix in _SIDE_FILES)):
+                if path == self.path or path.exists() or path.is_symlink():
+                    check_writable_target(path, error=StudyError)
         if self.readonly and not self.path.is_file():
             raise StudyError(f"no store at {self.path}: run the study first (`workbench study run STUDY.toml`).")
         if self.path.is_file():

@@ -91,13 +91,15 @@ def _not_a_number(value: Any) -> bool:
 def stored_row_problem(row: Mapping[str, Any], run_hash: str | None = None) -> str | None:
     """What is wrong with a stored row (:meth:`workbench.study.store.Store.rows`) that its JSON parsed into, or None.
 
-    Its ``config`` must be the configuration of its run (an object whose :func:`~workbench.study.grid.config_hash`
-    is ``run_hash``, when given), ``seconds`` a number >= 0, ``plan`` an object, every metric of
+    Its ``config`` (when it has one) must be the configuration of its run (an object whose
+    :func:`~workbench.study.grid.config_hash` is ``run_hash``, when given), ``seconds`` a number >= 0, ``plan`` an object, every metric of
     :data:`NUMBER_METRICS` a number, and ``iou`` / ``class_names`` lists of numbers (or null) / names.
     """
     config, seconds, plan = row.get("config"), row.get("seconds"), row.get("plan")
     metrics = row.get("metrics") or {}
-    if not isinstance(config, Mapping) or (run_hash is not None and config_hash(dict(config)) != run_hash):
+    if "config" in row and (  # rows a store read hold their config; rows made in memory may leave it out
+        not isinstance(config, Mapping) or (run_hash is not None and config_hash(dict(config)) != run_hash)
+    ):
         return f"config_json is not the configuration of run {run_hash or row.get('hash')} ({str(config)[:60]})"
     if seconds is not None and (_not_a_number(seconds) or not seconds >= 0):
         return f"seconds is {seconds!r}, not a number of seconds"

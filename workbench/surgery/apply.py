@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.edits import record_edit
+from workbench.edits import edit_fields, record_edit
 from workbench.errors import ConfigError, SurgeryError, closest
 from workbench.metrics.forward import evaluation_mode
 from workbench.selection import constraint_violation
@@ -50,6 +50,7 @@ from workbench.utils import example_batch
 FUSE_MODES = ("drop", "merge", "neuron-merging", "lsq", *SUMMARIZE_MODES, "fold")
 REPAIRS = ("batches", "data-free")
 _ON_DATA = ("lsq", "summarize-lsq")  # fuse modes that fit on data
+edit_fields("plan", fuse=FUSE_MODES)  # a recorded or loaded plan edit names one of them
 
 
 def _graph_of(model: nn.Module, graph: Any, example_input: torch.Tensor | None) -> Any:
@@ -321,7 +322,12 @@ def replay_plan(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
         dtype = getattr(torch, str(batch.get("dtype", "float32")), None)
         if not isinstance(dtype, torch.dtype):
             raise SurgeryError(f"the plan edit records an unknown input dtype {batch.get('dtype')!r}.")
-        shape = [int(v) for v in batch.get("shape", [])]
+        shape = batch.get("shape", [])
+        if not isinstance(shape, list) or not all(type(v) is int and v >= 1 for v in shape):
+            raise SurgeryError(
+                f"the plan edit records the input shape {str(shape)[:100]}; a shape is a list of positive whole numbers."
+            )
+        _check_replay_input(model, shape, dtype)
         parameter = next(iter(model.parameters()), None)
         device = parameter.device if parameter is not None else None
         example = torch.zeros(2, *shape, dtype=dtype, device=device)
@@ -332,3 +338,53 @@ def replay_plan(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return apply(model, Plan.from_dict(edit["plan"]), fuse="drop", example_input=example)
+
+
+#: Bytes of a recorded input tried for real when the meta-device dry run cannot run the model (an op without a
+#: meta kernel, a value read in the forward): the real run then decides, with a clean SurgeryError.
+_UNCHECKED_INPUT_BYTES = 2**28
+
+
+def _check_replay_input(model: nn.Module, shape: list[int], dtype: torch.dtype) -> None:
+    """SurgeryError, before anything is allocated, when the architecture does not run on a batch of 2 inputs of
+    ``shape`` or running it would need more memory than is available: a dry run on the meta device (shapes only)."""
+    from workbench.graph.dynamic_trace import first_line
+    from workbench.metrics.table import format_bytes
+    from workbench.zoo.memory import available_memory  # the one reading of free memory
+
+    example = torch.empty(2, *shape, dtype=dtype, device="meta")
+    described = f"an input of shape {shape} ({str(dtype).removeprefix('torch.')})"
+    meta = copy.deepcopy(model, {id(t): _on_meta(t) for t in [*model.parameters(), *model.buffers()]})
+    sizes = [example.numel() * example.element_size()]
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            sizes.append(output.numel() * output.element_size())
+
+    hooks = [m.register_forward_hook(record) for m in meta.modules() if not list(m.children())]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta.eval()(example)
+    except Exception as exc:  # noqa: BLE001 - whatever the architecture raises on that input
+        if sizes[0] > _UNCHECKED_INPUT_BYTES:
+            raise SurgeryError(
+                f"the plan edit records {described}, which the architecture does not run on ({first_line(exc)}); "
+                "the edit was changed or written for another model."
+            ) from None
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    need, have = sizes[0] + 2 * max(sizes[1:], default=0), available_memory()
+    if need > have:
+        raise SurgeryError(
+            f"the plan edit records {described}; tracing the architecture on it needs about {format_bytes(need)}, "
+            f"more than the {format_bytes(have)} available; the edit was changed or written for another model."
+        )
+
+
+def _on_meta(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``'s shape and dtype on the meta device (no values), a Parameter if it is one."""
+    moved = tensor.detach().to("meta")
+    return nn.Parameter(moved, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else moved

@@ -12,8 +12,9 @@ from workbench.train.outputs import check_materialized
 
 
 def resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
-    """``device`` as a :class:`torch.device`; the model's own device when ``None``. A model whose parameters are on
-    the meta device (no values) is refused here, before anything runs it (:func:`~workbench.train.outputs.check_materialized`)."""
+    """``device`` as a :class:`torch.device`; the model's own device when ``None``. A model whose parameters are
+    on the meta device (no values) is refused here, before anything runs it
+    (:func:`~workbench.train.outputs.check_materialized`)."""
     check_materialized(model)
     if device is None:
         return model_device(model)

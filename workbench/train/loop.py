@@ -300,7 +300,9 @@ class _Trainer:
 
     def _see(self, found: tuple[int, int] | None) -> None:
         if found is not None:
-            self.labels = found if self.labels is None else (min(self.labels[0], found[0]), max(self.labels[1], found[1]))
+            self.labels = (
+                found if self.labels is None else (min(self.labels[0], found[0]), max(self.labels[1], found[1]))
+            )
 
     def warn_one_class(self, samples: int) -> None:
         """Warn when every label of the first epoch was one class (a classifier learns nothing from it); stop

@@ -141,7 +141,9 @@ def reconstruct(
     check_choice("optimizer", fit_kwargs.get("optimizer", "adam"), OPTIMIZERS)  # before the teacher runs
     fit_kwargs.setdefault("lr", RETRAIN_LR)
     features = dict(features or {})
-    inputs, outputs, targets = _teacher_targets(teacher, student, data, features, max(fit_kwargs.get("batch_size", 64), 256))
+    inputs, outputs, targets = _teacher_targets(
+        teacher, student, data, features, max(fit_kwargs.get("batch_size", 64), 256)
+    )
     captured = _Capture(student, list(features), "student")
     try:
         return fit(
