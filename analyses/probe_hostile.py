@@ -2925,16 +2925,9 @@ def ctx_free_mlp() -> nn.Module:
 # ------------------------------------------------------------------------------ failures at the time of writing
 
 #: Case -> "outcome: why" for the cases that failed when this probe was written (a fix shows as a flip).
-KNOWN = {
-    # cli
-    # checkpoints
-    "checkpoints/weights as int64 tensors": "silent: integer weights are cast to float",
-    "checkpoints/weights complex64": "silent: complex weights load (torch drops the imaginary part)",
-    "checkpoints/an edit of an unknown op": "silent: unknown edit ops are skipped",
-    # data
-    # study files
-    # study runs
-    # api
+KNOWN: dict[str, str] = {
+    # "category/case name": "outcome: why" of each case that fails now (none at present). The last run before the
+    # fixes found 67 of 306: 23 raw tracebacks, 33 accepted silently, 7 wrong results, 4 replaced files.
 }
 
 

@@ -1,6 +1,6 @@
 """A few representative cases of the hostile probe (analyses/probe_hostile.py), two per category: one the
-workbench handles and one it failed at the time of writing (marked xfail with the probe's reason, strict, so that
-a fix shows as an unexpected pass and the mark can go)."""
+workbench always handled and one it failed when the probe was written (fixed since). A case listed in the probe's
+``KNOWN`` failures is marked xfail with its reason, strict, so that a fix shows as an unexpected pass."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _load_probe():
 
 probe = _load_probe()
 
-#: Two cases per category: the first handled, the second failing when the probe was written.
+#: Two cases per category: the first handled from the start, the second failing when the probe was written.
 PICKED = [
     "cli/train --out /dev/null",
     "cli/train --out a 300-character file name",

@@ -273,11 +273,17 @@ def save_checkpoint(
     """Write ``model``'s architecture spec (with its edit history and weight parametrizations), ``metadata``
     and weights to ``path`` atomically; return the path.
 
+    A model whose weights share one floating-point dtype other than float32 (float16, bfloat16, float64) is
+    recorded in it and loaded back in it. A zoo spec is rebuilt on the meta device first (shapes only): a model
+    whose parameters it does not rebuild (layers replaced by hand) is refused, since its checkpoint could not be
+    loaded; a ``spec`` given that does not rebuild them is warned about.
+
     Parameters
     ----------
     spec
         How to rebuild the architecture; default the model's own (a zoo model's name and arguments with its
-        edit history, or for a model of your own its class and edit history: load it with ``base=``).
+        edit history, or for a model of your own its class and edit history: load it with ``base=``); it is not
+        changed.
     metadata
         JSON-serializable information kept with the weights (data set, scores, seed...); numpy and
         tensor scalars are stored as numbers.
@@ -285,7 +291,8 @@ def save_checkpoint(
     Raises
     ------
     CheckpointError
-        The model has a weight parametrization checkpoints cannot restore.
+        The model has a weight parametrization checkpoints cannot restore, its weights are on the meta device
+        (no values), or its own zoo spec does not rebuild its parameters.
     ConfigError
         ``path`` cannot be written: not a usable path, or an existing device, folder or read-only file
         (:func:`workbench.utils.check_writable_target`).
@@ -300,14 +307,27 @@ def save_checkpoint(
             f"{' and more' if len(on_meta) > 3 else ''}): there is nothing to save. Give it weights first "
             "(model.to_empty(device='cpu'), then load or initialize them)."
         )
-    spec = copy.deepcopy(check_spec(getattr(model, SPEC, None) or user_spec(model) if spec is None else spec))
+    given = spec
+    spec = copy.deepcopy(check_spec((getattr(model, SPEC, None) or user_spec(model)) if given is None else given))
     spec["parametrizations"] = parametrizations_of(model)
     spec.pop("dtype", None)
     dtype = _floating_dtype(state)
     if dtype is not None and dtype != torch.float32:
         spec["dtype"] = str(dtype).removeprefix("torch.")
-    if "name" in spec:  # a zoo spec: it must rebuild the weights being saved, or the checkpoint could not be loaded
-        _check_rebuilds(spec, state)
+    problem = _rebuild_problem(spec, state)
+    if problem and given is None:
+        raise CheckpointError(
+            f"the model no longer has the architecture its spec describes: {problem}; its layers were changed after "
+            "it was built, so a checkpoint of it could not be loaded. Save it as a model of your own, "
+            "save_checkpoint(path, model, spec=workbench.edits.user_spec(model)), and load it with "
+            "load_checkpoint(path, base=...) given the architecture as changed."
+        )
+    if problem:
+        warnings.warn(
+            f"the spec given does not rebuild the model's weights: {problem}; the checkpoint will not load.",
+            UserWarning,
+            stacklevel=2,
+        )
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -338,25 +358,19 @@ def _floating_dtype(state: dict[str, torch.Tensor]) -> torch.dtype | None:
     return None
 
 
-def _check_rebuilds(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-    """CheckpointError when the zoo architecture ``spec`` rebuilds (on the meta device: shapes only, cheap) to other
-    parameter names or shapes than ``state``'s, e.g. after the user replaced layers by hand. An architecture the
-    meta device cannot build or replay is not checked."""
+def _rebuild_problem(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
+    """How the zoo architecture ``spec`` rebuilds (on the meta device: shapes only, cheap) to other parameter names
+    or shapes than ``state``'s, e.g. after the user replaced layers by hand; empty when it matches. A user's spec
+    (rebuilt on ``base=``) and an architecture the meta device cannot build or replay are not checked."""
+    if "name" not in spec:
+        return ""
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rebuilt = build_from_spec(spec)
+            problems = _mismatch(build_from_spec(spec), state, ours="the model", theirs="the spec")
     except Exception:  # noqa: BLE001 - not every architecture or edit runs on the meta device: nothing is known
-        return
-    problems = _mismatch(rebuilt, state, ours="the model", theirs="its spec")
-    if problems:
-        raise CheckpointError(
-            f"the model no longer has the architecture its spec describes ({spec['name']!r} with "
-            f"{len(_history(spec))} edits): {problems}; its layers were changed after it was built, so a checkpoint "
-            "of it could not be loaded. Save it as a model of your own, save_checkpoint(path, model, "
-            "spec=workbench.edits.user_spec(model)), and load it with load_checkpoint(path, base=...) given the "
-            "architecture as changed."
-        )
+        return ""
+    return f"{spec['name']!r} with {len(_history(spec))} edits rebuilds with {problems}" if problems else ""
 
 
 def _unsafe_globals(path: Path, error: Exception) -> list[str]:
@@ -435,10 +449,9 @@ def _record_problem(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {info.filename: info for info in archive.infolist()}
-            root = next(name for name in infos if name.endswith("/data.pkl") and name.count("/") == 1)[
-                : -len("data.pkl")
-            ]
-            unpickler = _weights_only_unpickler.Unpickler(io.BytesIO(archive.read(root + "data.pkl")), encoding="utf-8")
+            pickled = next(name for name in infos if name.endswith("/data.pkl") and name.count("/") == 1)
+            root = pickled.removesuffix("data.pkl")  # the archive's one folder
+            unpickler = _weights_only_unpickler.Unpickler(io.BytesIO(archive.read(pickled)), encoding="utf-8")
             unpickler.persistent_load = storage
             shapes = unpickler.load()
     except Exception:  # noqa: BLE001 - torch loaded it; what this reading cannot follow is not checked
@@ -552,12 +565,19 @@ def load_checkpoint(path: str | os.PathLike, base: Any = None) -> tuple[nn.Modul
     is rebuilt on ``base``: its architecture as you built it before any edit (a module, copied, or a
     function returning one); its edit history (plans, factorizations, quantizers) is replayed on it.
 
+    A torch zip archive is memory-mapped, each storage record checked to hold the bytes its tensors
+    declare; a file in torch's legacy format is read whole (its size bounded by the machine's memory). Weights
+    holding NaN or infinite values are loaded (a diverged run is worth inspecting) with a
+    :class:`~workbench.errors.NumericsWarning` naming the tensors and how many values.
+
     Raises
     ------
     CheckpointError
         ``path`` is not a usable path (None, empty, names too long: :func:`workbench.utils.check_path`), or the
         file is missing, unreadable, a pickled module or bare state_dict rather than a workbench
-        checkpoint, names an unknown model, or holds weights that do not fit the architecture.
+        checkpoint, of a version this workbench does not read (:data:`READABLE_VERSIONS`), a torch archive whose
+        storage records are cut short, names an unknown model, records an edit this workbench cannot replay, or
+        holds weights that do not fit the architecture.
     """
     path = check_path(path, "the checkpoint path", CheckpointError)
     payload = _read(path)
