@@ -29,8 +29,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workbench demo
 
+# Two worker processes (pytest-xdist): most tests are single-threaded Python, so two cores halve the wall time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info
