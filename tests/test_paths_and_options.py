@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from tests.test_study_inputs import TINY
 from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.cli import build_parser, check_options, main
 from workbench.errors import CheckpointError, ConfigError, ExportError, StudyError
@@ -20,28 +21,7 @@ from workbench.utils import atomic_write_text, check_path, check_writable_target
 
 LONG = "m" * 300 + ".pt"
 
-STUDY = """
-[study]
-name = "paths"
-seeds = [0]
-latency = false
-
-[[models]]
-label = "mlp 64-8-10"
-name = "mlp"
-args = { widths = [64, 8, 10] }
-data = "digits"
-training = { epochs = 1, max_batches = 3 }
-
-[selectors]
-magnitude = {}
-
-[compression]
-budgets = [0.5]
-
-[finetune]
-epochs = 0
-"""
+STUDY = TINY.replace('name = "tiny"', 'name = "paths"')
 
 
 def _mlp():

@@ -18,61 +18,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.test_study_faults import SLOW  # runs of tens of seconds: interrupted long before they end
+from tests.test_study_inputs import TINY
 from workbench.cli import main
 from workbench.study import Store, expand, load_study
 from workbench.study import runner as study_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """
-[study]
-name = "tiny"
-seeds = [0]
-latency = false
-
-[[models]]
-label = "tiny MLP"
-name = "mlp"
-args = { widths = [64, 8, 10] }
-data = "digits"
-training = { epochs = 1, max_batches = 2 }
-
-[selectors]
-magnitude = {}
-
-[compression]
-budgets = [0.5]
-
-[finetune]
-epochs = 0
-"""
-
-# A study whose runs take tens of seconds each: it is interrupted long before it ends.
-SLOW = """
-[study]
-name = "slow"
-seeds = [0]
-latency = false
-
-[[models]]
-label = "slow MLP"
-name = "mlp"
-args = { widths = [64, 256, 256, 10] }
-data = "digits"
-training = { epochs = 400 }
-
-[selectors]
-random = {}
-
-[compression]
-budgets = [0.5]
-
-[finetune]
-epochs = 0
-
-[baselines]
-models = [{ name = "lenet300", data = "digits", training = { epochs = 400 } }]
-"""
 
 # `workbench study run` whose runs wait for a gate file before they compute (it holds its claims meanwhile).
 GATED = """

@@ -83,23 +83,32 @@ def _val_scores(model: Any, config: dict[str, Any]) -> dict[str, Any]:
     return {f"val_{key}": value for key, value in scores(model, load_data(config["model"], "val")).items()}
 
 
+#: Base run hash -> its measured sensitivity, so that the selectors of one base model measure it once per process.
+_SENSITIVITIES: dict[str, Any] = {}
+
+
 def _sensitivity(model: Any, config: dict[str, Any]) -> Any:
     """The base model's per-layer sensitivity on ``val`` (Li et al. 2017: magnitude selection, drop, each group alone
     at 0.25, 0.5 and 0.75 of its units), which a ``scope = "sensitivity"`` budget reads: the same for every
-    selector of the study, so that their budgets are placed alike."""
+    selector of the study, so that their budgets are placed alike (measured once per base model and process)."""
     from workbench.compression import sensitivity
 
+    if config["base"] in _SENSITIVITIES:
+        return _SENSITIVITIES[config["base"]]
     if config["model"].get("training", {}).get("split", "train") == "trainval":
         raise ConfigError(
             "a scope = 'sensitivity' budget is measured on val, which this model trains on (split = 'trainval'); "
             "train on 'train', or use scope = 'uniform' or 'global'."
         )
-    return sensitivity(
+    if len(_SENSITIVITIES) >= 8:
+        _SENSITIVITIES.clear()
+    _SENSITIVITIES[config["base"]] = sensitivity(
         model,
         load_data(config["model"], "val"),
         example_input=example_input(model, config["model"]),
         random_state=config["seed"],
     )
+    return _SENSITIVITIES[config["base"]]
 
 
 def _new_model(model_cfg: dict[str, Any], train: Any, batch: int) -> Any:

@@ -56,6 +56,9 @@ GLOSSARY = {
     "lsq": "least-squares fusion: the next layer's weights are refitted so that the kept units reproduce the "
     "original next-layer input on training data.",
     "budget (keep)": "the fraction of units kept in every prunable group (a per-layer table overrides it).",
+    "budget (cost)": 'a share of the base model\'s multiply-adds, parameters or latency ("macs 0.5"), met by per-group '
+    'fractions: one for every group, one weight-norm scale across groups ("global"), or each group cut as far as '
+    'its measured loss on val allows ("sensitivity"); the kept-fraction figures show where each put it.',
     "retraining": "training after the rebuild, the same for every method of the study: the samples seen and "
     "the teacher (none: labels only; base: distilled from the unpruned model) are given per row.",
     "stored bytes": "the bytes needed to store the weights as the method leaves them: 4 bytes per dense "
