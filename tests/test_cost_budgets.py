@@ -57,7 +57,8 @@ def test_a_latency_budget_is_timed_and_reported_with_its_spread(vgg):
     # timing on a shared CPU is noisy (0.52-0.57 measured here alone, 0.34 while other jobs ran): no time is
     # asserted; a miss beyond the tolerance must be said in the notes
     missed = abs(budget["reached"] - 0.5) > budget["tolerance"]
-    assert missed == any("latency" in note for note in result.notes), result.notes
+    # the search's own timings may say it missed while the final measurement lands within: only a miss must be said
+    assert not missed or any("latency" in note for note in result.notes), result.notes
     assert result.after["macs"] < result.before["macs"]
 
 

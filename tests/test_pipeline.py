@@ -138,7 +138,11 @@ def test_a_study_runs_pipelines_and_reports_their_stored_size(tmp_path):
     assert "has no Conv2d layer" in rows["broken"]["error"]
     shared = rows["shared"]["metrics"]
     assert shared["compression_ratio"] > 10 and shared["stored_bytes"] < shared["base_stored_bytes"] / 10
-    assert rows["shared"]["plan"]["steps"][1]["do"] == "share" and rows["shared"]["config"]["distill"] is True
+    assert (
+        rows["shared"]["plan"]["steps"][1]["do"] == "share"
+        and rows["shared"]["config"]["finetune"]["method"] == "distill"
+    )
+    assert rows["shared"]["metrics"]["teacher"] == "base model"  # its retrain step distilled, as the study says
     table = {row["pipeline"]: row for row in outcome.pipelines}
     assert table["pruned"]["compression_ratio"] > 2 and table["pruned"]["runs"] == "1/1"
     page = write_report(path).read_text()

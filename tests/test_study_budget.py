@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from workbench.compression import Retraining
 from workbench.datasets import load_dataset
 from workbench.errors import ConfigError, StudyError
 from workbench.pipeline import planned_epochs, run_pipeline, with_budget
@@ -157,7 +158,7 @@ def test_pipelines_learn_from_what_the_selector_runs_learn_from(tmp_path, method
     path.write_text(STUDY.replace("[finetune]\nepochs = 2", f'[finetune]\nmethod = "{method}"\nepochs = 2'))
     study = load_study(path)
     pipelines = [run for run in expand(study) if run.kind == "pipeline"]
-    assert {json_key(run.config.get("distill_options")) for run in pipelines} == {json_key(options)}
+    assert {json_key(Retraining(**run.config["finetune"]).teaching()) for run in pipelines} == {json_key(options)}
     outcome = run_study(study, quiet=True, where=lambda run: run.kind != "compress" and run.config["seed"] == 0)
     assert outcome.failed == 0
     with Store(tmp_path / f"{method}.sqlite", readonly=True) as store:

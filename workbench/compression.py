@@ -1,11 +1,12 @@
-"""The orchestration layer: one call from a trained model to a compressed, profiled one.
+"""The orchestration layer: one call from a trained model to a compressed, retrained, profiled one.
 
-:func:`compress` joins the parts below it -- graph (trace, unit views), select (a selector per group),
-surgery (plan and rebuild), train (fine-tuning or distillation) and metrics (profile, scores) -- in the
-order the design gives: graph -> select -> surgery -> retrain -> metrics. The study runner
-(:mod:`workbench.study.execute`) and the ``workbench compress`` command both call it, so a study run and
-a command-line run of the same settings do the same steps. The parts themselves know nothing of each
-other beyond their data contracts (:class:`~workbench.selection.Selection`, :class:`~workbench.surgery.Plan`).
+:func:`run_compression` runs any compression pipeline's steps (:mod:`workbench.pipeline`) under one retraining
+configuration, :class:`Retraining`, and measures before and after; :func:`compress` is its ``select`` step
+(graph -> select -> surgery, :func:`workbench.rebuild.select_and_rebuild`) followed by that retraining. The study
+runner (:mod:`workbench.study.execute`: selector runs and pipeline runs alike) and the ``workbench compress``
+command call them, so a study run and a command-line run of the same settings do the same steps. The parts
+themselves know nothing of each other beyond their data contracts (:class:`~workbench.selection.Selection`,
+:class:`~workbench.surgery.Plan`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.edits import note, set_note
 from workbench.errors import ConfigError
 from workbench.numeric import as_float, as_int
 from workbench.train.history import History
@@ -104,6 +106,24 @@ class Retraining:
         """Whether any retraining happens."""
         return self.method != "none" and self.epochs > 0
 
+    @property
+    def budget_epochs(self) -> int:
+        """The epochs a pipeline's training steps are scaled to (:func:`workbench.pipeline.with_budget`): ``epochs``,
+        or 0 for ``method="none"``."""
+        return 0 if self.method == "none" else self.epochs
+
+    def teaching(self) -> dict[str, Any] | None:
+        """How every training step of a pipeline learns under this retraining: None to fit the labels
+        (``"finetune"``, ``"none"``), else the ``distill_options`` of :func:`workbench.pipeline.run_pipeline` with
+        the uncompressed model as teacher: this loss, temperature and alpha (``"distill"``), or the teacher's
+        logits alone, without labels (``"reconstruct"``: logit regression, alpha 1)."""
+        if self.method == "distill":
+            options = {"loss": self.loss, "temperature": self.temperature}
+            return options | ({"alpha": self.alpha} if self.alpha is not None else {})
+        if self.method == "reconstruct":
+            return {"loss": "logits", "alpha": 1.0}
+        return None
+
     def run(
         self,
         model: nn.Module,
@@ -153,11 +173,13 @@ class CompressionResult:
     model
         The rebuilt (and retrained) network.
     plan
-        The :class:`~workbench.surgery.Plan` it was rebuilt from.
+        The :class:`~workbench.surgery.Plan` it was rebuilt from (of the last ``select`` step; None when no step
+        selected).
     before, after
         :func:`measure` of the input model and of the result (scores on ``test`` when given, then the profile).
     rebuilt
-        Scores on ``test`` right after the rebuild, before retraining (empty without ``test``).
+        Scores on ``test`` after steps that do not train, before the retraining that follows them (empty without
+        ``test`` or when the steps trained themselves).
     retrained
         Whether the result was retrained.
     retrain_samples, teacher
@@ -172,6 +194,9 @@ class CompressionResult:
         The budget compressed to (:func:`workbench.surgery.budgets.check_budget` form); for a cost or latency
         target also ``reached``, the result's share of the base's multiply-adds or parameters (profiled) or
         latency (median ratio over rounds; ``measured`` holds the spread and the timings).
+    steps
+        What each step did (:func:`workbench.pipeline.run_pipeline`'s record: its settings, seconds, training samples
+        and what it learned from).
     """
 
     model: nn.Module
@@ -184,6 +209,7 @@ class CompressionResult:
     teacher: str = "none"
     notes: list[str] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scores(model: nn.Module, test: Any) -> dict[str, float]:
@@ -318,50 +344,156 @@ def compress(
         sensitivity measured on val (:func:`sensitivity`); each group is cut as far as its predicted loss stays
         within one tolerance for the whole network.
     """
-    from workbench.rebuild import resolve_budget, select_and_rebuild
+    from workbench.rebuild import resolve_budget
+
+    step = {
+        "do": "select",
+        "method": method,
+        "selector_params": dict(selector_params or {}),
+        "budget": resolve_budget(keep, per_layer, budget),  # checked before anything runs
+        "fuse": fuse,
+        "fuse_options": dict(fuse_options) if fuse_options is not None else None,
+        "source": source,
+        "sequential": sequential,
+        "round_to": round_to,
+        "sensitivity": sensitivity,
+    }
+    return run_compression(
+        model,
+        [step],
+        train=train,
+        test=test,
+        retrain=retrain,
+        teacher=teacher,
+        latency=latency,
+        base_latency=base_latency,
+        random_state=random_state,
+        quiet=quiet,
+        example_input=example_input,
+    )
+
+
+def _teacher_words(record: list[dict[str, Any]], given: bool) -> str:
+    """What the training of a compression learned from, from each step's ``learned_from``: ``"none"`` (labels
+    only), ``"base model"`` (the uncompressed input; ``"given"`` for a teacher passed in), ``" (no labels)"`` added
+    when every taught step learned from the teacher's outputs alone, ``" and labels"`` when some steps could only
+    fit the labels."""
+    learned = {step.get("learned_from", "labels") for step in record} - {"-"}
+    taught = {"teacher and labels", "teacher (no labels)"} & learned
+    if not taught:
+        return "none"
+    name = "given" if given else "base model"
+    name += " (no labels)" if taught == {"teacher (no labels)"} else ""
+    return f"{name} and labels" if "labels" in learned else name
+
+
+def run_compression(
+    model: nn.Module,
+    steps: Any,
+    *,
+    train: Any = None,
+    test: Any = None,
+    retrain: Retraining | None = None,
+    own_schedule: bool = False,
+    teacher: nn.Module | None = None,
+    latency: bool = True,
+    base_latency: bool | None = None,
+    random_state: int = 0,
+    quiet: bool = True,
+    example_input: torch.Tensor | None = None,
+) -> CompressionResult:
+    """Compress ``model`` by pipeline ``steps`` and retrain it by one configuration, ``retrain``; measure both.
+
+    The one orchestrator of every compression: :func:`compress` is a ``select`` step, a study's selector runs and
+    pipeline runs are its steps (:mod:`workbench.study.execute`). ``retrain`` decides the retraining budget and
+    what every training step learns from:
+
+    - steps that train (``retrain``, ``iterative-prune``, ``group-lasso``...) are scaled so that together they train
+      ``retrain.epochs`` epochs, each keeping its share of the pipeline's schedule
+      (:func:`workbench.pipeline.with_budget`; ``own_schedule`` keeps theirs), and learn as ``retrain.method`` says
+      (:meth:`Retraining.teaching`: labels, distillation from the uncompressed model, or its logits alone);
+    - steps that do not train (a selection and rebuild, weight sharing...) are followed by ``retrain`` itself.
+
+    Parameters
+    ----------
+    model
+        A trained network (not modified), on any device.
+    steps
+        ``[{"do": name, **params}, ...]`` (:func:`workbench.pipeline.check_steps`); a ``select`` step selects and
+        rebuilds (:func:`workbench.rebuild.select_and_rebuild`), and the result's ``plan``, ``notes`` and ``budget``
+        are the last such step's.
+    train, test
+        Data sets: ``train`` for the steps and the retraining; ``test`` for the score columns.
+    retrain
+        How the result is retrained (default: not at all).
+    own_schedule
+        Let the steps that train keep their own epochs (a paper's schedule) instead of the budget's.
+    teacher
+        The teacher of distillation and reconstruction (default: ``model``, the uncompressed network).
+    latency, base_latency
+        Measure the latency of the result, and of ``model`` (default: as ``latency``).
+    random_state
+        Seed of every step and of the retraining.
+    quiet
+        No progress bar while retraining.
+    example_input
+        A batch of what the model takes (tracing, profiling); default a random batch of its ``input_shape``.
+    """
+    from workbench.pipeline import check_steps, planned_epochs, run_pipeline, with_budget
     from workbench.surgery.budgets import budget_target
+    from workbench.train.history import counting_samples
 
     retrain = retrain or Retraining(method="none")
-    budget = resolve_budget(keep, per_layer, budget)  # checked before anything runs
+    steps = check_steps(steps)
     if example_input is None:
         example_input = example_batch(model, 2)
-    taught = retrain.active and retrain.method in ("distill", "reconstruct")
-    check_model(model, example_input, teacher=teacher if taught else None)  # weights, one tensor out, teacher
-    base = latency if base_latency is None else base_latency
-    before = measure(model, test, latency=base, example_input=example_input)
-    made = select_and_rebuild(
-        model,
-        method=method,
-        selector_params=selector_params,
-        budget=budget,
-        fuse=fuse,
-        source=source,
-        sequential=sequential,
-        train=train,
-        random_state=random_state,
-        example_input=example_input,
-        round_to=round_to,
-        fuse_options=fuse_options,
-        sensitivity=sensitivity,
+    options = retrain.teaching()
+    check_model(model, example_input, teacher=teacher if options is not None else None)  # weights, one output
+    trains = planned_epochs(steps, model) > 0
+    if trains and not own_schedule:
+        steps = with_budget(steps, retrain.budget_epochs, model)  # the one retraining budget
+    before = measure(
+        model, test, latency=latency if base_latency is None else base_latency, example_input=example_input
     )
-    smaller, plan, graph, notes, budget = made.model, made.plan, made.graph, made.notes, made.budget
-    by_cost = budget_target(budget) != "keep"
-    rebuilt = scores(smaller, test)
-    samples, taught_by = 0, "none"
-    if retrain.active:
-        samples = retrain.run(
-            smaller,
+    source = (teacher if teacher is not None else model) if options is not None else None
+    rebuilds: list[Any] = []
+    rebuilt: dict[str, float] = {}
+    final = retrain.active and not trains  # steps that do not train are followed by the retraining
+    with counting_samples() as count:
+        smaller = run_pipeline(
+            model,
+            steps,
             train,
-            teacher if teacher is not None else model,
-            random_state,
-            quiet,
-            kept_channels=_kept_channels(plan, graph) if retrain.features else None,
-        ).total_samples
-        if retrain.method in ("distill", "reconstruct"):
-            taught_by = "base model" if teacher is None else "given"
-            taught_by += " (no labels)" if retrain.method == "reconstruct" else ""
+            teacher=source,
+            distill_options=options if source is not None else None,
+            random_state=random_state,
+            example_input=example_input,
+            rebuilds=rebuilds,
+        )
+        record = list(note(smaller, "pipeline") or [])
+        if not trains:
+            rebuilt = scores(smaller, test)
+        if final:
+            last = rebuilds[-1] if rebuilds else None
+            kept = _kept_channels(last.plan, last.graph) if retrain.features and last is not None else None
+            history = retrain.run(smaller, train, source if source is not None else model, random_state, quiet, kept)
+            learned = {"finetune": "labels", "distill": "teacher and labels", "reconstruct": "teacher (no labels)"}
+            record.append(
+                {
+                    "do": "retrain",
+                    "method": retrain.method,
+                    "epochs": retrain.epochs,
+                    "seconds": round(float(sum(history.seconds)), 3),
+                    "samples": history.total_samples,
+                    "learned_from": learned[retrain.method],
+                }
+            )
+    set_note(smaller, "pipeline", record)
     after = measure(smaller, test, latency=latency, example_input=example_input)
-    if by_cost:
+    plan = rebuilds[-1].plan if rebuilds else None
+    notes = [text for made in rebuilds for text in made.notes]
+    budget = dict(rebuilds[-1].budget) if rebuilds else {}
+    if budget and budget_target(budget) != "keep":
         budget.update(_reached(model, smaller, budget, before, after, example_input))
         plan.meta["budget"] = budget
         target = budget_target(budget)
@@ -379,10 +511,11 @@ def compress(
         before=before,
         after=after,
         rebuilt=rebuilt,
-        retrained=retrain.active,
-        retrain_samples=samples,
-        teacher=taught_by,
+        retrained=count.samples > 0,
+        retrain_samples=count.samples,
+        teacher=_teacher_words(record, given=teacher is not None),
         notes=notes,
+        steps=record,
     )
 
 

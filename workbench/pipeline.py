@@ -34,7 +34,16 @@ from workbench.errors import ConfigError, closest
 from workbench.numeric import as_int, is_number
 from workbench.registry import Registry
 
-_FIXED = ("model", "train_data", "data", "val_data", "inplace", "teacher", "random_state")  # set by the pipeline
+_FIXED = (
+    "model",
+    "train_data",
+    "data",
+    "val_data",
+    "inplace",
+    "teacher",
+    "random_state",
+    "example_input",
+)  # set by the pipeline
 
 
 @dataclass(frozen=True)
@@ -320,13 +329,18 @@ def _select(
     source: str = "weights",
     sequential: bool = False,
     round_to: int | None = None,
+    sensitivity: Any = None,
+    example_input: torch.Tensor | None = None,
 ):
-    """Select the units each group keeps and rebuild the network smaller (:func:`workbench.rebuild.select_and_rebuild`:
-    the same engine as :func:`workbench.compression.compress`); ``fuse="lsq"``, REPAIR and activation views read
-    the pipeline's training data."""
+    """Select the units each group keeps and rebuild the network smaller (:func:`workbench.rebuild.select_and_rebuild`,
+    the engine of :func:`workbench.compression.compress`); ``fuse="lsq"``, REPAIR and activation views read
+    the pipeline's training data. ``sensitivity`` (:func:`workbench.compression.sensitivity`, or group -> {kept
+    fraction: loss}) places a ``scope="sensitivity"`` budget. The :class:`~workbench.rebuild.Rebuilt` record is left as the model's note
+    ``"rebuilt"`` (:func:`run_pipeline` hands it to its caller's ``rebuilds``)."""
+    from workbench.edits import set_note
     from workbench.rebuild import example_from, select_and_rebuild
 
-    return select_and_rebuild(
+    made = select_and_rebuild(
         model,
         method=method,
         selector_params=selector_params,
@@ -339,9 +353,11 @@ def _select(
         sequential=sequential,
         train=data,
         random_state=random_state,
-        example_input=example_from(model, data),
+        example_input=example_input if example_input is not None else example_from(model, data),
         round_to=round_to,
-    ).model
+        sensitivity=sensitivity,
+    )
+    return set_note(made.model, "rebuilt", made)
 
 
 def _register_all(registry: Registry[nn.Module]) -> None:
@@ -638,6 +654,8 @@ def run_pipeline(
     distill_options: dict[str, Any] | None = None,
     random_state: int = 0,
     log: Callable[[str], None] | None = None,
+    example_input: torch.Tensor | None = None,
+    rebuilds: list[Any] | None = None,
 ) -> nn.Module:
     """Apply ``steps`` to a copy of ``model`` in order and return the compressed model.
 
@@ -663,6 +681,12 @@ def run_pipeline(
         Seed of every step that takes one.
     log
         Called with a line after each step.
+    example_input
+        A batch of what the model takes, for the steps that trace it (``select``); default one from
+        ``train_data`` or the model's ``input_shape``.
+    rebuilds
+        When a list, each ``select`` step's :class:`~workbench.rebuild.Rebuilt` (its plan, graph, notes and budget)
+        is appended to it.
 
     The result's note ``"pipeline"`` (``workbench.edits.note``) holds the steps and, per step, its seconds and
     the training samples it saw (``samples``: its retraining budget; :func:`with_budget` sets one).
@@ -670,7 +694,7 @@ def run_pipeline(
     import copy
     import time
 
-    from workbench.edits import set_note
+    from workbench.edits import note, set_note
     from workbench.sparse.layers import resolve_teacher
     from workbench.train.history import counting_samples
 
@@ -687,9 +711,16 @@ def run_pipeline(
         params = {k: v for k, v in step.items() if k != "do"}
         if distill_options and transform.teacher:
             params.setdefault("distill_options", dict(distill_options))
+        if example_input is not None and "example_input" in inspect.signature(transform.target).parameters:
+            params["example_input"] = example_input
         clock = time.perf_counter()
         with counting_samples() as count:
             current = transform(current, train_data, teacher, random_state, **params)
+        made = note(current, "rebuilt")
+        if made is not None:
+            set_note(current, "rebuilt", None)
+            if rebuilds is not None:
+                rebuilds.append(made)
         record.append(
             {
                 **step,

@@ -266,33 +266,50 @@ def _base_and_data(config: dict[str, Any], cache_dir: str | Path, notes: list[st
     return model, load_data(config["model"], split), load_data(config["model"], "test")
 
 
+def _select_step(config: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A selector run's one pipeline step: select with the run's selector and budget, rebuild with its fusion mode
+    (``"fold+data-free"``: the mode, then its repair)."""
+    budget = {key: value for key, value in config["budget"].items() if key != "label"}
+    fuse, _, repair = config["fuse"].partition("+")
+    return {
+        "do": "select",
+        "method": config["selector"],
+        "selector_params": config["selector_params"],
+        "budget": budget,
+        "fuse": fuse,
+        "fuse_options": {"repair": repair} if repair else None,
+        "source": config["source"],
+        "sequential": config.get("sequential", False),
+        "round_to": config.get("round_to"),
+        "sensitivity": _sensitivity(model, config) if budget.get("scope") == "sensitivity" else None,
+    }
+
+
 def _compress_run(
     config: dict[str, Any], cache_dir: str | Path, notes: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from workbench.compression import SCORE_KEYS, Retraining, compress
+    """A selector run (its steps: one ``select``) or a pipeline run (the named pipeline's steps), both compressed
+    and retrained by :func:`workbench.compression.run_compression` under the run's one retraining configuration
+    (``finetune``)."""
+    from workbench.compression import SCORE_KEYS, Retraining, run_compression
+    from workbench.metrics import storage_report
 
     model, train, test = _base_and_data(config, cache_dir, notes)
-    budget = {key: value for key, value in config["budget"].items() if key != "label"}
-    fuse, _, repair = config["fuse"].partition("+")  # "fold+data-free": the mode, then its repair
-    result = compress(
+    pipeline = config["kind"] == "pipeline"
+    steps = config["steps"] if pipeline else [_select_step(config, model)]
+    result = run_compression(
         model,
-        method=config["selector"],
-        selector_params=config["selector_params"],
-        budget=budget,
-        fuse=fuse,
-        fuse_options={"repair": repair} if repair else None,
-        source=config["source"],
-        sequential=config.get("sequential", False),
+        steps,
         train=train,
         test=test,
         retrain=Retraining(**config["finetune"]),
+        own_schedule=config.get("schedule") == "own",
         latency=config.get("latency", True),
         base_latency=False,
         random_state=config["seed"],
         example_input=example_input(model, config["model"]),
-        round_to=config.get("round_to"),
-        sensitivity=_sensitivity(model, config) if budget.get("scope") == "sensitivity" else None,
     )
+    before, after = storage_report(model), storage_report(result.model)
     metrics = _metrics(result.after)
     metrics.update(_val_scores(result.model, config))
     metrics.update(_class_scores(result.model, test))
@@ -302,51 +319,10 @@ def _compress_run(
     )
     metrics.update(
         {
-            "kept_fraction": result.plan.kept_fraction,
             "retrained": result.retrained,
             "retrain_samples": result.retrain_samples,
             "teacher": result.teacher,
-            "groups": len(result.plan),
             "notes": result.notes,
-            **({"budget_reached": result.budget["reached"]} if "reached" in result.budget else {}),
-        }
-    )
-    return metrics, result.plan.to_dict()
-
-
-def _pipeline_run(
-    config: dict[str, Any], cache_dir: str | Path, notes: list[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from workbench.compression import SCORE_KEYS, measure, scores
-    from workbench.edits import note
-    from workbench.metrics import storage_report
-    from workbench.pipeline import run_pipeline, with_budget
-    from workbench.train.history import counting_samples
-
-    model, train, test = _base_and_data(config, cache_dir, notes)
-    steps, budget = config["steps"], config.get("retrain_budget")
-    if budget is not None:
-        steps = with_budget(steps, budget, model)  # the study's one retraining budget
-    with counting_samples() as count:
-        compressed = run_pipeline(
-            model,
-            steps,
-            train,
-            teacher=model if config.get("distill") else None,
-            distill_options=config.get("distill_options"),
-            random_state=config["seed"],
-        )
-    before, after = storage_report(model), storage_report(compressed)
-    example = example_input(model, config["model"])
-    metrics = _metrics(measure(compressed, test, latency=config.get("latency", True), example_input=example))
-    metrics.update(_val_scores(compressed, config))
-    metrics.update(_class_scores(compressed, test))
-    metrics.update({f"base_{key}": value for key, value in scores(model, test).items() if key in SCORE_KEYS})
-    metrics.update(
-        {
-            "retrain_samples": count.samples,
-            "teacher": _pipeline_teacher(note(compressed, "pipeline") or []),
-            "schedule": "own" if budget is None else "study budget",
             "nonzero": after.nonzero,
             "stored_bytes": after.stored_bytes,
             "base_stored_bytes": before.stored_bytes,
@@ -354,7 +330,31 @@ def _pipeline_run(
             "schemes": sorted({layer.scheme for layer in after.layers}),
         }
     )
-    return metrics, {"pipeline": config["pipeline"], "steps": note(compressed, "pipeline")}
+    if pipeline:
+        metrics["schedule"] = "own" if config.get("schedule") == "own" else "study budget"
+        return metrics, {"pipeline": config["pipeline"], "steps": _json_steps(result.steps)}
+    metrics.update(
+        {
+            "kept_fraction": result.plan.kept_fraction,
+            "groups": len(result.plan),
+            **({"budget_reached": result.budget["reached"]} if "reached" in result.budget else {}),
+        }
+    )
+    return metrics, result.plan.to_dict()
+
+
+def _json_steps(record: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A pipeline's step record as stored: a value that is not JSON (a measured sensitivity) by its type's name."""
+    import json
+
+    def safe(value: Any) -> Any:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            return type(value).__name__
+        return value
+
+    return [{key: safe(value) for key, value in step.items()} for step in record]
 
 
 def _control_run(
@@ -364,18 +364,6 @@ def _control_run(
     from workbench.study.controls import run_control
 
     return run_control(config, notes)
-
-
-def _pipeline_teacher(record: list[dict[str, Any]]) -> str:
-    """What a pipeline's training steps learned from, in the words of the selector runs' ``teacher`` column:
-    ``"none"`` (labels only), ``"base model"``, ``"base model (no labels)"``, or ``"base model and labels"`` when
-    some steps could only fit labels."""
-    learned = {step.get("learned_from", "labels") for step in record} - {"-"}
-    taught = {"teacher and labels", "teacher (no labels)"} & learned
-    if not taught:
-        return "none"
-    name = "base model (no labels)" if taught == {"teacher (no labels)"} else "base model"
-    return f"{name} and labels" if "labels" in learned else name
 
 
 def _error_text(exc: BaseException) -> str:
@@ -418,7 +406,7 @@ def execute(config: dict[str, Any], cache_dir: str | Path, threads: int = 1) -> 
         "notes": notes,
     }
     try:
-        run = {"train": _train_run, "compress": _compress_run, "pipeline": _pipeline_run, "control": _control_run}[
+        run = {"train": _train_run, "compress": _compress_run, "pipeline": _compress_run, "control": _control_run}[
             config["kind"]
         ]
         metrics, plan = run(config, cache_dir, notes)

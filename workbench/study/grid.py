@@ -7,7 +7,10 @@ Four kinds of run:
 - ``"compress"``: select, rebuild, retrain and profile one base model for one selector, budget,
   fusion mode and seed.
 - ``"pipeline"``: apply one classic compression pipeline (:mod:`workbench.pipeline`) to one base model
-  and seed, and count its stored bytes.
+  and seed, and count its stored bytes. Selector and pipeline runs are one computation
+  (:func:`workbench.compression.run_compression`: a selector run's steps are one ``select``), retrained by one
+  configuration, the run's ``finetune``: a pipeline's training steps are scaled to its epochs (``schedule``
+  ``"budget"``, or ``"own"``: the paper's) and learn as its method says.
 - ``"control"`` (only with ``[controls]``): train one network of the widths a compression run kept
   (``control`` ``"scratch"``), or of random widths of the same cost (``"random-widths"``), from scratch
   (:mod:`workbench.study.controls`); ``source`` is the hash of that compression run.
@@ -111,21 +114,6 @@ def _drop_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _pipeline_distillation(finetune: Finetune) -> dict[str, Any]:
-    """How a pipeline's retraining steps learn, as the selector runs do: from labels (``finetune``), by
-    distillation with the study's loss, temperature and alpha (``distill``), or from the base model's logits
-    alone (``reconstruct``: logit regression with alpha 1, no labels)."""
-    if finetune.method == "distill":
-        options = {"loss": finetune.loss, "temperature": finetune.temperature}
-        return {
-            "distill": True,
-            "distill_options": options | ({"alpha": finetune.alpha} if finetune.alpha is not None else {}),
-        }
-    if finetune.method == "reconstruct":
-        return {"distill": True, "distill_options": {"loss": "logits", "alpha": 1.0}}
-    return {"distill": False}
-
-
 #: Model-entry keys added after studies were stored: left out of a run's configuration when not given.
 LATER_MODEL_KEYS = ("model", "input_shape")
 
@@ -213,11 +201,9 @@ def _control_runs(study: Study, source: RunConfig) -> list[RunConfig]:
     return runs
 
 
-def _retrain_budget(study: Study, finetune: Finetune, own: bool) -> int | None:
-    """The epochs a pipeline's retraining is scaled to (:func:`workbench.pipeline.with_budget`); None keeps its own."""
-    if not study.selectors and not own and "epochs" not in finetune.model_fields_set:
-        return None  # pipelines alone, and no budget given: each keeps its own schedule
-    return 0 if finetune.method == "none" else finetune.epochs
+def _own_schedules(study: Study, finetune: Finetune, own: bool) -> bool:
+    """Whether every pipeline keeps its own schedule: a study of pipelines alone that gives no retraining budget."""
+    return not study.selectors and not own and "epochs" not in finetune.model_fields_set
 
 
 def check_size(study: Study, force: bool = False) -> int:
@@ -255,7 +241,7 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
     for entry in study.models:
         finetune = study.finetune_for(entry)
         retraining = _drop_defaults(finetune.model_dump(mode="json", exclude={"own_schedule"}))
-        budget_epochs = _retrain_budget(study, finetune, own=entry.finetune is not None)
+        own_schedules = _own_schedules(study, finetune, own=entry.finetune is not None)
         selectors, budgets, fuses = study.grid_for(entry)
         round_to = study.compression.round_to if study.compression is not None else None
         for seed in study.study.seeds:
@@ -272,8 +258,8 @@ def expand(study: Study, force: bool = False) -> list[RunConfig]:
                             "base": base.hash,
                             "pipeline": name,
                             "steps": study.pipelines[name],
-                            **_pipeline_distillation(finetune),
-                            "retrain_budget": None if name in study.finetune.own_schedule else budget_epochs,
+                            "finetune": retraining,
+                            "schedule": "own" if own_schedules or name in study.finetune.own_schedule else "budget",
                             "latency": study.study.latency,
                         }
                     )
