@@ -9,9 +9,13 @@ folding them matters), one row:
    groups, prunable groups and groups surgery can rebuild (``workbench.graph.from_model``,
    ``graph.prunable_groups()``, ``workbench.surgery.supported_groups``);
 2. a magnitude plan keeping half of every rebuildable group (``plan_from(graph, magnitude, keep=0.5)``)
-   rebuilt with ``apply`` for ``fuse`` = drop / merge / lsq (lsq fits on 64 random inputs); the parameter
-   and multiply-add ratios (rebuilt / original, from ``workbench.metrics.count_params`` / ``count_macs``)
-   of the drop rebuild, and the time of each step;
+   rebuilt with ``apply`` for ``fuse`` = drop / merge / lsq (lsq fits on 64 random inputs) and for Model
+   Folding, ``fuse="fold"`` (k-means clusters of each group's units, each folded into one), without and with
+   its data-free repair (``repair="data-free"``, ``fold+df``); the parameter and multiply-add ratios
+   (rebuilt / original, from ``workbench.metrics.count_params`` / ``count_macs``) of the drop rebuild, and
+   the time of each step. Folding changes the function: ``fold change`` is the relative output change
+   (largest difference relative to the largest output) of fold / fold+df against the original, not an
+   exactness check; the repair should keep the outputs' scale (move the change towards the original);
 3. two exactness checks, each the largest output difference relative to the largest output (pass: <= 1e-5):
 
    - ``keep=1``: a magnitude plan keeping every unit, rebuilt with drop, must give the same outputs;
@@ -27,13 +31,17 @@ folding them matters), one row:
      counted (``g not checkable``); tests/test_adapters.py checks attention exactly with silenced projections;
 4. Torch-Pruning (the version installed) on the same network: ``MagnitudePruner`` with L1 magnitude
    importance, ``pruning_ratio=0.5``, the final classifier (the last Linear / convolution executed) ignored,
-   one ``step()``, then a forward pass; ``ok`` when the output shape is unchanged, with its parameter ratio.
+   one ``step()``, then a forward pass; ``ok`` when the output shape is unchanged, with its parameter ratio;
+5. a cost budget: ``workbench.compression.compress`` with the magnitude selector and the budget
+   ``{"macs": 0.5, "scope": "global", "min_keep": 0.1}`` (no data, no latency); ``macs 0.5`` is the share of
+   the multiply-adds the result reached (``result.budget["reached"]``; its tolerance is 0.02).
 
 Every cell catches its own exceptions (the class and the first line of the message are listed under the
 table), so the script always finishes. Below the table, for each network, the graph's warnings and the
 reasons groups cannot be rebuilt (distinct, shortened).
 
-Usage: ``python analyses/bring_your_own.py [--models resnet18,vit_tiny] [--json]`` (3 to 5 minutes on one core; the lsq rebuilds of GoogLeNet and DenseNet take most of it).
+Usage: ``python analyses/bring_your_own.py [--models resnet18,vit_tiny] [--json]`` (3 to 5 minutes on one core,
+3.5 measured; the lsq rebuilds of GoogLeNet and DenseNet take most of it, fold and fold+df about 12 s).
 """
 
 from __future__ import annotations
@@ -55,13 +63,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from published_models import PUBLISHED, example_input  # noqa: E402
 
+from workbench.compression import compress  # noqa: E402
 from workbench.graph import from_model  # noqa: E402
 from workbench.metrics import count_macs, count_params, format_table  # noqa: E402
 from workbench.select import Selection, get_selector  # noqa: E402
 from workbench.selection import constrained  # noqa: E402
 from workbench.surgery import Plan, apply, plan_from, supported_groups  # noqa: E402
 
-FUSES = ("drop", "merge", "lsq")
+#: column -> (fuse, repair) of ``apply``: the rebuilds of one plan, in the order of the times column
+FUSES: dict[str, tuple[str, str | None]] = {
+    "drop": ("drop", None),
+    "merge": ("merge", None),
+    "lsq": ("lsq", None),
+    "fold": ("fold", None),
+    "fold+df": ("fold", "data-free"),
+}
+#: the rebuilds whose output change against the original is reported (``fold change``)
+FOLDS = ("fold", "fold+df")
+TIMES = "apply ms d/m/l/f/fr"
+#: the cost budget of the ``macs 0.5`` column
+BUDGET = {"macs": 0.5, "scope": "global", "min_keep": 0.1}
 TOLERANCE = 1e-5
 _CONV = nn.modules.conv._ConvNd
 
@@ -74,13 +95,17 @@ COLUMNS = [
     "drop",
     "merge",
     "lsq",
+    "fold",
+    "fold+df",
+    "fold change",
     "keep=1",
     "silent",
     "param ratio",
     "MAC ratio",
+    "macs 0.5",
     "graph ms",
     "plan ms",
-    "apply ms d/m/l",
+    TIMES,
     "tp",
     "tp param ratio",
     "tp ms",
@@ -223,6 +248,25 @@ def silent_check(model: nn.Module, graph: Any, supported: dict[str, Any], x: tor
     return f"{verdict(relative_difference(rebuilt, quiet, x))} ({sum(map(len, chosen.values()))}u{note})"
 
 
+def rebuild(model: nn.Module, plan: Plan, column: str, x: torch.Tensor, graph: Any, data: torch.Tensor) -> nn.Module:
+    """``plan`` rebuilt with the fuse and repair of ``FUSES[column]`` (lsq fits on ``data``)."""
+    fuse, repair = FUSES[column]
+    return apply(
+        model,
+        plan,
+        fuse=fuse,
+        example_input=x,
+        graph=graph,
+        data=data if fuse == "lsq" else None,
+        repair=repair,
+    )
+
+
+def macs_budget(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """The budget record (target, tolerance, ``reached``) of a magnitude compression under :data:`BUDGET`."""
+    return compress(model, method="magnitude", budget=BUDGET, example_input=x, latency=False).budget
+
+
 def torch_pruning(model: nn.Module, x: torch.Tensor) -> tuple[str, float]:
     """Torch-Pruning's MagnitudePruner at ratio 0.5 on a copy: ('ok' | what went wrong, parameter ratio)."""
     import torch_pruning as tp
@@ -276,32 +320,26 @@ def analyse_model(name: str) -> Row:
         if planned is not None:
             plan, plan_ms = planned
             row.values["plan ms"] = round(plan_ms)
-            times = []
-            for fuse in FUSES:
-                rebuilt = row.cell(
-                    fuse,
-                    timed,
-                    apply,
-                    model,
-                    plan,
-                    fuse=fuse,
-                    example_input=x,
-                    graph=graph,
-                    data=data if fuse == "lsq" else None,
-                )
+            times, changes = [], {}
+            for column in FUSES:
+                rebuilt = row.cell(column, timed, rebuild, model, plan, column, x, graph, data)
                 if rebuilt is None:
                     times.append("-")
                     continue
                 small, apply_ms = rebuilt
                 times.append(f"{apply_ms:.0f}")
-                change = row.cell(fuse, relative_difference, small, model, x)
-                row.values[fuse] = f"ok ({len(plan)}g)" if change is not None else row.values[fuse]
-                if fuse == "drop":
+                change = changes[column] = row.cell(column, relative_difference, small, model, x)
+                row.values[column] = f"ok ({len(plan)}g)" if change is not None else row.values[column]
+                if column == "drop":
                     row.values["param ratio"] = round(count_params(small) / base_params, 3)
                     macs = row.cell("MAC ratio", count_macs, small, x)
                     if macs is not None and base_macs:
                         row.values["MAC ratio"] = round(macs / base_macs, 3)
-            row.values["apply ms d/m/l"] = "/".join(times)
+            row.values[TIMES] = "/".join(times)
+            if any(changes.get(column) is not None for column in FOLDS):
+                row.values["fold change"] = " / ".join(
+                    "-" if changes.get(column) is None else f"{changes[column]:.3g}" for column in FOLDS
+                )
         full = row.cell("keep=1", plan_from, graph, get_selector("magnitude"), keep=1.0)
         if full is not None:
             same = row.cell("keep=1", lambda: apply(model, full, "drop", example_input=x, graph=graph))
@@ -314,6 +352,9 @@ def analyse_model(name: str) -> Row:
             if silent is not None:
                 row.values["silent"] = silent
 
+    budget = row.cell("macs 0.5", macs_budget, model, x)
+    if budget is not None:
+        row.values["macs 0.5"] = round(budget["reached"], 3)
     tp_result = row.cell("tp", timed, torch_pruning, model, x)
     if tp_result is not None:
         (status, ratio), tp_ms = tp_result

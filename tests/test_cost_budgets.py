@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from workbench.checkpoints import load_checkpoint, save_checkpoint
 from workbench.cli import main
@@ -185,3 +186,35 @@ def test_sensitivity_has_one_curve_per_group_and_a_figure():
     assert "group layers.1" in fig.data[0].hovertemplate
     with pytest.raises(ConfigError):
         sensitivity(model, val, fractions=(0.0,))
+
+
+def test_a_cost_budget_counts_the_units_a_residual_stream_must_keep():
+    """ResNet-56's option-A shortcuts pad channels with zeros: those units are fixed, kept by every plan. The
+    prediction counted them as dropped (0.500 predicted, 0.601 reached); it must count what the plan keeps."""
+    from published_models import PUBLISHED, example_input
+
+    torch.manual_seed(0)
+    model, x = PUBLISHED["resnet56"](), example_input("resnet56")
+    result = compress(model, budget={"macs": 0.5, "scope": "global", "min_keep": 0.1}, example_input=x, latency=False)
+    assert abs(result.budget["reached"] - 0.5) <= result.budget["tolerance"], result.budget["reached"]
+
+
+def test_multiply_adds_of_attention_are_counted():
+    """nn.MultiheadAttention's fused fast path (eval, no gradients) is invisible to the flop counter."""
+    from workbench.metrics import count_macs
+
+    attention = nn.MultiheadAttention(16, 2, batch_first=True).eval()
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention = attention
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attention(x, x, x, need_weights=False)[0]
+
+    tokens, width = 5, 16
+    projections = 4 * tokens * width * width  # q, k, v and the output projection
+    products = 2 * tokens * tokens * width  # scores and their weighted sum over the heads
+    assert count_macs(Net(), torch.randn(1, tokens, width)) == projections + products
+    assert torch.backends.mha.get_fastpath_enabled()  # switched back on

@@ -1,14 +1,25 @@
 """The published-style networks of ``tests/published_models.py`` run, are deterministic and have the
-structure they are there to exercise (the graph / surgery tests on them come separately)."""
+structure they are there to exercise (the graph / surgery tests on them come separately, except the fold and
+macs-budget path of analyses/bring_your_own.py on two of them)."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from published_models import PUBLISHED, example_input
 from torch import nn
+
+from workbench.graph import from_model
+from workbench.metrics import count_params
+from workbench.select import get_selector
+from workbench.surgery import plan_from
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
@@ -128,3 +139,24 @@ def test_decoder_and_text_network():
     text, tokens, logits = _outputs("text_cnn")
     assert tokens.dtype == torch.long and tokens.shape == (2, 32) and int(tokens.max()) < text.embedding.num_embeddings
     assert text.act.num_parameters == 16 and logits.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ["vgg16_bn", "resnet18"])
+def test_bring_your_own_fold_and_macs_budget(name):
+    """analyses/bring_your_own.py's fold / fold+df rebuilds and macs budget on a plain BatchNorm net and a residual
+    one: folding keeps the drop rebuild's size, the data-free repair keeps the output change bounded, the budget
+    is met."""
+    spec = importlib.util.spec_from_file_location("bring_your_own", ROOT / "analyses" / "bring_your_own.py")
+    analysis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(analysis)
+    torch.manual_seed(0)
+    model, x = PUBLISHED[name](), example_input(name)
+    analysis.randomize_bn(model)
+    graph = from_model(model, x)
+    plan = plan_from(graph, get_selector("magnitude"), keep=0.5)
+    drop, fold, repaired = (analysis.rebuild(model, plan, c, x, graph, None) for c in ("drop", "fold", "fold+df"))
+    assert count_params(fold) == count_params(repaired) == count_params(drop) < count_params(model)
+    change, repaired_change = (analysis.relative_difference(m, model, x) for m in (fold, repaired))
+    assert 0 < change < 1 and math.isfinite(repaired_change) and 0 < repaired_change <= 10 * change
+    budget = analysis.macs_budget(model, x)
+    assert budget["tolerance"] == 0.02 and abs(budget["reached"] - budget["macs"]) <= budget["tolerance"]

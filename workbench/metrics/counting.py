@@ -28,16 +28,35 @@ def count_macs(model: nn.Module, example_input: Any) -> int:
     Counted with :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and convolutions,
     grouped and depthwise ones included; bias additions, activations and pooling are not counted):
     total floating-point operations // 2. Runs under ``torch.no_grad`` in eval mode and restores the
-    model's mode afterwards. A :class:`~workbench.errors.ModelError` if the input does not fit.
+    model's mode afterwards; ``nn.MultiheadAttention``'s fused fast path is switched off meanwhile, and the fused
+    CPU attention kernel (``scaled_dot_product_attention``) is counted as its two matrix products. A :class:`~workbench.errors.ModelError` if the input does not fit.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = on_model_device(model, example_input)
-    with evaluation_mode(model), torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            checked_forward(model, inputs)
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is not seen by the counter
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            counter = FlopCounterMode(display=False, custom_mapping=_attention_formulas())
+            with counter:
+                checked_forward(model, inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
     return int(counter.get_total_flops() // 2)
+
+
+def _attention_formulas() -> dict[Any, Any]:
+    """Flop formulas of the fused attention kernels the counter does not know (the CPU one: 0 flops otherwise)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    def sdpa(
+        query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+    ) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    ops = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_fused_attention_overrideable")
+    return {getattr(torch.ops.aten, name): sdpa for name in ops if hasattr(torch.ops.aten, name)}
 
 
 def _unique(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:

@@ -205,6 +205,24 @@ def apply(
         return _rebuild(model, plan, example_input, graph, settings)
 
 
+#: Fusion modes that compare or average units by their incoming weights (each unit's own channel in every producer).
+_BY_INCOMING = ("merge", "neuron-merging", "fold", *SUMMARIZE_MODES)
+
+
+def _check_incoming(model: nn.Module, plan: Plan, graph: Any, fuse: str) -> None:
+    """A SurgeryError for a group that loses units but whose units have no incoming weights of their own: each spans
+    several channels (GroupNorm groups) or no layer with a weight per unit feeds it, so ``fuse`` has nothing to compare
+    or average (it would drop the units and still add their columns into the kept ones)."""
+    for name, selection in plan.items():
+        if selection.k < selection.n_units and not graph_producers(model, graph.group(name)):
+            raise SurgeryError(
+                f"fuse={fuse!r} compares and averages units by their incoming weights, but the units of group "
+                f"{name!r} have none of their own (each spans several channels, as GroupNorm groups do, or no layer "
+                "with one weight row per unit produces them); use fuse='drop' or 'lsq', or leave the group out of "
+                "the plan."
+            )
+
+
 @dataclass(frozen=True)
 class _Settings:
     """How :func:`apply` rebuilds (its keyword arguments)."""
@@ -236,6 +254,8 @@ def _rebuild(
         ) from exc
     graph = _graph_of(reference, graph, example_input)
     _check_plan(pruned, plan, graph)
+    if fuse in _BY_INCOMING:
+        _check_incoming(pruned, plan, graph, fuse)
     if fuse in SUMMARIZE_MODES:
         check_partitions(plan, fuse)
         if SUMMARIZE_MODES[fuse] == "medoid":

@@ -239,8 +239,9 @@ def _scale(
 
 
 def _counted(scale: _Scale, counts: dict[str, int], cost: str) -> float:
-    """The cost a plan keeping ``counts[g]`` units of each group should leave."""
-    return float(getattr(predict_sizes(scale.graph, scale.plan(counts)), cost))
+    """The cost a plan keeping ``counts[g]`` units of each group should leave, once made rebuildable (the fixed units
+    a group must keep, such as the zero-padded channels of a residual stream, counted)."""
+    return float(getattr(predict_sizes(scale.graph, scale.plan(counts, constrain=True)), cost))
 
 
 def _bisect(measure: Callable[[float], float], goal: float, low: float, high: float, steps: int = 40) -> float:
