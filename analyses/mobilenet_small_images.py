@@ -15,9 +15,15 @@ reference's BatchNorm (decay 0.9997, eps 1e-3), Adam at 1e-2 and 1e-3, SGD (mome
 weight decay 0.01 with and without the depthwise kernels, and dropout 0.2 before the classifier. Zero-initialized
 last BatchNorm is left out: without a residual connection it zeroes the block's output.
 
+Rows on the small layout: Adam at 1e-2 (``small_lr``), width 0.5 (``small_w05``), and the demo's baseline,
+``min_channels=16`` with Adam at 1e-2 (``small_best``). ``--curve`` also prints val accuracy after each epoch
+(the training curve under the budget's cosine schedule), ``--epochs`` changes the budget of every row, and
+``--data digits32`` trains on scikit-learn's 8x8 digits upscaled to 32 pixels instead of ``shapes``.
+
 Usage::
 
     python analyses/mobilenet_small_images.py            # 3 seeds
+    python analyses/mobilenet_small_images.py --rows resnet8,vgg,small_best --curve
     python analyses/mobilenet_small_images.py --quick    # seed 0 only
     python analyses/mobilenet_small_images.py --base small --rows small,init,channels
 """
@@ -95,6 +101,13 @@ def rows(base: str) -> dict[str, Row]:
         "imagenet": Row("MobileNet v1 0.25, ImageNet layout", args=mobile),
         "stem": Row("stride-1 stem only", args=mobile, edit=lambda m: setattr(m.stem[0], "stride", (1, 1))),
         "small": Row('layout="small"', args={**mobile, "layout": "small"}),
+        "small_lr": Row('layout="small", Adam 1e-2', args={**mobile, "layout": "small"}, training={"lr": 1e-2}),
+        "small_w05": Row('layout="small", width 0.5', args={"width": 0.5, "layout": "small"}),
+        "small_best": Row(
+            'layout="small", min_channels=16, Adam 1e-2',
+            args={**mobile, "layout": "small", "min_channels": 16},
+            training={"lr": 1e-2},
+        ),
         "init": Row(tag + "depthwise init fan 9", args=on, edit=depthwise_fan_in_init),
         "channels": Row(tag + "min_channels=16", args={**on, "min_channels": 16}),
         "bn": Row(tag + "TF BatchNorm", args=on, edit=tf_batchnorm),
@@ -117,8 +130,11 @@ def rows(base: str) -> dict[str, Row]:
     }
 
 
-def train_one(row: Row, seed: int, data: dict[str, Any]) -> tuple[float, float, float]:
-    """Val accuracy, test accuracy and seconds of ``row`` trained under ``seed`` (built as the study builds)."""
+def train_one(
+    row: Row, seed: int, data: dict[str, Any], epochs: int | None = None, curve: list[float] | None = None
+) -> tuple[float, float, float]:
+    """Val accuracy, test accuracy and seconds of ``row`` trained under ``seed`` (built as the study builds) for
+    ``epochs`` (default the budget's); with a ``curve`` list, val accuracy after every epoch is appended to it."""
     train = data["train"]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -126,18 +142,43 @@ def train_one(row: Row, seed: int, data: dict[str, Any]) -> tuple[float, float, 
         if row.edit is not None:
             row.edit(model)
     model = model.to(memory_format=torch.channels_last)  # float rounding aside the same; depthwise ~1.6x faster on CPU
-    settings = {**BUDGET, **row.training}
+    settings = {**BUDGET, **row.training, **({"epochs": epochs} if epochs else {})}
     start = time.perf_counter()
-    fit(
+    history = fit(
         model,
         train,
+        val_data=data["val"] if curve is not None else None,
         param_groups=row.groups(model) if row.groups else None,
         random_state=seed,
         quiet=True,
         **settings,
     )
     seconds = time.perf_counter() - start
+    if curve is not None:
+        curve.extend(float(scores["accuracy"]) for scores in history.val)
     return evaluate(model, data["val"])["accuracy"], evaluate(model, data["test"])["accuracy"], seconds
+
+
+def upscaled_digits(split: str, size: int = 32) -> Any:
+    """scikit-learn's 8x8 digits upscaled to ``size`` pixels (bilinear): small images of another kind."""
+    from torch.nn import functional
+
+    from workbench.datasets.base import ArrayDataset
+
+    small = load_dataset("digits", split=split)
+    inputs = functional.interpolate(small.inputs, size=(size, size), mode="bilinear", align_corners=False)
+    return ArrayDataset(inputs, small.targets, name="digits32", split=split, num_classes=small.num_classes)
+
+
+def print_curves(curves: dict[str, list[list[float]]], n_val: int) -> None:
+    """Val accuracy (mean over seeds, 95% interval) after selected epochs of each row's training."""
+    epochs = len(next(iter(curves.values()))[0])
+    marks = sorted({e for e in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if e <= epochs} | {epochs})
+    print(f"\nval accuracy after epoch (cosine schedule over {epochs} epochs):")
+    print(f"{'row':44s} " + " ".join(f"{e:>7d}" for e in marks))
+    for label, runs in curves.items():
+        cells = [estimate([run[e - 1] for run in runs], n_test=n_val).mean for e in marks]
+        print(f"{label:44s} " + " ".join(f"{c:7.3f}" for c in cells))
 
 
 def interval(values: list[float], n_test: int) -> str:
@@ -152,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
     parser.add_argument("--base", choices=["imagenet", "small"], default="imagenet", help="layout under the factors")
     parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
+    parser.add_argument(
+        "--data", choices=["shapes", "digits32"], default="shapes", help="digits32: 8x8 digits at 32 px"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every row (default: the budget's 8)")
+    parser.add_argument("--curve", action="store_true", help="also print val accuracy after every epoch")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [0] if args.quick else args.seeds
@@ -160,19 +206,30 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(keys) - set(table))
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(table)}")
-    data = {split: load_dataset("shapes", split=split, difficulty="moderate") for split in ("train", "val", "test")}
+    if args.data == "digits32":
+        data = {split: upscaled_digits(split) for split in ("train", "val", "test")}
+    else:
+        data = {split: load_dataset("shapes", split=split, difficulty="moderate") for split in ("train", "val", "test")}
     n_val, n_test = len(data["val"]), len(data["test"])
-    print(f"shapes (moderate, 32 px): {len(data['train'])} train, seeds {seeds}, budget {BUDGET}")
+    budget = {**BUDGET, **({"epochs": args.epochs} if args.epochs else {})}
+    print(f"{args.data} (32 px): {len(data['train'])} train, seeds {seeds}, budget {budget}")
     print(f"{'row':44s} {'val accuracy':>24s} {'test accuracy':>24s} {'s/run':>6s}")
+    curves: dict[str, list[list[float]]] = {}
     for key in keys:
         row = table[key]
-        runs = [train_one(row, seed, data) for seed in seeds]
+        curves[row.label] = [[] for _ in seeds]
+        runs = [
+            train_one(row, seed, data, args.epochs, curves[row.label][i] if args.curve else None)
+            for i, seed in enumerate(seeds)
+        ]
         val, test, seconds = zip(*runs, strict=True)
         print(
             f"{row.label:44s} {interval(list(val), n_val):>24s} {interval(list(test), n_test):>24s} "
             f"{sum(seconds) / len(seconds):6.0f}   per seed: {', '.join(f'{t:.3f}' for t in test)}",
             flush=True,
         )
+    if args.curve:
+        print_curves(curves, n_val)
 
 
 if __name__ == "__main__":

@@ -224,6 +224,9 @@ def fit(
     weight = class_weights if not isinstance(class_weights, str) else compute_class_weights(train_data, class_weights)
     groups = _param_groups(model, param_groups)
     model.to(device)
+    faster = _channels_last_helps(model, device, hooks, penalty)
+    if faster:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(groups, optimizer, lr, weight_decay, momentum)
     trainer = _Trainer(
         model=model,
@@ -246,7 +249,22 @@ def fit(
             _run_epochs(trainer, batches, steps, val_data, epochs, max(batch_size, 256), history, quiet)
         finally:
             model.eval()
+            if faster:
+                model.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _channels_last_helps(model: nn.Module, device: torch.device, hooks: Sequence[Any], penalty: Any) -> bool:
+    """Whether to train ``model`` with channels-last weights (restored to contiguous afterwards): a workbench zoo
+    network with 2-D convolutions on the CPU, where oneDNN's channels-last kernels step 1.2x (ResNet-8, the small VGG)
+    to 1.5x (MobileNet v1) faster at the same results up to float rounding. Not for a user's network (its code may
+    ``view`` its own weights), with hooks or a penalty that read the weights, or with max-unpooling (ENet: no gain)."""
+    from workbench.edits import SPEC
+
+    if device.type != "cpu" or hooks or penalty is not None or getattr(model, SPEC, None) is None:
+        return False
+    modules = list(model.modules())
+    return any(isinstance(m, nn.Conv2d) for m in modules) and not any(isinstance(m, nn.MaxUnpool2d) for m in modules)
 
 
 @dataclass
