@@ -245,14 +245,15 @@ def _counted(scale: _Scale, counts: dict[str, int], cost: str) -> float:
 
 
 def _bisect(measure: Callable[[float], float], goal: float, low: float, high: float, steps: int = 40) -> float:
-    """The parameter in [low, high] whose (non-decreasing) measure comes closest to ``goal`` from below."""
+    """The parameter in [low, high] whose (non-decreasing, stepwise) measure comes closest to ``goal``: the last step
+    at or below it, or the first step above it when that one is nearer (the budget's tolerance is two-sided)."""
     for _ in range(steps):
         middle = (low + high) / 2
         if measure(middle) <= goal:
             low = middle
         else:
             high = middle
-    return low
+    return high if abs(measure(high) - goal) < abs(measure(low) - goal) else low
 
 
 def cost_fractions(
