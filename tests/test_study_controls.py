@@ -116,6 +116,11 @@ def test_compare_and_report_pair_the_controls_with_the_compressed_model_of_each_
     assert "Does compression beat training the small network?" in page
     assert "trained from scratch, keep 0.5" in page and "samples from scratch (base training + retraining)" in page
     assert "compressed minus control" in page
+    table = page[page.rindex("Does compression beat training the small network?") :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(controls) and "who wins" in table  # a row per control, and its verdict
+    verdicts = [row["gain_distinguishable"] for row in controls.values()]
+    assert f"Of {len(controls)} comparisons" in page and (any(verdicts) or "cannot be told apart in 2" in page)
 
 
 def test_a_scratch_network_is_initialized_afresh_under_its_seed(ran):

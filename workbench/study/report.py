@@ -676,7 +676,7 @@ def render_report(
                 if section.class_iou:
                     body.append(_class_iou_table(section.class_iou))
             elif key == "controls":
-                continue  # the answer, with its numbers, is the paragraph under the question
+                body.append(_controls_table(section))
             else:
                 if section.kept_uniform:
                     budgets = ", ".join(dict.fromkeys(str(row["budget"]) for row in section.kept))
@@ -755,22 +755,79 @@ def render_report(
     return "\n".join(parts)
 
 
-def _controls_answer(section: Section) -> str:
-    """The section's answer, with the numbers, to "does compression beat training the small network?"."""
-    from workbench.study.summary import control_sentence
+def _control_rows(section: Section) -> list[tuple[Any, dict[str, Any]]]:
+    """The section's control entries in budget order, each with its :func:`control_fields`."""
+    entries = sorted((e for e in section.entries if e.kind == "control"), key=lambda e: (str(e.budget), e.name))
+    return [(e, control_fields(section, e)) for e in entries]
 
-    sentences = [
-        control_sentence(
-            section.model, section.data, str(e.budget), e.name, control_fields(section, e), _section_score(section)
+
+def _control_verdict(fields: dict[str, Any]) -> str:
+    """Who wins one control's paired comparison: ``"compression"``, ``"small network"``, ``"not distinguishable"``
+    or ``"not run"``."""
+    if fields.get("source_mean") is None or fields.get("control_mean") is None or not fields.get("gain_n"):
+        return "not run"
+    if not fields.get("gain_distinguishable"):
+        return "not distinguishable"
+    return "compression" if fields["gain"] > 0 else "small network"
+
+
+def _controls_answer(section: Section) -> str:
+    """The section's answer, with its count, to "does compression beat training the small network?" (the numbers
+    are in :func:`_controls_table`)."""
+    verdicts = [_control_verdict(fields) for _, fields in _control_rows(section)]
+    counts = ", ".join(
+        f"{name} in {verdicts.count(key)}"
+        for key, name in (
+            ("compression", "compression wins"),
+            ("small network", "the small network trained from scratch wins"),
+            ("not distinguishable", "they cannot be told apart"),
         )
-        for e in sorted((e for e in section.entries if e.kind == "control"), key=lambda e: (str(e.budget), e.name))
-    ]
+        if verdicts.count(key)
+    )
     return (
         "Controls (Liu et al. 2019): the same architecture at the kept widths, or at random widths of the same cost, "
         "initialized afresh and trained from scratch for as many samples as the base training and the retraining "
         "together; each is paired per seed with the compressed model whose widths it trains (rows of the table "
-        "above; differences Holm-corrected with the table's). " + " ".join(sentences)
+        f"above; differences Holm-corrected with the table's). Of {len(verdicts)} comparisons, {counts or 'none ran'}."
     )
+
+
+def _mean_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _controls_table(section: Section) -> str:
+    """One row per control: its budget, the compressed model and the control's scores, their paired difference."""
+    score = _section_score(section)
+    lines = []
+    for entry, fields in _control_rows(section):
+        verdict = _control_verdict(fields)
+        gain = "-"
+        if verdict != "not run":
+            span = (
+                f"[{fields['gain_low']:+.4f}, {fields['gain_high']:+.4f}]"
+                if fields.get("gain_low") is not None
+                else "one seed: no interval"
+            )
+            gain = _two_lines(f"{fields['gain']:+.4f}", f"{span}, {fields['gain_n']} seeds")
+        css = {"compression": "better", "small network": "worse", "not distinguishable": "nd"}.get(verdict, "")
+        lines.append(
+            "<tr>"
+            + _cell(budget_text(entry.budget), "l")
+            + _cell(str(entry.source), "l")
+            + _cell(_mean_text(fields.get("source_mean")))
+            + _cell(entry.name, "l")
+            + _cell(_mean_text(fields.get("control_mean")))
+            + _cell(gain, raw=True)
+            + _cell(verdict, f"l {css}".strip())
+            + "</tr>"
+        )
+    head = (
+        f"<tr><th class='l'>budget</th><th class='l'>compressed and retrained</th><th>test {score}</th>"
+        f"<th class='l'>control (trained from scratch)</th><th>test {score}</th>"
+        "<th>compressed minus control<br>paired [95%]</th><th class='l'>who wins</th></tr>"
+    )
+    return f"<div class='scroll'><table><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table></div>"
 
 
 def _chance_notes(section: Section) -> list[str]:
