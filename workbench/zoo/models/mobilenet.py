@@ -150,6 +150,10 @@ def mobilenet_v1(
       MobileNet baseline, both settings chosen on val. Width 0.5 at 3e-3 (156M multiply-adds) varies by seed,
       0.743 [0.279, 0.956] (0.793, 0.535, 0.902). ResNet-8 remains about 10 points ahead at this budget: the gap
       left is optimization speed, since every MobileNet run above ends with its val accuracy still rising.
+    - On an easier set of small images, scikit-learn's digits upscaled to 32 px (1,078 training images, the same
+      budget), the small layout matches ResNet-8: 0.985 [0.944, 0.996], and 0.995 [0.966, 0.999] with
+      ``min_channels=16`` and Adam at 1e-2, against ResNet-8's 0.996 [0.982, 0.999]; the ImageNet layout learns
+      there too but trails (0.817 [0.717, 0.887]).
     """
     return MobileNetV1(
         check_positive("mobilenet_v1", "width", width),
