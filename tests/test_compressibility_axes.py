@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from analysis_scripts import load_analysis
 
 from workbench.study.summary import Record
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def axes():
-    spec = importlib.util.spec_from_file_location("compressibility_axes", ROOT / "analyses" / "compressibility_axes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("compressibility_axes")
 
 
 def _records(model, base, after, shift=0.0):

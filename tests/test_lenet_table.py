@@ -3,27 +3,20 @@ runs, and end to end on a user's MNIST-style IDX folder (here: digits written as
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_scripts import load_analysis
 from sklearn.datasets import load_digits
 
 from workbench.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _load_table():
-    spec = importlib.util.spec_from_file_location("lenet_table", ROOT / "analyses" / "lenet_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("lenet_table")
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.fx
+from analysis_scripts import load_analysis
 
 from workbench.errors import ConfigError
 from workbench.metrics import count_macs
@@ -72,15 +69,7 @@ def test_bad_options_raise_config_error(kwargs, message):
 
 
 def _analysis():
-    path = Path(__file__).parents[1] / "analyses" / "mobilenet_small_images.py"
-    spec = importlib.util.spec_from_file_location("mobilenet_small_images", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_analysis("mobilenet_small_images")
 
 
 def test_analysis_weight_decay_groups_leave_out_depthwise_kernels():

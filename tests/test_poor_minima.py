@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from analysis_scripts import load_analysis
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("poor_minima", ROOT / "analyses" / "poor_minima.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("poor_minima")
 
 
 def test_linear_starts_reach_the_least_squares_optimum_and_relu_starts_spread(capsys):

@@ -4,23 +4,15 @@ workbench always handled and one it failed when the probe was written (fixed sin
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from analysis_scripts import load_analysis
 
 
 def _load_probe():
-    spec = importlib.util.spec_from_file_location("probe_hostile", ROOT / "analyses" / "probe_hostile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("probe_hostile")
 
 
 probe = _load_probe()

@@ -3,26 +3,19 @@ outcome is classified as what it is."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_scripts import load_analysis
 
 from workbench.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _load_probe():
-    spec = importlib.util.spec_from_file_location("probe_inputs", ROOT / "analyses" / "probe_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("probe_inputs")
 
 
 probe = _load_probe()

@@ -4,19 +4,16 @@ units whose readers were zeroed leaves its function unchanged (analyses/bring_yo
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from analysis_scripts import load_analysis
 from published_models import PUBLISHED, example_input
 
 from workbench.errors import SurgeryError
 from workbench.graph import from_model
 from workbench.select import get_selector
 from workbench.surgery import apply, plan_from, supported_groups
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: network -> (tracer, prunable groups) as measured; fewer prunable groups is a regression
 EXPECTED = {
@@ -45,10 +42,7 @@ EXPECTED = {
 
 
 def _analysis():
-    spec = importlib.util.spec_from_file_location("bring_your_own", ROOT / "analyses" / "bring_your_own.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_analysis("bring_your_own")
 
 
 def test_every_published_network_is_expected():

@@ -4,13 +4,12 @@ macs-budget path of analyses/bring_your_own.py on two of them)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from analysis_scripts import load_analysis
 from published_models import PUBLISHED, example_input
 from torch import nn
 
@@ -18,8 +17,6 @@ from workbench.graph import from_model
 from workbench.metrics import count_params
 from workbench.select import get_selector
 from workbench.surgery import plan_from
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
@@ -146,9 +143,7 @@ def test_bring_your_own_fold_and_macs_budget(name):
     """analyses/bring_your_own.py's fold / fold+df rebuilds and macs budget on a plain BatchNorm net and a residual
     one: folding keeps the drop rebuild's size, the data-free repair keeps the output change bounded, the budget
     is met."""
-    spec = importlib.util.spec_from_file_location("bring_your_own", ROOT / "analyses" / "bring_your_own.py")
-    analysis = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(analysis)
+    analysis = load_analysis("bring_your_own")
     torch.manual_seed(0)
     model, x = PUBLISHED[name](), example_input(name)
     analysis.randomize_bn(model)
