@@ -38,6 +38,11 @@ def test_steps_that_do_not_train_get_the_budget_and_steps_that_train_are_scaled_
     shared = run_compression(trained, [{"do": "share", "bits": 3}], train=data, retrain=retrain, latency=False)
     assert shared.retrain_samples == 3 * 256 and shared.teacher == "base model"
     assert shared.plan is None and shared.steps[-1]["learned_from"] == "teacher and labels"
+    logits = Retraining(method="distill", loss="logits", epochs=1, lr=1e-2)  # logit regression: alpha 1, no labels
+    regressed = run_compression(trained, [{"do": "share", "bits": 3}], train=data, retrain=logits, latency=False)
+    assert (
+        regressed.steps[-1]["learned_from"] == "teacher (no labels)" and regressed.teacher == "base model (no labels)"
+    )
     steps = [{"do": "prune", "rate": 0.5}, {"do": "retrain", "epochs": 10}]
     scaled = run_compression(trained, steps, train=data, retrain=retrain, latency=False)
     assert scaled.retrain_samples == 3 * 256 and [s["do"] for s in scaled.steps] == ["prune", "retrain"]

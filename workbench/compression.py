@@ -439,7 +439,7 @@ def run_compression(
     example_input
         A batch of what the model takes (tracing, profiling); default a random batch of its ``input_shape``.
     """
-    from workbench.pipeline import check_steps, planned_epochs, run_pipeline, with_budget
+    from workbench.pipeline import check_steps, learned_from, planned_epochs, run_pipeline, with_budget
     from workbench.surgery.budgets import budget_target
     from workbench.train.history import counting_samples
 
@@ -477,7 +477,6 @@ def run_compression(
             last = rebuilds[-1] if rebuilds else None
             kept = _kept_channels(last.plan, last.graph) if retrain.features and last is not None else None
             history = retrain.run(smaller, train, source if source is not None else model, random_state, quiet, kept)
-            learned = {"finetune": "labels", "distill": "teacher and labels", "reconstruct": "teacher (no labels)"}
             record.append(
                 {
                     "do": "retrain",
@@ -485,7 +484,7 @@ def run_compression(
                     "epochs": retrain.epochs,
                     "seconds": round(float(sum(history.seconds)), 3),
                     "samples": history.total_samples,
-                    "learned_from": learned[retrain.method],
+                    "learned_from": learned_from(source, options),
                 }
             )
     set_note(smaller, "pipeline", record)

@@ -741,11 +741,17 @@ def run_pipeline(
 
 
 def _learned_from(transform: Transform, teacher: Any, options: dict[str, Any] | None) -> str:
-    """What a step that trained learned from: ``"labels"``, ``"teacher and labels"`` or ``"teacher (no labels)"``
-    (distillation's defaults: Hinton's loss weighs the labels by 0.1, logit regression not at all)."""
+    """What a step that trained learned from (:func:`learned_from`; a step that takes no teacher fits labels)."""
+    return learned_from(teacher if transform.teacher else None, options)
+
+
+def learned_from(teacher: Any, options: dict[str, Any] | None) -> str:
+    """What training with ``teacher`` (None: none) and distillation ``options`` learns from: ``"labels"``,
+    ``"teacher and labels"`` or ``"teacher (no labels)"`` (distillation's defaults: Hinton's loss weighs the labels
+    by 0.1, logit regression not at all)."""
     from workbench.train.distill import default_alpha
 
-    if teacher is None or not transform.teacher:
+    if teacher is None:
         return "labels"
     options = options or {}
     alpha = default_alpha(options.get("loss", "hinton"), options.get("alpha"))

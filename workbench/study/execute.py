@@ -293,6 +293,7 @@ def _compress_run(
     (``finetune``)."""
     from workbench.compression import SCORE_KEYS, Retraining, run_compression
     from workbench.metrics import storage_report
+    from workbench.selection import json_safe
 
     model, train, test = _base_and_data(config, cache_dir, notes)
     pipeline = config["kind"] == "pipeline"
@@ -332,7 +333,7 @@ def _compress_run(
     )
     if pipeline:
         metrics["schedule"] = "own" if config.get("schedule") == "own" else "study budget"
-        return metrics, {"pipeline": config["pipeline"], "steps": _json_steps(result.steps)}
+        return metrics, {"pipeline": config["pipeline"], "steps": json_safe(result.steps)}
     metrics.update(
         {
             "kept_fraction": result.plan.kept_fraction,
@@ -341,20 +342,6 @@ def _compress_run(
         }
     )
     return metrics, result.plan.to_dict()
-
-
-def _json_steps(record: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A pipeline's step record as stored: a value that is not JSON (a measured sensitivity) by its type's name."""
-    import json
-
-    def safe(value: Any) -> Any:
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            return type(value).__name__
-        return value
-
-    return [{key: safe(value) for key, value in step.items()} for step in record]
 
 
 def _control_run(

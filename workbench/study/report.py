@@ -42,7 +42,7 @@ from workbench.study.report_data import (
 )
 from workbench.study.schema import Study, load_study
 from workbench.study.statistics import Difference, Estimate, estimate
-from workbench.study.summary import Record, collect, score_name
+from workbench.study.summary import Record, collect, control_verdict, score_name
 from workbench.viz.kept_figures import budget_text
 
 #: Ways to include plotly.js: inline in the page, or one ``plotly.min.js`` file beside it.
@@ -761,20 +761,10 @@ def _control_rows(section: Section) -> list[tuple[Any, dict[str, Any]]]:
     return [(e, control_fields(section, e)) for e in entries]
 
 
-def _control_verdict(fields: dict[str, Any]) -> str:
-    """Who wins one control's paired comparison: ``"compression"``, ``"small network"``, ``"not distinguishable"``
-    or ``"not run"``."""
-    if fields.get("source_mean") is None or fields.get("control_mean") is None or not fields.get("gain_n"):
-        return "not run"
-    if not fields.get("gain_distinguishable"):
-        return "not distinguishable"
-    return "compression" if fields["gain"] > 0 else "small network"
-
-
 def _controls_answer(section: Section) -> str:
     """The section's answer, with its count, to "does compression beat training the small network?" (the numbers
     are in :func:`_controls_table`)."""
-    verdicts = [_control_verdict(fields) for _, fields in _control_rows(section)]
+    verdicts = [control_verdict(fields) for _, fields in _control_rows(section)]
     counts = ", ".join(
         f"{name} in {verdicts.count(key)}"
         for key, name in (
@@ -801,7 +791,7 @@ def _controls_table(section: Section) -> str:
     score = _section_score(section)
     lines = []
     for entry, fields in _control_rows(section):
-        verdict = _control_verdict(fields)
+        verdict = control_verdict(fields)
         gain = "-"
         if verdict != "not run":
             span = (

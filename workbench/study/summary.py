@@ -636,13 +636,32 @@ def control_comparisons(records: list[Record], metric: str = "accuracy") -> dict
     return found
 
 
+def control_verdict(fields: Mapping[str, Any]) -> str:
+    """Who wins one control's paired comparison (:func:`control_comparisons` ``fields``): ``"compression"``,
+    ``"small network"``, ``"not distinguishable"`` or ``"not run"`` (no finished pair yet)."""
+    if fields.get("source_mean") is None or fields.get("control_mean") is None or not fields.get("gain_n"):
+        return "not run"
+    if not fields.get("gain_distinguishable"):
+        return "not distinguishable"
+    return "compression" if fields["gain"] > 0 else "small network"
+
+
+#: :func:`control_verdict` in the words of :func:`control_sentence`.
+_VERDICT_WORDS = {
+    "not distinguishable": "not distinguishable: these seeds cannot tell compression from training the small network",
+    "compression": "compression beats training the small network",
+    "small network": "training the small network beats compression",
+}
+
+
 def control_sentence(
     model: str, data: str, budget: str, control_name: str, fields: Mapping[str, Any], score: str = "accuracy"
 ) -> str:
     """The answer to "does compression beat training the small network?" for one control, with the numbers, from
     :func:`control_comparisons` ``fields``."""
     where = f"{model} on {data}, {budget_heading(budget)}"
-    if fields.get("source_mean") is None or fields.get("control_mean") is None or not fields.get("gain_n"):
+    verdict = control_verdict(fields)
+    if verdict == "not run":
         return f"{where}: {control_name} has no finished run paired with {fields.get('source', 'its source')} yet."
     gain = fields["gain"]
     span = (
@@ -650,12 +669,7 @@ def control_sentence(
         if fields.get("gain_low") is not None
         else " (one seed: no interval)"
     )
-    if not fields.get("gain_distinguishable"):
-        verdict = "not distinguishable: these seeds cannot tell compression from training the small network"
-    elif gain > 0:
-        verdict = "compression beats training the small network"
-    else:
-        verdict = "training the small network beats compression"
+    verdict = _VERDICT_WORDS[verdict]
     return (
         f"{where}: {fields['source']} (compressed and retrained) scores {fields['source_mean']:.4f} test {score}, "
         f"{control_name} (trained from scratch) {fields['control_mean']:.4f}; compressed minus control "
