@@ -15,15 +15,17 @@ reference's BatchNorm (decay 0.9997, eps 1e-3), Adam at 1e-2 and 1e-3, SGD (mome
 weight decay 0.01 with and without the depthwise kernels, and dropout 0.2 before the classifier. Zero-initialized
 last BatchNorm is left out: without a residual connection it zeroes the block's output.
 
-Rows on the small layout: Adam at 1e-2 (``small_lr``), width 0.5 (``small_w05``), and the demo's baseline,
-``min_channels=16`` with Adam at 1e-2 (``small_best``). ``--curve`` also prints val accuracy after each epoch
+Rows on the small layout: Adam at 1e-2 (``small_lr``), width 0.5 (``small_w05``), ``min_channels=16`` with Adam
+at 1e-2 (``small_best``, the demo's baseline before), and the demo's baseline, ``min_channels=32`` with Adam at
+1e-2 (``small_min32``; at 5e-3, ``small_min32_slow``); and output strides between the two layouts, 16 (the
+stride-1 stem alone) and 8 (block 2 at stride 1 too), with ``min_channels=16`` and Adam at 1e-2 (``os16``, ``os8``). ``--curve`` also prints val accuracy after each epoch
 (the training curve under the budget's cosine schedule), ``--epochs`` changes the budget of every row, and
 ``--data digits32`` trains on scikit-learn's 8x8 digits upscaled to 32 pixels instead of ``shapes``.
 
 Usage::
 
     python analyses/mobilenet_small_images.py            # 3 seeds
-    python analyses/mobilenet_small_images.py --rows resnet8,vgg,small_best --curve
+    python analyses/mobilenet_small_images.py --rows resnet8,vgg,small_min32 --curve
     python analyses/mobilenet_small_images.py --quick    # seed 0 only
     python analyses/mobilenet_small_images.py --base small --rows small,init,channels
 """
@@ -53,6 +55,17 @@ def depthwise_fan_in_init(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and module.groups > 1:
             nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+
+def unstrided(blocks: tuple[int, ...]) -> Callable[[nn.Module], None]:
+    """An edit: a stride-1 stem and the 1-based ``blocks`` at stride 1 (the ImageNet layout's other strides kept)."""
+
+    def edit(model: nn.Module) -> None:
+        model.stem[0].stride = (1, 1)
+        for index in blocks:
+            model.blocks[index - 1].dw.stride = (1, 1)
+
+    return edit
 
 
 def tf_batchnorm(model: nn.Module) -> None:
@@ -106,6 +119,28 @@ def rows(base: str) -> dict[str, Row]:
         "small_best": Row(
             'layout="small", min_channels=16, Adam 1e-2',
             args={**mobile, "layout": "small", "min_channels": 16},
+            training={"lr": 1e-2},
+        ),
+        "small_min32": Row(
+            'layout="small", min_channels=32, Adam 1e-2',
+            args={**mobile, "layout": "small", "min_channels": 32},
+            training={"lr": 1e-2},
+        ),
+        "small_min32_slow": Row(
+            'layout="small", min_channels=32, Adam 5e-3',
+            args={**mobile, "layout": "small", "min_channels": 32},
+            training={"lr": 5e-3},
+        ),
+        "os16": Row(
+            "output stride 16 (stride-1 stem), min_channels=16, Adam 1e-2",
+            args={**mobile, "min_channels": 16},
+            edit=unstrided(()),
+            training={"lr": 1e-2},
+        ),
+        "os8": Row(
+            "output stride 8 (block 2 unstrided too), min_channels=16, Adam 1e-2",
+            args={**mobile, "min_channels": 16},
+            edit=unstrided((2,)),
             training={"lr": 1e-2},
         ),
         "init": Row(tag + "depthwise init fan 9", args=on, edit=depthwise_fan_in_init),

@@ -34,6 +34,23 @@ def test_the_demo_study_ships_with_the_package_and_quick_shrinks_it():
     assert len(full.study.seeds) >= 3 and quick.study.seeds == full.study.seeds[:1]  # intervals need seeds
 
 
+def test_every_compressed_model_of_the_demo_has_both_controls_beside_it():
+    """Scratch-trained and random-width controls for every model, budget and seed, ENet included."""
+    from workbench.study import expand
+
+    runs = expand(load_demo_study())
+    for entry in load_demo_study().models:
+        budgets = {
+            r.config["budget"]["keep"]
+            for r in runs
+            if r.kind == "compress" and r.config["model"]["label"] == entry.label
+        }
+        controls = [r for r in runs if r.kind == "control" and r.config["model"]["label"] == entry.label]
+        assert budgets and {(r.config["control"], r.config["budget"]["keep"], r.config["seed"]) for r in controls} == {
+            (kind, keep, seed) for kind in ("scratch", "random-widths") for keep in budgets for seed in (0, 1, 2)
+        }, entry.label
+
+
 def test_demo_baselines_reach_their_targets_and_the_quick_demo_reports(tmp_path):
     store = tmp_path / "demo.sqlite"
     outcome = run_study(

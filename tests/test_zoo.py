@@ -199,3 +199,31 @@ def test_initialization_schemes_differ_are_seeded_and_unknown_ones_are_named():
     assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-4)
     with pytest.raises(ConfigError, match="unknown initialization 'he'.*kaiming"):
         init_weights_(create_model("lenet300"), "he")
+
+
+def test_layers_that_start_at_zero_stay_zero_when_a_network_is_reinitialized_or_rebuilt():
+    """ENet's encoder class scores start at zero (He-initialized, learning stalls): every scheme, and a scratch
+    control's re-initialization after surgery, leave them zero while the other layers are drawn afresh."""
+    import torch
+
+    from workbench.graph import from_model
+    from workbench.select import get_selector
+    from workbench.surgery import apply
+    from workbench.surgery.plan_builder import plan_from
+    from workbench.zoo import INIT_SCHEMES, create_model, init_weights_
+
+    for scheme in INIT_SCHEMES:
+        torch.manual_seed(0)
+        model = create_model("enet", classes=3, input_size=32, width=0.5, encoder_scores=True)
+        before = model.down1.project.weight.detach().clone()
+        with torch.no_grad():
+            model.scores.weight.fill_(1.0)  # as if trained
+        init_weights_(model, scheme)
+        assert not torch.equal(before, model.down1.project.weight), scheme
+        assert torch.count_nonzero(model.scores.weight) == 0 and torch.count_nonzero(model.scores.bias) == 0, scheme
+    graph = from_model(model, torch.randn(2, 3, 32, 32))
+    plan = plan_from(graph, get_selector("magnitude"), keep=0.5)
+    small = apply(model, plan, fuse="drop", graph=graph)
+    assert small.scores.in_channels < 64  # its input channels were rebuilt in place
+    init_weights_(small, "kaiming")
+    assert torch.count_nonzero(small.scores.weight) == 0

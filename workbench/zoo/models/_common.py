@@ -51,16 +51,40 @@ def check_size2d(model: str, name: str, value: object) -> tuple[int, int]:
     return size, size
 
 
+#: Attribute that marks a layer a built-in model starts at zero in every initialization scheme (ENet's encoder class
+#: scores): :func:`kaiming_init_` and :func:`init_weights_` leave it zero, so a network re-initialized afresh (a
+#: scratch-trained control, another ``training.init``) starts as the model's constructor starts it. Surgery edits
+#: layers in place, so the mark survives a rebuild.
+ZERO_START = "zero_start"
+
+
+def zero_start_(layer: nn.Module) -> nn.Module:
+    """Zero ``layer``'s weight and bias, mark it :data:`ZERO_START` and return it."""
+    for param in (getattr(layer, "weight", None), getattr(layer, "bias", None)):
+        if param is not None:
+            nn.init.zeros_(param)
+    setattr(layer, ZERO_START, True)
+    return layer
+
+
+def _zero_started(module: nn.Module) -> None:
+    for sub in module.modules():
+        if getattr(sub, ZERO_START, False):
+            zero_start_(sub)
+
+
 def kaiming_init_(module: nn.Module, nonlinearity: str = "relu") -> nn.Module:
     """Initialise ``module`` in place (He et al. 2015) and return it.
 
     Convolutions (also transposed) get ``kaiming_normal_`` with ``mode="fan_out"``, linear layers
-    ``kaiming_normal_`` with ``mode="fan_in"``, biases zero, batch-norm scale one and shift zero.
-    Deterministic given ``torch.manual_seed``.
+    ``kaiming_normal_`` with ``mode="fan_in"``, biases zero, batch-norm scale one and shift zero; layers marked
+    :data:`ZERO_START` zero. Deterministic given ``torch.manual_seed``.
     """
     gain = _KAIMING_NONLINEARITY.get(nonlinearity, "relu")
     for sub in module.modules():
-        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+        if getattr(sub, ZERO_START, False):
+            zero_start_(sub)
+        elif isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(sub.weight, mode="fan_out", nonlinearity=gain)
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
@@ -84,12 +108,19 @@ def init_weights_(module: nn.Module, scheme: str = "kaiming", nonlinearity: str 
     ``"kaiming"`` is :func:`kaiming_init_` (the zoo's default); ``"torch"`` each layer's own
     ``reset_parameters`` (PyTorch's default: uniform, scaled by fan-in); ``"xavier"`` Glorot-uniform weights and
     ``"orthogonal"`` orthogonal weights (Saxe et al. 2014), both with zero biases. Batch norm starts at scale one,
-    shift zero in every scheme. Deterministic given ``torch.manual_seed``.
+    shift zero in every scheme, and layers marked :data:`ZERO_START` at zero. Deterministic given
+    ``torch.manual_seed``.
     """
     if scheme not in INIT_SCHEMES:
         raise ConfigError(f"unknown initialization {scheme!r}; use one of {', '.join(INIT_SCHEMES)}.")
     if scheme == "kaiming":
         return kaiming_init_(module, nonlinearity)
+    _reinit(module, scheme)
+    _zero_started(module)
+    return module
+
+
+def _reinit(module: nn.Module, scheme: str) -> None:
     for sub in module.modules():
         if isinstance(sub, (nn.BatchNorm1d, nn.BatchNorm2d)):
             sub.reset_parameters()
@@ -100,4 +131,3 @@ def init_weights_(module: nn.Module, scheme: str = "kaiming", nonlinearity: str 
             (nn.init.xavier_uniform_ if scheme == "xavier" else nn.init.orthogonal_)(sub.weight)
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
-    return module
