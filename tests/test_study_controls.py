@@ -211,3 +211,20 @@ def test_a_model_can_leave_the_controls_without_changing_its_runs(tmp_path):
     assert controlled == {"mlp"}
     assert sum(run.kind == "control" for run in on_runs) == 2 * sum(run.kind == "control" for run in off_runs)
     assert {r.hash for r in off_runs} <= {r.hash for r in on_runs}  # the model's own runs keep their hashes
+
+
+def test_a_scratch_control_costs_what_the_compressed_model_it_copies_costs(ran):
+    """Same widths, same parameters in the report's cost axis: a selector run's cost is its parameters (it stores
+    its nonzero weights too, which leave out biases and BatchNorm), as a control's is."""
+    from workbench.study.report_data import run_costs
+
+    study, _ = ran
+    records = read_records(study)
+    by_hash = {r.hash: r for r in records}
+    runs = {run.hash: run for run in expand(study)}
+    scratch = [r for r in records if r.kind == "control" and runs[r.hash].config["control"] == "scratch"]
+    assert scratch
+    for control in scratch:
+        source = by_hash[runs[control.hash].source_hash]
+        assert source.metrics["nonzero"] < source.metrics["params"]  # weights only: the biases are left out
+        assert run_costs(source)["params"] == run_costs(control)["params"] == source.metrics["params"]

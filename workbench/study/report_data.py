@@ -180,11 +180,14 @@ def _mean(values: list[float]) -> float | None:
 
 
 def run_costs(record: Record) -> dict[str, float]:
-    """A run's costs: parameters (nonzero ones for a pipeline, which stores only those), multiply-adds,
-    stored bytes (dense fp32 bytes when the run stores no compressed size) and latency."""
+    """A run's costs: parameters (nonzero weights for a pipeline, which stores only those), multiply-adds,
+    stored bytes (dense fp32 bytes when the run stores no compressed size) and latency.
+
+    A selector run stores its nonzero weights too, but its cost is its parameters, as for the controls and base
+    models built at the same widths: a rebuilt network stores them all."""
     m = record.metrics
     costs = {
-        "params": m.get("nonzero", m.get("params")),
+        "params": m.get("nonzero", m.get("params")) if record.kind == "pipeline" else m.get("params"),
         "macs": m.get("macs"),
         "stored_bytes": m.get("stored_bytes", m.get("dense_bytes")),
         "latency_ms": m.get("latency_ms"),
