@@ -261,6 +261,13 @@ def test_non_finite_weights_name_the_parameter(bad):
         from_model(model)
 
 
+def test_a_model_on_the_meta_device_is_refused_with_how_to_materialize_it():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(GraphError, match=r"'0\.weight' of shape \(8, 4\) is on the meta device.*to_empty"):
+        from_model(model, torch.randn(2, 4, device="meta"))
+
+
 def test_unknown_group_suggests_the_closest_name():
     graph = from_model(create_model("lenet300", inputs=16))
     with pytest.raises(GraphError, match="Did you mean 'layers.3'"):

@@ -149,6 +149,19 @@ def test_plan_json_round_trip(tmp_path):
     assert again.kept_fraction == pytest.approx(4 / 7)
 
 
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        (None, "the plan path must be a str or os.PathLike"),
+        ("p" * 5000, "more than the"),
+        ("", "the plan path is empty"),
+    ],
+)
+def test_a_plan_path_that_cannot_name_a_file_is_refused_as_such(path, message):
+    with pytest.raises(SurgeryError, match=message):
+        Plan.load(path)
+
+
 def test_plans_that_do_not_match_the_model_are_refused(redundant_mlp):
     x = torch.randn(2, 8)
     with pytest.raises(SurgeryError, match="'layers.7' is not a layer.*Did you mean"):

@@ -262,6 +262,25 @@ def test_registering_a_name_twice_says_how_to_replace_it():
     assert registry.get("one")() == 2
 
 
+def test_a_selector_name_is_replaced_only_when_asked_and_a_refused_class_keeps_its_name():
+    from workbench.select import SELECTORS, get_selector, register_selector
+    from workbench.select.scoring import MagnitudeSelector
+
+    class Mine(MagnitudeSelector):
+        """Magnitude, registered again."""
+
+    original, other = SELECTORS.get("magnitude"), SELECTORS.get("random")
+    with pytest.raises(ConfigError, match=r"selector 'random' is already registered.*replace=True"):
+        register_selector("random")(Mine)
+    assert SELECTORS.get("random") is other and Mine.name == "magnitude"  # the refusal did not rename the class
+    try:
+        register_selector("magnitude", replace=True)(Mine)
+        assert type(get_selector("magnitude")) is Mine
+    finally:
+        register_selector("magnitude", replace=True)(original)
+    assert type(get_selector("magnitude")) is original
+
+
 def test_huffman_code_refuses_a_model_with_nothing_shared():
     with pytest.raises(CompressionError, match="no weight-shared layer in MLP.*share_weights"):
         huffman_code(mlp())

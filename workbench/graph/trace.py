@@ -63,9 +63,16 @@ def _where_text(model: nn.Module, where: str) -> str:
 
 
 def check_finite_parameters(model: nn.Module) -> None:
-    """Raise :class:`GraphError` naming the first parameter or buffer holding NaN or infinite values."""
+    """Raise :class:`GraphError` naming the first parameter or buffer holding NaN or infinite values, or having no
+    values at all (on the meta device)."""
     for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, tensor in items:
+            if tensor.is_meta:
+                raise GraphError(
+                    f"{kind} {name!r} of shape {tuple(tensor.shape)} is on the meta device: it has a shape but no "
+                    "values, and the graph is weighted by the weights. Materialize the model first, e.g. "
+                    "model.to_empty(device='cpu') then model.load_state_dict(...) with its trained weights."
+                )
             # a sum is NaN/inf when any entry is (one pass, no temporary); confirm exactly before complaining
             if (
                 tensor.is_floating_point()

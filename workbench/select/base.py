@@ -29,12 +29,19 @@ from workbench.utils import RandomState, check_random_state
 SELECTORS: Registry[type[Selector]] = Registry("selector")
 
 
-def register_selector(name: str, description: str = ""):
-    """Class decorator registering a :class:`Selector` subclass under ``name``."""
+def register_selector(name: str, description: str = "", *, replace: bool = False):
+    """Class decorator registering a :class:`Selector` subclass under ``name``.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is already registered and ``replace`` is False (pass ``replace=True`` to put the new selector in
+        its place); the class is left as it was.
+    """
 
     def decorator(cls: type[Selector]) -> type[Selector]:
+        SELECTORS.register(name, description, replace=replace)(cls)
         cls.name = name
-        SELECTORS.register(name, description)(cls)
         return cls
 
     return decorator

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import SurgeryError
-from workbench.utils import MAX_JSON_DEPTH, atomic_write_text, json_depth
+from workbench.utils import MAX_JSON_DEPTH, atomic_write_text, check_path, json_depth
 
 PLAN_FORMAT = "workbench-plan"
 
@@ -98,8 +98,9 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        """Read a plan written by :meth:`save`."""
-        path = Path(path)
+        """Read a plan written by :meth:`save`; :class:`SurgeryError` for a path that cannot name a file (None, too
+        long) or names none."""
+        path = check_path(path, "the plan path", SurgeryError)
         if not path.is_file():
             raise SurgeryError(f"plan file {path} does not exist.")
         return cls.from_json(path.read_text(encoding="utf-8"))
