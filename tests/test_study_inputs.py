@@ -185,6 +185,17 @@ def test_a_claim_of_a_dead_process_or_too_old_is_taken_over(tmp_path):
         assert db.claim(["dead", "old", "fresh", "new"]) == {"fresh": (1, "elsewhere")}
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process start times are read from /proc")
+def test_a_claim_whose_pid_now_names_a_later_process_is_taken_over(tmp_path, other_process):
+    """A crashed study's PID reused by another process: that process started after the claim, so it is not the
+    claimant, and the claim is stale; a claim made after the process started stays its own."""
+    host = __import__("socket").gethostname()
+    with Store(tmp_path / "s.sqlite") as db:
+        db._db.execute("INSERT INTO claims VALUES ('reused', ?, ?, strftime('%s','now') - 600)", (other_process, host))
+        db._db.execute("INSERT INTO claims VALUES ('held', ?, ?, strftime('%s','now'))", (other_process, host))
+        assert db.claim(["reused", "held"]) == {"held": (other_process, host)}
+
+
 def test_a_grid_larger_than_the_limit_is_refused_unless_forced(tmp_path, capsys):
     big = TINY.replace("seeds = [0]", f"seeds = {list(range(60))}").replace(
         "budgets = [0.5]", f"budgets = {[round(0.01 * k, 2) for k in range(1, 100)]}"

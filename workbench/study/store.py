@@ -88,8 +88,28 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 CLAIM_LIMIT = 24 * 3600.0
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs (an ended process its parent has not reaped yet does not)."""
+#: Seconds of slack when a process's start time is compared with its claim's: the start time is read from whole
+#: seconds of the boot time and clock ticks.
+START_SLACK = 2.0
+
+
+def _started(pid: int, fields: list[str]) -> float | None:
+    """When process ``pid`` started (seconds since the epoch) from the fields of its ``/proc/PID/stat`` after the
+    command name; None where that cannot be read (not Linux)."""
+    try:
+        ticks = int(fields[19])  # field 22 of the whole line: start time in clock ticks after boot
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _alive(pid: int, since: float | None = None) -> bool:
+    """Whether process ``pid`` of this host runs (an ended process its parent has not reaped yet does not) and, with
+    ``since`` (when it claimed a run), is the process that claimed it: a process that started later holds a reused
+    PID, and the claimant has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -97,10 +117,14 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     try:  # Linux: the state after the command name in /proc/PID/stat; Z (zombie) and X (dead) have ended
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        state = fields[0]
     except (OSError, IndexError):
         return True
-    return state not in ("Z", "X")
+    if state in ("Z", "X"):
+        return False
+    started = _started(pid, fields) if since is not None else None
+    return started is None or started <= since + START_SLACK
 
 
 class Store:
@@ -358,7 +382,8 @@ class Store:
         """Claim the runs ``hashes`` for this process in one transaction; return those claimed by another
         live process (hash -> (pid, host)), which this process should leave alone.
 
-        A claim is taken over when its process has ended (on this host) or is older than ``claim_limit``.
+        A claim is taken over when its process has ended (on this host; a process that started after the claim
+        holds a reused PID) or is older than ``claim_limit``.
         """
         if self.readonly:
             raise StudyError(f"the store {self.path} was opened read-only.")
@@ -374,7 +399,7 @@ class Store:
                 for key in hashes:
                     owner = held.get(key)
                     if owner is not None and (owner[0], owner[1]) != self._owner:
-                        live = owner[1] != host or _alive(owner[0])
+                        live = owner[1] != host or _alive(owner[0], owner[2])
                         if live and now - owner[2] < self.claim_limit:
                             others[key] = (owner[0], owner[1])
                             continue
