@@ -202,6 +202,21 @@ def test_a_cost_budget_counts_what_the_plan_keeps_and_lands_on_the_nearer_side(n
     assert abs(result.budget["reached"] - 0.5) <= result.budget["tolerance"], result.budget["reached"]
 
 
+@pytest.mark.parametrize("scope", ["global", "uniform"])
+def test_a_budget_whose_steps_jump_past_the_target_is_closed_by_single_units_of_the_other_groups(scope):
+    """ViT-tiny's embedding is kept in multiples of its 4 heads: the one threshold of the scope jumps from 0.458 of
+    the multiply-adds past 0.5. Units of the MLPs are then moved one at a time; the embedding stays a multiple of
+    the heads and the rebuilt network costs what was predicted."""
+    from published_models import PUBLISHED, example_input
+
+    torch.manual_seed(0)
+    model, x = PUBLISHED["vit_tiny"](), example_input("vit_tiny")
+    result = compress(model, budget={"macs": 0.5, "scope": scope, "min_keep": 0.1}, example_input=x, latency=False)
+    assert abs(result.budget["reached"] - 0.5) < 0.005, result.budget["reached"]
+    assert result.plan["patch_embed"].k % 4 == 0
+    assert result.after["macs"] / result.before["macs"] == pytest.approx(result.budget["reached"])
+
+
 def test_multiply_adds_of_attention_are_counted():
     """nn.MultiheadAttention's fused fast path (eval, no gradients) is invisible to the flop counter."""
     from workbench.metrics import count_macs

@@ -13,6 +13,9 @@ finds the fractions that leave a target share of the network's multiply-adds (or
   fractions tried; one tolerated loss for the whole network, so that each group is cut as far as its own loss stays
   within it, and sensitive groups keep more (:func:`predicted_losses`).
 
+Where that one parameter steps past the target (a group of large steps, such as a transformer's embedding kept in
+multiples of its heads), single units of the other groups are then moved toward it, in the scope's order.
+
 :func:`plan_for_cost` then lets a selector choose which units each group keeps at those fractions.
 
 :func:`latency_fractions` does the same for a share of the measured CPU latency at a batch size: latency cannot
@@ -203,6 +206,17 @@ class _Scale:
         threshold = (1.0 - x) * top
         return {name: max(self.least[name], int(np.sum(self.scores[name] >= threshold))) for name in self.names}
 
+    def priority(self, name: str, k: int, grow: bool) -> float:
+        """How much group ``name``, keeping ``k`` units, should get its next unit (``grow``) or keep its last one:
+        higher first when growing, lower first when shrinking. Global: the weight norm of that unit; uniform: minus
+        the kept fraction; sensitivity: the predicted loss that unit saves."""
+        if self.scope == "global":
+            return float(self.scores[name][self.order[name][k if grow else k - 1]])
+        if self.scope == "sensitivity":
+            losses = self.predicted[name]
+            return float(losses[k] - losses[k + 1]) if grow else float(losses[k - 1] - losses[k])
+        return -k / self.sizes[name]
+
     def fractions(self, counts: Mapping[str, int]) -> dict[str, float]:
         """``counts`` as kept fractions."""
         return {name: counts[name] / self.sizes[name] for name in self.names}
@@ -256,6 +270,36 @@ def _bisect(measure: Callable[[float], float], goal: float, low: float, high: fl
     return high if abs(measure(high) - goal) < abs(measure(low) - goal) else low
 
 
+#: The most single-unit moves :func:`_refine` makes.
+REFINE_MOVES = 256
+
+
+def _refine(scale: _Scale, counts: dict[str, int], goal: float, cost: str, tolerance: float) -> dict[str, int]:
+    """``counts`` moved one unit at a time toward ``goal`` (absolute cost) when the scope's single parameter steps
+    past it by more than ``tolerance``: a group with large steps (a residual stream, attention's embedding) jumps
+    over the target while the others could still close the gap. Each move takes the group first in the scope's
+    order (:meth:`_Scale.priority`) whose move brings the cost nearer the goal, until no move does; groups read in
+    equal blocks (heads, grouped convolutions) are left as the parameter set them. Counts within ``tolerance``
+    are returned as they are."""
+    free = [name for name in scale.names if not scale.graph.group(name).blocks]
+    current = _counted(scale, counts, cost)
+    if abs(current - goal) <= tolerance:
+        return counts
+    for _ in range(REFINE_MOVES):
+        grow = current < goal
+        movable = [n for n in free if (counts[n] < scale.sizes[n] if grow else counts[n] > scale.least[n])]
+        movable.sort(key=lambda n: scale.priority(n, counts[n], grow), reverse=grow)
+        for name in movable:
+            trial = {**counts, name: counts[name] + (1 if grow else -1)}
+            value = _counted(scale, trial, cost)
+            if abs(value - goal) < abs(current - goal):
+                counts, current = trial, value
+                break
+        else:
+            break
+    return counts
+
+
 def cost_fractions(
     graph: Any,
     target: float,
@@ -294,7 +338,7 @@ def cost_fractions(
     scale = _scale(graph, scope, min_keep, groups, sensitivity)
     base = float(getattr(predict_sizes(graph, Plan({})), cost))
     x = _bisect(lambda v: _counted(scale, scale.counts(v), cost), target * base, 0.0, 1.0)
-    counts = scale.counts(x)
+    counts = _refine(scale, scale.counts(x), target * base, cost, tolerance * base)
     reached = _counted(scale, counts, cost) / base
     if abs(reached - target) > tolerance:
         warnings.warn(
