@@ -213,3 +213,22 @@ def test_a_grid_larger_than_the_limit_is_refused_unless_forced(tmp_path, capsys)
     assert "no store at" in capsys.readouterr().err
     path.write_text(big.replace('name = "tiny"', 'name = "tiny"\nmax_runs = 6000'))
     assert len(expand(load_study(path))) == 6000
+
+
+def test_runs_of_a_phase_start_with_those_whose_base_trained_longest(tmp_path):
+    """A phase should not end on one long run (ENet's controls) while the other workers idle."""
+    from workbench.study.runner import longest_first
+    from workbench.study.versions import RESULTS_VERSION
+
+    with Store(tmp_path / "s.sqlite") as db:
+        for key, seconds in (("quick", 2.0), ("slow", 90.0)):
+            result = {"hash": key, "status": "done", "started": "", "finished": "", "seconds": seconds}
+            db.write(
+                {**result, "metrics": {}, "plan": None, "error": None, "version": RESULTS_VERSION},
+                study="s",
+                kind="train",
+                label=key,
+                config={"kind": "train"},
+            )
+        configs = [{"base": "quick", "n": 1}, {"base": "slow", "n": 2}, {"base": "quick", "n": 3}, {"n": 4}]
+        assert [c["n"] for c in longest_first(configs, db)] == [2, 1, 3, 4]  # stable among equals; no base last

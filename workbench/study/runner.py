@@ -523,17 +523,18 @@ def run_study(
                     record(_unfinished(run.hash, "failed", f"its base model failed to train: {base}"))
                 else:
                     runnable.append(run)
-            for result in mapper([run.config for run in runnable], cache):
+            for result in mapper(longest_first([run.config for run in runnable], db), cache):
                 record(result)
-            controls = []
-            for run in todo:
-                if run.kind == "control":
-                    config, problem = _with_source(run, db, {run.hash: run for run in expanded})
-                    if problem is None:
-                        controls.append(config)
-                    else:
-                        record(_unfinished(run.hash, "failed", problem))
-            for result in mapper(controls, cache):
+            controls, waiting = [], [run for run in todo if run.kind == "control"]
+            sources = {row["hash"]: row for row in db.rows([run.source_hash for run in waiting])} if waiting else {}
+            everything = {run.hash: run for run in expanded}
+            for run in waiting:
+                config, problem = _with_source(run, sources.get(run.source_hash), everything)
+                if problem is None:
+                    controls.append(config)
+                else:
+                    record(_unfinished(run.hash, "failed", problem))
+            for result in mapper(longest_first(controls, db), cache):
                 record(result)
 
         def work(mapper: Callable[[list[dict[str, Any]], str], Iterable[dict[str, Any]]]) -> None:
@@ -652,11 +653,23 @@ def _stored_error(db: Store, run_hash: str) -> str:
     return (rows[0].get("error") if rows else None) or "see its row"
 
 
-def _with_source(run: RunConfig, db: Store, by_hash: dict[str, RunConfig]) -> tuple[dict[str, Any], str | None]:
-    """A control run's config with its source run's stored plan and metrics (``source_run``, not hashed), or why
-    it cannot run: its source compression run did not finish."""
-    rows = db.rows([run.source_hash]) if run.source_hash else []
-    row = rows[0] if rows else None
+def longest_first(configs: list[dict[str, Any]], db: Store) -> list[dict[str, Any]]:
+    """``configs`` ordered by the stored training seconds of their base models, longest first (stable): a
+    compression or control run costs about what its base's training cost (times its share of the epochs), and
+    starting the long ones first keeps a phase from ending on one long run while the other workers idle."""
+    bases = {config.get("base") for config in configs} - {None}
+    if len(bases) < 2:
+        return list(configs)
+    seconds = {row["hash"]: float(row.get("seconds") or 0.0) for row in db.rows(sorted(bases))}
+    return sorted(configs, key=lambda config: -seconds.get(config.get("base"), 0.0))
+
+
+def _with_source(
+    run: RunConfig, row: dict[str, Any] | None, by_hash: dict[str, RunConfig]
+) -> tuple[dict[str, Any], str | None]:
+    """A control run's config with its source run's stored plan and metrics (``source_run``, not hashed), from the
+    source's stored ``row`` (None when it has none), or why it cannot run: its source compression run did not
+    finish."""
     if row is None or row.get("status") != "done" or row.get("plan") is None:
         source = by_hash.get(run.source_hash)
         name = source.label if source is not None else run.source_hash
