@@ -18,9 +18,10 @@ last BatchNorm is left out: without a residual connection it zeroes the block's 
 Rows on the small layout: Adam at 1e-2 (``small_lr``), width 0.5 (``small_w05``), ``min_channels=16`` with Adam
 at 1e-2 (``small_best``, the demo's baseline before), and the demo's baseline, ``min_channels=32`` with Adam at
 1e-2 (``small_min32``; at 5e-3, ``small_min32_slow``); and output strides between the two layouts, 16 (the
-stride-1 stem alone) and 8 (block 2 at stride 1 too), with ``min_channels=16`` and Adam at 1e-2 (``os16``, ``os8``). ``--curve`` also prints val accuracy after each epoch
-(the training curve under the budget's cosine schedule), ``--epochs`` changes the budget of every row, and
-``--data digits32`` trains on scikit-learn's 8x8 digits upscaled to 32 pixels instead of ``shapes``.
+stride-1 stem alone) and 8 (block 2 at stride 1 too), with ``min_channels=16`` and Adam at 1e-2 (``os16``,
+``os8``). ``--curve`` also prints val accuracy after each epoch (the training curve under the budget's cosine
+schedule), ``--epochs`` changes the budget of every row, and ``--data digits32`` trains on scikit-learn's 8x8
+digits upscaled to 32 pixels instead of ``shapes``.
 
 Usage::
 
@@ -103,6 +104,15 @@ class Row:
     groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None
 
 
+def small_row(min_channels: int, lr: float) -> Row:
+    """MobileNet v1 0.25 in the small layout with ``min_channels`` and Adam at ``lr``."""
+    return Row(
+        f'layout="small", min_channels={min_channels}, Adam {lr:.0e}'.replace("e-0", "e-"),
+        args={"width": 0.25, "layout": "small", "min_channels": min_channels},
+        training={"lr": lr},
+    )
+
+
 def rows(base: str) -> dict[str, Row]:
     """Every row by key: references, layouts, then the factors on top of layout ``base``."""
     mobile = {"width": 0.25}
@@ -116,21 +126,9 @@ def rows(base: str) -> dict[str, Row]:
         "small": Row('layout="small"', args={**mobile, "layout": "small"}),
         "small_lr": Row('layout="small", Adam 1e-2', args={**mobile, "layout": "small"}, training={"lr": 1e-2}),
         "small_w05": Row('layout="small", width 0.5', args={"width": 0.5, "layout": "small"}),
-        "small_best": Row(
-            'layout="small", min_channels=16, Adam 1e-2',
-            args={**mobile, "layout": "small", "min_channels": 16},
-            training={"lr": 1e-2},
-        ),
-        "small_min32": Row(
-            'layout="small", min_channels=32, Adam 1e-2',
-            args={**mobile, "layout": "small", "min_channels": 32},
-            training={"lr": 1e-2},
-        ),
-        "small_min32_slow": Row(
-            'layout="small", min_channels=32, Adam 5e-3',
-            args={**mobile, "layout": "small", "min_channels": 32},
-            training={"lr": 5e-3},
-        ),
+        "small_best": small_row(16, 1e-2),
+        "small_min32": small_row(32, 1e-2),
+        "small_min32_slow": small_row(32, 5e-3),
         "os16": Row(
             "output stride 16 (stride-1 stem), min_channels=16, Adam 1e-2",
             args={**mobile, "min_channels": 16},

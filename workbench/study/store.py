@@ -93,9 +93,9 @@ CLAIM_LIMIT = 24 * 3600.0
 START_SLACK = 2.0
 
 
-def _started(pid: int, fields: list[str]) -> float | None:
-    """When process ``pid`` started (seconds since the epoch) from the fields of its ``/proc/PID/stat`` after the
-    command name; None where that cannot be read (not Linux)."""
+def _started(fields: list[str]) -> float | None:
+    """When a process started (seconds since the epoch), from the fields of its ``/proc/PID/stat`` after the command
+    name; None where that cannot be read (not Linux)."""
     try:
         ticks = int(fields[19])  # field 22 of the whole line: start time in clock ticks after boot
         boot = next(
@@ -123,7 +123,7 @@ def _alive(pid: int, since: float | None = None) -> bool:
         return True
     if state in ("Z", "X"):
         return False
-    started = _started(pid, fields) if since is not None else None
+    started = _started(fields) if since is not None else None
     return started is None or started <= since + START_SLACK
 
 

@@ -82,9 +82,7 @@ def kaiming_init_(module: nn.Module, nonlinearity: str = "relu") -> nn.Module:
     """
     gain = _KAIMING_NONLINEARITY.get(nonlinearity, "relu")
     for sub in module.modules():
-        if getattr(sub, ZERO_START, False):
-            zero_start_(sub)
-        elif isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(sub.weight, mode="fan_out", nonlinearity=gain)
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
@@ -95,6 +93,7 @@ def kaiming_init_(module: nn.Module, nonlinearity: str = "relu") -> nn.Module:
         elif isinstance(sub, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(sub.weight)
             nn.init.zeros_(sub.bias)
+    _zero_started(module)
     return module
 
 
